@@ -1,0 +1,318 @@
+//! The durable log: appends batches, signs checkpoints, and answers proofs and tiles for any
+//! size up to the committed one.
+//!
+//! Guarantees, given a store that honours the [`LogStore`] contract:
+//! - [`Log::append`] returns only after the whole batch is durable.
+//! - A checkpoint is signed only over the durable tree, and is persisted as the latest before
+//!   it is returned. Sizes only grow and the tree is append-only, so the log never signs two
+//!   roots for one size nor a smaller size after a larger one.
+//! - [`Log::open`] refuses a store whose tree does not reach, or does not match, the latest
+//!   checkpoint it signed: after any crash the log resumes at or beyond every checkpoint.
+//! - An append that fails leaves the log as it was (the in-memory frontier is replaced only
+//!   after the store committed).
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex, RwLock};
+
+use thiserror::Error;
+
+use crate::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, SignedCheckpoint};
+use crate::hash::{leaf_hash, Hash};
+use crate::note::NoteSigner;
+use crate::store::{LogStore, StoreError};
+use crate::tiles::{self, TileError, TILE_HEIGHT, TILE_WIDTH};
+use crate::tree::{self, Frontier, NodeId, NodeReader};
+
+/// Why a log operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An entry is over the 65,535-byte tlog-tiles limit; nothing was appended.
+    #[error("entry {position} of the batch is {len} bytes; entries are limited to 65535")]
+    EntryTooLarge {
+        /// Position of the entry within the batch.
+        position: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// A request named a size, index or tile the log does not have.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Signing or reading back a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The stored tree is behind, or disagrees with, a checkpoint the log signed.
+    #[error("log state contradicts its signed checkpoint: {0}")]
+    Inconsistent(String),
+    /// Tile bytes could not be built.
+    #[error(transparent)]
+    Tile(#[from] TileError),
+}
+
+/// Reads complete nodes from a store by their post-order position.
+struct StoreNodes<'a, S>(&'a S);
+
+impl<S: LogStore> NodeReader for StoreNodes<'_, S> {
+    type Error = StoreError;
+    fn node(&self, id: NodeId) -> Result<Hash, StoreError> {
+        self.0.node(id.postorder())
+    }
+}
+
+/// A transparency log over a store, signing with one note key whose name is the origin.
+pub struct Log<S: LogStore> {
+    store: S,
+    signer: NoteSigner,
+    /// The writer's view: the frontier of the committed tree. Held while appending/signing.
+    frontier: Mutex<Frontier>,
+    latest: RwLock<Arc<SignedCheckpoint>>,
+}
+
+impl<S: LogStore> Log<S> {
+    /// Opens the log over `store`. The origin is the signer's key name. Checks the stored
+    /// checkpoint against the tree (see the module guarantees) and signs one if there is none.
+    pub fn open(store: S, signer: NoteSigner) -> Result<Log<S>, LogError> {
+        let size = store.size();
+        let reader = StoreNodes(&store);
+        let hashes = Frontier::node_ids(size)
+            .into_iter()
+            .map(|id| reader.node(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let frontier = Frontier::from_parts(size, hashes)
+            .ok_or_else(|| LogError::Inconsistent("frontier has the wrong shape".into()))?;
+
+        let latest = match store.checkpoint()? {
+            Some(note) => {
+                let verified = open_checkpoint(&note, &signer.verifier())?;
+                if verified.size() > size {
+                    return Err(LogError::Inconsistent(format!(
+                        "checkpoint of size {} but only {size} entries are stored",
+                        verified.size()
+                    )));
+                }
+                let root = tree::range_hash(&reader, 0, verified.size())?;
+                if root != verified.root() {
+                    return Err(LogError::Inconsistent(format!(
+                        "checkpoint root {} at size {} but the stored tree has {root}",
+                        verified.root(),
+                        verified.size()
+                    )));
+                }
+                SignedCheckpoint {
+                    checkpoint: verified.checkpoint().clone(),
+                    note,
+                }
+            }
+            None => {
+                let signed = Self::checkpoint_for(&signer, &frontier)?;
+                store.set_checkpoint(&signed.note)?;
+                signed
+            }
+        };
+        Ok(Log {
+            store,
+            signer,
+            frontier: Mutex::new(frontier),
+            latest: RwLock::new(Arc::new(latest)),
+        })
+    }
+
+    fn checkpoint_for(
+        signer: &NoteSigner,
+        frontier: &Frontier,
+    ) -> Result<SignedCheckpoint, LogError> {
+        let checkpoint = Checkpoint {
+            origin: signer.name().to_owned(),
+            size: frontier.size(),
+            root: frontier.root(),
+            extensions: Vec::new(),
+        };
+        Ok(checkpoint.sign(signer)?)
+    }
+
+    fn lock_frontier(&self) -> std::sync::MutexGuard<'_, Frontier> {
+        // The frontier is replaced whole after a commit, never left half-updated.
+        self.frontier.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The log's origin (its key name).
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// Number of durably committed entries.
+    pub fn size(&self) -> u64 {
+        self.store.size()
+    }
+
+    /// Appends a batch durably and returns the indices it received.
+    pub fn append<E: AsRef<[u8]>>(&self, entries: &[E]) -> Result<Range<u64>, LogError> {
+        let mut frontier = self.lock_frontier();
+        self.append_locked(&mut frontier, entries)
+    }
+
+    fn append_locked<E: AsRef<[u8]>>(
+        &self,
+        frontier: &mut Frontier,
+        entries: &[E],
+    ) -> Result<Range<u64>, LogError> {
+        let entries: Vec<&[u8]> = entries.iter().map(AsRef::as_ref).collect();
+        if let Some((position, e)) = entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.len() > tiles::MAX_ENTRY_LEN)
+        {
+            return Err(LogError::EntryTooLarge {
+                position,
+                len: e.len(),
+            });
+        }
+        let mut next = frontier.clone();
+        let mut nodes = Vec::with_capacity(2 * entries.len() + 64);
+        for entry in &entries {
+            next.push(leaf_hash(entry), |h| nodes.push(h));
+        }
+        self.store.append(&entries, &nodes)?;
+        let range = frontier.size()..next.size();
+        *frontier = next;
+        Ok(range)
+    }
+
+    /// Signs a checkpoint over the current durable tree (or returns the latest one if the tree
+    /// has not grown), persists it, and returns it.
+    pub fn sign_checkpoint(&self) -> Result<Arc<SignedCheckpoint>, LogError> {
+        let frontier = self.lock_frontier();
+        self.sign_locked(&frontier)
+    }
+
+    fn sign_locked(&self, frontier: &Frontier) -> Result<Arc<SignedCheckpoint>, LogError> {
+        let latest = self.latest_checkpoint();
+        if latest.checkpoint.size == frontier.size() {
+            return Ok(latest);
+        }
+        let signed = Arc::new(Self::checkpoint_for(&self.signer, frontier)?);
+        self.store.set_checkpoint(&signed.note)?;
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&signed);
+        Ok(signed)
+    }
+
+    /// Appends a batch and signs a checkpoint covering it, as one step: what a sequencer does
+    /// for each group commit.
+    pub fn append_and_sign<E: AsRef<[u8]>>(
+        &self,
+        entries: &[E],
+    ) -> Result<(Range<u64>, Arc<SignedCheckpoint>), LogError> {
+        let mut frontier = self.lock_frontier();
+        let range = self.append_locked(&mut frontier, entries)?;
+        let checkpoint = self.sign_locked(&frontier)?;
+        Ok((range, checkpoint))
+    }
+
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Arc<SignedCheckpoint> {
+        Arc::clone(&self.latest.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LogError> {
+        let have = self.size();
+        if size > have {
+            return Err(LogError::OutOfRange(format!(
+                "size {size} is larger than the log ({have})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The root hash of the tree of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
+        self.check_size(size)?;
+        Ok(tree::range_hash(&StoreNodes(&self.store), 0, size)?)
+    }
+
+    /// Inclusion proof of entry `index` in the tree of the first `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(LogError::OutOfRange(format!(
+                "index {index} is not below size {size}"
+            )));
+        }
+        Ok(tree::inclusion_proof(
+            &StoreNodes(&self.store),
+            index,
+            size,
+        )?)
+    }
+
+    /// Consistency proof from the first `old` entries to the first `new` (`1 ≤ old ≤ new`).
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(new)?;
+        if old == 0 || old > new {
+            return Err(LogError::OutOfRange(format!(
+                "consistency needs 1 <= old <= new, got {old} and {new}"
+            )));
+        }
+        Ok(tree::consistency_proof(
+            &StoreNodes(&self.store),
+            old,
+            new,
+        )?)
+    }
+
+    /// Entry `index`.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, LogError> {
+        self.check_size(index.saturating_add(1))?;
+        let mut entries = self.store.entries(index, index + 1)?;
+        entries
+            .pop()
+            .ok_or_else(|| LogError::OutOfRange(format!("no entry {index}")))
+    }
+
+    /// Entries `start .. end`.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, LogError> {
+        self.check_size(end)?;
+        Ok(self.store.entries(start, end)?)
+    }
+
+    /// The bytes of hash tile (`level`, `index`) with `width` hashes, if the log has them.
+    pub fn hash_tile(&self, level: u8, index: u64, width: u16) -> Result<Vec<u8>, LogError> {
+        let available = tiles::tile_width(self.size(), Some(level), index);
+        if width == 0 || width > available {
+            return Err(LogError::OutOfRange(format!(
+                "tile {level}/{index} has {available} hashes, not {width}"
+            )));
+        }
+        let tree_level = u32::from(level) * TILE_HEIGHT;
+        let first = index * TILE_WIDTH;
+        let mut out = Vec::with_capacity(32 * usize::from(width));
+        for i in first..first + u64::from(width) {
+            let id = NodeId {
+                level: tree_level,
+                index: i,
+            };
+            out.extend_from_slice(&self.store.node(id.postorder())?.0);
+        }
+        Ok(out)
+    }
+
+    /// The bytes of entry bundle `index` with `width` entries, if the log has them.
+    pub fn entry_bundle(&self, index: u64, width: u16) -> Result<Vec<u8>, LogError> {
+        let available = tiles::tile_width(self.size(), None, index);
+        if width == 0 || width > available {
+            return Err(LogError::OutOfRange(format!(
+                "entry bundle {index} has {available} entries, not {width}"
+            )));
+        }
+        let first = index * TILE_WIDTH;
+        let entries = self.store.entries(first, first + u64::from(width))?;
+        Ok(tiles::encode_entry_bundle(&entries)?)
+    }
+}

@@ -1,0 +1,101 @@
+//! Where the log keeps its entries, its complete tree nodes and its latest checkpoint.
+//!
+//! Three implementations run the same conformance suite (`tests/store_conformance.rs`):
+//! - [`FileStore`], the default: entries and tree nodes in append-only files with `fsync`,
+//!   the commit record (size) and the latest checkpoint in a small sled database;
+//! - [`SledStore`]: everything in sled, kept to compare against (see docs/architecture.md);
+//! - [`MemoryStore`]: in memory, for tests, with failure injection.
+
+mod files;
+mod memory;
+mod sled_store;
+
+pub use files::FileStore;
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+use thiserror::Error;
+
+use crate::hash::Hash;
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The operating system refused a read, write or sync.
+    #[error("storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The sled database failed.
+    #[error("sled failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// Stored data contradicts itself (missing committed bytes, a malformed record).
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// An earlier append failed part-way; the store refuses writes until it is reopened,
+    /// because after a failed `fsync` the state of the page cache is unknown.
+    #[error("store refused the write: an earlier write failed; reopen the store")]
+    Poisoned,
+    /// A read asked for data beyond the committed size.
+    #[error("{what} {index} is beyond the committed data")]
+    OutOfRange {
+        /// What was asked for ("entry", "node").
+        what: &'static str,
+        /// The index or position asked for.
+        index: u64,
+    },
+    /// Failure injected by a test ([`MemoryStore`] only).
+    #[error("injected failure")]
+    Injected,
+}
+
+/// The storage contract of the log.
+///
+/// **Durability.** When [`append`](LogStore::append) or
+/// [`set_checkpoint`](LogStore::set_checkpoint) returns `Ok`, the data survives a process
+/// crash or power loss. **Atomicity.** An append is all or nothing: after a crash at any
+/// moment the store reopens with either the whole batch or none of it, and never with a
+/// size whose entries or nodes are missing. **Ordering.** Appends are applied in call order;
+/// a checkpoint set after an append is never recovered without that append.
+/// **Concurrency.** Any number of readers may run alongside one writer; callers must not
+/// call `append` or `set_checkpoint` concurrently (the log serialises them). Readers see
+/// only committed data: everything below [`size`](LogStore::size) as it was when they read it.
+pub trait LogStore: Send + Sync {
+    /// Number of entries durably committed.
+    fn size(&self) -> u64;
+
+    /// Appends `entries` at indices `size() .. size() + entries.len()` together with `nodes`,
+    /// the hashes of every complete tree node those entries complete, in post-order
+    /// (positions `node_count(size()) ..`, see [`crate::tree::NodeId::postorder`]).
+    /// Durable and atomic as the trait documentation says; one sync for the whole batch.
+    fn append(&self, entries: &[&[u8]], nodes: &[Hash]) -> Result<(), StoreError>;
+
+    /// Entries `start .. end` (all below `size()`), in order.
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// The complete node at post-order `position` (below `node_count(size())`).
+    fn node(&self, position: u64) -> Result<Hash, StoreError>;
+
+    /// The latest checkpoint note stored with [`set_checkpoint`](LogStore::set_checkpoint).
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Durably replaces the latest checkpoint note.
+    fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Big-endian `u64` from a stored 8-byte value.
+fn read_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 8 bytes")))
+}
+
+/// Checks that `start..end` lies within the committed `size`.
+fn check_entry_range(start: u64, end: u64, size: u64) -> Result<(), StoreError> {
+    if start > end || end > size {
+        return Err(StoreError::OutOfRange {
+            what: "entry",
+            index: end.max(start),
+        });
+    }
+    Ok(())
+}
