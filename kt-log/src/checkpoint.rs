@@ -13,8 +13,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use thiserror::Error;
 
-use crate::hash::Hash;
+use crate::hash::{leaf_hash, Hash};
 use crate::note::{self, NoteError, NoteSigner, NoteVerifier};
+use crate::verify::{
+    verify_consistency, verify_inclusion, ProofError, VerifiedConsistency, VerifiedInclusion,
+};
 
 /// Why a checkpoint was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -52,7 +55,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The body text, as signed.
     pub fn to_body(&self) -> String {
-        let mut body = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root.0));
+        let mut body = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root.0)
+        );
         for line in &self.extensions {
             body.push_str(line);
             body.push('\n');
@@ -80,12 +88,16 @@ impl Checkpoint {
         let size = canonical
             .then(|| size.parse::<u64>().ok())
             .flatten()
-            .ok_or(CheckpointError::Malformed("size is not a canonical decimal"))?;
+            .ok_or(CheckpointError::Malformed(
+                "size is not a canonical decimal",
+            ))?;
         let root = lines
             .next()
             .and_then(|r| B64.decode(r).ok())
             .and_then(|r| Hash::from_slice(&r))
-            .ok_or(CheckpointError::Malformed("root is not a base64 32-byte hash"))?;
+            .ok_or(CheckpointError::Malformed(
+                "root is not a base64 32-byte hash",
+            ))?;
         let extensions: Vec<String> = lines.map(str::to_owned).collect();
         if extensions.iter().any(String::is_empty) {
             return Err(CheckpointError::Malformed("empty extension line"));
@@ -146,6 +158,38 @@ impl VerifiedCheckpoint {
     /// Root hash.
     pub fn root(&self) -> Hash {
         self.checkpoint.root
+    }
+
+    /// Verifies that `entry` (its exact bytes) is entry `index` of this checkpoint's tree.
+    ///
+    /// Prefer this to [`verify_inclusion`]: RFC 9162 proofs bind a tree size only together
+    /// with its root, and here both come from one signed checkpoint.
+    pub fn verify_inclusion(
+        &self,
+        index: u64,
+        entry: &[u8],
+        proof: &[Hash],
+    ) -> Result<VerifiedInclusion, ProofError> {
+        verify_inclusion(index, self.size(), &leaf_hash(entry), proof, &self.root())
+    }
+
+    /// Verifies that `newer` (a checkpoint of the same log) extends this one: the append-only
+    /// check that detects a fork. Fails with [`ProofError::DifferentLogs`] across origins.
+    pub fn verify_extended_by(
+        &self,
+        newer: &VerifiedCheckpoint,
+        proof: &[Hash],
+    ) -> Result<VerifiedConsistency, ProofError> {
+        if self.checkpoint.origin != newer.checkpoint.origin {
+            return Err(ProofError::DifferentLogs);
+        }
+        verify_consistency(
+            self.size(),
+            newer.size(),
+            &self.root(),
+            &newer.root(),
+            proof,
+        )
     }
 }
 
@@ -219,6 +263,38 @@ mod tests {
 
         let other = NoteSigner::generate("example.com/log").unwrap();
         assert!(open_checkpoint(&signed.note, &other.verifier()).is_err());
+    }
+
+    #[test]
+    fn checkpoint_bound_proofs() {
+        use crate::hash::node_hash;
+        let signer = NoteSigner::generate("example.com/log").unwrap();
+        let (a, b, c) = (leaf_hash(b"a"), leaf_hash(b"b"), leaf_hash(b"c"));
+        let open_at = |size, root| {
+            let cp = Checkpoint {
+                size,
+                root,
+                ..sample()
+            };
+            open_checkpoint(&cp.sign(&signer).unwrap().note, &signer.verifier()).unwrap()
+        };
+        let two = open_at(2, node_hash(&a, &b));
+        let three = open_at(3, node_hash(&node_hash(&a, &b), &c));
+        assert!(two.verify_inclusion(1, b"b", &[a]).is_ok());
+        assert!(two.verify_inclusion(1, b"x", &[a]).is_err());
+        assert!(two.verify_extended_by(&three, &[c]).is_ok());
+        assert!(two.verify_extended_by(&three, &[a]).is_err());
+        let other = NoteSigner::generate("other.example/log").unwrap();
+        let foreign = Checkpoint {
+            origin: "other.example/log".into(),
+            ..three.checkpoint().clone()
+        };
+        let foreign =
+            open_checkpoint(&foreign.sign(&other).unwrap().note, &other.verifier()).unwrap();
+        assert_eq!(
+            two.verify_extended_by(&foreign, &[c]),
+            Err(ProofError::DifferentLogs)
+        );
     }
 
     #[test]

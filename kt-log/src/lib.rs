@@ -15,10 +15,7 @@
 //! - [`store`]: the storage contract and its implementations (files + sled, sled, memory);
 //! - [`log`]: appending batches, signing checkpoints, serving proofs and tiles.
 #![forbid(unsafe_code)]
-#![cfg_attr(
-    test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod checkpoint;
 pub mod hash;

@@ -260,11 +260,7 @@ impl<S: LogStore> Log<S> {
                 "consistency needs 1 <= old <= new, got {old} and {new}"
             )));
         }
-        Ok(tree::consistency_proof(
-            &StoreNodes(&self.store),
-            old,
-            new,
-        )?)
+        Ok(tree::consistency_proof(&StoreNodes(&self.store), old, new)?)
     }
 
     /// Entry `index`.

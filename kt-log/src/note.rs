@@ -87,7 +87,9 @@ fn parse_key_fields(text: &str) -> Result<(String, u32, [u8; 32]), NoteError> {
         .decode(key_b64)
         .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
     let (Some(&ALG_ED25519), Ok(key)) = (raw.first(), <[u8; 32]>::try_from(&raw[1..])) else {
-        return Err(NoteError::MalformedKey("not an Ed25519 (0x01) key of 32 bytes"));
+        return Err(NoteError::MalformedKey(
+            "not an Ed25519 (0x01) key of 32 bytes",
+        ));
     };
     Ok((name.to_owned(), id, key))
 }
@@ -106,7 +108,9 @@ impl NoteVerifier {
     pub fn parse(vkey: &str) -> Result<NoteVerifier, NoteError> {
         let (name, id, bytes) = parse_key_fields(vkey.trim_end_matches('\n'))?;
         if id != key_id(&name, &bytes) {
-            return Err(NoteError::MalformedKey("key id does not match name and key"));
+            return Err(NoteError::MalformedKey(
+                "key id does not match name and key",
+            ));
         }
         let key = VerifyingKey::from_bytes(&bytes)
             .map_err(|_| NoteError::MalformedKey("not a valid Ed25519 public key"))?;
@@ -185,11 +189,15 @@ impl NoteSigner {
         let rest = skey
             .trim_end_matches('\n')
             .strip_prefix("PRIVATE+KEY+")
-            .ok_or(NoteError::MalformedKey("signer key must start with PRIVATE+KEY+"))?;
+            .ok_or(NoteError::MalformedKey(
+                "signer key must start with PRIVATE+KEY+",
+            ))?;
         let (name, id, seed) = parse_key_fields(rest)?;
         let signer = NoteSigner::from_seed(&name, &seed)?;
         if signer.id != id {
-            return Err(NoteError::MalformedKey("key id does not match name and key"));
+            return Err(NoteError::MalformedKey(
+                "key id does not match name and key",
+            ));
         }
         Ok(signer)
     }
@@ -198,7 +206,12 @@ impl NoteSigner {
     pub fn to_skey(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.id,
+            B64.encode(raw)
+        )
     }
 
     /// The key's name.
@@ -269,19 +282,21 @@ pub fn open(note: &[u8], known: &[NoteVerifier]) -> Result<VerifiedNote, NoteErr
     let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
     check_text(text)?;
     if sigs.is_empty() || !sigs.ends_with('\n') {
-        return Err(NoteError::Malformed("signature block must end in a newline"));
+        return Err(NoteError::Malformed(
+            "signature block must end in a newline",
+        ));
     }
     let mut verified_by: Vec<String> = Vec::new();
     for (count, line) in sigs[..sigs.len() - 1].split('\n').enumerate() {
         if count >= MAX_SIGNATURES {
             return Err(NoteError::TooManySignatures);
         }
-        let line = line
-            .strip_prefix(SIG_PREFIX)
-            .ok_or(NoteError::Malformed("signature line must start with an em dash"))?;
-        let (name, b64) = line
-            .split_once(' ')
-            .ok_or(NoteError::Malformed("signature line must be name and signature"))?;
+        let line = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed(
+            "signature line must start with an em dash",
+        ))?;
+        let (name, b64) = line.split_once(' ').ok_or(NoteError::Malformed(
+            "signature line must be name and signature",
+        ))?;
         check_name(name).map_err(|_| NoteError::Malformed("invalid key name in signature"))?;
         let raw = B64
             .decode(b64)

@@ -198,7 +198,7 @@ pub fn decode_entry_bundle(bytes: &[u8], count: usize) -> Result<Vec<&[u8]>, Til
 /// Splits a hash tile into its hashes (1 to 256 of them).
 pub fn decode_hash_tile(bytes: &[u8]) -> Result<Vec<Hash>, TileError> {
     let n = bytes.len() / HASH_LEN;
-    if bytes.len() % HASH_LEN != 0 || n == 0 || n as u64 > TILE_WIDTH {
+    if !bytes.len().is_multiple_of(HASH_LEN) || n == 0 || n as u64 > TILE_WIDTH {
         return Err(TileError::BadHashTile(bytes.len()));
     }
     Ok(bytes
@@ -220,7 +220,9 @@ mod tests {
         for n in [0u64, 7, 999, 1000, 1234067, u64::MAX] {
             assert_eq!(decode_index(&encode_index(n)), Ok(n));
         }
-        for bad in ["", "1", "0001", "x000/001", "001/001", "x001", "x1/001", "x001/00a"] {
+        for bad in [
+            "", "1", "0001", "x000/001", "001/001", "x001", "x1/001", "x001/00a",
+        ] {
             assert!(decode_index(bad).is_err(), "{bad}");
         }
     }

@@ -56,6 +56,9 @@ pub enum ProofError {
         /// The old root it was checked against.
         expected: Hash,
     },
+    /// Two checkpoints compared for consistency name different logs.
+    #[error("the checkpoints are of different logs")]
+    DifferentLogs,
 }
 
 /// Evidence that a leaf is included in a tree: made only by [`verify_inclusion`].

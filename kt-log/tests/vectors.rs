@@ -54,7 +54,11 @@ fn rfc6962_hashes_and_roots() {
     let log = vector_log(&v, 8);
     for (size, root) in v["roots"].as_object().unwrap() {
         let size: u64 = size.parse().unwrap();
-        assert_eq!(log.root_at(size).unwrap(), hash(root), "root of size {size}");
+        assert_eq!(
+            log.root_at(size).unwrap(),
+            hash(root),
+            "root of size {size}"
+        );
     }
 }
 
@@ -242,6 +246,12 @@ fn key_text_forms_reject_garbage() {
     ] {
         assert!(NoteVerifier::parse(bad).is_err(), "{bad}");
     }
-    assert!(NoteSigner::parse("PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz").is_err());
-    assert!(NoteSigner::parse("PRIVATE+KEY+PeterNeumann+c74f20a4+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz").is_err());
+    assert!(NoteSigner::parse(
+        "PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+    )
+    .is_err());
+    assert!(NoteSigner::parse(
+        "PRIVATE+KEY+PeterNeumann+c74f20a4+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+    )
+    .is_err());
 }

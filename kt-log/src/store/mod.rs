@@ -14,6 +14,8 @@ pub use files::FileStore;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::hash::Hash;
@@ -81,6 +83,33 @@ pub trait LogStore: Send + Sync {
     /// Durably replaces the latest checkpoint note.
     fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError>;
 }
+
+/// Forwards every call, so a boxed or shared store is a store with the same contract.
+macro_rules! forward_log_store {
+    ($($wrapper:ident),*) => {$(
+        impl<T: LogStore + ?Sized> LogStore for $wrapper<T> {
+            fn size(&self) -> u64 {
+                (**self).size()
+            }
+            fn append(&self, entries: &[&[u8]], nodes: &[Hash]) -> Result<(), StoreError> {
+                (**self).append(entries, nodes)
+            }
+            fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+                (**self).entries(start, end)
+            }
+            fn node(&self, position: u64) -> Result<Hash, StoreError> {
+                (**self).node(position)
+            }
+            fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+                (**self).checkpoint()
+            }
+            fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
+                (**self).set_checkpoint(note)
+            }
+        }
+    )*};
+}
+forward_log_store!(Box, Arc);
 
 /// Big-endian `u64` from a stored 8-byte value.
 fn read_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
