@@ -11,6 +11,7 @@
 //! - An append that fails leaves the log as it was (the in-memory frontier is replaced only
 //!   after the store committed).
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -62,6 +63,44 @@ impl<S: LogStore> NodeReader for StoreNodes<'_, S> {
     }
 }
 
+/// Lowest tree level whose nodes are cached: there are `n / 2^8` of them, and a proof at the
+/// top of a large tree reads most of its nodes from these levels.
+const CACHED_LEVEL: u32 = 8;
+/// Most nodes cached (about 5 MB): memory stays bounded whatever the log's size. At 10 M
+/// entries every node at level ≥ 8 fits (about 78,000).
+const CACHE_CAPACITY: usize = 1 << 17;
+
+/// Reads complete nodes through a bounded cache of the upper levels. Complete nodes never
+/// change once written, so a cached hash can never be stale.
+struct CachedNodes<'a, S> {
+    store: &'a S,
+    cache: &'a RwLock<HashMap<u64, Hash>>,
+}
+
+impl<S: LogStore> NodeReader for CachedNodes<'_, S> {
+    type Error = StoreError;
+    fn node(&self, id: NodeId) -> Result<Hash, StoreError> {
+        let position = id.postorder();
+        if id.level < CACHED_LEVEL {
+            return self.store.node(position);
+        }
+        if let Some(hash) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&position)
+        {
+            return Ok(*hash);
+        }
+        let hash = self.store.node(position)?;
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < CACHE_CAPACITY {
+            cache.insert(position, hash);
+        }
+        Ok(hash)
+    }
+}
+
 /// A transparency log over a store, signing with one note key whose name is the origin.
 pub struct Log<S: LogStore> {
     store: S,
@@ -69,6 +108,8 @@ pub struct Log<S: LogStore> {
     /// The writer's view: the frontier of the committed tree. Held while appending/signing.
     frontier: Mutex<Frontier>,
     latest: RwLock<Arc<SignedCheckpoint>>,
+    /// Upper-level complete nodes, see [`CachedNodes`].
+    node_cache: RwLock<HashMap<u64, Hash>>,
 }
 
 impl<S: LogStore> Log<S> {
@@ -117,6 +158,7 @@ impl<S: LogStore> Log<S> {
             signer,
             frontier: Mutex::new(frontier),
             latest: RwLock::new(Arc::new(latest)),
+            node_cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -136,6 +178,13 @@ impl<S: LogStore> Log<S> {
     fn lock_frontier(&self) -> std::sync::MutexGuard<'_, Frontier> {
         // The frontier is replaced whole after a commit, never left half-updated.
         self.frontier.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn nodes(&self) -> CachedNodes<'_, S> {
+        CachedNodes {
+            store: &self.store,
+            cache: &self.node_cache,
+        }
     }
 
     /// The store underneath.
@@ -234,7 +283,7 @@ impl<S: LogStore> Log<S> {
     /// The root hash of the tree of the first `size` entries.
     pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
         self.check_size(size)?;
-        Ok(tree::range_hash(&StoreNodes(&self.store), 0, size)?)
+        Ok(tree::range_hash(&self.nodes(), 0, size)?)
     }
 
     /// Inclusion proof of entry `index` in the tree of the first `size` entries.
@@ -245,11 +294,7 @@ impl<S: LogStore> Log<S> {
                 "index {index} is not below size {size}"
             )));
         }
-        Ok(tree::inclusion_proof(
-            &StoreNodes(&self.store),
-            index,
-            size,
-        )?)
+        Ok(tree::inclusion_proof(&self.nodes(), index, size)?)
     }
 
     /// Consistency proof from the first `old` entries to the first `new` (`1 ≤ old ≤ new`).
@@ -260,7 +305,7 @@ impl<S: LogStore> Log<S> {
                 "consistency needs 1 <= old <= new, got {old} and {new}"
             )));
         }
-        Ok(tree::consistency_proof(&StoreNodes(&self.store), old, new)?)
+        Ok(tree::consistency_proof(&self.nodes(), old, new)?)
     }
 
     /// Entry `index`.
