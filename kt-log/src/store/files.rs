@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::{check_entry_range, read_u64, LogStore, StoreError};
+use super::{check_entry_range, check_node_position, read_u64, LogStore, StoreError};
 use crate::hash::{Hash, HASH_LEN};
 use crate::tree::node_count;
 
@@ -216,12 +216,7 @@ impl LogStore for FileStore {
     }
 
     fn node(&self, position: u64) -> Result<Hash, StoreError> {
-        if position >= node_count(self.size()) {
-            return Err(StoreError::OutOfRange {
-                what: "node",
-                index: position,
-            });
-        }
+        check_node_position(position, self.size())?;
         let mut buf = [0u8; HASH_LEN];
         self.nodes
             .read_exact_at(&mut buf, HASH_LEN as u64 * position)?;

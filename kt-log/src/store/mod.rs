@@ -118,6 +118,17 @@ fn read_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("{what} is not 8 bytes")))
 }
 
+/// Checks that node `position` lies within a committed tree of `size` leaves.
+fn check_node_position(position: u64, size: u64) -> Result<(), StoreError> {
+    if position >= crate::tree::node_count(size) {
+        return Err(StoreError::OutOfRange {
+            what: "node",
+            index: position,
+        });
+    }
+    Ok(())
+}
+
 /// Checks that `start..end` lies within the committed `size`.
 fn check_entry_range(start: u64, end: u64, size: u64) -> Result<(), StoreError> {
     if start > end || end > size {

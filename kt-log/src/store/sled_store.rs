@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{check_entry_range, read_u64, LogStore, StoreError};
+use super::{check_entry_range, check_node_position, read_u64, LogStore, StoreError};
 use crate::hash::Hash;
 
 const SIZE_KEY: &[u8] = b"size";
@@ -79,12 +79,7 @@ impl LogStore for SledStore {
     }
 
     fn node(&self, position: u64) -> Result<Hash, StoreError> {
-        if position >= crate::tree::node_count(self.size()) {
-            return Err(StoreError::OutOfRange {
-                what: "node",
-                index: position,
-            });
-        }
+        check_node_position(position, self.size())?;
         let value = self
             .db
             .get(key(b'n', position))?
