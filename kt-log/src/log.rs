@@ -53,16 +53,6 @@ pub enum LogError {
     Tile(#[from] TileError),
 }
 
-/// Reads complete nodes from a store by their post-order position.
-struct StoreNodes<'a, S>(&'a S);
-
-impl<S: LogStore> NodeReader for StoreNodes<'_, S> {
-    type Error = StoreError;
-    fn node(&self, id: NodeId) -> Result<Hash, StoreError> {
-        self.0.node(id.postorder())
-    }
-}
-
 /// Lowest tree level whose nodes are cached: there are `n / 2^8` of them, and a proof at the
 /// top of a large tree reads most of its nodes from these levels.
 const CACHED_LEVEL: u32 = 8;
@@ -117,7 +107,11 @@ impl<S: LogStore> Log<S> {
     /// checkpoint against the tree (see the module guarantees) and signs one if there is none.
     pub fn open(store: S, signer: NoteSigner) -> Result<Log<S>, LogError> {
         let size = store.size();
-        let reader = StoreNodes(&store);
+        let node_cache = RwLock::new(HashMap::new());
+        let reader = CachedNodes {
+            store: &store,
+            cache: &node_cache,
+        };
         let hashes = Frontier::node_ids(size)
             .into_iter()
             .map(|id| reader.node(id))
@@ -158,7 +152,7 @@ impl<S: LogStore> Log<S> {
             signer,
             frontier: Mutex::new(frontier),
             latest: RwLock::new(Arc::new(latest)),
-            node_cache: RwLock::new(HashMap::new()),
+            node_cache,
         })
     }
 

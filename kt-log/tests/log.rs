@@ -85,6 +85,26 @@ fn every_proof_of_small_trees_verifies() {
     }
 }
 
+/// Every single-edit corruption of a proof: each hash with one of several bits flipped (first,
+/// middle, last, and one that moves with the position), each hash removed, and `extra` added.
+fn tampered_proofs(proof: &[Hash], extra: Hash) -> Vec<Vec<Hash>> {
+    let mut out = Vec::new();
+    for i in 0..proof.len() {
+        for bit in [0usize, 137, 255, (i % 32) * 8 + 2] {
+            let mut flipped = proof.to_vec();
+            flipped[i].0[bit / 8] ^= 1 << (bit % 8);
+            out.push(flipped);
+        }
+        let mut shorter = proof.to_vec();
+        shorter.remove(i);
+        out.push(shorter);
+    }
+    let mut longer = proof.to_vec();
+    longer.push(extra);
+    out.push(longer);
+    out
+}
+
 /// Every way of breaking a valid inclusion proof must be caught. A wrong size is presented
 /// with that size's real root: RFC 9162 proofs bind the size only together with its root, as a
 /// signed checkpoint carries them (a size-3 proof of leaf 0 also recomputes root₃ under the
@@ -97,19 +117,9 @@ fn assert_inclusion_tamper_rejected(
     proof: &[Hash],
     root: Hash,
 ) {
-    for i in 0..proof.len() {
-        for bit in [0usize, 137, 255] {
-            let mut bad = proof.to_vec();
-            bad[i].0[bit / 8] ^= 1 << (bit % 8);
-            assert!(verify_inclusion(index, size, &leaf, &bad, &root).is_err());
-        }
-        let mut shorter = proof.to_vec();
-        shorter.remove(i);
-        assert!(verify_inclusion(index, size, &leaf, &shorter, &root).is_err());
+    for bad in tampered_proofs(proof, leaf) {
+        assert!(verify_inclusion(index, size, &leaf, &bad, &root).is_err());
     }
-    let mut longer = proof.to_vec();
-    longer.push(leaf);
-    assert!(verify_inclusion(index, size, &leaf, &longer, &root).is_err());
     if size > 1 {
         let other = (index + 1) % size;
         assert!(verify_inclusion(other, size, &leaf, proof, &root).is_err());
@@ -141,17 +151,9 @@ fn assert_consistency_tamper_rejected(
     new_root: Hash,
     proof: &[Hash],
 ) {
-    for i in 0..proof.len() {
-        let mut bad = proof.to_vec();
-        bad[i].0[i % 32] ^= 0x04;
+    for bad in tampered_proofs(proof, old_root) {
         assert!(verify_consistency(old, new, &old_root, &new_root, &bad).is_err());
-        let mut shorter = proof.to_vec();
-        shorter.remove(i);
-        assert!(verify_consistency(old, new, &old_root, &new_root, &shorter).is_err());
     }
-    let mut longer = proof.to_vec();
-    longer.push(old_root);
-    assert!(verify_consistency(old, new, &old_root, &new_root, &longer).is_err());
     if new < log.size() {
         let bigger = log.root_at(new + 1).unwrap();
         assert!(verify_consistency(old, new + 1, &old_root, &bigger, proof).is_err());
