@@ -1,0 +1,232 @@
+//! The rules an action must pass, against the state as the sequencer sees it, to become a log
+//! entry.
+//!
+//! These checks run in the sequencer, one action at a time, on a view that already contains
+//! the effects of the actions admitted before it in the same batch. So two requests racing for
+//! one enrollment token, one credential, or the last free credential slot are decided in log
+//! order: exactly one wins. The expensive checks that need no state (proofs of possession,
+//! certificate signing) run before, in the request handlers, in parallel.
+
+use crate::entry::{Binding, EntryBody, RevocationReason, RevocationScope};
+use crate::problem::{Problem, ProblemKind};
+use crate::state::{CredentialStatus, IdentityStatus, Overlay};
+
+/// Something that changes the state and goes into the log.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Issue a credential against an enrollment.
+    Issue {
+        /// For whom.
+        identity: String,
+        /// Hex SHA-256 of the enrollment token presented.
+        enrollment: String,
+        /// The credential, already built and signed.
+        binding: Binding,
+    },
+    /// Replace a current credential with a new one.
+    Rotate {
+        /// Whose.
+        identity: String,
+        /// The current serial.
+        replaces: String,
+        /// The new credential.
+        binding: Binding,
+    },
+    /// Revoke an identity and all its current credentials.
+    RevokeIdentity {
+        /// Whom.
+        identity: String,
+        /// Why.
+        reason: RevocationReason,
+        /// Admin label.
+        admin: String,
+    },
+    /// Revoke one credential.
+    RevokeCredential {
+        /// Which.
+        serial: String,
+        /// Why.
+        reason: RevocationReason,
+        /// Admin label.
+        admin: String,
+    },
+    /// Enable a revoked identity again.
+    Enable {
+        /// Whom.
+        identity: String,
+        /// Admin label.
+        admin: String,
+    },
+}
+
+fn internal(e: impl std::fmt::Display) -> Problem {
+    Problem::internal(e)
+}
+
+/// Decides whether `action` may be logged now, and if so returns the entry body.
+pub fn admit(
+    view: &Overlay<'_>,
+    action: &Action,
+    now: u64,
+    max_credentials: usize,
+) -> Result<EntryBody, Problem> {
+    match action {
+        Action::Issue {
+            identity,
+            enrollment,
+            binding,
+        } => {
+            let record = view
+                .enrollment(enrollment)
+                .map_err(internal)?
+                .filter(|e| &e.identity == identity)
+                .ok_or_else(|| {
+                    Problem::new(
+                        ProblemKind::BadToken,
+                        "unknown enrollment token for this identity",
+                    )
+                })?;
+            if record.used_by.is_some() {
+                return Err(Problem::new(
+                    ProblemKind::TokenUsed,
+                    "the token was already used",
+                ));
+            }
+            if record.expires_at <= now {
+                return Err(Problem::new(ProblemKind::BadToken, "the token has expired"));
+            }
+            let holder = view
+                .identity(identity)
+                .map_err(internal)?
+                .ok_or_else(|| Problem::new(ProblemKind::BadToken, "identity not enrolled"))?;
+            if holder.status == IdentityStatus::Revoked {
+                return Err(Problem::new(ProblemKind::IdentityRevoked, identity.clone()));
+            }
+            if holder.epoch != record.epoch {
+                return Err(Problem::new(
+                    ProblemKind::BadToken,
+                    "the token was made before the identity was revoked",
+                ));
+            }
+            let mut live = 0;
+            for serial in &holder.current {
+                if let Some(c) = view.credential(serial).map_err(internal)? {
+                    if c.not_after > now {
+                        live += 1;
+                    }
+                }
+            }
+            if live >= max_credentials {
+                return Err(Problem::new(
+                    ProblemKind::TooManyCredentials,
+                    format!(
+                        "{identity} holds {live} credentials, the maximum is {max_credentials}"
+                    ),
+                ));
+            }
+            Ok(EntryBody::Issue {
+                time: now,
+                identity: identity.clone(),
+                binding: binding.clone(),
+                enrollment: enrollment.clone(),
+            })
+        }
+        Action::Rotate {
+            identity,
+            replaces,
+            binding,
+        } => {
+            let holder = view
+                .identity(identity)
+                .map_err(internal)?
+                .ok_or_else(|| Problem::not_found(format!("no identity {identity}")))?;
+            if holder.status == IdentityStatus::Revoked {
+                return Err(Problem::new(ProblemKind::IdentityRevoked, identity.clone()));
+            }
+            let current = view
+                .credential(replaces)
+                .map_err(internal)?
+                .filter(|c| &c.identity == identity)
+                .ok_or_else(|| {
+                    Problem::not_found(format!("{identity} has no credential {replaces}"))
+                })?;
+            if current.status != CredentialStatus::Current || current.not_after <= now {
+                return Err(Problem::new(
+                    ProblemKind::CredentialNotCurrent,
+                    format!("credential {replaces} is superseded, revoked or expired"),
+                ));
+            }
+            Ok(EntryBody::Rotate {
+                time: now,
+                identity: identity.clone(),
+                binding: binding.clone(),
+                replaces: replaces.clone(),
+            })
+        }
+        Action::RevokeIdentity {
+            identity,
+            reason,
+            admin,
+        } => {
+            let holder = view
+                .identity(identity)
+                .map_err(internal)?
+                .ok_or_else(|| Problem::not_found(format!("no identity {identity}")))?;
+            if holder.status == IdentityStatus::Revoked {
+                return Err(Problem::new(
+                    ProblemKind::Conflict,
+                    format!("{identity} is already revoked"),
+                ));
+            }
+            Ok(EntryBody::Revoke {
+                time: now,
+                identity: identity.clone(),
+                serials: holder.current,
+                scope: RevocationScope::Identity,
+                reason: *reason,
+                admin: admin.clone(),
+            })
+        }
+        Action::RevokeCredential {
+            serial,
+            reason,
+            admin,
+        } => {
+            let credential = view
+                .credential(serial)
+                .map_err(internal)?
+                .ok_or_else(|| Problem::not_found(format!("no credential {serial}")))?;
+            if credential.status != CredentialStatus::Current {
+                return Err(Problem::new(
+                    ProblemKind::CredentialNotCurrent,
+                    format!("credential {serial} is already superseded or revoked"),
+                ));
+            }
+            Ok(EntryBody::Revoke {
+                time: now,
+                identity: credential.identity,
+                serials: vec![serial.clone()],
+                scope: RevocationScope::Credential,
+                reason: *reason,
+                admin: admin.clone(),
+            })
+        }
+        Action::Enable { identity, admin } => {
+            let holder = view
+                .identity(identity)
+                .map_err(internal)?
+                .ok_or_else(|| Problem::not_found(format!("no identity {identity}")))?;
+            if holder.status == IdentityStatus::Active {
+                return Err(Problem::new(
+                    ProblemKind::Conflict,
+                    format!("{identity} is not revoked"),
+                ));
+            }
+            Ok(EntryBody::Enable {
+                time: now,
+                identity: identity.clone(),
+                admin: admin.clone(),
+            })
+        }
+    }
+}

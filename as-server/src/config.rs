@@ -1,0 +1,210 @@
+//! Configuration: flags and environment variables over an optional TOML file over defaults.
+//!
+//! Every setting can be given as a flag (`--listen`), an environment variable (`AS_LISTEN`),
+//! or a key of the file named by `--config` (`listen = "…"`); a flag or variable wins over the
+//! file, the file over the default. Unknown keys in the file are refused, so a typo is an error
+//! rather than a silently ignored setting.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Default listen address: loopback only until an operator chooses otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default log origin (the checkpoint's first line and the note key's name).
+pub const DEFAULT_ORIGIN: &str = "localhost/kt-as";
+/// Default data folder.
+pub const DEFAULT_DATA: &str = "as-data";
+/// Default credential lifetime: 30 days.
+pub const DEFAULT_CREDENTIAL_LIFETIME: u64 = 30 * 24 * 3600;
+
+/// `as-server serve` settings as flags and environment variables.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "AS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder: keys, certificates, the log and the state [default: as-data].
+    #[arg(long, env = "AS_DATA")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on, host:port (port 0 picks a free one) [default: 127.0.0.1:8443].
+    #[arg(long, env = "AS_LISTEN")]
+    pub listen: Option<String>,
+    /// Log origin, e.g. `as.example.com/log` [default: localhost/kt-as]. Fixed at first start.
+    #[arg(long, env = "AS_ORIGIN")]
+    pub origin: Option<String>,
+    /// Common name of the CA certificate created at first start [default: KT-AS Credential CA].
+    #[arg(long, env = "AS_CA_NAME")]
+    pub ca_name: Option<String>,
+    /// Credential lifetime in seconds [default: 2592000, 30 days].
+    #[arg(long, env = "AS_CREDENTIAL_LIFETIME")]
+    pub credential_lifetime: Option<u64>,
+    /// Most live credentials (devices) per identity [default: 10].
+    #[arg(long, env = "AS_MAX_CREDENTIALS")]
+    pub max_credentials: Option<usize>,
+    /// TLS certificate chain (PEM) to use instead of the generated self-signed one.
+    #[arg(long, env = "AS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) that goes with --tls-cert.
+    #[arg(long, env = "AS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated TLS certificate (besides localhost, 127.0.0.1, ::1).
+    #[arg(long = "tls-name", env = "AS_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+    /// Write the admin token created at first start to this file (mode 0600) instead of stdout.
+    #[arg(long, env = "AS_ADMIN_TOKEN_OUT")]
+    pub admin_token_out: Option<PathBuf>,
+    /// Most actions waiting for the sequencer before 503 [default: 16384].
+    #[arg(long, env = "AS_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Most entries per group commit [default: 1024].
+    #[arg(long, env = "AS_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// HTTP worker threads [default: one per core].
+    #[arg(long, env = "AS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// The settings file, every key optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    origin: Option<String>,
+    ca_name: Option<String>,
+    credential_lifetime: Option<u64>,
+    max_credentials: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_names: Option<Vec<String>>,
+    admin_token_out: Option<PathBuf>,
+    queue_capacity: Option<usize>,
+    max_batch: Option<usize>,
+    workers: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data folder.
+    pub data: PathBuf,
+    /// Listen address.
+    pub listen: String,
+    /// Log origin.
+    pub origin: String,
+    /// CA common name (first start only).
+    pub ca_name: String,
+    /// Credential lifetime, seconds.
+    pub credential_lifetime: u64,
+    /// Live credentials per identity.
+    pub max_credentials: usize,
+    /// Operator-supplied TLS certificate and key, if any.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Extra names for the generated TLS certificate.
+    pub tls_names: Vec<String>,
+    /// Where to write a newly created admin token.
+    pub admin_token_out: Option<PathBuf>,
+    /// Sequencer queue capacity.
+    pub queue_capacity: usize,
+    /// Group commit size limit.
+    pub max_batch: usize,
+    /// HTTP workers.
+    pub workers: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Resolves the flags over the file (if any) over the defaults.
+    pub fn resolve(&self) -> Result<Config, String> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let tls_cert = self.tls_cert.clone().or(file.tls_cert);
+        let tls_key = self.tls_key.clone().or(file.tls_key);
+        let tls_files = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("tls_cert and tls_key go together".into()),
+        };
+        let config = Config {
+            data: self
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            listen: self
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            origin: self
+                .origin
+                .clone()
+                .or(file.origin)
+                .unwrap_or_else(|| DEFAULT_ORIGIN.into()),
+            ca_name: self
+                .ca_name
+                .clone()
+                .or(file.ca_name)
+                .unwrap_or_else(|| "KT-AS Credential CA".into()),
+            credential_lifetime: self
+                .credential_lifetime
+                .or(file.credential_lifetime)
+                .unwrap_or(DEFAULT_CREDENTIAL_LIFETIME),
+            max_credentials: self.max_credentials.or(file.max_credentials).unwrap_or(10),
+            tls_files,
+            tls_names: if self.tls_names.is_empty() {
+                file.tls_names.unwrap_or_default()
+            } else {
+                self.tls_names.clone()
+            },
+            admin_token_out: self.admin_token_out.clone().or(file.admin_token_out),
+            queue_capacity: self.queue_capacity.or(file.queue_capacity).unwrap_or(16384),
+            max_batch: self.max_batch.or(file.max_batch).unwrap_or(1024),
+            workers: self.workers.or(file.workers),
+        };
+        if config.credential_lifetime < 60 {
+            return Err("credential_lifetime must be at least 60 seconds".into());
+        }
+        if config.max_credentials == 0 || config.max_batch == 0 || config.queue_capacity == 0 {
+            return Err("max_credentials, max_batch and queue_capacity must be positive".into());
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("as.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9\"\norigin = \"f.example/log\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            origin: Some("flag.example/log".into()),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9");
+        assert_eq!(config.origin, "flag.example/log");
+        assert_eq!(config.data, PathBuf::from(DEFAULT_DATA));
+
+        std::fs::write(&file, "lsiten = \"x\"\n").unwrap();
+        assert!(args.resolve().unwrap_err().contains("lsiten"));
+    }
+}

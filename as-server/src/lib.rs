@@ -1,0 +1,47 @@
+//! `as-server`: the Authentication Service (AS) of an MLS-style messaging system, with a
+//! key-transparency log.
+//!
+//! Admins enroll identities; clients prove possession of an Ed25519 key and receive an X.509
+//! credential signed by the CA key; anyone looks up an identity's current credentials. Every
+//! issuance, rotation, revocation and re-enabling is an entry of the `kt-log` transparency log,
+//! and every answer that shows an entry carries its inclusion proof and the signed checkpoint.
+//!
+//! Layout, one job per module:
+//! - [`config`], [`setup`]: configuration and first-start key material in the data folder;
+//! - [`identity`], [`pop`], [`tokens`]: the rules for untrusted input (identities, proofs of
+//!   possession, enrollment and admin tokens);
+//! - [`ca`]: X.509 credentials, the CA certificate and the CRL;
+//! - [`entry`]: the log entry format;
+//! - [`state`]: the AS's view of identities and credentials, derived from the log;
+//! - [`sequencer`]: the group-committing writer of the log and the state;
+//! - [`server`], [`routes`], [`problem`], [`metrics`], [`tls`]: the HTTPS service;
+//! - [`admin_client`]: the `as-server admin …` subcommands.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod admin_client;
+pub mod admission;
+pub mod ca;
+pub mod config;
+pub mod encoding;
+pub mod entry;
+pub mod identity;
+pub mod metrics;
+pub mod pop;
+pub mod problem;
+pub mod routes;
+pub mod secret_file;
+pub mod sequencer;
+pub mod server;
+pub mod setup;
+pub mod state;
+pub mod tls;
+pub mod tokens;
+
+/// Seconds since the Unix epoch, now. A clock before 1970 reads as 0.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//!
+//! `as_http_requests_total{route,method,status}`, `as_http_request_duration_seconds{route}`,
+//! `as_log_size`, `as_sequencer_batch_size`, `as_sequencer_queue_depth`. Labels carry the
+//! route pattern (`/v1/identities/{identity}`), never the raw path, so untrusted paths cannot
+//! blow up the number of series, and no label ever carries a secret.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. about 3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    log_size: Gauge<u64, AtomicU64>,
+    batch_size: Histogram,
+    queue_depth: Gauge<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("as");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by route",
+            latency.clone(),
+        );
+        let log_size = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "log_size",
+            "Entries in the transparency log",
+            log_size.clone(),
+        );
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "sequencer_batch_size",
+            "Entries per group commit",
+            batch_size.clone(),
+        );
+        let queue_depth = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "sequencer_queue_depth",
+            "Actions waiting for the sequencer",
+            queue_depth.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            log_size,
+            batch_size,
+            queue_depth,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Records one group commit of `entries`, after which the log has `log_size` entries.
+    pub fn record_batch(&self, entries: usize, log_size: u64) {
+        self.batch_size.observe(entries as f64);
+        self.log_size.set(log_size);
+    }
+
+    /// Sets the log size (at start).
+    pub fn set_log_size(&self, log_size: u64) {
+        self.log_size.set(log_size);
+    }
+
+    /// The text exposition, with the queue depth read now.
+    pub fn render(&self, queue_depth: usize) -> String {
+        self.queue_depth.set(queue_depth as u64);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_recorded() {
+        let metrics = Metrics::new();
+        metrics.record_request("/v1/ca", "GET", 200, 0.001);
+        metrics.record_batch(7, 42);
+        let text = metrics.render(3);
+        assert!(
+            text.contains(r#"as_http_requests_total{route="/v1/ca",method="GET",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("as_log_size 42"), "{text}");
+        assert!(text.contains("as_sequencer_queue_depth 3"), "{text}");
+        assert!(text.contains("as_sequencer_batch_size_count 1"), "{text}");
+    }
+}

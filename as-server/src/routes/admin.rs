@@ -1,0 +1,204 @@
+//! Admin endpoints: enroll identities, revoke identities and credentials, enable identities.
+//! Every one needs the admin token; revocations and enabling are logged with its label.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_identity, check_serial, json, logged_entry, read_json, read_optional_json, require_admin,
+    LoggedEntry, BULK_BODY, SMALL_BODY,
+};
+use crate::entry::{EntryBody, RevocationReason};
+use crate::problem::{Problem, ProblemKind};
+use crate::sequencer::{Action, Committed};
+use crate::server::AppState;
+use crate::tokens::{enrollment_id, generate_token};
+use crate::unix_now;
+
+/// Most identities in one enrollment request.
+pub const MAX_ENROLLMENTS: usize = 100_000;
+/// Default enrollment token lifetime: one day.
+pub const DEFAULT_TOKEN_TTL: u64 = 86_400;
+/// Enrollment token lifetimes allowed: one minute to 30 days.
+pub const TOKEN_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=2_592_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollmentRequest {
+    identities: Vec<String>,
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Enrollment {
+    identity: String,
+    token: String,
+    expires_at: u64,
+}
+
+#[derive(Serialize)]
+struct EnrollmentResponse {
+    enrollments: Vec<Enrollment>,
+}
+
+/// `POST /v1/admin/enrollments`.
+pub async fn enroll(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    require_admin(&req, &app)?;
+    let request: EnrollmentRequest = read_json(payload, BULK_BODY).await?;
+    if request.identities.is_empty() || request.identities.len() > MAX_ENROLLMENTS {
+        return Err(Problem::bad_request(format!(
+            "identities must list 1 to {MAX_ENROLLMENTS} identities"
+        )));
+    }
+    let ttl = request.ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL);
+    if !TOKEN_TTL_RANGE.contains(&ttl) {
+        return Err(Problem::bad_request(
+            "ttl_seconds must be between 60 and 2592000",
+        ));
+    }
+    for identity in &request.identities {
+        check_identity(identity)?;
+    }
+    let expires_at = unix_now() + ttl;
+    let mut enrollments = Vec::with_capacity(request.identities.len());
+    let mut records = Vec::with_capacity(request.identities.len());
+    for identity in request.identities {
+        let token = generate_token().map_err(Problem::internal)?;
+        records.push((enrollment_id(&token), identity.clone(), expires_at));
+        enrollments.push(Enrollment {
+            identity,
+            token,
+            expires_at,
+        });
+    }
+    let state = app.state.clone();
+    let stored = web::block(move || state.add_enrollments(&records))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(Problem::internal)?;
+    if let Err(identity) = stored {
+        return Err(Problem::new(
+            ProblemKind::IdentityRevoked,
+            format!("{identity} is revoked; an admin must enable it first"),
+        ));
+    }
+    Ok(json(
+        StatusCode::CREATED,
+        &EnrollmentResponse { enrollments },
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    reason: Option<RevocationReason>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EnableRequest {}
+
+#[derive(Serialize)]
+struct RevocationResponse {
+    identity: String,
+    revoked: Vec<String>,
+    #[serde(flatten)]
+    logged: LoggedEntry,
+}
+
+#[derive(Serialize)]
+struct EnableResponse {
+    identity: String,
+    #[serde(flatten)]
+    logged: LoggedEntry,
+}
+
+fn revocation_answer(app: &AppState, committed: &Committed) -> Result<HttpResponse, Problem> {
+    let (identity, revoked) = match &committed.body {
+        EntryBody::Revoke {
+            identity, serials, ..
+        } => (identity.clone(), serials.clone()),
+        _ => return Err(Problem::internal("a revocation committed as another entry")),
+    };
+    Ok(json(
+        StatusCode::OK,
+        &RevocationResponse {
+            identity,
+            revoked,
+            logged: logged_entry(app, committed)?,
+        },
+    ))
+}
+
+/// `POST /v1/admin/identities/{identity}/revoke`.
+pub async fn revoke_identity(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    identity: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let admin = require_admin(&req, &app)?;
+    let identity = identity.into_inner();
+    check_identity(&identity)?;
+    let request: RevokeRequest = read_optional_json(payload, SMALL_BODY).await?;
+    let committed = app
+        .sequencer
+        .submit(Action::RevokeIdentity {
+            identity,
+            reason: request.reason.unwrap_or(RevocationReason::Unspecified),
+            admin,
+        })
+        .await?;
+    revocation_answer(&app, &committed)
+}
+
+/// `POST /v1/admin/credentials/{serial}/revoke`.
+pub async fn revoke_credential(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    serial: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let admin = require_admin(&req, &app)?;
+    let serial = serial.into_inner();
+    check_serial(&serial)?;
+    let request: RevokeRequest = read_optional_json(payload, SMALL_BODY).await?;
+    let committed = app
+        .sequencer
+        .submit(Action::RevokeCredential {
+            serial,
+            reason: request.reason.unwrap_or(RevocationReason::Unspecified),
+            admin,
+        })
+        .await?;
+    revocation_answer(&app, &committed)
+}
+
+/// `POST /v1/admin/identities/{identity}/enable`.
+pub async fn enable_identity(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    identity: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let admin = require_admin(&req, &app)?;
+    let identity = identity.into_inner();
+    check_identity(&identity)?;
+    let _empty: EnableRequest = read_optional_json(payload, SMALL_BODY).await?;
+    let committed = app
+        .sequencer
+        .submit(Action::Enable { identity, admin })
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &EnableResponse {
+            identity: committed.body.identity().to_owned(),
+            logged: logged_entry(&app, &committed)?,
+        },
+    ))
+}

@@ -1,0 +1,243 @@
+//! Client endpoints: obtain a credential against an enrollment, rotate a credential.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use super::{check_identity, check_serial, json, logged_entry, read_json, LoggedEntry, SMALL_BODY};
+use crate::ca::cert_pem;
+use crate::encoding::{b64, from_b64, hex};
+use crate::entry::Binding;
+use crate::pop::{self, PopError};
+use crate::problem::{Problem, ProblemKind};
+use crate::sequencer::{Action, Committed};
+use crate::server::AppState;
+use crate::state::CredentialStatus;
+use crate::tokens::enrollment_id;
+use crate::unix_now;
+
+/// Credentials start this long before they are issued, for clients whose clocks lag.
+const BACKDATE: u64 = 60;
+/// Longest enrollment token accepted (real ones are 43 characters).
+const MAX_TOKEN_LEN: usize = 128;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueRequest {
+    identity: String,
+    token: String,
+    public_key: Option<String>,
+    signature: Option<String>,
+    csr: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    identity: String,
+    serial: String,
+    public_key: String,
+    signature_current: String,
+    signature_new: String,
+}
+
+/// The answer to issuance and rotation.
+#[derive(Serialize)]
+struct CredentialResponse {
+    identity: String,
+    serial: String,
+    certificate: String,
+    chain: Vec<String>,
+    not_before: u64,
+    not_after: u64,
+    public_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replaces: Option<String>,
+    #[serde(flatten)]
+    logged: LoggedEntry,
+}
+
+fn pop_problem(e: PopError) -> Problem {
+    let kind = match e {
+        PopError::BadKey => ProblemKind::BadKey,
+        PopError::BadSignature => ProblemKind::BadProof,
+        PopError::BadCsr(_) => ProblemKind::BadProof,
+    };
+    Problem::new(kind, e.to_string())
+}
+
+fn decode_b64(field: &str, text: &str) -> Result<Vec<u8>, Problem> {
+    from_b64(text).ok_or_else(|| Problem::bad_request(format!("{field} is not standard base64")))
+}
+
+fn parse_key(text: &str) -> Result<VerifyingKey, Problem> {
+    pop::parse_public_key(&decode_b64("public_key", text)?).map_err(pop_problem)
+}
+
+/// Builds and signs a credential for `identity`'s `key`.
+fn build_binding(app: &AppState, identity: &str, key: &VerifyingKey) -> Result<Binding, Problem> {
+    let now = unix_now();
+    let not_before = now.saturating_sub(BACKDATE);
+    let not_after = now + app.credential_lifetime;
+    let serial = crate::ca::random_serial().map_err(Problem::internal)?;
+    let der = app
+        .ca
+        .issue(identity, key, &serial, not_before, not_after)
+        .map_err(Problem::internal)?;
+    Ok(Binding {
+        serial: hex(&serial),
+        public_key: b64(key.as_bytes()),
+        not_before,
+        not_after,
+        certificate: b64(&der),
+    })
+}
+
+fn credential_answer(
+    app: &AppState,
+    identity: String,
+    binding: Binding,
+    replaces: Option<String>,
+    committed: &Committed,
+) -> Result<HttpResponse, Problem> {
+    let der = from_b64(&binding.certificate).unwrap_or_default();
+    Ok(json(
+        StatusCode::CREATED,
+        &CredentialResponse {
+            identity,
+            serial: binding.serial,
+            certificate: cert_pem(&der),
+            chain: vec![app.ca.cert_pem().to_owned()],
+            not_before: binding.not_before,
+            not_after: binding.not_after,
+            public_key: binding.public_key,
+            replaces,
+            logged: logged_entry(app, committed)?,
+        },
+    ))
+}
+
+/// `POST /v1/credentials`.
+pub async fn issue(
+    app: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let request: IssueRequest = read_json(payload, SMALL_BODY).await?;
+    check_identity(&request.identity)?;
+    if request.token.is_empty() || request.token.len() > MAX_TOKEN_LEN {
+        return Err(Problem::new(
+            ProblemKind::BadToken,
+            "malformed enrollment token",
+        ));
+    }
+    let enrollment = enrollment_id(&request.token);
+    let key = match (&request.public_key, &request.signature, &request.csr) {
+        (Some(key), Some(signature), None) => {
+            let key = parse_key(key)?;
+            let message =
+                pop::issuance_message(&request.identity, &b64(key.as_bytes()), &enrollment);
+            let signature = decode_b64("signature", signature)?;
+            pop::verify(&key, &message, &signature).map_err(pop_problem)?;
+            key
+        }
+        (None, None, Some(csr)) => pop::verify_csr(csr, &request.identity).map_err(pop_problem)?,
+        _ => {
+            return Err(Problem::bad_request(
+                "give either public_key and signature, or csr",
+            ))
+        }
+    };
+    // Refuse unknown or used tokens before signing anything; the sequencer decides for good.
+    match app
+        .state
+        .enrollment(&enrollment)
+        .map_err(Problem::internal)?
+    {
+        Some(record) if record.identity == request.identity => {
+            if record.used_by.is_some() {
+                return Err(Problem::new(
+                    ProblemKind::TokenUsed,
+                    "the token was already used",
+                ));
+            }
+        }
+        _ => {
+            return Err(Problem::new(
+                ProblemKind::BadToken,
+                "unknown enrollment token for this identity",
+            ))
+        }
+    }
+    let binding = build_binding(&app, &request.identity, &key)?;
+    let committed = app
+        .sequencer
+        .submit(Action::Issue {
+            identity: request.identity.clone(),
+            enrollment,
+            binding: binding.clone(),
+        })
+        .await?;
+    credential_answer(&app, request.identity, binding, None, &committed)
+}
+
+/// `POST /v1/credentials/rotate`.
+pub async fn rotate(
+    app: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let request: RotateRequest = read_json(payload, SMALL_BODY).await?;
+    check_identity(&request.identity)?;
+    check_serial(&request.serial)?;
+    let current = app
+        .state
+        .credential(&request.serial)
+        .map_err(Problem::internal)?
+        .filter(|c| c.identity == request.identity)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "{} has no credential {}",
+                request.identity, request.serial
+            ))
+        })?;
+    if current.status != CredentialStatus::Current || current.not_after <= unix_now() {
+        return Err(Problem::new(
+            ProblemKind::CredentialNotCurrent,
+            format!(
+                "credential {} is superseded, revoked or expired",
+                request.serial
+            ),
+        ));
+    }
+    let current_key =
+        parse_key(&current.public_key).map_err(|_| Problem::internal("stored key"))?;
+    let new_key = parse_key(&request.public_key)?;
+    if new_key == current_key {
+        return Err(Problem::new(
+            ProblemKind::BadKey,
+            "the new key must differ from the current one",
+        ));
+    }
+    let message =
+        pop::rotation_message(&request.identity, &request.serial, &b64(new_key.as_bytes()));
+    let signature_current = decode_b64("signature_current", &request.signature_current)?;
+    let signature_new = decode_b64("signature_new", &request.signature_new)?;
+    pop::verify(&current_key, &message, &signature_current).map_err(pop_problem)?;
+    pop::verify(&new_key, &message, &signature_new).map_err(pop_problem)?;
+    let binding = build_binding(&app, &request.identity, &new_key)?;
+    let committed = app
+        .sequencer
+        .submit(Action::Rotate {
+            identity: request.identity.clone(),
+            replaces: request.serial.clone(),
+            binding: binding.clone(),
+        })
+        .await?;
+    credential_answer(
+        &app,
+        request.identity,
+        binding,
+        Some(request.serial),
+        &committed,
+    )
+}

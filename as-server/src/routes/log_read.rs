@@ -1,0 +1,185 @@
+//! The log's read API: key, checkpoint, proofs, entries (JSON under `/v1/log/`) and the C2SP
+//! tlog-tiles static API under `/log/`.
+//!
+//! Proofs and entries are served only within the latest signed checkpoint, so everything a
+//! client can fetch is covered by a signature. Full tiles never change and are cached for a
+//! year; the checkpoint is never cached.
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use kt_log::tiles::{TileId, TileKind, TILE_WIDTH};
+use serde::{Deserialize, Serialize};
+
+use super::json;
+use crate::encoding::{b64, proof_b64};
+use crate::problem::Problem;
+use crate::server::AppState;
+
+#[derive(Serialize)]
+struct LogKey<'a> {
+    origin: &'a str,
+    verifier_key: &'a str,
+}
+
+/// `GET /v1/log/key`.
+pub async fn key(app: web::Data<AppState>) -> HttpResponse {
+    json(
+        StatusCode::OK,
+        &LogKey {
+            origin: app.log.origin(),
+            verifier_key: &app.verifier_key,
+        },
+    )
+}
+
+/// `GET /log/checkpoint` and `GET /v1/log/checkpoint`.
+pub async fn checkpoint(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(app.log.latest_checkpoint().note.clone())
+}
+
+fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, Problem> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| Problem::bad_request(format!("query: {e}")))
+}
+
+fn signed_size(app: &AppState) -> u64 {
+    app.log.latest_checkpoint().checkpoint.size
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    index: u64,
+    size: u64,
+}
+
+#[derive(Serialize)]
+struct InclusionAnswer {
+    index: u64,
+    size: u64,
+    proof: Vec<String>,
+}
+
+/// `GET /v1/log/proof/inclusion?index=&size=`.
+pub async fn inclusion(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
+    let q: InclusionQuery = query(&req)?;
+    let signed = signed_size(&app);
+    if q.size > signed || q.index >= q.size {
+        return Err(Problem::not_found(format!(
+            "need index < size <= {signed}, got index {} size {}",
+            q.index, q.size
+        )));
+    }
+    let proof = app
+        .log
+        .inclusion_proof(q.index, q.size)
+        .map_err(Problem::internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &InclusionAnswer {
+            index: q.index,
+            size: q.size,
+            proof: proof_b64(&proof),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+#[derive(Serialize)]
+struct ConsistencyAnswer {
+    from: u64,
+    to: u64,
+    proof: Vec<String>,
+}
+
+/// `GET /v1/log/proof/consistency?from=&to=`.
+pub async fn consistency(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Problem> {
+    let q: ConsistencyQuery = query(&req)?;
+    let signed = signed_size(&app);
+    if q.from == 0 || q.from > q.to || q.to > signed {
+        return Err(Problem::not_found(format!(
+            "need 1 <= from <= to <= {signed}, got from {} to {}",
+            q.from, q.to
+        )));
+    }
+    let proof = app
+        .log
+        .consistency_proof(q.from, q.to)
+        .map_err(Problem::internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &ConsistencyAnswer {
+            from: q.from,
+            to: q.to,
+            proof: proof_b64(&proof),
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct EntryAnswer {
+    index: u64,
+    entry: String,
+}
+
+/// `GET /v1/log/entries/{index}`.
+pub async fn entry(
+    app: web::Data<AppState>,
+    index: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let signed = signed_size(&app);
+    let index: u64 = index.parse().ok().filter(|i| *i < signed).ok_or_else(|| {
+        Problem::not_found(format!("entries are 0 to {}", signed.saturating_sub(1)))
+    })?;
+    let bytes = app.log.entry(index).map_err(Problem::internal)?;
+    Ok(json(
+        StatusCode::OK,
+        &EntryAnswer {
+            index,
+            entry: b64(&bytes),
+        },
+    ))
+}
+
+/// `GET /log/tile/<L>/<N>[.p/<W>]` and `GET /log/tile/entries/<N>[.p/<W>]`.
+pub async fn tile(
+    app: web::Data<AppState>,
+    tail: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let path = format!("tile/{}", tail.into_inner());
+    let id = TileId::parse(&path).map_err(|_| Problem::not_found("not a tile path"))?;
+    let missing = |_| Problem::not_found(format!("{path} is not in the log"));
+    let bytes = match id.kind {
+        TileKind::Hashes { level } => app
+            .log
+            .hash_tile(level, id.index, id.width)
+            .map_err(missing)?,
+        TileKind::Entries => app.log.entry_bundle(id.index, id.width).map_err(missing)?,
+    };
+    let cache = if u64::from(id.width) == TILE_WIDTH {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=60"
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "application/octet-stream"))
+        .insert_header((CACHE_CONTROL, cache))
+        .body(bytes))
+}

@@ -1,0 +1,210 @@
+//! The HTTP API (docs/api.md), one file per area, and the helpers they share.
+//!
+//! Every handler parses its untrusted input itself (bodies read with a size limit, JSON into
+//! structs that refuse unknown fields, queries and path segments checked), so every refusal is
+//! a problem document with the right 4xx, and nothing is changed before all checks passed.
+
+pub mod admin;
+pub mod credentials;
+pub mod identities;
+pub mod log_read;
+pub mod service;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::encoding::{b64, proof_b64};
+use crate::problem::{Problem, ProblemKind};
+use crate::sequencer::Committed;
+use crate::server::AppState;
+
+/// Body limit of ordinary requests.
+pub const SMALL_BODY: usize = 64 * 1024;
+/// Body limit of bulk enrollment (100,000 identities of up to 254 bytes, quoted).
+pub const BULK_BODY: usize = 32 * 1024 * 1024;
+
+/// Mounts every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let get = |path: &str, handler| resource(path).route(web::get().to(handler));
+    cfg.service(resource("/v1/admin/enrollments").route(web::post().to(admin::enroll)))
+        .service(
+            resource("/v1/admin/identities/{identity}/revoke")
+                .route(web::post().to(admin::revoke_identity)),
+        )
+        .service(
+            resource("/v1/admin/identities/{identity}/enable")
+                .route(web::post().to(admin::enable_identity)),
+        )
+        .service(
+            resource("/v1/admin/credentials/{serial}/revoke")
+                .route(web::post().to(admin::revoke_credential)),
+        )
+        .service(resource("/v1/credentials").route(web::post().to(credentials::issue)))
+        .service(resource("/v1/credentials/rotate").route(web::post().to(credentials::rotate)))
+        .service(resource("/v1/identities/{identity}").route(web::get().to(identities::lookup)))
+        .service(resource("/v1/ca").route(web::get().to(service::ca)))
+        .service(resource("/v1/crl").route(web::get().to(service::crl)))
+        .service(resource("/v1/log/key").route(web::get().to(log_read::key)))
+        .service(resource("/v1/log/checkpoint").route(web::get().to(log_read::checkpoint)))
+        .service(resource("/v1/log/proof/inclusion").route(web::get().to(log_read::inclusion)))
+        .service(resource("/v1/log/proof/consistency").route(web::get().to(log_read::consistency)))
+        .service(resource("/v1/log/entries/{index}").route(web::get().to(log_read::entry)))
+        .service(resource("/log/checkpoint").route(web::get().to(log_read::checkpoint)))
+        .service(resource("/log/tile/{tile:.*}").route(web::get().to(log_read::tile)))
+        .service(get("/healthz", service::healthz))
+        .service(resource("/metrics").route(web::get().to(service::metrics)))
+        .default_service(web::to(not_found));
+}
+
+/// A resource whose other methods get a 405 problem document.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such path")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        ProblemKind::MethodNotAllowed,
+        "method not allowed on this path",
+    )
+}
+
+impl actix_web::Responder for Problem {
+    type Body = actix_web::body::BoxBody;
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+/// Reads the body (at most `limit` bytes) and parses it as JSON into `T`.
+pub async fn read_json<T: DeserializeOwned>(
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, Problem> {
+    let bytes = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return Err(Problem::bad_request(format!("reading the body: {e}"))),
+        Err(_) => {
+            return Err(Problem::new(
+                ProblemKind::PayloadTooLarge,
+                format!("the body is limited to {limit} bytes"),
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("JSON body: {e}")))
+}
+
+/// Like [`read_json`], but an empty body means `T::default()`.
+pub async fn read_optional_json<T: DeserializeOwned + Default>(
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, Problem> {
+    let value: Option<serde_json::Value> = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) if bytes.iter().all(u8::is_ascii_whitespace) => None,
+        Ok(Ok(bytes)) => Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Problem::bad_request(format!("JSON body: {e}")))?,
+        ),
+        Ok(Err(e)) => return Err(Problem::bad_request(format!("reading the body: {e}"))),
+        Err(_) => {
+            return Err(Problem::new(
+                ProblemKind::PayloadTooLarge,
+                format!("the body is limited to {limit} bytes"),
+            ))
+        }
+    };
+    match value {
+        None => Ok(T::default()),
+        Some(value) => serde_json::from_value(value)
+            .map_err(|e| Problem::bad_request(format!("JSON body: {e}"))),
+    }
+}
+
+/// The label of the admin token in `Authorization: Bearer …`: 401 if there is none, 403 if it
+/// is not an admin token.
+pub fn require_admin(req: &HttpRequest, app: &AppState) -> Result<String, Problem> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(Problem::new(
+            ProblemKind::Unauthorized,
+            "Authorization: Bearer <admin token> is required",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            Problem::new(
+                ProblemKind::Unauthorized,
+                "Authorization must be Bearer <admin token>",
+            )
+        })?;
+    app.admin_tokens
+        .check(token)
+        .map(str::to_owned)
+        .ok_or_else(|| Problem::new(ProblemKind::Forbidden, "not an admin token"))
+}
+
+/// The fields every answer that shows a committed entry carries (`LoggedEntry`).
+#[derive(Serialize)]
+pub struct LoggedEntry {
+    /// Index in the log.
+    pub log_index: u64,
+    /// The entry's exact bytes, base64.
+    pub entry: String,
+    /// Inclusion proof in the checkpoint's tree.
+    pub inclusion_proof: Vec<String>,
+    /// The signed checkpoint, note text.
+    pub checkpoint: String,
+}
+
+/// The `LoggedEntry` of a commit: its inclusion proof in the checkpoint that covers it.
+pub fn logged_entry(app: &AppState, committed: &Committed) -> Result<LoggedEntry, Problem> {
+    let size = committed.checkpoint.checkpoint.size;
+    let proof = app
+        .log
+        .inclusion_proof(committed.index, size)
+        .map_err(Problem::internal)?;
+    Ok(LoggedEntry {
+        log_index: committed.index,
+        entry: b64(&committed.entry),
+        inclusion_proof: proof_b64(&proof),
+        checkpoint: String::from_utf8_lossy(&committed.checkpoint.note).into_owned(),
+    })
+}
+
+/// A JSON answer with `status`.
+pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// Checks an identity from a request: 422 `bad-identity` if it breaks the rules.
+pub fn check_identity(identity: &str) -> Result<(), Problem> {
+    if crate::identity::is_valid_identity(identity) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            ProblemKind::BadIdentity,
+            format!("{identity:?} is not a valid identity (lowercase local@domain)"),
+        ))
+    }
+}
+
+/// Checks a serial's form (32 lowercase hex digits): 404 otherwise, as no such serial exists.
+pub fn check_serial(serial: &str) -> Result<(), Problem> {
+    if crate::encoding::from_hex(serial, 16).is_some() {
+        Ok(())
+    } else {
+        Err(Problem::not_found(format!(
+            "{serial:?} is not a serial (32 lowercase hex digits)"
+        )))
+    }
+}

@@ -1,0 +1,71 @@
+//! The CA certificate, the CRL, health and metrics.
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{web, HttpResponse};
+
+use crate::encoding::from_hex;
+use crate::problem::Problem;
+use crate::server::{AppState, CachedCrl};
+use crate::unix_now;
+
+/// A CRL is valid for a day and rebuilt after an hour even without new revocations.
+const CRL_VALIDITY: u64 = 86_400;
+const CRL_REBUILD_AFTER: u64 = 3_600;
+
+/// `GET /v1/ca`.
+pub async fn ca(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "application/x-pem-file"))
+        .body(app.ca.cert_pem().to_owned())
+}
+
+/// `GET /v1/crl`: every revoked credential, signed by the CA.
+pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+    let revocations = app.state.revocations().map_err(Problem::internal)?;
+    let now = unix_now();
+    let mut cached = app.crl.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = cached.as_ref().is_some_and(|c| {
+        c.revocations == revocations.len() && now < c.built_at + CRL_REBUILD_AFTER
+    });
+    if !fresh {
+        let listed: Vec<_> = revocations
+            .iter()
+            .filter_map(|(serial, r)| {
+                let serial: [u8; 16] = from_hex(serial, 16)?.try_into().ok()?;
+                Some((serial, r.revoked_at, r.reason))
+            })
+            .collect();
+        // CRL numbers must grow: the time of building does, one CRL per second at most.
+        let der = app
+            .ca
+            .crl(&listed, now, now, CRL_VALIDITY)
+            .map_err(Problem::internal)?;
+        *cached = Some(CachedCrl {
+            revocations: revocations.len(),
+            built_at: now,
+            der,
+        });
+    }
+    let der = cached.as_ref().map(|c| c.der.clone()).unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "application/pkix-crl"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .body(der))
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/plain"))
+        .body("ok\n")
+}
+
+/// `GET /metrics`.
+pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ))
+        .body(app.metrics.render(app.sequencer.queue_depth()))
+}

@@ -1,0 +1,50 @@
+//! Writing files atomically, and secret files with mode 0600.
+//!
+//! Guarantee: [`write_atomic`] leaves either the old file or the complete new one at `path`,
+//! never a torn one (temp file in the same folder, fsync, rename, fsync of the folder). With
+//! `secret` the file is created with mode 0600 from the start, so a key is never readable by
+//! others, not even for a moment.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Atomically writes `contents` to `path`; with `secret`, mode 0600.
+pub fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no folder"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    options.mode(if secret { 0o600 } else { 0o644 });
+    {
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn secret_files_are_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        write_atomic(&path, b"secret", true).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        write_atomic(&path, b"public", false).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"public");
+    }
+}

@@ -1,0 +1,210 @@
+//! The sequencer: the single writer of the log and the state, with group commit.
+//!
+//! Handlers submit [`Action`]s to a bounded queue; a full queue is refused at once with
+//! `503 overloaded` and `Retry-After` (back-pressure, never an unbounded wait). One thread takes
+//! whatever is queued (up to `max_batch`), admits each action in order ([`admit`]), appends the
+//! admitted entries durably and signs one checkpoint over them ([`Log::append_and_sign`]),
+//! writes their state changes, and only then answers each request. When idle it blocks on the
+//! queue: a lone request is committed at once, with no fixed wait.
+//!
+//! Guarantees: an answer of success means the entry is durable and covered by the checkpoint
+//! it carries. A failed append answers every request of the batch with an error and changes
+//! nothing. If the state write fails after the log commit, the entries are still answered (they
+//! are durable), and the sequencer stops taking actions: the state is behind the log, and only
+//! a restart ([`crate::state::State::catch_up`]) may bring it level.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use kt_log::checkpoint::SignedCheckpoint;
+use kt_log::log::Log;
+use kt_log::store::FileStore;
+use tokio::sync::oneshot;
+
+use crate::admission::admit;
+pub use crate::admission::Action;
+use crate::entry::{EntryBody, LogEntry};
+use crate::metrics::Metrics;
+use crate::problem::{Problem, ProblemKind};
+use crate::state::State;
+use crate::unix_now;
+
+/// The log type the AS runs on.
+pub type AsLog = Log<FileStore>;
+
+/// A committed action: where its entry is and the checkpoint that covers it.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// Log index of the entry.
+    pub index: u64,
+    /// The entry's exact bytes.
+    pub entry: Vec<u8>,
+    /// What the entry says.
+    pub body: EntryBody,
+    /// A checkpoint whose tree contains the entry.
+    pub checkpoint: Arc<SignedCheckpoint>,
+}
+
+struct Job {
+    action: Action,
+    reply: oneshot::Sender<Result<Committed, Problem>>,
+}
+
+/// Tuning of the sequencer.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencerConfig {
+    /// Most actions waiting in the queue.
+    pub queue_capacity: usize,
+    /// Most actions in one group commit.
+    pub max_batch: usize,
+    /// Most live credentials per identity.
+    pub max_credentials: usize,
+}
+
+/// The handle handlers submit to.
+#[derive(Clone)]
+pub struct Sequencer {
+    queue: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl Sequencer {
+    /// Starts the sequencer thread over `log` and `state` (which must be caught up).
+    pub fn start(
+        log: Arc<AsLog>,
+        state: State,
+        config: SequencerConfig,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Sequencer> {
+        let (queue, jobs) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            log,
+            state,
+            config,
+            metrics,
+            depth: Arc::clone(&depth),
+            poisoned: AtomicBool::new(false),
+        };
+        std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || worker.run(jobs))?;
+        Ok(Sequencer { queue, depth })
+    }
+
+    /// Queues `action` and waits for its commit (or refusal).
+    pub async fn submit(&self, action: Action) -> Result<Committed, Problem> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Job { action, reply }) {
+            Ok(()) => {
+                self.depth.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                let mut problem =
+                    Problem::new(ProblemKind::Overloaded, "the sequencer queue is full");
+                problem.retry_after = Some(1);
+                return Err(problem);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(Problem::internal("the sequencer has stopped"));
+            }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Problem::internal("the sequencer dropped a request")))
+    }
+
+    /// Actions waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+struct Worker {
+    log: Arc<AsLog>,
+    state: State,
+    config: SequencerConfig,
+    metrics: Arc<Metrics>,
+    depth: Arc<AtomicUsize>,
+    poisoned: AtomicBool,
+}
+
+impl Worker {
+    fn run(self, jobs: Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.config.max_batch {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
+            self.commit(batch);
+        }
+    }
+
+    fn commit(&self, batch: Vec<Job>) {
+        if self.poisoned.load(Ordering::Relaxed) {
+            for job in batch {
+                let _gone = job.reply.send(Err(Problem::internal(
+                    "the state is behind the log; restart the server",
+                )));
+            }
+            return;
+        }
+        let base = self.log.size();
+        let now = unix_now();
+        let mut overlay = self.state.overlay();
+        let mut admitted: Vec<(Job, LogEntry, Vec<u8>)> = Vec::with_capacity(batch.len());
+        for job in batch {
+            match admit(&overlay, &job.action, now, self.config.max_credentials) {
+                Ok(body) => {
+                    let entry = LogEntry::new(body);
+                    let index = base + admitted.len() as u64;
+                    if let Err(e) = overlay.apply_entry(index, &entry) {
+                        let _gone = job.reply.send(Err(Problem::internal(e)));
+                        continue;
+                    }
+                    let bytes = entry.to_bytes();
+                    admitted.push((job, entry, bytes));
+                }
+                Err(problem) => {
+                    let _gone = job.reply.send(Err(problem));
+                }
+            }
+        }
+        if admitted.is_empty() {
+            return;
+        }
+        let entries: Vec<&[u8]> = admitted.iter().map(|(_, _, b)| b.as_slice()).collect();
+        let (range, checkpoint) = match self.log.append_and_sign(&entries) {
+            Ok(done) => done,
+            Err(e) => {
+                let detail = e.to_string();
+                for (job, _, _) in admitted {
+                    let _gone = job.reply.send(Err(Problem::internal(&detail)));
+                }
+                return;
+            }
+        };
+        self.metrics.record_batch(admitted.len(), range.end);
+        if range.start != base {
+            // Only this thread appends; a different start means the log changed under it.
+            tracing::error!(base, start = range.start, "log grew outside the sequencer");
+            self.poisoned.store(true, Ordering::Relaxed);
+        } else if let Err(e) = overlay.commit(range.end) {
+            tracing::error!(error = %e, "state write failed after a log commit; stopping");
+            self.poisoned.store(true, Ordering::Relaxed);
+        }
+        for (offset, (job, entry, bytes)) in admitted.into_iter().enumerate() {
+            let _gone = job.reply.send(Ok(Committed {
+                index: range.start + offset as u64,
+                entry: bytes,
+                body: entry.body,
+                checkpoint: Arc::clone(&checkpoint),
+            }));
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! The AS's state: identities, credentials and enrollments, in sled.
+//!
+//! Source of truth: the log. Identities' and credentials' records are a view derived from the
+//! log's entries by [`apply_entry`], and the state records how many entries it has applied
+//! (`m/applied`) in the same atomic sled batch as the changes. The state is therefore never
+//! ahead of the log, and [`State::catch_up`] (run at start) re-applies whatever a crash lost,
+//! so the state is not fsynced per batch: the log is.
+//!
+//! Only enrollments are not in the log (their tokens are secrets); [`State::add_enrollments`]
+//! makes them durable before returning. Which enrollment an issuance used is in its entry, so
+//! re-applying it marks the enrollment used again.
+//!
+//! Keys of the one sled tree (one tree, so that one batch is atomic):
+//! `i/<identity>` → [`IdentityRecord`], `c/<serial>` → [`CredentialRecord`],
+//! `e/<enrollment id>` → [`EnrollmentRecord`], `r/<serial>` → [`RevocationRecord`] (the CRL),
+//! `m/applied` → u64 big-endian.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::entry::{EntryBody, LogEntry, RevocationReason, RevocationScope};
+
+/// Why the state failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// sled failed.
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record does not decode.
+    #[error("state record {key} is corrupt: {error}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// The decode error.
+        error: String,
+    },
+    /// A log entry does not decode.
+    #[error("log entry {index} does not parse: {error}")]
+    BadEntry {
+        /// Its index.
+        index: u64,
+        /// The parse error.
+        error: String,
+    },
+}
+
+/// Whether an identity may hold credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityStatus {
+    /// May enroll and hold credentials.
+    Active,
+    /// Revoked by an admin: no enrollment, no credentials, until enabled again.
+    Revoked,
+}
+
+/// An identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    /// Active or revoked.
+    pub status: IdentityStatus,
+    /// Counts revocations; enrollments made in an earlier epoch are void.
+    pub epoch: u64,
+    /// Serials of its credentials that are neither superseded nor revoked (maybe expired).
+    pub current: Vec<String>,
+}
+
+/// Where a credential stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialStatus {
+    /// Current (unless expired).
+    Current,
+    /// Replaced by a rotation.
+    Superseded,
+    /// Revoked by an admin.
+    Revoked,
+}
+
+/// A credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    /// Whose.
+    pub identity: String,
+    /// Ed25519 public key, base64.
+    pub public_key: String,
+    /// Validity start.
+    pub not_before: u64,
+    /// Validity end.
+    pub not_after: u64,
+    /// Index of the entry that issued it.
+    pub log_index: u64,
+    /// Current, superseded or revoked.
+    pub status: CredentialStatus,
+}
+
+/// An enrollment: the right to one credential for one identity, until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentRecord {
+    /// For whom.
+    pub identity: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// The identity's epoch when it was made.
+    pub epoch: u64,
+    /// The serial it was used for, once used.
+    pub used_by: Option<String>,
+}
+
+/// A revoked credential, as the CRL lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    /// When, Unix seconds.
+    pub revoked_at: u64,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+fn identity_key(identity: &str) -> Vec<u8> {
+    [b"i/", identity.as_bytes()].concat()
+}
+fn credential_key(serial: &str) -> Vec<u8> {
+    [b"c/", serial.as_bytes()].concat()
+}
+fn enrollment_key(id: &str) -> Vec<u8> {
+    [b"e/", id.as_bytes()].concat()
+}
+fn revocation_key(serial: &str) -> Vec<u8> {
+    [b"r/", serial.as_bytes()].concat()
+}
+const APPLIED_KEY: &[u8] = b"m/applied";
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        error: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // The records are plain strings, integers and enums: serializing cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The state store.
+#[derive(Clone)]
+pub struct State {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl State {
+    /// Opens (or creates) the state in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<State, StateError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = db.open_tree("as")?;
+        Ok(State { db, tree })
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
+        self.tree
+            .get(key)?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    /// An identity.
+    pub fn identity(&self, identity: &str) -> Result<Option<IdentityRecord>, StateError> {
+        self.get(&identity_key(identity))
+    }
+
+    /// A credential.
+    pub fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StateError> {
+        self.get(&credential_key(serial))
+    }
+
+    /// An enrollment, by id.
+    pub fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>, StateError> {
+        self.get(&enrollment_key(id))
+    }
+
+    /// Every revoked credential: (serial, record), in serial order.
+    pub fn revocations(&self) -> Result<Vec<(String, RevocationRecord)>, StateError> {
+        self.tree
+            .scan_prefix(b"r/")
+            .map(|item| {
+                let (key, value) = item?;
+                let serial = String::from_utf8_lossy(&key[2..]).into_owned();
+                Ok((serial, decode(&key, &value)?))
+            })
+            .collect()
+    }
+
+    /// How many log entries the state reflects.
+    pub fn applied(&self) -> Result<u64, StateError> {
+        Ok(self
+            .tree
+            .get(APPLIED_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Records new enrollments durably (flushed before returning), creating identity records
+    /// that do not exist yet. `enrollments` are (enrollment id, identity, expires_at). Refuses
+    /// the whole set, writing nothing, if any identity is revoked (returns it).
+    pub fn add_enrollments(
+        &self,
+        enrollments: &[(String, String, u64)],
+    ) -> Result<Result<(), String>, StateError> {
+        // First a read-only pass, so that a refused request writes nothing.
+        let mut epochs: BTreeMap<&str, u64> = BTreeMap::new();
+        for (_, identity, _) in enrollments {
+            if let Some(record) = self.identity(identity)? {
+                if record.status == IdentityStatus::Revoked {
+                    return Ok(Err(identity.clone()));
+                }
+            }
+        }
+        for (_, identity, _) in enrollments {
+            if epochs.contains_key(identity.as_str()) {
+                continue;
+            }
+            // Create the record only if it is absent: the sequencer may be changing it at the
+            // same time, and a blind write could undo its change.
+            let fresh = IdentityRecord {
+                status: IdentityStatus::Active,
+                epoch: 0,
+                current: Vec::new(),
+            };
+            let key = identity_key(identity);
+            let _already_there =
+                self.tree
+                    .compare_and_swap(&key, None as Option<&[u8]>, Some(encode(&fresh)))?;
+            let epoch = self.identity(identity)?.map_or(0, |r| r.epoch);
+            epochs.insert(identity, epoch);
+        }
+        let mut batch = sled::Batch::default();
+        for (id, identity, expires_at) in enrollments {
+            let record = EnrollmentRecord {
+                identity: identity.clone(),
+                expires_at: *expires_at,
+                epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
+                used_by: None,
+            };
+            batch.insert(enrollment_key(id), encode(&record));
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(Ok(()))
+    }
+
+    /// A view for the sequencer: reads through to the store, writes collected in memory.
+    pub fn overlay(&self) -> Overlay<'_> {
+        Overlay {
+            state: self,
+            changes: BTreeMap::new(),
+        }
+    }
+
+    /// Re-applies the log entries the state has not seen (`applied .. log_size`), reading each
+    /// with `entry_at`. Returns how many it applied.
+    pub fn catch_up(
+        &self,
+        log_size: u64,
+        mut entry_at: impl FnMut(u64) -> Result<Vec<u8>, String>,
+    ) -> Result<u64, StateError> {
+        let start = self.applied()?;
+        let mut index = start;
+        while index < log_size {
+            let end = log_size.min(index + 4096);
+            let mut overlay = self.overlay();
+            for i in index..end {
+                let bytes =
+                    entry_at(i).map_err(|error| StateError::BadEntry { index: i, error })?;
+                let entry = LogEntry::parse(&bytes).map_err(|e| StateError::BadEntry {
+                    index: i,
+                    error: e.to_string(),
+                })?;
+                overlay.apply_entry(i, &entry)?;
+            }
+            overlay.commit(end)?;
+            index = end;
+        }
+        self.db.flush()?;
+        Ok(index - start)
+    }
+}
+
+/// Reads through to the [`State`], collects writes; [`Overlay::commit`] writes them and the
+/// new applied count as one atomic batch.
+pub struct Overlay<'a> {
+    state: &'a State,
+    changes: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Overlay<'_> {
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
+        match self.changes.get(key) {
+            Some(bytes) => decode(key, bytes).map(Some),
+            None => self.state.get(key),
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.changes.insert(key, encode(value));
+    }
+
+    /// An identity, as changed so far.
+    pub fn identity(&self, identity: &str) -> Result<Option<IdentityRecord>, StateError> {
+        self.get(&identity_key(identity))
+    }
+
+    /// A credential, as changed so far.
+    pub fn credential(&self, serial: &str) -> Result<Option<CredentialRecord>, StateError> {
+        self.get(&credential_key(serial))
+    }
+
+    /// An enrollment, as changed so far.
+    pub fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>, StateError> {
+        self.get(&enrollment_key(id))
+    }
+
+    /// Applies log entry `index`: the one place where entries change the state, used both by
+    /// the sequencer and by [`State::catch_up`]. It trusts the entry (the sequencer admitted
+    /// it) and is idempotent for the records it writes.
+    pub fn apply_entry(&mut self, index: u64, entry: &LogEntry) -> Result<(), StateError> {
+        let identity_name = entry.body.identity().to_owned();
+        let mut identity = self.identity(&identity_name)?.unwrap_or(IdentityRecord {
+            status: IdentityStatus::Active,
+            epoch: 0,
+            current: Vec::new(),
+        });
+        match &entry.body {
+            EntryBody::Issue {
+                binding,
+                enrollment,
+                ..
+            } => {
+                self.add_credential(index, &identity_name, binding);
+                if !identity.current.contains(&binding.serial) {
+                    identity.current.push(binding.serial.clone());
+                }
+                if let Some(mut record) = self.enrollment(enrollment)? {
+                    record.used_by = Some(binding.serial.clone());
+                    self.put(enrollment_key(enrollment), &record);
+                }
+            }
+            EntryBody::Rotate {
+                binding, replaces, ..
+            } => {
+                self.add_credential(index, &identity_name, binding);
+                self.set_credential_status(replaces, CredentialStatus::Superseded)?;
+                identity.current.retain(|s| s != replaces);
+                if !identity.current.contains(&binding.serial) {
+                    identity.current.push(binding.serial.clone());
+                }
+            }
+            EntryBody::Revoke {
+                time,
+                serials,
+                scope,
+                reason,
+                ..
+            } => {
+                for serial in serials {
+                    self.set_credential_status(serial, CredentialStatus::Revoked)?;
+                    self.put(
+                        revocation_key(serial),
+                        &RevocationRecord {
+                            revoked_at: *time,
+                            reason: *reason,
+                        },
+                    );
+                }
+                identity.current.retain(|s| !serials.contains(s));
+                if *scope == RevocationScope::Identity && identity.status == IdentityStatus::Active
+                {
+                    identity.status = IdentityStatus::Revoked;
+                    identity.epoch += 1;
+                }
+            }
+            EntryBody::Enable { .. } => identity.status = IdentityStatus::Active,
+        }
+        self.put(identity_key(&identity_name), &identity);
+        Ok(())
+    }
+
+    fn add_credential(&mut self, index: u64, identity: &str, binding: &crate::entry::Binding) {
+        let record = CredentialRecord {
+            identity: identity.to_owned(),
+            public_key: binding.public_key.clone(),
+            not_before: binding.not_before,
+            not_after: binding.not_after,
+            log_index: index,
+            status: CredentialStatus::Current,
+        };
+        self.put(credential_key(&binding.serial), &record);
+    }
+
+    fn set_credential_status(
+        &mut self,
+        serial: &str,
+        status: CredentialStatus,
+    ) -> Result<(), StateError> {
+        if let Some(mut record) = self.credential(serial)? {
+            record.status = status;
+            self.put(credential_key(serial), &record);
+        }
+        Ok(())
+    }
+
+    /// Writes the collected changes and `applied` as one atomic batch (not flushed: see the
+    /// module doc).
+    pub fn commit(self, applied: u64) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.changes {
+            batch.insert(key, value);
+        }
+        batch.insert(APPLIED_KEY, &applied.to_be_bytes());
+        self.state.tree.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Binding;
+
+    fn issue(identity: &str, serial: &str, enrollment: &str) -> LogEntry {
+        LogEntry::new(EntryBody::Issue {
+            time: 1,
+            identity: identity.into(),
+            binding: Binding {
+                serial: serial.into(),
+                public_key: "k".into(),
+                not_before: 0,
+                not_after: 10,
+                certificate: String::new(),
+            },
+            enrollment: enrollment.into(),
+        })
+    }
+
+    #[test]
+    fn entries_drive_identities_and_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state
+            .add_enrollments(&[("e1".into(), "a@b.co".into(), 100)])
+            .unwrap()
+            .unwrap();
+        let mut overlay = state.overlay();
+        overlay
+            .apply_entry(0, &issue("a@b.co", "s1", "e1"))
+            .unwrap();
+        assert_eq!(
+            overlay
+                .enrollment("e1")
+                .unwrap()
+                .unwrap()
+                .used_by
+                .as_deref(),
+            Some("s1")
+        );
+        overlay
+            .apply_entry(
+                1,
+                &LogEntry::new(EntryBody::Revoke {
+                    time: 2,
+                    identity: "a@b.co".into(),
+                    serials: vec!["s1".into()],
+                    scope: RevocationScope::Identity,
+                    reason: RevocationReason::KeyCompromise,
+                    admin: "admin".into(),
+                }),
+            )
+            .unwrap();
+        // Nothing is visible in the store before the commit.
+        assert_eq!(state.credential("s1").unwrap(), None);
+        overlay.commit(2).unwrap();
+        assert_eq!(state.applied().unwrap(), 2);
+        let identity = state.identity("a@b.co").unwrap().unwrap();
+        assert_eq!(identity.status, IdentityStatus::Revoked);
+        assert_eq!(identity.epoch, 1);
+        assert!(identity.current.is_empty());
+        assert_eq!(
+            state.credential("s1").unwrap().unwrap().status,
+            CredentialStatus::Revoked
+        );
+        assert_eq!(state.revocations().unwrap().len(), 1);
+        // A revoked identity cannot be enrolled.
+        assert_eq!(
+            state
+                .add_enrollments(&[("e2".into(), "a@b.co".into(), 100)])
+                .unwrap(),
+            Err("a@b.co".to_string())
+        );
+    }
+
+    #[test]
+    fn catch_up_replays_what_the_state_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let log = [
+            issue("a@b.co", "s1", "x").to_bytes(),
+            issue("a@b.co", "s2", "y").to_bytes(),
+        ];
+        let mut overlay = state.overlay();
+        overlay
+            .apply_entry(0, &LogEntry::parse(&log[0]).unwrap())
+            .unwrap();
+        overlay.commit(1).unwrap();
+        let applied = state.catch_up(2, |i| Ok(log[i as usize].clone())).unwrap();
+        assert_eq!(applied, 1);
+        assert_eq!(
+            state.identity("a@b.co").unwrap().unwrap().current,
+            ["s1", "s2"]
+        );
+        assert!(state.catch_up(3, |_| Ok(b"not json".to_vec())).is_err());
+    }
+}
