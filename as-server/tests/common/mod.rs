@@ -1,0 +1,263 @@
+//! Test harness: runs the real `as-server` binary on a loopback port with a fresh data folder,
+//! talks to it over real HTTPS, and checks answers against the log key and the schemas.
+#![allow(dead_code, missing_docs, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use as_server::admin_client::{Answer, HttpsClient};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
+use kt_log::note::NoteVerifier;
+use kt_log::Hash;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub struct Server {
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+    pub data: PathBuf,
+    pub base: String,
+    pub client: HttpsClient,
+    pub admin_token: String,
+    pub log_key: NoteVerifier,
+}
+
+impl Server {
+    /// A server with a fresh data folder.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server with a fresh data folder and extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut server = Server::start_in(&data, None, extra);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server over `data`; `admin_token` is the token from an earlier start, if any.
+    pub fn start_in(data: &Path, admin_token: Option<String>, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_as-server"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("AS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut token = admin_token;
+        let base = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("server printed its address");
+            if let Some(t) = line.strip_prefix("admin-token: ") {
+                token = Some(t.to_owned());
+            }
+            if let Some(addr) = line.strip_prefix("listening: ") {
+                break addr.to_owned();
+            }
+        };
+        let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
+        let client = HttpsClient::new(&base, &pem).unwrap();
+        let vkey = std::fs::read_to_string(data.join("log-key.pub")).unwrap();
+        Server {
+            child: Some(child),
+            _dir: None,
+            data: data.to_path_buf(),
+            base,
+            client,
+            admin_token: token.expect("an admin token"),
+            log_key: NoteVerifier::parse(vkey.trim()).unwrap(),
+        }
+    }
+
+    /// SIGKILLs the server (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.client.get(path).unwrap()
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Answer {
+        self.client
+            .post(path, body.to_string().as_bytes(), None)
+            .unwrap()
+    }
+
+    pub fn admin_post(&self, path: &str, body: &Value) -> Answer {
+        self.client
+            .post(path, body.to_string().as_bytes(), Some(&self.admin_token))
+            .unwrap()
+    }
+
+    /// Enrolls `identities`, returns their tokens in order.
+    pub fn enroll(&self, identities: &[&str]) -> Vec<String> {
+        let answer = self.admin_post(
+            "/v1/admin/enrollments",
+            &json!({ "identities": identities }),
+        );
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer.json()["enrollments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["token"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Requests a credential for `identity` with `token`, proving possession of `key`.
+    pub fn issue(&self, identity: &str, token: &str, key: &SigningKey) -> Answer {
+        self.post("/v1/credentials", &issue_request(identity, token, key))
+    }
+
+    /// Rotates `serial` of `identity` from `current` to `new`.
+    pub fn rotate(
+        &self,
+        identity: &str,
+        serial: &str,
+        current: &SigningKey,
+        new: &SigningKey,
+    ) -> Answer {
+        let public = B64.encode(new.verifying_key().as_bytes());
+        let message = format!(
+            "kt-as/v1 credential-rotation\nidentity: {identity}\nserial: {serial}\npublic-key: {public}\n"
+        );
+        self.post(
+            "/v1/credentials/rotate",
+            &json!({
+                "identity": identity,
+                "serial": serial,
+                "public_key": public,
+                "signature_current": B64.encode(current.sign(message.as_bytes()).to_bytes()),
+                "signature_new": B64.encode(new.sign(message.as_bytes()).to_bytes()),
+            }),
+        )
+    }
+
+    /// The latest checkpoint, verified.
+    pub fn checkpoint(&self) -> VerifiedCheckpoint {
+        let answer = self.get("/log/checkpoint");
+        assert_eq!(answer.status, 200);
+        open_checkpoint(&answer.body, &self.log_key).unwrap()
+    }
+
+    /// Checks a `LoggedEntry` (checkpoint signed by the log key, entry included at log_index);
+    /// returns the entry as JSON.
+    pub fn verify_logged(&self, answer: &Value, checkpoint: &str) -> Value {
+        let checkpoint = open_checkpoint(checkpoint.as_bytes(), &self.log_key).unwrap();
+        let entry = B64.decode(answer["entry"].as_str().unwrap()).unwrap();
+        let proof: Vec<Hash> = answer["inclusion_proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| Hash::from_slice(&B64.decode(h.as_str().unwrap()).unwrap()).unwrap())
+            .collect();
+        checkpoint
+            .verify_inclusion(answer["log_index"].as_u64().unwrap(), &entry, &proof)
+            .unwrap();
+        serde_json::from_slice(&entry).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn new_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    SigningKey::from_bytes(&seed)
+}
+
+pub fn enrollment_id(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
+    let public = B64.encode(key.verifying_key().as_bytes());
+    let message = format!(
+        "kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public}\nenrollment: {}\n",
+        enrollment_id(token)
+    );
+    json!({
+        "identity": identity,
+        "token": token,
+        "public_key": public,
+        "signature": B64.encode(key.sign(message.as_bytes()).to_bytes()),
+    })
+}
+
+/// The JSON Schemas in `schemas/`, registered under their `$id`s.
+pub struct Schemas {
+    dir: PathBuf,
+    resources: Vec<(String, Value)>,
+}
+
+impl Schemas {
+    pub fn load() -> Schemas {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+        let mut resources = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().ends_with(".schema.json") {
+                let schema: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let id = schema["$id"].as_str().unwrap().to_owned();
+                resources.push((id, schema));
+            }
+        }
+        Schemas { dir, resources }
+    }
+
+    /// Asserts that `value` is valid under `schemas/<name>.schema.json`.
+    pub fn check(&self, name: &str, value: &Value) {
+        let file = format!("{name}.schema.json");
+        let schema: Value =
+            serde_json::from_slice(&std::fs::read(self.dir.join(&file)).unwrap()).unwrap();
+        let mut options = jsonschema::options();
+        for (id, resource) in &self.resources {
+            options = options.with_resource(
+                id.clone(),
+                jsonschema::Resource::from_contents(resource.clone()).unwrap(),
+            );
+        }
+        let validator = options.build(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(value)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{file}: {errors:?}\n{value:#}");
+    }
+}

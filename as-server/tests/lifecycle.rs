@@ -1,0 +1,249 @@
+//! The full life of several identities and devices over real HTTPS: enrollment, issuance (by
+//! signature and by CSR), lookups, a second device, rotation, revocation of a credential and of
+//! an identity, re-enabling, the CRL — every answer checked against the log key and the schemas.
+
+mod common;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use common::{new_key, Schemas, Server};
+use serde_json::{json, Value};
+
+fn body(answer: &as_server::admin_client::Answer) -> Value {
+    answer.json()
+}
+
+#[test]
+fn identities_and_devices_live_their_whole_life() {
+    let server = Server::start();
+    let schemas = Schemas::load();
+
+    // Enrollment: alice gets two device tokens, bob one.
+    let enroll = server.admin_post(
+        "/v1/admin/enrollments",
+        &json!({"identities": ["alice@example.com", "alice@example.com", "bob@example.com"], "ttl_seconds": 600}),
+    );
+    assert_eq!(enroll.status, 201);
+    schemas.check("enrollment-response", &body(&enroll));
+    let tokens: Vec<String> = body(&enroll)["enrollments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["token"].as_str().unwrap().to_owned())
+        .collect();
+
+    // Issuance with a signature proof of possession.
+    let (alice_phone, alice_laptop, bob_phone) = (new_key(), new_key(), new_key());
+    let issued = server.issue("alice@example.com", &tokens[0], &alice_phone);
+    assert_eq!(
+        issued.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&issued.body)
+    );
+    let first = body(&issued);
+    schemas.check("credential", &first);
+    let entry = server.verify_logged(&first, first["checkpoint"].as_str().unwrap());
+    schemas.check("log-entry", &entry);
+    assert_eq!(entry["type"], "issue");
+    assert_eq!(entry["identity"], "alice@example.com");
+    assert_eq!(entry["serial"], first["serial"]);
+    assert_eq!(
+        entry["public_key"],
+        B64.encode(alice_phone.verifying_key().as_bytes())
+    );
+    // The certificate the client got is byte for byte the one in the log.
+    let pem = first["certificate"].as_str().unwrap();
+    let der_in_log = B64.decode(entry["certificate"].as_str().unwrap()).unwrap();
+    let der_answered = pem_to_der(pem);
+    assert_eq!(der_in_log, der_answered);
+
+    let second = body(&server.issue("alice@example.com", &tokens[1], &alice_laptop));
+    let bob = body(&server.issue("bob@example.com", &tokens[2], &bob_phone));
+    assert!(bob["log_index"].as_u64() > second["log_index"].as_u64());
+
+    // Lookup: both of alice's devices, each proven against the answer's checkpoint.
+    let lookup = body(&server.get("/v1/identities/alice@example.com"));
+    schemas.check("identity", &lookup);
+    assert_eq!(lookup["status"], "active");
+    let creds = lookup["credentials"].as_array().unwrap();
+    assert_eq!(creds.len(), 2);
+    for credential in creds {
+        server.verify_logged(credential, lookup["checkpoint"].as_str().unwrap());
+    }
+
+    // Rotation: the laptop moves to a new key; the old credential is no longer current.
+    let laptop_new = new_key();
+    let rotated = server.rotate(
+        "alice@example.com",
+        second["serial"].as_str().unwrap(),
+        &alice_laptop,
+        &laptop_new,
+    );
+    assert_eq!(
+        rotated.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&rotated.body)
+    );
+    let rotated = body(&rotated);
+    schemas.check("rotation-response", &rotated);
+    assert_eq!(rotated["replaces"], second["serial"]);
+    let entry = server.verify_logged(&rotated, rotated["checkpoint"].as_str().unwrap());
+    assert_eq!(entry["type"], "rotate");
+    schemas.check("log-entry", &entry);
+    let serials = current_serials(&server, "alice@example.com");
+    assert!(serials.contains(&rotated["serial"].as_str().unwrap().to_owned()));
+    assert!(!serials.contains(&second["serial"].as_str().unwrap().to_owned()));
+    // The superseded credential cannot rotate again.
+    let again = server.rotate(
+        "alice@example.com",
+        second["serial"].as_str().unwrap(),
+        &alice_laptop,
+        &new_key(),
+    );
+    assert_eq!(again.status, 409);
+
+    // Revoking one credential.
+    let revoked = server.admin_post(
+        &format!(
+            "/v1/admin/credentials/{}/revoke",
+            first["serial"].as_str().unwrap()
+        ),
+        &json!({"reason": "keyCompromise"}),
+    );
+    assert_eq!(revoked.status, 200);
+    let revoked = body(&revoked);
+    schemas.check("revocation-response", &revoked);
+    let entry = server.verify_logged(&revoked, revoked["checkpoint"].as_str().unwrap());
+    schemas.check("log-entry", &entry);
+    assert_eq!(entry["type"], "revoke");
+    assert_eq!(entry["scope"], "credential");
+    assert_eq!(entry["admin"], "admin");
+    assert_eq!(
+        current_serials(&server, "alice@example.com"),
+        [rotated["serial"].as_str().unwrap()]
+    );
+
+    // Revoking the identity: all its current credentials, and no more enrollment.
+    let revoked = body(&server.admin_post(
+        "/v1/admin/identities/alice@example.com/revoke",
+        &json!({"reason": "affiliationChanged"}),
+    ));
+    assert_eq!(revoked["revoked"], json!([rotated["serial"]]));
+    let lookup = body(&server.get("/v1/identities/alice@example.com"));
+    assert_eq!(lookup["status"], "revoked");
+    assert_eq!(lookup["credentials"], json!([]));
+    let refused = server.admin_post(
+        "/v1/admin/enrollments",
+        &json!({"identities": ["alice@example.com"]}),
+    );
+    assert_eq!(refused.status, 409);
+    schemas.check("problem", &refused.json());
+    assert_eq!(
+        server
+            .admin_post("/v1/admin/identities/alice@example.com/revoke", &json!({}))
+            .status,
+        409
+    );
+
+    // The CRL lists both revoked serials.
+    let crl = server.get("/v1/crl");
+    assert_eq!(crl.status, 200);
+    assert_eq!(crl.content_type, "application/pkix-crl");
+    for serial in [&first["serial"], &rotated["serial"]] {
+        let raw = hex::decode(serial.as_str().unwrap()).unwrap();
+        assert!(
+            crl.body.windows(raw.len()).any(|w| w == raw.as_slice()),
+            "CRL lists {serial}"
+        );
+    }
+
+    // Re-enabling (logged), then enrolling again works; bob was never touched.
+    let enabled = server.admin_post("/v1/admin/identities/alice@example.com/enable", &json!({}));
+    assert_eq!(enabled.status, 200);
+    let enabled = body(&enabled);
+    schemas.check("enable-response", &enabled);
+    let entry = server.verify_logged(&enabled, enabled["checkpoint"].as_str().unwrap());
+    assert_eq!(entry["type"], "enable");
+    let token = server.enroll(&["alice@example.com"]).remove(0);
+    assert_eq!(
+        server.issue("alice@example.com", &token, &new_key()).status,
+        201
+    );
+    assert_eq!(current_serials(&server, "bob@example.com").len(), 1);
+
+    // Every entry is readable through the log API and the tiles, and the log only grew.
+    let checkpoint = server.checkpoint();
+    assert_eq!(checkpoint.size(), 8);
+    let bundle = server.get("/log/tile/entries/000.p/8");
+    assert_eq!(bundle.status, 200);
+    let entries = kt_log::tiles::decode_entry_bundle(&bundle.body, 8).unwrap();
+    for (index, bytes) in entries.iter().enumerate() {
+        let one = body(&server.get(&format!("/v1/log/entries/{index}")));
+        schemas.check("log-entry-response", &one);
+        assert_eq!(B64.decode(one["entry"].as_str().unwrap()).unwrap(), *bytes);
+        schemas.check("log-entry", &serde_json::from_slice(bytes).unwrap());
+    }
+    let key = body(&server.get("/v1/log/key"));
+    schemas.check("log-key", &key);
+    assert_eq!(key["verifier_key"], server.log_key.to_vkey());
+    let proof = body(&server.get("/v1/log/proof/consistency?from=3&to=8"));
+    schemas.check("consistency-proof", &proof);
+    let proof = body(&server.get("/v1/log/proof/inclusion?index=2&size=8"));
+    schemas.check("inclusion-proof", &proof);
+}
+
+#[test]
+fn openssl_style_csr_gets_a_credential() {
+    use der::EncodePem as _;
+    use x509_cert::builder::{Builder as _, RequestBuilder};
+    let server = Server::start();
+    let token = server.enroll(&["carol@example.org"]).remove(0);
+    let key = new_key();
+    let subject: x509_cert::name::Name = "CN=carol@example.org".parse().unwrap();
+    let csr = RequestBuilder::new(subject)
+        .unwrap()
+        .build::<_, ed25519_dalek::Signature>(&key)
+        .unwrap()
+        .to_pem(der::pem::LineEnding::LF)
+        .unwrap();
+    // A CSR for another identity is refused.
+    let wrong = server.post(
+        "/v1/credentials",
+        &json!({"identity": "dave@example.org", "token": token, "csr": csr}),
+    );
+    assert!(
+        wrong.status == 422 || wrong.status == 403,
+        "{}",
+        wrong.status
+    );
+    let answer = server.post(
+        "/v1/credentials",
+        &json!({"identity": "carol@example.org", "token": token, "csr": csr}),
+    );
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(
+        answer.json()["public_key"],
+        B64.encode(key.verifying_key().as_bytes())
+    );
+}
+
+fn current_serials(server: &Server, identity: &str) -> Vec<String> {
+    server.get(&format!("/v1/identities/{identity}")).json()["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["serial"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    B64.decode(b64).unwrap()
+}
