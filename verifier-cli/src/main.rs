@@ -1,16 +1,548 @@
-//! `verifier-cli`: the auditor's tool. Not built yet (issue 4): it only describes itself.
+//! `verifier-cli`: the standalone auditor and client of the key-transparency log.
+//!
+//! It trusts only the log's note verifier key (`--log-key`) and, for credentials, the CA
+//! certificate (`--ca`); everything fetched is verified against them. It depends on kt-log's
+//! verification half only (no storage, no async runtime). See docs/auditing.md.
+//!
+//! One job per file: `trust` (anchors), `client` (HTTPS), `wire` (API objects), `entry` (log
+//! entries), `credential` (X.509 and CRL), `bundle` (logged credentials), `state` (state
+//! folder), `sync` (consistency with saved state), `fork` (evidence), `download` (tiles and
+//! tree recomputation), `offline`, `online`, `audit`, `monitor`, `enroll` (commands),
+//! `output` (human/JSON), `error` (exit codes).
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use clap::Parser;
+mod audit;
+mod bundle;
+mod client;
+mod credential;
+mod download;
+mod enroll;
+mod entry;
+mod error;
+mod fork;
+mod monitor;
+mod offline;
+mod online;
+mod output;
+mod state;
+mod sync;
+mod trust;
+mod wire;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{Client, TlsTrust};
+use crate::error::{Error, ExitCode};
+use crate::output::Outcome;
+use crate::state::StateDir;
+use crate::trust::Ca;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  verified / ok
+  1  verification failed (bad signature or proof, not in the log, revoked, expired,
+     unexpected key, malformed data to verify, problems found by the audit)
+  2  usage error (bad flags, unusable --log-key or --ca)
+  3  network or I/O error (file unreadable, server unreachable or refusing)
+  4  FORK DETECTED: two signed checkpoints that cannot both be honest; evidence written";
 
 /// Standalone auditor and client for the key-transparency log.
 ///
-/// Not implemented yet: this build only prints its help. It will depend on nothing but the
-/// verification half of `kt-log`.
-#[derive(Parser)]
-#[command(version, arg_required_else_help = true)]
-struct Cli {}
+/// Trusts only the log's note verifier key and the CA certificate; every fetched byte is
+/// verified before it is reported.
+#[derive(Parser, Debug)]
+#[command(name = "verifier-cli", version, after_help = EXIT_CODES, arg_required_else_help = true)]
+struct Cli {
+    /// Print one JSON object on stdout instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Checkpoints: verify a file, or fetch the server's and prove it consistent.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCmd),
+    /// Inclusion proofs (offline).
+    #[command(subcommand)]
+    Inclusion(InclusionCmd),
+    /// Consistency proofs (offline).
+    #[command(subcommand)]
+    Consistency(ConsistencyCmd),
+    /// Credential bundles as POST /v1/credentials returns them (offline).
+    #[command(subcommand)]
+    Bundle(BundleCmd),
+    /// Fork evidence (offline).
+    #[command(subcommand)]
+    Fork(ForkCmd),
+    /// Check a certificate: CA signature, validity, CRL, current in the log, consistency.
+    Credential(CredentialArgs),
+    /// Fetch an identity's current credentials and verify every proof before printing.
+    Lookup(LookupArgs),
+    /// Exit 0 iff KEY is a current, logged, unrevoked key of IDENTITY (with its proof).
+    Validate(ValidateArgs),
+    /// Audit the whole log: download every new entry, recompute the tree, check entries.
+    Audit(AuditArgs),
+    /// List every binding/rotation/revocation of identities; fail on unexpected keys.
+    Monitor(MonitorArgs),
+    /// Compare two auditors' saved checkpoints (state folders or checkpoint files).
+    Compare(CompareArgs),
+    /// Enroll: generate a key, prove possession, verify and save the credential.
+    Enroll(EnrollArgs),
+}
+
+#[derive(Args, Debug)]
+struct LogKey {
+    /// The log's note verifier key (name+keyid+base64), or a file holding it.
+    #[arg(long, env = "KT_LOG_KEY", value_name = "KEY|FILE")]
+    log_key: String,
+}
+
+#[derive(Args, Debug)]
+struct CaArg {
+    /// The CA certificate (PEM or DER) that signs credentials.
+    #[arg(long, env = "KT_CA", value_name = "FILE")]
+    ca: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// The server, https://host:port.
+    #[arg(long, env = "KT_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// Trust only these PEM certificates for the server's TLS (e.g. its self-signed one).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Do not verify the server's TLS certificate (results are still verified with the log
+    /// key and CA, but the connection is not authenticated).
+    #[arg(long, conflicts_with = "tls_ca")]
+    insecure_skip_tls_verify: bool,
+}
+
+#[derive(Args, Debug)]
+struct StateArg {
+    /// State folder: last verified checkpoint per log, audit progress, fork evidence.
+    /// Default: $XDG_STATE_HOME/verifier-cli or ~/.local/state/verifier-cli.
+    #[arg(long, env = "KT_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum CheckpointCmd {
+    /// Verify a checkpoint file's signature (offline).
+    Verify {
+        #[command(flatten)]
+        key: LogKey,
+        /// The signed checkpoint note.
+        file: PathBuf,
+    },
+    /// Fetch /log/checkpoint, verify it, prove it consistent with the saved one, save it.
+    Fetch {
+        #[command(flatten)]
+        key: LogKey,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum InclusionCmd {
+    /// Verify that an entry (raw bytes) is at --index in the checkpoint's tree.
+    Verify {
+        #[command(flatten)]
+        key: LogKey,
+        /// The signed checkpoint note.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Leaf index (optional if the proof file names it).
+        #[arg(long)]
+        index: Option<u64>,
+        /// The entry's exact bytes.
+        #[arg(long)]
+        entry: PathBuf,
+        /// JSON array of base64 hashes, or {"index","size","proof"}.
+        #[arg(long)]
+        proof: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConsistencyCmd {
+    /// Verify that --old is a prefix of --new.
+    Verify {
+        #[command(flatten)]
+        key: LogKey,
+        /// The older checkpoint.
+        #[arg(long)]
+        old: PathBuf,
+        /// The newer checkpoint.
+        #[arg(long)]
+        new: PathBuf,
+        /// JSON array of base64 hashes, or {"from","to","proof"}.
+        #[arg(long)]
+        proof: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCmd {
+    /// Verify a Credential JSON: chain to the CA, entry holds the certificate, inclusion.
+    Verify {
+        #[command(flatten)]
+        key: LogKey,
+        #[command(flatten)]
+        ca: CaArg,
+        /// The Credential JSON.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ForkCmd {
+    /// Re-check fork evidence; exit 4 if it proves a fork, 1 if it does not.
+    Verify {
+        #[command(flatten)]
+        key: LogKey,
+        /// The evidence JSON.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct CredentialArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    state: StateArg,
+    /// The certificate (PEM or DER).
+    cert: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct LookupArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    state: StateArg,
+    /// The identity (local@domain).
+    identity: String,
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    state: StateArg,
+    /// The identity (local@domain).
+    identity: String,
+    /// The Ed25519 public key, base64 of 32 bytes.
+    public_key: String,
+}
+
+#[derive(Args, Debug)]
+struct TileArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Read the checkpoint and tiles from a local folder laid out like /log/ instead of a
+    /// server (consistency with saved state is then shown by recomputation).
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    tiles: Option<PathBuf>,
+    /// Download threads.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+}
+
+#[derive(Args, Debug)]
+struct AuditArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
+    source: TileArgs,
+    #[command(flatten)]
+    state: StateArg,
+    /// Skip the CA signature check of each certificate (the slow part); everything else is
+    /// still checked.
+    #[arg(long)]
+    skip_cert_signatures: bool,
+}
+
+#[derive(Args, Debug)]
+struct MonitorArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    source: TileArgs,
+    #[command(flatten)]
+    state: StateArg,
+    /// File of expected keys: one base64 key per line, optionally "IDENTITY KEY".
+    #[arg(long, value_name = "FILE")]
+    expect_keys: PathBuf,
+    /// Identities to watch.
+    #[arg(required = true)]
+    identities: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Consistency proof file between the two sizes (instead of asking --server).
+    #[arg(long, conflicts_with = "server")]
+    proof: Option<PathBuf>,
+    /// Where to write fork evidence (default: the state folder).
+    #[command(flatten)]
+    state: StateArg,
+    /// First view: a state folder or a checkpoint file.
+    a: PathBuf,
+    /// Second view: a state folder or a checkpoint file.
+    b: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct EnrollArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    state: StateArg,
+    /// The identity to enroll.
+    #[arg(long)]
+    identity: String,
+    /// The enrollment token from the admin.
+    #[arg(long, env = "KT_ENROLLMENT_TOKEN")]
+    token: String,
+    /// Where to write the new private key (PKCS#8 PEM, mode 0600; must not exist).
+    #[arg(long, value_name = "FILE")]
+    key_out: PathBuf,
+    /// Where to write the verified Credential JSON (must not exist).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// Current Unix time in seconds.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ServerArgs {
+    fn client(&self) -> Result<Client, Error> {
+        let server = self
+            .server
+            .as_deref()
+            .ok_or_else(|| Error::Usage("--server is required".into()))?;
+        let trust = if self.insecure_skip_tls_verify {
+            TlsTrust::DangerSkipVerification
+        } else if let Some(path) = &self.tls_ca {
+            TlsTrust::from_pem_file(path)?
+        } else {
+            TlsTrust::WebPki
+        };
+        Client::new(server, trust)
+    }
+}
+
+impl StateArg {
+    fn path(&self) -> Result<PathBuf, Error> {
+        if let Some(p) = &self.state {
+            return Ok(p.clone());
+        }
+        if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+            return Ok(PathBuf::from(x).join("verifier-cli"));
+        }
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".local/state/verifier-cli"))
+            .ok_or_else(|| Error::Usage("--state is required (no HOME)".into()))
+    }
+    fn open(&self) -> Result<StateDir, Error> {
+        StateDir::open(&self.path()?)
+    }
+}
+
+fn online(key: &LogKey, server: &ServerArgs, state: &StateArg) -> Result<online::Online, Error> {
+    Ok(online::Online {
+        verifier: trust::load_log_key(&key.log_key)?,
+        client: server.client()?,
+        state: state.open()?,
+    })
+}
+
+fn ca(arg: &CaArg) -> Result<Ca, Error> {
+    Ca::load(&arg.ca)
+}
+
+fn tiles_and_proofs(
+    args: &TileArgs,
+    run: impl FnOnce(
+        &dyn download::TileSource,
+        Option<&dyn sync::ProofSource>,
+    ) -> Result<Outcome, Error>,
+) -> Result<Outcome, Error> {
+    match &args.tiles {
+        Some(dir) => run(&download::DirTiles(dir.clone()), None),
+        None => {
+            let client = args.server.client()?;
+            run(&download::HttpTiles(&client), Some(&client))
+        }
+    }
+}
+
+fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
+    use trust::load_log_key as key;
+    match command {
+        Command::Checkpoint(CheckpointCmd::Verify { key: k, file }) => {
+            offline::checkpoint_verify(file, &key(&k.log_key)?)
+        }
+        Command::Checkpoint(CheckpointCmd::Fetch {
+            key: k,
+            server,
+            state,
+        }) => online::checkpoint_fetch(&online(k, server, state)?),
+        Command::Inclusion(InclusionCmd::Verify {
+            key: k,
+            checkpoint,
+            index,
+            entry,
+            proof,
+        }) => offline::inclusion_verify(&key(&k.log_key)?, checkpoint, *index, entry, proof),
+        Command::Consistency(ConsistencyCmd::Verify {
+            key: k,
+            old,
+            new,
+            proof,
+        }) => offline::consistency_verify(&key(&k.log_key)?, old, new, proof),
+        Command::Bundle(BundleCmd::Verify {
+            key: k,
+            ca: c,
+            file,
+        }) => offline::bundle_verify(&key(&k.log_key)?, &ca(c)?, file),
+        Command::Fork(ForkCmd::Verify { key: k, file }) => {
+            offline::fork_verify(&key(&k.log_key)?, file)
+        }
+        Command::Credential(a) => {
+            online::credential(&online(&a.key, &a.server, &a.state)?, &ca(&a.ca)?, &a.cert)
+        }
+        Command::Lookup(a) => online::lookup(
+            &online(&a.key, &a.server, &a.state)?,
+            &ca(&a.ca)?,
+            &a.identity,
+        ),
+        Command::Validate(a) => online::validate(
+            &online(&a.key, &a.server, &a.state)?,
+            &ca(&a.ca)?,
+            &a.identity,
+            &a.public_key,
+        ),
+        Command::Audit(a) => {
+            let verifier = key(&a.key.log_key)?;
+            let ca = ca(&a.ca)?;
+            let state = a.state.open()?;
+            let options = audit::AuditOptions {
+                threads: a.source.threads,
+                check_certs: !a.skip_cert_signatures,
+                progress: !json,
+            };
+            tiles_and_proofs(&a.source, |tiles, proofs| {
+                audit::audit(tiles, proofs, &verifier, &ca, &state, &options)
+            })
+        }
+        Command::Monitor(a) => {
+            let verifier = key(&a.key.log_key)?;
+            let state = a.state.open()?;
+            tiles_and_proofs(&a.source, |tiles, proofs| {
+                monitor::monitor(
+                    tiles,
+                    proofs,
+                    &verifier,
+                    &state,
+                    &a.identities,
+                    &a.expect_keys,
+                    a.source.threads,
+                    !json,
+                )
+            })
+        }
+        Command::Compare(a) => {
+            let verifier = key(&a.key.log_key)?;
+            let evidence_dir = a.state.path()?;
+            let client = match &a.server.server {
+                Some(_) => Some(a.server.client()?),
+                None => None,
+            };
+            let given = match &a.proof {
+                Some(p) => Some(sync::GivenProof(
+                    wire::parse_proof_file(&error::read_file(p)?)?.proof,
+                )),
+                None => None,
+            };
+            let proofs: Option<&dyn sync::ProofSource> = match (&client, &given) {
+                (Some(c), _) => Some(c),
+                (None, Some(g)) => Some(g),
+                (None, None) => None,
+            };
+            offline::compare(&verifier, &a.a, &a.b, proofs, Path::new(&evidence_dir))
+        }
+        Command::Enroll(a) => enroll::enroll(
+            &online(&a.key, &a.server, &a.state)?,
+            &ca(&a.ca)?,
+            &a.identity,
+            &a.token,
+            &a.key_out,
+            &a.out,
+        ),
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Checkpoint(CheckpointCmd::Verify { .. }) => "checkpoint verify",
+        Command::Checkpoint(CheckpointCmd::Fetch { .. }) => "checkpoint fetch",
+        Command::Inclusion(_) => "inclusion verify",
+        Command::Consistency(_) => "consistency verify",
+        Command::Bundle(_) => "bundle verify",
+        Command::Fork(_) => "fork verify",
+        Command::Credential(_) => "credential",
+        Command::Lookup(_) => "lookup",
+        Command::Validate(_) => "validate",
+        Command::Audit(_) => "audit",
+        Command::Monitor(_) => "monitor",
+        Command::Compare(_) => "compare",
+        Command::Enroll(_) => "enroll",
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = run(&cli.command, cli.json);
+    let code: ExitCode = output::emit(command_name(&cli.command), result, cli.json);
+    std::process::ExitCode::from(code as u8)
 }

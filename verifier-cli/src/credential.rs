@@ -1,0 +1,366 @@
+//! X.509 credentials and the CA's CRL: parsing and verification against the trusted CA.
+//!
+//! A credential is an X.509 v3 certificate with an Ed25519 subject key, signed by the CA's
+//! Ed25519 key; its identity is the one `rfc822Name` of its subjectAltName. Guarantees:
+//! - [`Ca::verify_certificate`] returns [`CertFacts`] only if the certificate parses as strict
+//!   DER, names the CA as issuer, uses Ed25519 for its signature, and that signature verifies
+//!   (`verify_strict`) under the CA key over the exact `tbsCertificate` bytes given. It does not
+//!   look at the clock: [`CertFacts::check_time`] does.
+//! - [`Ca::verify_crl`] returns a [`Crl`] only if the CRL is signed the same way by the CA and is
+//!   not past its `nextUpdate`.
+//!
+//! Serial numbers are compared as integers: leading zero bytes are dropped on both sides (a DER
+//! INTEGER never has them, the API's fixed-width hex may).
+
+use std::collections::HashSet;
+
+use der::{Decode, Encode};
+use ed25519_dalek::{Signature, VerifyingKey};
+use thiserror::Error;
+use x509_cert::crl::CertificateList;
+use x509_cert::ext::pkix::name::{DirectoryString, GeneralName};
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::spki::{AlgorithmIdentifierOwned, ObjectIdentifier};
+use x509_cert::Certificate;
+
+use crate::trust::Ca;
+
+/// id-Ed25519, RFC 8410.
+pub(crate) const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+/// The X.500 commonName attribute.
+const CN_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// Why a certificate or CRL was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub(crate) enum CredentialError {
+    /// Not PEM of a certificate, nor DER.
+    #[error("malformed certificate: {0}")]
+    Malformed(String),
+    /// Not signed with Ed25519, or by another issuer than the CA.
+    #[error("certificate is not issued by the trusted CA: {0}")]
+    WrongIssuer(&'static str),
+    /// The CA's signature does not verify.
+    #[error("certificate signature does not verify under the CA key")]
+    BadSignature,
+    /// The subject key is not an Ed25519 key.
+    #[error("subject key is not a 32-byte Ed25519 key")]
+    BadSubjectKey,
+    /// The subjectAltName does not carry exactly one rfc822Name, or the CN disagrees.
+    #[error("certificate identity: {0}")]
+    BadIdentity(&'static str),
+    /// Now is past notAfter.
+    #[error("certificate expired at {not_after} (now {now})")]
+    Expired {
+        /// End of validity, Unix seconds.
+        not_after: u64,
+        /// The time checked.
+        now: u64,
+    },
+    /// Now is before notBefore.
+    #[error("certificate not valid before {not_before} (now {now})")]
+    NotYetValid {
+        /// Start of validity, Unix seconds.
+        not_before: u64,
+        /// The time checked.
+        now: u64,
+    },
+    /// The CRL does not parse or is not the CA's.
+    #[error("CRL: {0}")]
+    BadCrl(String),
+    /// The CRL is past its nextUpdate: revocations since then may be missing.
+    #[error("CRL is stale: nextUpdate {next_update} is before now {now}")]
+    StaleCrl {
+        /// The CRL's nextUpdate, Unix seconds.
+        next_update: u64,
+        /// The time checked.
+        now: u64,
+    },
+}
+
+/// A certificate with the exact DER it was parsed from.
+#[derive(Clone, Debug)]
+pub(crate) struct ParsedCert {
+    /// The DER bytes (from the PEM, if it was PEM).
+    pub(crate) der: Vec<u8>,
+    /// The parsed certificate.
+    pub(crate) cert: Certificate,
+}
+
+/// Parses one certificate from PEM (`CERTIFICATE` label) or DER.
+pub(crate) fn parse_certificate(bytes: &[u8]) -> Result<ParsedCert, CredentialError> {
+    let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let (label, der) = der::pem::decode_vec(bytes.trim_ascii())
+            .map_err(|e| CredentialError::Malformed(format!("PEM: {e}")))?;
+        if label != "CERTIFICATE" {
+            return Err(CredentialError::Malformed(format!(
+                "PEM label is {label:?}, expected CERTIFICATE"
+            )));
+        }
+        der
+    } else {
+        bytes.to_vec()
+    };
+    let cert =
+        Certificate::from_der(&der).map_err(|e| CredentialError::Malformed(e.to_string()))?;
+    Ok(ParsedCert { der, cert })
+}
+
+/// What a verified credential says, in the log entry's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CertFacts {
+    /// Serial number, big-endian, leading zeros dropped.
+    pub(crate) serial: Vec<u8>,
+    /// The subjectAltName rfc822Name.
+    pub(crate) identity: String,
+    /// The Ed25519 subject key.
+    pub(crate) public_key: [u8; 32],
+    /// notBefore, Unix seconds.
+    pub(crate) not_before: u64,
+    /// notAfter, Unix seconds.
+    pub(crate) not_after: u64,
+}
+
+impl CertFacts {
+    /// Fails unless `not_before ≤ now ≤ not_after`.
+    pub(crate) fn check_time(&self, now: u64) -> Result<(), CredentialError> {
+        if now < self.not_before {
+            return Err(CredentialError::NotYetValid {
+                not_before: self.not_before,
+                now,
+            });
+        }
+        if now > self.not_after {
+            return Err(CredentialError::Expired {
+                not_after: self.not_after,
+                now,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A CRL verified under the CA: the set of revoked serials (leading zeros dropped).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Crl {
+    revoked: HashSet<Vec<u8>>,
+    /// thisUpdate, Unix seconds.
+    pub(crate) this_update: u64,
+    /// nextUpdate, Unix seconds, if the CRL has one.
+    pub(crate) next_update: Option<u64>,
+}
+
+impl Crl {
+    /// Whether `serial` (any leading zeros) is on the CRL.
+    pub(crate) fn is_revoked(&self, serial: &[u8]) -> bool {
+        self.revoked.contains(normalize_serial(serial))
+    }
+    /// JSON fields: `this_update`, `next_update`, `revoked_count`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "this_update": self.this_update,
+            "next_update": self.next_update,
+            "revoked_count": self.revoked.len(),
+        })
+    }
+}
+
+/// Drops leading zero bytes so that equal integers compare equal.
+pub(crate) fn normalize_serial(serial: &[u8]) -> &[u8] {
+    let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
+    &serial[start..]
+}
+
+/// Parses an API serial: lowercase hex, even length, 2 to 42 digits. Returns the normalized
+/// bytes (leading zeros dropped).
+pub(crate) fn parse_serial_hex(text: &str) -> Option<Vec<u8>> {
+    let bytes = decode_lower_hex(text)?;
+    if bytes.is_empty() || bytes.len() > 21 {
+        return None;
+    }
+    Some(normalize_serial(&bytes).to_vec())
+}
+
+/// Decodes lowercase hexadecimal (even length); `None` for anything else.
+pub(crate) fn decode_lower_hex(text: &str) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
+}
+
+/// Lowercase hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The exact bytes of the first element of a DER SEQUENCE (the signed part of a certificate
+/// or CRL), sliced from the input rather than re-encoded.
+fn first_element(der: &[u8]) -> Option<&[u8]> {
+    fn header(bytes: &[u8]) -> Option<(usize, usize)> {
+        // Returns (header length, content length) of a definite-length DER TLV.
+        let first = *bytes.get(1)?;
+        if first < 0x80 {
+            return Some((2, usize::from(first)));
+        }
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = bytes
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        Some((2 + n, len))
+    }
+    if der.first() != Some(&0x30) {
+        return None;
+    }
+    let (outer_header, _) = header(der)?;
+    let inner = der.get(outer_header..)?;
+    if inner.first() != Some(&0x30) {
+        return None;
+    }
+    let (h, len) = header(inner)?;
+    inner.get(..h.checked_add(len)?)
+}
+
+/// Checks that an algorithm identifier is Ed25519 without parameters (RFC 8410 §3).
+fn is_ed25519(alg: &AlgorithmIdentifierOwned) -> bool {
+    alg.oid == ED25519_OID && alg.parameters.is_none()
+}
+
+/// Verifies an Ed25519 signature by `key` over `message`, strictly.
+fn verify_sig(key: &VerifyingKey, message: &[u8], sig: Option<&[u8]>) -> bool {
+    sig.and_then(|s| Signature::from_slice(s).ok())
+        .is_some_and(|s| key.verify_strict(message, &s).is_ok())
+}
+
+impl Ca {
+    /// Verifies a credential certificate given as DER (see the module guarantees).
+    pub(crate) fn verify_certificate(&self, der: &[u8]) -> Result<CertFacts, CredentialError> {
+        let cert =
+            Certificate::from_der(der).map_err(|e| CredentialError::Malformed(e.to_string()))?;
+        let tbs = cert.tbs_certificate();
+        if !is_ed25519(cert.signature_algorithm()) || !is_ed25519(tbs.signature()) {
+            return Err(CredentialError::WrongIssuer("not signed with Ed25519"));
+        }
+        let issuer = tbs
+            .issuer()
+            .to_der()
+            .map_err(|e| CredentialError::Malformed(e.to_string()))?;
+        if issuer != self.subject_der {
+            return Err(CredentialError::WrongIssuer("issuer is not the CA's name"));
+        }
+        let signed = first_element(der)
+            .ok_or_else(|| CredentialError::Malformed("no tbsCertificate".into()))?;
+        if !verify_sig(&self.key, signed, cert.signature().as_bytes()) {
+            return Err(CredentialError::BadSignature);
+        }
+        let spki = tbs.subject_public_key_info();
+        if spki.algorithm.oid != ED25519_OID {
+            return Err(CredentialError::BadSubjectKey);
+        }
+        let public_key = spki
+            .subject_public_key
+            .as_bytes()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or(CredentialError::BadSubjectKey)?;
+        let identity = identity_of(&cert)?;
+        let validity = tbs.validity();
+        Ok(CertFacts {
+            serial: normalize_serial(tbs.serial_number().as_bytes()).to_vec(),
+            identity,
+            public_key,
+            not_before: validity.not_before.to_unix_duration().as_secs(),
+            not_after: validity.not_after.to_unix_duration().as_secs(),
+        })
+    }
+
+    /// Verifies a DER CRL (see the module guarantees) at time `now`.
+    pub(crate) fn verify_crl(&self, der: &[u8], now: u64) -> Result<Crl, CredentialError> {
+        let crl = CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
+            .map_err(|e| CredentialError::BadCrl(e.to_string()))?;
+        let tbs = &crl.tbs_cert_list;
+        if !is_ed25519(&crl.signature_algorithm) || !is_ed25519(&tbs.signature) {
+            return Err(CredentialError::BadCrl("not signed with Ed25519".into()));
+        }
+        let issuer = tbs
+            .issuer
+            .to_der()
+            .map_err(|e| CredentialError::BadCrl(e.to_string()))?;
+        if issuer != self.subject_der {
+            return Err(CredentialError::BadCrl(
+                "issuer is not the CA's name".into(),
+            ));
+        }
+        let signed =
+            first_element(der).ok_or_else(|| CredentialError::BadCrl("no tbsCertList".into()))?;
+        if !verify_sig(&self.key, signed, crl.signature.as_bytes()) {
+            return Err(CredentialError::BadCrl(
+                "signature does not verify under the CA key".into(),
+            ));
+        }
+        let next_update = tbs.next_update.map(|t| t.to_unix_duration().as_secs());
+        if let Some(next_update) = next_update {
+            if next_update < now {
+                return Err(CredentialError::StaleCrl { next_update, now });
+            }
+        }
+        let revoked = tbs
+            .revoked_certificates
+            .iter()
+            .flatten()
+            .map(|r| normalize_serial(r.serial_number.as_bytes()).to_vec())
+            .collect();
+        Ok(Crl {
+            revoked,
+            this_update: tbs.this_update.to_unix_duration().as_secs(),
+            next_update,
+        })
+    }
+}
+
+/// The one rfc822Name of the subjectAltName; the subject CN, if present, must equal it.
+fn identity_of(cert: &Certificate) -> Result<String, CredentialError> {
+    let tbs = cert.tbs_certificate();
+    let (_, san) = tbs
+        .get_extension::<SubjectAltName>()
+        .map_err(|_| CredentialError::BadIdentity("malformed or repeated subjectAltName"))?
+        .ok_or(CredentialError::BadIdentity("no subjectAltName"))?;
+    let mut names = san.0.iter().filter_map(|n| match n {
+        GeneralName::Rfc822Name(name) => Some(name.as_str()),
+        _ => None,
+    });
+    let (Some(identity), None) = (names.next(), names.next()) else {
+        return Err(CredentialError::BadIdentity(
+            "subjectAltName must hold exactly one rfc822Name",
+        ));
+    };
+    for atv in tbs.subject().iter().filter(|atv| atv.oid == CN_OID) {
+        let cn = DirectoryString::try_from(&atv.value)
+            .map(String::from)
+            .map_err(|_| CredentialError::BadIdentity("subject CN is not a string"))?;
+        if cn != identity {
+            return Err(CredentialError::BadIdentity(
+                "subject CN differs from the subjectAltName",
+            ));
+        }
+    }
+    Ok(identity.to_owned())
+}

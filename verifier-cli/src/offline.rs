@@ -1,0 +1,242 @@
+//! Offline commands: verification of files, with nothing fetched.
+//!
+//! Each function returns what it verified or the first reason it did not verify; main.rs
+//! turns that into output and an exit code.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
+use kt_log::note::NoteVerifier;
+use serde_json::json;
+
+use crate::bundle::{describe, verify_bundle};
+use crate::error::{read_file, Error};
+use crate::fork::{self, Evidence};
+use crate::output::Outcome;
+use crate::state::StateDir;
+use crate::sync::{check_consistent, GivenProof, ProofSource};
+use crate::trust::Ca;
+use crate::wire::{parse_proof_file, Credential};
+
+/// Reads and verifies a checkpoint file under the log key.
+pub(crate) fn read_checkpoint(
+    path: &Path,
+    verifier: &NoteVerifier,
+) -> Result<VerifiedCheckpoint, Error> {
+    let bytes = read_file(path)?;
+    open_checkpoint(&bytes, verifier)
+        .map_err(|e| Error::verify(format!("checkpoint {}: {e}", path.display())))
+}
+
+/// JSON of a checkpoint: `origin`, `size`, `root` (base64).
+pub(crate) fn checkpoint_json(cp: &VerifiedCheckpoint) -> serde_json::Value {
+    json!({
+        "origin": cp.checkpoint().origin,
+        "size": cp.size(),
+        "root": B64.encode(cp.root().0),
+    })
+}
+
+/// `checkpoint verify`: JSON `origin`, `size`, `root`.
+pub(crate) fn checkpoint_verify(file: &Path, verifier: &NoteVerifier) -> Result<Outcome, Error> {
+    let cp = read_checkpoint(file, verifier)?;
+    let human = format!(
+        "checkpoint verified: origin {} size {} root {}",
+        cp.checkpoint().origin,
+        cp.size(),
+        B64.encode(cp.root().0)
+    );
+    Ok(Outcome::ok(checkpoint_json(&cp), human))
+}
+
+/// `inclusion verify`: JSON `origin`, `size`, `root`, `index`, `leaf_hash` (base64).
+pub(crate) fn inclusion_verify(
+    verifier: &NoteVerifier,
+    checkpoint: &Path,
+    index: Option<u64>,
+    entry: &Path,
+    proof: &Path,
+) -> Result<Outcome, Error> {
+    let cp = read_checkpoint(checkpoint, verifier)?;
+    let entry = read_file(entry)?;
+    let proof = parse_proof_file(&read_file(proof)?)?;
+    let index = match (index, proof.index) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::verify(format!(
+                "--index {a} but the proof file is for index {b}"
+            )))
+        }
+        (Some(i), _) | (None, Some(i)) => i,
+        (None, None) => {
+            return Err(Error::Usage(
+                "--index is required when the proof file does not name one".into(),
+            ))
+        }
+    };
+    if let Some(size) = proof.size {
+        if size != cp.size() {
+            return Err(Error::verify(format!(
+                "the proof is for size {size}, the checkpoint has size {}",
+                cp.size()
+            )));
+        }
+    }
+    cp.verify_inclusion(index, &entry, &proof.proof)
+        .map_err(|e| Error::verify(format!("inclusion proof: {e}")))?;
+    let leaf = kt_log::hash::leaf_hash(&entry);
+    let mut json = checkpoint_json(&cp);
+    json["index"] = json!(index);
+    json["leaf_hash"] = json!(B64.encode(leaf.0));
+    let human = format!(
+        "inclusion verified: entry {index} is in {} at size {}",
+        cp.checkpoint().origin,
+        cp.size()
+    );
+    Ok(Outcome::ok(json, human))
+}
+
+/// `consistency verify`: JSON `origin`, `old_size`, `old_root`, `new_size`, `new_root`.
+pub(crate) fn consistency_verify(
+    verifier: &NoteVerifier,
+    old: &Path,
+    new: &Path,
+    proof: &Path,
+) -> Result<Outcome, Error> {
+    let old = read_checkpoint(old, verifier)?;
+    let new = read_checkpoint(new, verifier)?;
+    let proof = parse_proof_file(&read_file(proof)?)?;
+    if let (Some(from), Some(to)) = (proof.from, proof.to) {
+        if from != old.size() || to != new.size() {
+            return Err(Error::verify(format!(
+                "the proof is for sizes {from}→{to}, the checkpoints have {}→{}",
+                old.size(),
+                new.size()
+            )));
+        }
+    }
+    old.verify_extended_by(&new, &proof.proof)
+        .map_err(|e| Error::verify(format!("consistency proof: {e}")))?;
+    let json = json!({
+        "origin": old.checkpoint().origin,
+        "old_size": old.size(),
+        "old_root": B64.encode(old.root().0),
+        "new_size": new.size(),
+        "new_root": B64.encode(new.root().0),
+    });
+    let human = format!(
+        "consistency verified: size {} is a prefix of size {}",
+        old.size(),
+        new.size()
+    );
+    Ok(Outcome::ok(json, human))
+}
+
+/// Parses a `Credential` JSON file; malformed content fails verification.
+pub(crate) fn read_bundle(path: &Path) -> Result<Credential, Error> {
+    serde_json::from_slice(&read_file(path)?).map_err(|e| {
+        Error::verify(format!(
+            "{} is not a Credential object: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// `bundle verify`: JSON as `VerifiedBundle::to_json`.
+pub(crate) fn bundle_verify(
+    verifier: &NoteVerifier,
+    ca: &Ca,
+    file: &Path,
+) -> Result<Outcome, Error> {
+    let bundle = read_bundle(file)?;
+    let verified = verify_bundle(&bundle, verifier, ca, crate::now())?;
+    let human = format!(
+        "credential verified: {}\nin checkpoint of size {}",
+        describe(&verified.logged),
+        verified.checkpoint.size()
+    );
+    Ok(Outcome::ok(verified.to_json(), human))
+}
+
+/// `fork verify`: exit 4 when the evidence proves a fork. JSON `fork` (bool), `reason`,
+/// `origin`, `older_size`, `newer_size`.
+pub(crate) fn fork_verify(verifier: &NoteVerifier, file: &Path) -> Result<Outcome, Error> {
+    let evidence: Evidence = serde_json::from_slice(&read_file(file)?)
+        .map_err(|e| Error::verify(format!("{} is not fork evidence: {e}", file.display())))?;
+    let proven = fork::check(&evidence, verifier)?;
+    let json = json!({
+        "fork": true,
+        "reason": proven.why,
+        "origin": proven.older.checkpoint().origin,
+        "older_size": proven.older.size(),
+        "newer_size": proven.newer.size(),
+    });
+    let human = format!(
+        "FORK PROVEN for log {}: {}",
+        proven.older.checkpoint().origin,
+        proven.why
+    );
+    Ok(Outcome::with_code(
+        crate::error::ExitCode::Fork,
+        json,
+        human,
+    ))
+}
+
+/// A checkpoint named on the command line: a checkpoint file, or a state folder holding one.
+fn checkpoint_at(path: &Path, verifier: &NoteVerifier) -> Result<VerifiedCheckpoint, Error> {
+    if path.is_dir() {
+        StateDir::existing(path)?
+            .load_checkpoint(verifier)?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "state folder {} has no checkpoint of log {}",
+                    path.display(),
+                    verifier.name()
+                ))
+            })
+    } else {
+        read_checkpoint(path, verifier)
+    }
+}
+
+/// `compare A B`: two auditors' views (state folders or checkpoint files). Equal sizes must
+/// have equal roots; different sizes need a consistency proof, from `proofs` (a server or a
+/// proof file). Evidence of a fork goes to `evidence_dir`. JSON `origin`, `a_size`, `b_size`,
+/// `a_root`, `b_root`, `consistent` (bool).
+pub(crate) fn compare(
+    verifier: &NoteVerifier,
+    a: &Path,
+    b: &Path,
+    proofs: Option<&dyn ProofSource>,
+    evidence_dir: &Path,
+) -> Result<Outcome, Error> {
+    let ca = checkpoint_at(a, verifier)?;
+    let cb = checkpoint_at(b, verifier)?;
+    if ca.size() != cb.size() && proofs.is_none() {
+        return Err(Error::Usage(format!(
+            "sizes differ ({} and {}): give --server or --proof to prove consistency",
+            ca.size(),
+            cb.size()
+        )));
+    }
+    let none = GivenProof(Vec::new());
+    let proofs = proofs.unwrap_or(&none);
+    let evidence_state = StateDir::open(evidence_dir)?;
+    check_consistent(&evidence_state, Some(&ca), &cb, proofs)?;
+    let json = json!({
+        "origin": ca.checkpoint().origin,
+        "a_size": ca.size(),
+        "a_root": B64.encode(ca.root().0),
+        "b_size": cb.size(),
+        "b_root": B64.encode(cb.root().0),
+        "consistent": true,
+    });
+    let human = format!(
+        "consistent: sizes {} and {} are views of one append-only log",
+        ca.size(),
+        cb.size()
+    );
+    Ok(Outcome::ok(json, human))
+}
