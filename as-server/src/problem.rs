@@ -28,8 +28,6 @@ pub enum ProblemKind {
     MethodNotAllowed,
     /// Body over the limit.
     PayloadTooLarge,
-    /// Request content type is not JSON.
-    UnsupportedMediaType,
     /// Identity breaks the rules.
     BadIdentity,
     /// Public key not a valid Ed25519 key.
@@ -64,7 +62,6 @@ impl ProblemKind {
             ProblemKind::NotFound => "not-found",
             ProblemKind::MethodNotAllowed => "method-not-allowed",
             ProblemKind::PayloadTooLarge => "payload-too-large",
-            ProblemKind::UnsupportedMediaType => "unsupported-media-type",
             ProblemKind::BadIdentity => "bad-identity",
             ProblemKind::BadKey => "bad-key",
             ProblemKind::BadProof => "bad-proof",
@@ -88,7 +85,6 @@ impl ProblemKind {
             ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::BadIdentity | ProblemKind::BadKey | ProblemKind::BadProof => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -111,7 +107,6 @@ impl ProblemKind {
             ProblemKind::NotFound => "not found",
             ProblemKind::MethodNotAllowed => "method not allowed",
             ProblemKind::PayloadTooLarge => "request body too large",
-            ProblemKind::UnsupportedMediaType => "request body must be JSON",
             ProblemKind::BadIdentity => "identity does not follow the identity rules",
             ProblemKind::BadKey => "public key is not a valid Ed25519 key",
             ProblemKind::BadProof => "proof of possession does not verify",
