@@ -1,0 +1,80 @@
+//! Concurrent issuance over HTTPS: 100 clients at once all get credentials, each proven in a
+//! checkpoint that covers it; racing one token, exactly one request wins.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+
+use common::{new_key, Server};
+
+#[test]
+fn a_hundred_clients_at_once() {
+    let server = Arc::new(Server::start());
+    let identities: Vec<String> = (0..100).map(|i| format!("device{i}@example.com")).collect();
+    let names: Vec<&str> = identities.iter().map(String::as_str).collect();
+    let tokens = server.enroll(&names);
+    let barrier = Arc::new(Barrier::new(100));
+    let handles: Vec<_> = identities
+        .into_iter()
+        .zip(tokens)
+        .map(|(identity, token)| {
+            let server = Arc::clone(&server);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let key = new_key();
+                barrier.wait();
+                let answer = server.issue(&identity, &token, &key);
+                assert_eq!(
+                    answer.status,
+                    201,
+                    "{}",
+                    String::from_utf8_lossy(&answer.body)
+                );
+                let body = answer.json();
+                let entry = server.verify_logged(&body, body["checkpoint"].as_str().unwrap());
+                assert_eq!(entry["identity"], identity.as_str());
+                body["log_index"].as_u64().unwrap()
+            })
+        })
+        .collect();
+    let indices: HashSet<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        indices,
+        (0..100).collect::<HashSet<u64>>(),
+        "one entry each, no gaps"
+    );
+    assert_eq!(server.checkpoint().size(), 100);
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    assert!(metrics.contains("as_log_size 100"), "{metrics}");
+}
+
+#[test]
+fn racing_one_token_exactly_one_wins() {
+    let server = Arc::new(Server::start());
+    let token = server.enroll(&["race@example.com"]).remove(0);
+    let barrier = Arc::new(Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            let barrier = Arc::clone(&barrier);
+            let token = token.clone();
+            std::thread::spawn(move || {
+                let key = new_key();
+                barrier.wait();
+                server.issue("race@example.com", &token, &key).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(server.checkpoint().size(), 1);
+}
