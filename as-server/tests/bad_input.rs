@@ -1,5 +1,6 @@
 //! Every kind of bad input gets the right 4xx problem document and changes nothing: the log
 //! size and the targeted state are checked after each refusal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
