@@ -290,6 +290,23 @@ pub(crate) fn audit(
     state_dir: &StateDir,
     options: &AuditOptions,
 ) -> Result<Outcome, Error> {
+    audit_once(source, proofs, verifier, ca, state_dir, options, false)
+}
+
+/// One pass of the audit. With a local tile folder, a root mismatch after resuming from a
+/// saved frontier is ambiguous (bad new entries, or a new tree that does not extend the saved
+/// one), so the pass is redone `from_scratch`: then the root at the saved size is recomputed
+/// too, and a mismatch there is a fork.
+#[allow(clippy::too_many_arguments)]
+fn audit_once(
+    source: &dyn TileSource,
+    proofs: Option<&dyn ProofSource>,
+    verifier: &NoteVerifier,
+    ca: &Ca,
+    state_dir: &StateDir,
+    options: &AuditOptions,
+    from_scratch: bool,
+) -> Result<Outcome, Error> {
     let started = Instant::now();
     let target = open_checkpoint(&source.checkpoint()?, verifier)
         .map_err(|e| Error::verify(format!("checkpoint: {e}")))?;
@@ -297,7 +314,11 @@ pub(crate) fn audit(
     let saved = state_dir.load_checkpoint(verifier)?;
     let dir = state_dir.log_dir(&origin)?;
     let state_path = dir.join("audit.json");
-    let mut state = load_state(&state_path, &origin)?;
+    let mut state = if from_scratch {
+        AuditState::new(&origin)
+    } else {
+        load_state(&state_path, &origin)?
+    };
 
     // Consistency with the saved checkpoint.
     let mut check_at: Option<VerifiedCheckpoint> = None;
@@ -483,6 +504,9 @@ pub(crate) fn audit(
     result?;
 
     if edge.root() != target.root() {
+        if proofs.is_none() && start_size > 0 && !from_scratch {
+            return audit_once(source, proofs, verifier, ca, state_dir, options, true);
+        }
         state.progress = state.verified.clone();
         save_state(&state_path, &state)?;
         return Err(Error::verify(format!(

@@ -444,17 +444,20 @@ pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// Path → (status, body).
+pub type Routes = Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>;
+
 /// A plain-HTTP server answering from a shared routing table (path → (status, body)).
 pub struct MockServer {
     pub url: String,
-    pub routes: Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>,
+    pub routes: Routes,
 }
 
 impl MockServer {
     pub fn start() -> MockServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let routes: Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>> = Arc::default();
+        let routes: Routes = Arc::default();
         let shared = routes.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
