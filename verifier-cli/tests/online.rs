@@ -1,0 +1,349 @@
+//! Online commands against a mock HTTP server serving honest and dishonest answers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use kt_log::note::NoteSigner;
+use serde_json::json;
+
+fn signer() -> NoteSigner {
+    NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap()
+}
+
+#[test]
+fn checkpoint_fetch_extends_and_detects_forks() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut log = MemLog::new(signer());
+    for i in 0..10 {
+        log.push(format!("e{i}").into_bytes());
+    }
+    let key = log.vkey();
+    let server = MockServer::start();
+    let fetch = || {
+        run_json(&[
+            "checkpoint",
+            "fetch",
+            "--log-key",
+            &key,
+            "--server",
+            &server.url,
+            "--state",
+            p(&state),
+        ])
+    };
+    server.serve_log(&log, 6);
+    let (code, out) = fetch();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["consistency"], json!("first"));
+    server.serve_log(&log, 10);
+    let (code, out) = fetch();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["consistency"], json!("extended"));
+    assert_eq!(out["previous_size"], json!(6));
+    assert_eq!(fetch().1["consistency"], json!("unchanged"));
+    // A stale (older, consistent) view is not saved.
+    server.serve_log(&log, 8);
+    assert_eq!(fetch().1["consistency"], json!("behind"));
+
+    // A bad proof, a checkpoint by another key, garbage: verification failures, not forks.
+    server.serve_log(&log, 10);
+    let other = MemLog {
+        signer: NoteSigner::from_seed(ORIGIN, &seed(4)).unwrap(),
+        ..log.clone()
+    };
+    server.set("/log/checkpoint", 200, other.checkpoint(10));
+    assert_eq!(fetch().0, 1);
+    server.set("/log/checkpoint", 200, "garbage");
+    assert_eq!(fetch().0, 1);
+    server.set("/log/checkpoint", 500, "oops");
+    assert_eq!(fetch().0, 3);
+
+    // The server forks: a log with the same first 5 entries and other ones after.
+    let mut fork = MemLog::new(signer());
+    for i in 0..12 {
+        fork.push(
+            if i < 5 {
+                format!("e{i}")
+            } else {
+                format!("x{i}")
+            }
+            .into_bytes(),
+        );
+    }
+    server.serve_log(&fork, 12);
+    let (code, out) = fetch();
+    assert_eq!(code, 4, "{out}");
+    let evidence = out["evidence"].as_str().unwrap().to_owned();
+    assert_eq!(run(&["fork", "verify", "--log-key", &key, &evidence]).0, 4);
+    // Same size, different root.
+    server.serve_log(&fork, 10);
+    let (code, out) = fetch();
+    assert_eq!(code, 4, "{out}");
+    assert_eq!(
+        run(&[
+            "fork",
+            "verify",
+            "--log-key",
+            &key,
+            out["evidence"].as_str().unwrap()
+        ])
+        .0,
+        4
+    );
+    // The saved state was not replaced by the forked views.
+    server.serve_log(&log, 10);
+    assert_eq!(fetch().1["consistency"], json!("unchanged"));
+    // Two auditors' folders: the second saw the fork.
+    let state_b = dir.path().join("state_b");
+    server.serve_log(&fork, 10);
+    assert_eq!(
+        run(&[
+            "checkpoint",
+            "fetch",
+            "--log-key",
+            &key,
+            "--server",
+            &server.url,
+            "--state",
+            p(&state_b)
+        ])
+        .0,
+        0
+    );
+    let (code, out) = run_json(&[
+        "compare",
+        "--log-key",
+        &key,
+        "--state",
+        p(&state),
+        p(&state),
+        p(&state_b),
+    ]);
+    assert_eq!(code, 4, "{out}");
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    ca: TestCa,
+    log: MemLog,
+    server: MockServer,
+    alice: Cred,
+    old_alice: Cred,
+    revoked: Cred,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(1);
+        let mut log = MemLog::new(signer());
+        let t = now();
+        let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
+        let old_alice = Cred::new(&ca, "alice@example.com", 2, (t - 100, t + 86400));
+        let revoked = Cred::new(&ca, "alice@example.com", 3, (t - 100, t + 86400));
+        log.push(b"genesis".to_vec());
+        log.push(old_alice.entry.clone());
+        log.push(alice.entry.clone());
+        log.push(revoked.entry.clone());
+        log.push(revoke_entry("alice@example.com", &[&revoked.serial]));
+        let server = MockServer::start();
+        server.serve_log(&log, 5);
+        server.set("/v1/crl", 200, ca.crl(&[&revoked.serial]));
+        let f = Fixture {
+            dir,
+            ca,
+            log,
+            server,
+            alice,
+            old_alice,
+            revoked,
+        };
+        f.serve_alice(vec![f.alice.identity_item(&f.log, 2, 5)]);
+        f
+    }
+    fn serve_alice(&self, credentials: Vec<serde_json::Value>) {
+        self.server.set(
+            "/v1/identities/alice@example.com",
+            200,
+            json!({"identity": "alice@example.com", "status": "active",
+                   "checkpoint": self.log.checkpoint(5), "credentials": credentials})
+            .to_string(),
+        );
+    }
+}
+
+#[test]
+fn lookup_validate_credential() {
+    let f = Fixture::new();
+    let key = f.log.vkey();
+    let ca_file = write(f.dir.path(), "ca.pem", f.ca.pem());
+    let state = f.dir.path().join("state");
+    let base = |cmd: &str| {
+        vec![
+            cmd.to_owned(),
+            "--log-key".into(),
+            key.clone(),
+            "--ca".into(),
+            p(&ca_file).into(),
+            "--server".into(),
+            f.server.url.clone(),
+            "--state".into(),
+            p(&state).into(),
+        ]
+    };
+    let go = |cmd: &str, rest: &[&str]| {
+        let mut a = base(cmd);
+        a.extend(rest.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        run_json(&refs)
+    };
+    // lookup: every proof verified.
+    let (code, out) = go("lookup", &["alice@example.com"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["credentials"][0]["log_index"], json!(2));
+    assert_eq!(out["credentials"][0]["serial"], json!(hex(&f.alice.serial)));
+    let (code, out) = go("lookup", &["nobody@example.com"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["found"], json!(false));
+    assert_eq!(go("lookup", &["Not An Identity"]).0, 2);
+
+    // validate: the current key → 0 with its proof; others → 1.
+    let (code, out) = go("validate", &["alice@example.com", &f.alice.public_b64()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["valid"], json!(true));
+    assert_eq!(out["proof"]["log_index"], json!(2));
+    for other in [&f.old_alice, &f.revoked] {
+        let (code, out) = go("validate", &["alice@example.com", &other.public_b64()]);
+        assert_eq!(code, 1, "{out}");
+        assert_eq!(out["valid"], json!(false));
+    }
+    assert_eq!(go("validate", &["alice@example.com", "AAAA"]).0, 2);
+
+    // credential: current → 0; superseded → not_current; revoked → revoked.
+    let cert = |c: &Cred| write(f.dir.path(), "cert.pem", pem_of(&c.der));
+    let (code, out) = go("credential", &[p(&cert(&f.alice))]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["state"], json!("current"));
+    let (code, out) = go("credential", &[p(&cert(&f.old_alice))]);
+    assert_eq!(
+        (code, out["state"].clone()),
+        (1, json!("not_current")),
+        "{out}"
+    );
+    let (code, out) = go("credential", &[p(&cert(&f.revoked))]);
+    assert_eq!((code, out["state"].clone()), (1, json!("revoked")), "{out}");
+    // Expired certificate; another CA's certificate; a malformed file.
+    let t = now();
+    let expired = Cred::new(&f.ca, "alice@example.com", 9, (t - 1000, t - 10));
+    let (code, out) = go("credential", &[p(&cert(&expired))]);
+    assert_eq!((code, out["state"].clone()), (1, json!("expired")), "{out}");
+    let rogue = Cred::new(&TestCa::new(7), "alice@example.com", 10, (t - 100, t + 100));
+    assert_eq!(go("credential", &[p(&cert(&rogue))]).0, 1);
+    let junk = write(
+        f.dir.path(),
+        "junk.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    assert_eq!(go("credential", &[p(&junk)]).0, 1);
+    // A CRL signed by another CA is refused.
+    f.server.set("/v1/crl", 200, TestCa::new(7).crl(&[]));
+    assert_eq!(
+        go("validate", &["alice@example.com", &f.alice.public_b64()]).0,
+        1
+    );
+    f.server.set("/v1/crl", 200, f.ca.crl(&[&f.revoked.serial]));
+
+    // A server that lies in the identity answer: tampered proof, another identity's entry,
+    // a credential not in the log.
+    let mut item = f.alice.identity_item(&f.log, 2, 5);
+    item["inclusion_proof"][0] = json!(flip_b64(item["inclusion_proof"][0].as_str().unwrap(), 5));
+    f.serve_alice(vec![item]);
+    assert_eq!(go("lookup", &["alice@example.com"]).0, 1);
+    assert_eq!(
+        go("validate", &["alice@example.com", &f.alice.public_b64()]).0,
+        1
+    );
+    let mut item = f.alice.identity_item(&f.log, 2, 5);
+    item["log_index"] = json!(1);
+    f.serve_alice(vec![item]);
+    assert_eq!(go("lookup", &["alice@example.com"]).0, 1);
+    let mut item = f.alice.identity_item(&f.log, 2, 5);
+    item["entry"] = json!(b64(&f.old_alice.entry));
+    f.serve_alice(vec![item]);
+    assert_eq!(go("lookup", &["alice@example.com"]).0, 1);
+    // The server is unreachable: network error.
+    let mut a = base("lookup");
+    a[6] = "http://127.0.0.1:9".into();
+    a.push("alice@example.com".into());
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    assert_eq!(run(&refs).0, 3);
+}
+
+#[test]
+fn enroll_refuses_a_credential_for_another_key() {
+    let f = Fixture::new();
+    let key = f.log.vkey();
+    let ca_file = write(f.dir.path(), "ca.pem", f.ca.pem());
+    let state = f.dir.path().join("state");
+    // The server answers with a valid credential, but not for the key we generated.
+    f.server.set(
+        "/v1/credentials",
+        201,
+        f.alice.bundle(&f.ca, &f.log, 2, 5).to_string(),
+    );
+    let key_out = f.dir.path().join("key.pem");
+    let out_file = f.dir.path().join("cred.json");
+    let (code, out) = run_json(&[
+        "enroll",
+        "--log-key",
+        &key,
+        "--ca",
+        p(&ca_file),
+        "--server",
+        &f.server.url,
+        "--state",
+        p(&state),
+        "--identity",
+        "alice@example.com",
+        "--token",
+        "tok",
+        "--key-out",
+        p(&key_out),
+        "--out",
+        p(&out_file),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out_file.exists());
+    // The key was written first, with mode 0600, as PKCS#8 PEM.
+    let pem = std::fs::read_to_string(&key_out).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // It never overwrites.
+    let (code, _) = run_json(&[
+        "enroll",
+        "--log-key",
+        &key,
+        "--ca",
+        p(&ca_file),
+        "--server",
+        &f.server.url,
+        "--state",
+        p(&state),
+        "--identity",
+        "alice@example.com",
+        "--token",
+        "tok",
+        "--key-out",
+        p(&key_out),
+        "--out",
+        p(&out_file),
+    ]);
+    assert_eq!(code, 2);
+}
