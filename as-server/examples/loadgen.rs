@@ -1,2 +1,273 @@
-//! Load generator (written next).
-fn main() {}
+//! Load generator for the AS: durable credential issuance and lookups over HTTPS keep-alive.
+//!
+//! By default it starts the release `as-server` next to it on a loopback port with a fresh data
+//! folder, so one command measures a cold, default server:
+//!
+//! ```sh
+//! cargo build --release -p as-server --bins --examples
+//! target/release/examples/loadgen --clients 64 --credentials 20000 --lookups 100000
+//! ```
+//!
+//! Each credential request uses its own Ed25519 key and proof of possession, made before the
+//! clock starts (so the figures measure the server, not the client's signing). Latency is per
+//! request, from send to the full answer. `--server URL --tls-ca PEM --admin-token-file F`
+//! targets a running server instead. Requests are bounded in count; only loopback is targeted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use as_server::admin_client::HttpsClient;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use clap::Parser;
+use ed25519_dalek::{Signer as _, SigningKey};
+use sha2::{Digest, Sha256};
+
+#[derive(Parser)]
+struct Args {
+    /// Concurrent clients (each one HTTPS keep-alive connection).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Credentials to issue (identities enrolled first, in one bulk call per 50,000).
+    #[arg(long, default_value_t = 20_000)]
+    credentials: usize,
+    /// Lookups to make after issuance.
+    #[arg(long, default_value_t = 100_000)]
+    lookups: usize,
+    /// A running server instead of spawning one.
+    #[arg(long)]
+    server: Option<String>,
+    /// Its TLS certificate (with --server).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Its admin token file (with --server).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Extra flags for the spawned server, e.g. "--max-batch 512".
+    #[arg(long, allow_hyphen_values = true)]
+    server_flags: Option<String>,
+}
+
+struct Spawned {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+fn spawn(flags: &str) -> (Spawned, String, Vec<u8>, String) {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("as-server");
+    let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .args(flags.split_whitespace())
+        .env("AS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (build it with --bins)", binary.display()));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token = String::new();
+    let base = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(t) = line.strip_prefix("admin-token: ") {
+            token = t.to_owned();
+        }
+        if let Some(addr) = line.strip_prefix("listening: ") {
+            break addr.to_owned();
+        }
+    };
+    let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
+    (Spawned { child, _dir: dir }, base, pem, token)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// CPU use of the server and of this load generator during one phase.
+struct CpuMeter {
+    server: Option<String>,
+    server_start: f64,
+    own_start: f64,
+}
+
+impl CpuMeter {
+    fn start(server: Option<String>) -> CpuMeter {
+        CpuMeter {
+            server_start: server.as_deref().map_or(0.0, cpu_seconds),
+            server,
+            own_start: cpu_seconds("self"),
+        }
+    }
+
+    fn report(&self, count: usize) {
+        let own = cpu_seconds("self") - self.own_start;
+        match &self.server {
+            Some(pid) => {
+                let server = cpu_seconds(pid) - self.server_start;
+                println!(
+                    "  CPU: server {:.1} s ({:.0} us per request), load generator {:.1} s ({:.0} us per request)",
+                    server,
+                    server * 1e6 / count as f64,
+                    own,
+                    own * 1e6 / count as f64
+                );
+            }
+            None => println!("  CPU: load generator {own:.1} s"),
+        }
+    }
+}
+
+fn report(name: &str, count: usize, errors: usize, elapsed: Duration, mut latencies: Vec<Duration>) {
+    latencies.sort();
+    println!(
+        "{name}: {count} in {:.2} s = {:.0}/s; errors {errors}; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.999).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+/// Runs `jobs` over `clients` threads, each with its own connection; returns (elapsed,
+/// latencies, errors).
+fn run<J: Send + Sync + 'static>(
+    clients: usize,
+    client: &HttpsClient,
+    jobs: Vec<J>,
+    call: impl Fn(&HttpsClient, &J) -> bool + Send + Sync + 'static,
+) -> (Duration, Vec<Duration>, usize) {
+    let jobs = Arc::new(jobs);
+    let next = Arc::new(AtomicUsize::new(0));
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let (jobs, next, call) = (Arc::clone(&jobs), Arc::clone(&next), Arc::clone(&call));
+            let client = client.clone_fresh();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let t = Instant::now();
+                    if !call(&client, job) {
+                        errors += 1;
+                    }
+                    latencies.push(t.elapsed());
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for handle in handles {
+        let (l, e) = handle.join().unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    (started.elapsed(), latencies, errors)
+}
+
+trait CloneFresh {
+    fn clone_fresh(&self) -> HttpsClient;
+}
+
+impl CloneFresh for HttpsClient {
+    fn clone_fresh(&self) -> HttpsClient {
+        // A clone shares the agent's pool; with one connection per in-flight request it
+        // behaves as one keep-alive connection per client thread.
+        self.clone()
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let (_spawned, base, pem, token) = match &args.server {
+        Some(server) => {
+            let pem = std::fs::read(args.tls_ca.as_ref().expect("--tls-ca")).unwrap();
+            let token = std::fs::read_to_string(args.admin_token_file.as_ref().expect("--admin-token-file")).unwrap();
+            (None, server.clone(), pem, token.trim().to_owned())
+        }
+        None => {
+            let (spawned, base, pem, token) = spawn(args.server_flags.as_deref().unwrap_or(""));
+            (Some(spawned), base, pem, token)
+        }
+    };
+    let client = HttpsClient::new(&base, &pem).unwrap();
+    let run_id: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+
+    // Enroll, then prepare every request (key, proof) before the clock starts.
+    let identities: Vec<String> = (0..args.credentials).map(|i| format!("load{i}.{run_id}@bench.example")).collect();
+    let mut requests = Vec::with_capacity(args.credentials);
+    for chunk in identities.chunks(50_000) {
+        let answer = client
+            .post("/v1/admin/enrollments", serde_json::json!({"identities": chunk}).to_string().as_bytes(), Some(&token))
+            .unwrap();
+        assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
+        for enrollment in answer.json()["enrollments"].as_array().unwrap() {
+            let identity = enrollment["identity"].as_str().unwrap();
+            let token = enrollment["token"].as_str().unwrap();
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).unwrap();
+            let key = SigningKey::from_bytes(&seed);
+            let public = B64.encode(key.verifying_key().as_bytes());
+            let enrollment_id: String = Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            let message = format!("kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public}\nenrollment: {enrollment_id}\n");
+            let body = serde_json::json!({
+                "identity": identity, "token": token, "public_key": public,
+                "signature": B64.encode(key.sign(message.as_bytes()).to_bytes()),
+            });
+            requests.push(body.to_string().into_bytes());
+        }
+    }
+    println!("server {base}; {} clients", args.clients);
+    let server_pid = _spawned.as_ref().map(|s| s.child.id().to_string());
+    let meter = CpuMeter::start(server_pid.clone());
+    let (elapsed, latencies, errors) = run(args.clients, &client, requests, |client, body| {
+        matches!(client.post("/v1/credentials", body, None), Ok(a) if a.status == 201)
+    });
+    report("credentials issued (durable, with proof)", args.credentials, errors, elapsed, latencies);
+    meter.report(args.credentials);
+
+    let lookups: Vec<String> = (0..args.lookups).map(|i| format!("/v1/identities/{}", identities[i % identities.len().max(1)])).collect();
+    let meter = CpuMeter::start(server_pid);
+    let (elapsed, latencies, errors) = run(args.clients, &client, lookups, |client, path| {
+        matches!(client.get(path), Ok(a) if a.status == 200)
+    });
+    report("lookups (with inclusion proof)", args.lookups, errors, elapsed, latencies);
+    meter.report(args.lookups);
+}

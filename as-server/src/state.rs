@@ -156,7 +156,9 @@ pub struct State {
 impl State {
     /// Opens (or creates) the state in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<State, StateError> {
-        let db = sled::Config::new().path(dir).open()?;
+        // No background flushing: the log is the durable record and catch_up re-applies what
+        // a crash loses; enrollments flush explicitly.
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         let tree = db.open_tree("as")?;
         Ok(State { db, tree })
     }
