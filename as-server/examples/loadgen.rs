@@ -48,6 +48,10 @@ struct Args {
     /// Its admin token file (with --server).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Only prepare: enroll and write one signed credential request per line to this file, for
+    /// a lighter client such as wrk (bench/issue.lua), then stop.
+    #[arg(long)]
+    write_requests: Option<PathBuf>,
     /// Extra flags for the spawned server, e.g. "--max-batch 512".
     #[arg(long, allow_hyphen_values = true)]
     server_flags: Option<String>,
@@ -147,7 +151,13 @@ impl CpuMeter {
     }
 }
 
-fn report(name: &str, count: usize, errors: usize, elapsed: Duration, mut latencies: Vec<Duration>) {
+fn report(
+    name: &str,
+    count: usize,
+    errors: usize,
+    elapsed: Duration,
+    mut latencies: Vec<Duration>,
+) {
     latencies.sort();
     println!(
         "{name}: {count} in {:.2} s = {:.0}/s; errors {errors}; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
@@ -219,7 +229,10 @@ fn main() {
     let (_spawned, base, pem, token) = match &args.server {
         Some(server) => {
             let pem = std::fs::read(args.tls_ca.as_ref().expect("--tls-ca")).unwrap();
-            let token = std::fs::read_to_string(args.admin_token_file.as_ref().expect("--admin-token-file")).unwrap();
+            let token = std::fs::read_to_string(
+                args.admin_token_file.as_ref().expect("--admin-token-file"),
+            )
+            .unwrap();
             (None, server.clone(), pem, token.trim().to_owned())
         }
         None => {
@@ -228,16 +241,32 @@ fn main() {
         }
     };
     let client = HttpsClient::new(&base, &pem).unwrap();
-    let run_id: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let run_id: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
 
     // Enroll, then prepare every request (key, proof) before the clock starts.
-    let identities: Vec<String> = (0..args.credentials).map(|i| format!("load{i}.{run_id}@bench.example")).collect();
+    let identities: Vec<String> = (0..args.credentials)
+        .map(|i| format!("load{i}.{run_id}@bench.example"))
+        .collect();
     let mut requests = Vec::with_capacity(args.credentials);
     for chunk in identities.chunks(50_000) {
         let answer = client
-            .post("/v1/admin/enrollments", serde_json::json!({"identities": chunk}).to_string().as_bytes(), Some(&token))
+            .post(
+                "/v1/admin/enrollments",
+                serde_json::json!({"identities": chunk})
+                    .to_string()
+                    .as_bytes(),
+                Some(&token),
+            )
             .unwrap();
-        assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
         for enrollment in answer.json()["enrollments"].as_array().unwrap() {
             let identity = enrollment["identity"].as_str().unwrap();
             let token = enrollment["token"].as_str().unwrap();
@@ -245,7 +274,10 @@ fn main() {
             getrandom::fill(&mut seed).unwrap();
             let key = SigningKey::from_bytes(&seed);
             let public = B64.encode(key.verifying_key().as_bytes());
-            let enrollment_id: String = Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            let enrollment_id: String = Sha256::digest(token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let message = format!("kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public}\nenrollment: {enrollment_id}\n");
             let body = serde_json::json!({
                 "identity": identity, "token": token, "public_key": public,
@@ -254,20 +286,54 @@ fn main() {
             requests.push(body.to_string().into_bytes());
         }
     }
+    if let Some(path) = &args.write_requests {
+        let mut lines = Vec::new();
+        for request in &requests {
+            lines.extend_from_slice(request);
+            lines.push(b'\n');
+        }
+        std::fs::write(path, lines).unwrap();
+        println!(
+            "wrote {} requests to {} (run id {run_id})",
+            requests.len(),
+            path.display()
+        );
+        return;
+    }
     println!("server {base}; {} clients", args.clients);
     let server_pid = _spawned.as_ref().map(|s| s.child.id().to_string());
     let meter = CpuMeter::start(server_pid.clone());
-    let (elapsed, latencies, errors) = run(args.clients, &client, requests, |client, body| {
-        matches!(client.post("/v1/credentials", body, None), Ok(a) if a.status == 201)
-    });
-    report("credentials issued (durable, with proof)", args.credentials, errors, elapsed, latencies);
+    let (elapsed, latencies, errors) = run(
+        args.clients,
+        &client,
+        requests,
+        |client, body| matches!(client.post("/v1/credentials", body, None), Ok(a) if a.status == 201),
+    );
+    report(
+        "credentials issued (durable, with proof)",
+        args.credentials,
+        errors,
+        elapsed,
+        latencies,
+    );
     meter.report(args.credentials);
 
-    let lookups: Vec<String> = (0..args.lookups).map(|i| format!("/v1/identities/{}", identities[i % identities.len().max(1)])).collect();
+    let lookups: Vec<String> = (0..args.lookups)
+        .map(|i| format!("/v1/identities/{}", identities[i % identities.len().max(1)]))
+        .collect();
     let meter = CpuMeter::start(server_pid);
-    let (elapsed, latencies, errors) = run(args.clients, &client, lookups, |client, path| {
-        matches!(client.get(path), Ok(a) if a.status == 200)
-    });
-    report("lookups (with inclusion proof)", args.lookups, errors, elapsed, latencies);
+    let (elapsed, latencies, errors) = run(
+        args.clients,
+        &client,
+        lookups,
+        |client, path| matches!(client.get(path), Ok(a) if a.status == 200),
+    );
+    report(
+        "lookups (with inclusion proof)",
+        args.lookups,
+        errors,
+        elapsed,
+        latencies,
+    );
     meter.report(args.lookups);
 }
