@@ -1,3 +1,952 @@
-//! Harness of the end-to-end tests (see `e2e/`): finds the built binaries, runs servers and
-//! the verifier. Filled in with the scenarios.
+//! Harness of the end-to-end tests (see `e2e/`): finds the built `as-server` and
+//! `verifier-cli` binaries, runs servers on loopback with temporary data folders, runs the
+//! verifier as separate parties (each with its own state folder), and plays a malicious AS by
+//! writing to a stopped server's data folder directly.
+//!
+//! The binaries are looked up next to the test executable (`target/<profile>/`), so they must
+//! be built first: `cargo build --workspace` (or `cargo test --workspace`, which builds every
+//! binary before running any test).
 #![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::OsString;
+use std::io::{BufRead as _, BufReader};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use as_server::admin_client::{Answer, HttpsClient};
+use as_server::ca::{random_serial, Ca};
+use as_server::encoding::hex;
+use as_server::entry::{Binding, EntryBody, LogEntry};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use kt_log::checkpoint::{open_checkpoint, SignedCheckpoint, VerifiedCheckpoint};
+use kt_log::log::Log;
+use kt_log::note::{NoteSigner, NoteVerifier};
+use kt_log::store::FileStore;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+/// The default log origin of `as-server` (its data folder's state folder name is derived from
+/// it).
+pub const ORIGIN: &str = "localhost/kt-as";
+
+/// Path of a workspace binary, next to the running test executable.
+///
+/// Panics with instructions when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/
+    let mut dir = exe
+        .parent()
+        .expect("the test executable's folder")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    if !path.is_file() {
+        panic!(
+            "{} not found. The end-to-end tests run the real binaries: build them first with \
+             `cargo build --workspace` (same profile and target dir as the tests), or run \
+             `cargo test --workspace`, which builds them before any test runs.",
+            path.display()
+        );
+    }
+    path
+}
+
+/// What a finished process said.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The command line, for messages.
+    pub command: String,
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Runs `program` with `args` and collects its output.
+    pub fn of(program: &Path, args: &[OsString]) -> Run {
+        let output = Command::new(program)
+            .args(args)
+            .env_remove("KT_LOG_KEY")
+            .env_remove("KT_CA")
+            .env_remove("KT_SERVER")
+            .env_remove("KT_STATE")
+            .env_remove("AS_ADMIN_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        let command = std::iter::once(program.display().to_string())
+            .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Run {
+            command,
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics (showing everything) unless the exit code is `code`; returns self.
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code} from\n  {}\nstdout:\n{}\nstderr:\n{}",
+            self.command, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Stdout as one JSON value (panics showing the output when it is not).
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout of\n  {}\nis not JSON ({e}):\n{}\nstderr:\n{}",
+                self.command, self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Exit 0 and the JSON output.
+    #[track_caller]
+    pub fn ok(&self) -> Value {
+        self.code(0).json()
+    }
+}
+
+/// The fields docs/auditing.md promises in each command's `--json` output (besides
+/// `command`, `ok`, `status`, `exit_code`), when the command reached a result (an error adds
+/// `error` instead).
+pub fn documented_fields(command: &str) -> &'static [&'static str] {
+    const BUNDLE: &[&str] = &[
+        "identity",
+        "serial",
+        "public_key",
+        "not_before",
+        "not_after",
+        "log_index",
+        "type",
+        "replaces",
+        "checkpoint_size",
+        "checkpoint_root",
+        "origin",
+        "chain_has_ca",
+    ];
+    match command {
+        "checkpoint verify" => &["origin", "size", "root"],
+        "checkpoint fetch" => &["origin", "size", "root", "consistency", "previous_size"],
+        "inclusion verify" => &["origin", "size", "root", "index", "leaf_hash"],
+        "consistency verify" => &["origin", "old_size", "old_root", "new_size", "new_root"],
+        "bundle verify" => BUNDLE,
+        "fork verify" => &["fork", "reason", "origin", "older_size", "newer_size"],
+        "compare" => &[
+            "origin",
+            "a_size",
+            "a_root",
+            "b_size",
+            "b_root",
+            "consistent",
+        ],
+        "lookup" => &[
+            "identity",
+            "found",
+            // docs/auditing.md says `status`, which collides with the common field; the
+            // identity's status is `identity_status` (verifier-cli fix).
+            "identity_status",
+            "checkpoint",
+            "consistency",
+            "previous_size",
+            "credentials",
+        ],
+        "validate" => &[
+            "identity",
+            "public_key",
+            "valid",
+            "reason",
+            "credential",
+            "proof",
+            "consistency",
+            "previous_size",
+        ],
+        "credential" => &[
+            "identity",
+            "serial",
+            "public_key",
+            "not_before",
+            "not_after",
+            "state",
+            "log_index",
+            "checkpoint",
+            "crl",
+            "consistency",
+            "previous_size",
+        ],
+        "audit" => &[
+            "origin",
+            "size",
+            "root",
+            "consistency",
+            "previous_size",
+            "resumed_from",
+            "entries_checked",
+            "elapsed_ms",
+            "entries_per_second",
+            "certificate_checks",
+            "problem_count",
+            "problems",
+        ],
+        "monitor" => &[
+            "origin",
+            "size",
+            "root",
+            "consistency",
+            "previous_size",
+            "identities",
+            "events",
+            "unexpected",
+            "unparseable",
+        ],
+        "enroll" => &[
+            "identity",
+            "serial",
+            "public_key",
+            "not_before",
+            "not_after",
+            "log_index",
+            "type",
+            "replaces",
+            "checkpoint_size",
+            "checkpoint_root",
+            "origin",
+            "chain_has_ca",
+            "key_file",
+            "credential_file",
+            "consistency",
+            "previous_size",
+        ],
+        "rotate" => &[
+            "identity",
+            "serial",
+            "public_key",
+            "not_before",
+            "not_after",
+            "log_index",
+            "type",
+            "replaces",
+            "checkpoint_size",
+            "checkpoint_root",
+            "origin",
+            "chain_has_ca",
+            "key_file",
+            "credential_file",
+            "consistency",
+            "previous_size",
+        ],
+        _ => &[],
+    }
+}
+
+/// Checks a `--json` output against docs/auditing.md: the common fields agree with the exit
+/// code, and either `error` or every documented field of `command` is there.
+#[track_caller]
+pub fn check_json_output(command: &str, run: &Run) -> Value {
+    let value = run.json();
+    let status = match run.code {
+        0 => "ok",
+        1 => "verification_failed",
+        2 => "usage_error",
+        3 => "network_or_io_error",
+        4 => "fork_detected",
+        other => panic!("exit code {other} is not documented: {}", run.command),
+    };
+    assert_eq!(value["command"], json!(command), "{}", run.stdout);
+    assert_eq!(value["ok"], json!(run.code == 0), "{}", run.stdout);
+    assert_eq!(value["status"], json!(status), "{}", run.stdout);
+    assert_eq!(value["exit_code"], json!(run.code), "{}", run.stdout);
+    if value.get("error").is_some() {
+        assert!(value["error"].is_string(), "{}", run.stdout);
+        assert_ne!(run.code, 0, "an error with exit 0: {}", run.stdout);
+        if run.code == 4 {
+            assert!(
+                value["evidence"].is_string(),
+                "fork without evidence: {}",
+                run.stdout
+            );
+        }
+    } else {
+        let missing: Vec<&str> = documented_fields(command)
+            .iter()
+            .copied()
+            .filter(|f| value.get(*f).is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "`{command} --json` lacks the documented fields {missing:?}: {}",
+            run.stdout
+        );
+    }
+    value
+}
+
+/// A running `as-server serve` on 127.0.0.1 (port 0), SIGKILLed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    /// Its data folder.
+    pub data: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub base: String,
+    /// An HTTPS client pinned to its TLS certificate.
+    pub client: HttpsClient,
+    /// The admin token.
+    pub admin_token: String,
+}
+
+impl Server {
+    /// Starts a server over `data` (created on first start). `admin_token`: the token printed
+    /// by an earlier start of the same folder (a first start prints a new one).
+    pub fn start(data: &Path, admin_token: Option<&str>, extra: &[&str]) -> Server {
+        let mut child = Command::new(binary("as-server"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("AS_LOG", "warn")
+            .env_remove("AS_CONFIG")
+            .env_remove("AS_ADMIN_TOKEN_OUT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("as-server starts");
+        let stdout = child.stdout.take().expect("a stdout pipe");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    // Keep draining so that the server never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let mut token = admin_token.map(str::to_owned);
+        let base = loop {
+            let line = match lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!(
+                        "as-server on {} did not print `listening:` ({e}); exit {status:?}",
+                        data.display()
+                    );
+                }
+            };
+            if let Some(t) = line.strip_prefix("admin-token: ") {
+                token = Some(t.trim().to_owned());
+            }
+            if let Some(addr) = line.strip_prefix("listening: ") {
+                break addr.trim().to_owned();
+            }
+        };
+        let pem = std::fs::read(data.join("tls-cert.pem")).expect("tls-cert.pem");
+        let client = HttpsClient::new(&base, &pem).expect("an HTTPS client");
+        Server {
+            child: Some(child),
+            data: data.to_path_buf(),
+            base,
+            client,
+            admin_token: token.expect("an admin token (first start, or given)"),
+        }
+    }
+
+    /// SIGKILLs the server (no clean shutdown) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills this server and starts a new one on the same data folder (new port).
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.kill();
+        let token = self.admin_token.clone();
+        *self = Server::start(&self.data.clone(), Some(&token), extra);
+    }
+
+    /// The server's TLS certificate file.
+    pub fn tls_cert(&self) -> PathBuf {
+        self.data.join("tls-cert.pem")
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Answer {
+        self.client.get(path).expect("GET")
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Answer {
+        self.client
+            .post(path, body.to_string().as_bytes(), None)
+            .expect("POST")
+    }
+
+    /// `POST path` with a JSON body as the admin.
+    pub fn admin_post(&self, path: &str, body: &Value) -> Answer {
+        self.client
+            .post(path, body.to_string().as_bytes(), Some(&self.admin_token))
+            .expect("POST")
+    }
+
+    /// Enrolls `identities` over HTTP; returns their tokens in order.
+    #[track_caller]
+    pub fn enroll(&self, identities: &[&str]) -> Vec<String> {
+        let answer = self.admin_post(
+            "/v1/admin/enrollments",
+            &json!({ "identities": identities }),
+        );
+        let body = expect_status(&answer, 201);
+        body["enrollments"]
+            .as_array()
+            .expect("enrollments")
+            .iter()
+            .map(|e| e["token"].as_str().expect("a token").to_owned())
+            .collect()
+    }
+
+    /// Issues a credential over HTTP (signature proof of possession); returns the
+    /// `Credential` answer.
+    #[track_caller]
+    pub fn issue(&self, identity: &str, token: &str, key: &SigningKey) -> Value {
+        let answer = self.post("/v1/credentials", &issue_request(identity, token, key));
+        expect_status(&answer, 201)
+    }
+
+    /// Rotates `serial` of `identity` from `current` to `new` over HTTP, signed by both keys
+    /// (docs/api.md); returns the answer.
+    pub fn rotate(
+        &self,
+        identity: &str,
+        serial: &str,
+        current: &SigningKey,
+        new: &SigningKey,
+    ) -> Answer {
+        self.post(
+            "/v1/credentials/rotate",
+            &rotation_request(identity, serial, current, new),
+        )
+    }
+
+    /// Revokes one credential as the admin.
+    #[track_caller]
+    pub fn revoke_credential(&self, serial: &str) -> Value {
+        let answer = self.admin_post(
+            &format!("/v1/admin/credentials/{serial}/revoke"),
+            &json!({"reason": "keyCompromise"}),
+        );
+        expect_status(&answer, 200)
+    }
+
+    /// The current checkpoint, verified with the data folder's log key.
+    pub fn checkpoint(&self) -> VerifiedCheckpoint {
+        let answer = self.get("/log/checkpoint");
+        assert_eq!(answer.status, 200);
+        open_checkpoint(&answer.body, &log_verifier(&self.data)).expect("a valid checkpoint")
+    }
+
+    /// Runs `as-server admin --server … --tls-ca … --token-file FILE ARGS…`.
+    pub fn admin_cli(&self, token_file: &Path, args: &[&str]) -> Run {
+        let mut all: Vec<OsString> = vec![
+            "admin".into(),
+            "--server".into(),
+            self.base.clone().into(),
+            "--tls-ca".into(),
+            self.tls_cert().into(),
+            "--token-file".into(),
+            token_file.into(),
+        ];
+        all.extend(args.iter().map(OsString::from));
+        Run::of(&binary("as-server"), &all)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The body of `answer` as JSON, after checking its status.
+#[track_caller]
+pub fn expect_status(answer: &Answer, status: u16) -> Value {
+    assert_eq!(
+        answer.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.json()
+}
+
+/// The log's note verifier key of a data folder.
+pub fn log_verifier(data: &Path) -> NoteVerifier {
+    let text = std::fs::read_to_string(data.join("log-key.pub")).expect("log-key.pub");
+    NoteVerifier::parse(text.trim()).expect("a note verifier key")
+}
+
+/// A new random Ed25519 key.
+pub fn new_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("randomness");
+    SigningKey::from_bytes(&seed)
+}
+
+/// Base64 of a public key, as the API and `verifier-cli` write it.
+pub fn key_b64(key: &VerifyingKey) -> String {
+    B64.encode(key.as_bytes())
+}
+
+/// Reads a PKCS#8 PEM private key (as `verifier-cli enroll` writes it).
+pub fn read_key(path: &Path) -> SigningKey {
+    let pem = std::fs::read_to_string(path).expect("a key file");
+    SigningKey::from_pkcs8_pem(&pem).expect("a PKCS#8 Ed25519 key")
+}
+
+/// Hex SHA-256 of an enrollment token: the enrollment id of docs/api.md.
+pub fn enrollment_id(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// A `POST /v1/credentials` body, signature form.
+pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
+    let public = key_b64(&key.verifying_key());
+    let message = format!(
+        "kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public}\nenrollment: {}\n",
+        enrollment_id(token)
+    );
+    json!({
+        "identity": identity,
+        "token": token,
+        "public_key": public,
+        "signature": B64.encode(key.sign(message.as_bytes()).to_bytes()),
+    })
+}
+
+/// A `POST /v1/credentials/rotate` body signed by both keys.
+pub fn rotation_request(
+    identity: &str,
+    serial: &str,
+    current: &SigningKey,
+    new: &SigningKey,
+) -> Value {
+    let public = key_b64(&new.verifying_key());
+    let message = format!(
+        "kt-as/v1 credential-rotation\nidentity: {identity}\nserial: {serial}\npublic-key: {public}\n"
+    );
+    json!({
+        "identity": identity,
+        "serial": serial,
+        "public_key": public,
+        "signature_current": B64.encode(current.sign(message.as_bytes()).to_bytes()),
+        "signature_new": B64.encode(new.sign(message.as_bytes()).to_bytes()),
+    })
+}
+
+/// The PEM of a `Credential` JSON's certificate, written to `path`.
+pub fn write_certificate(credential: &Value, path: &Path) {
+    let pem = credential["certificate"].as_str().expect("a certificate");
+    std::fs::write(path, pem).expect("write the certificate");
+}
+
+/// What an auditor or client trusts, copied out of the server's data folder once (so that
+/// it survives whatever the AS later does to its folder): the log's verifier key, the CA
+/// certificate, the server's TLS certificate.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// `log-key.pub`.
+    pub log_key: PathBuf,
+    /// `ca-cert.pem`.
+    pub ca: PathBuf,
+    /// `tls-cert.pem`.
+    pub tls: PathBuf,
+}
+
+impl Trust {
+    /// Copies the anchors of data folder `data` into `dir`.
+    pub fn copy_from(data: &Path, dir: &Path) -> Trust {
+        std::fs::create_dir_all(dir).expect("trust folder");
+        let copy = |name: &str| {
+            let to = dir.join(name);
+            std::fs::copy(data.join(name), &to).expect("copy a trust anchor");
+            to
+        };
+        Trust {
+            log_key: copy("log-key.pub"),
+            ca: copy("ca-cert.pem"),
+            tls: copy("tls-cert.pem"),
+        }
+    }
+}
+
+/// One party running `verifier-cli` (a client device, an identity owner, an auditor) with its
+/// own state folder. Every call is made with `--json` and its output checked against the
+/// documented fields ([`check_json_output`]).
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    /// Trust anchors.
+    pub trust: Trust,
+    /// State folder.
+    pub state: PathBuf,
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+impl Verifier {
+    /// A party trusting `trust`, keeping its state in `state`.
+    pub fn new(trust: &Trust, state: &Path) -> Verifier {
+        Verifier {
+            trust: trust.clone(),
+            state: state.to_path_buf(),
+        }
+    }
+
+    /// `verifier-cli ARGS…` as given (no flags added), human output.
+    pub fn raw(args: &[OsString]) -> Run {
+        Run::of(&binary("verifier-cli"), args)
+    }
+
+    /// `verifier-cli --json COMMAND… ARGS…`, output checked against the documented fields.
+    pub fn json(&self, command: &str, args: Vec<OsString>) -> (Run, Value) {
+        let mut all: Vec<OsString> = vec!["--json".into()];
+        all.extend(command.split(' ').map(OsString::from));
+        all.extend(args);
+        let run = Verifier::raw(&all);
+        let value = check_json_output(command, &run);
+        (run, value)
+    }
+
+    fn key_args(&self) -> Vec<OsString> {
+        vec!["--log-key".into(), self.trust.log_key.clone().into()]
+    }
+
+    fn ca_args(&self) -> Vec<OsString> {
+        vec!["--ca".into(), self.trust.ca.clone().into()]
+    }
+
+    /// `--log-key`, `--server`, `--tls-ca`, `--state`.
+    pub fn online_args(&self, server: &str) -> Vec<OsString> {
+        let mut args = self.key_args();
+        args.extend([
+            "--server".into(),
+            server.into(),
+            "--tls-ca".into(),
+            self.trust.tls.clone().into(),
+            "--state".into(),
+            self.state.clone().into(),
+        ]);
+        args
+    }
+
+    /// `checkpoint fetch`.
+    pub fn checkpoint_fetch(&self, server: &str) -> (Run, Value) {
+        self.json("checkpoint fetch", self.online_args(server))
+    }
+
+    /// `lookup IDENTITY`.
+    pub fn lookup(&self, server: &str, identity: &str) -> (Run, Value) {
+        let mut args = self.online_args(server);
+        args.extend(self.ca_args());
+        args.push(identity.into());
+        self.json("lookup", args)
+    }
+
+    /// `validate IDENTITY KEY`.
+    pub fn validate(&self, server: &str, identity: &str, key: &str) -> (Run, Value) {
+        let mut args = self.online_args(server);
+        args.extend(self.ca_args());
+        args.extend(os(&[identity, key]));
+        self.json("validate", args)
+    }
+
+    /// `credential CERT`.
+    pub fn credential(&self, server: &str, cert: &Path) -> (Run, Value) {
+        let mut args = self.online_args(server);
+        args.extend(self.ca_args());
+        args.push(cert.into());
+        self.json("credential", args)
+    }
+
+    /// `enroll --identity --token --key-out --out`.
+    pub fn enroll(
+        &self,
+        server: &str,
+        identity: &str,
+        token: &str,
+        key_out: &Path,
+        out: &Path,
+    ) -> (Run, Value) {
+        let mut args = self.online_args(server);
+        args.extend(self.ca_args());
+        args.extend(os(&["--identity", identity, "--token", token]));
+        args.extend([
+            "--key-out".into(),
+            key_out.into(),
+            "--out".into(),
+            out.into(),
+        ]);
+        self.json("enroll", args)
+    }
+
+    /// `audit --server …`.
+    pub fn audit(&self, server: &str) -> (Run, Value) {
+        let mut args = self.online_args(server);
+        args.extend(self.ca_args());
+        self.json("audit", args)
+    }
+
+    /// `monitor IDENTITY… --expect-keys FILE --server …`.
+    pub fn monitor(&self, server: &str, identities: &[&str], expect: &Path) -> (Run, Value) {
+        let mut args = self.online_args(server);
+        args.extend(["--expect-keys".into(), expect.into()]);
+        args.extend(os(identities));
+        self.json("monitor", args)
+    }
+
+    /// `bundle verify FILE` (offline).
+    pub fn bundle_verify(&self, file: &Path) -> (Run, Value) {
+        let mut args = self.key_args();
+        args.extend(self.ca_args());
+        args.push(file.into());
+        self.json("bundle verify", args)
+    }
+
+    /// `fork verify FILE` (offline).
+    pub fn fork_verify(&self, file: &Path) -> (Run, Value) {
+        let mut args = self.key_args();
+        args.push(file.into());
+        self.json("fork verify", args)
+    }
+
+    /// `compare A B` (offline; evidence goes to this party's state folder).
+    pub fn compare(&self, a: &Path, b: &Path) -> (Run, Value) {
+        let mut args = self.key_args();
+        args.extend([
+            "--state".into(),
+            self.state.clone().into(),
+            a.into(),
+            b.into(),
+        ]);
+        self.json("compare", args)
+    }
+
+    /// The size of the checkpoint saved in this party's state (None before the first).
+    pub fn saved_size(&self) -> Option<u64> {
+        let path = self.state.join(escape_origin(ORIGIN)).join("checkpoint");
+        let note = std::fs::read(path).ok()?;
+        let verifier = NoteVerifier::parse(
+            std::fs::read_to_string(&self.trust.log_key)
+                .expect("log key")
+                .trim(),
+        )
+        .expect("log key");
+        Some(
+            open_checkpoint(&note, &verifier)
+                .expect("saved checkpoint verifies")
+                .size(),
+        )
+    }
+
+    /// Fork evidence files in the state folder.
+    pub fn evidence_files(&self) -> Vec<PathBuf> {
+        let Ok(dir) = std::fs::read_dir(&self.state) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = dir
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("fork-"))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+/// A log origin as the state folder names it (see verifier-cli's state.rs).
+pub fn escape_origin(origin: &str) -> String {
+    let mut out = String::new();
+    for (i, b) in origin.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (b == b'.' && i > 0);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Copies the key material of data folder `from` (CA, log key, TLS, admin tokens) into a new
+/// data folder `to`, without the log and the state: what a malicious AS needs to serve a
+/// different log under the same keys.
+pub fn copy_keys(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("data folder");
+    for name in [
+        "ca-key.pem",
+        "ca-cert.pem",
+        "log-key",
+        "log-key.pub",
+        "tls-key.pem",
+        "tls-cert.pem",
+        "admin-tokens.json",
+    ] {
+        std::fs::copy(from.join(name), to.join(name)).expect("copy key material");
+    }
+}
+
+/// The malicious AS: the stopped server's key material and log, driven directly (no API, no
+/// checks), to write whatever it likes into a log and sign it with the real keys.
+pub struct EvilAs {
+    /// The log (kt-log `FileStore` under the real note signer).
+    pub log: Log<FileStore>,
+    /// The real CA.
+    pub ca: Ca,
+}
+
+impl EvilAs {
+    /// Opens `data/log` (or `log_dir`) with the real log key and CA of `data`. The server on
+    /// `data` must be stopped.
+    pub fn open(data: &Path, log_dir: Option<&Path>) -> EvilAs {
+        let skey = std::fs::read_to_string(data.join("log-key")).expect("log-key");
+        let signer = NoteSigner::parse(skey.trim()).expect("a note signer");
+        let key_pem = std::fs::read_to_string(data.join("ca-key.pem")).expect("ca-key.pem");
+        let cert_pem = std::fs::read_to_string(data.join("ca-cert.pem")).expect("ca-cert.pem");
+        let ca = Ca::load(&key_pem, &cert_pem).expect("the CA");
+        let dir = log_dir.map_or_else(|| data.join("log"), Path::to_path_buf);
+        let store = FileStore::open(&dir).expect("the log store");
+        EvilAs {
+            log: Log::open(store, signer).expect("the log"),
+            ca,
+        }
+    }
+
+    /// A CA-signed credential for `identity` and `key` (valid from now for a day) and the
+    /// `issue` entry binding it; returns (entry, certificate DER, serial hex).
+    pub fn credential(&self, identity: &str, key: &VerifyingKey) -> (LogEntry, Vec<u8>, String) {
+        let now = as_server::unix_now();
+        let serial = random_serial().expect("a serial");
+        let der = self
+            .ca
+            .issue(identity, key, &serial, now, now + 86_400)
+            .expect("a certificate");
+        let entry = LogEntry::new(EntryBody::Issue {
+            time: now,
+            identity: identity.to_owned(),
+            binding: Binding {
+                serial: hex(&serial),
+                public_key: key_b64(key),
+                not_before: now,
+                not_after: now + 86_400,
+                certificate: B64.encode(&der),
+            },
+            enrollment: enrollment_id(&hex(&serial)),
+        });
+        (entry, der, hex(&serial))
+    }
+
+    /// Appends entries and signs a checkpoint over them with the real log key.
+    pub fn append(&self, entries: &[LogEntry]) -> (Range<u64>, Arc<SignedCheckpoint>) {
+        let bytes: Vec<Vec<u8>> = entries.iter().map(LogEntry::to_bytes).collect();
+        self.log.append_and_sign(&bytes).expect("append and sign")
+    }
+}
+
+/// The PEM of a DER certificate.
+pub fn cert_pem(der: &[u8]) -> String {
+    as_server::ca::cert_pem(der)
+}
+
+/// A temporary folder for one test; kept (and its path printed) when `E2E_KEEP` is set.
+pub struct TestDir {
+    path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDir {
+    /// A new empty folder.
+    pub fn new() -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix("kt-e2e-")
+            .tempdir()
+            .expect("a temporary folder");
+        if std::env::var_os("E2E_KEEP").is_some() {
+            let path = dir.keep();
+            eprintln!("test folder kept: {}", path.display());
+            return TestDir { path, _dir: None };
+        }
+        TestDir {
+            path: dir.path().to_path_buf(),
+            _dir: Some(dir),
+        }
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Default for TestDir {
+    fn default() -> TestDir {
+        TestDir::new()
+    }
+}
+
+/// Copies folder `from` to `to` recursively (e.g. a stopped server's log).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a folder");
+    for entry in std::fs::read_dir(from).expect("read a folder") {
+        let entry = entry.expect("a folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+/// Writes an expected-keys file for `monitor`: one `IDENTITY KEY` line per key.
+pub fn write_expected_keys(path: &Path, keys: &[(&str, &VerifyingKey)]) {
+    let mut text = String::from("# identity key\n");
+    for (identity, key) in keys {
+        text.push_str(&format!("{identity} {}\n", key_b64(key)));
+    }
+    std::fs::write(path, text).expect("write the expected keys");
+}

@@ -166,7 +166,7 @@ fn check_identity_arg(identity: &str) -> Result<(), Error> {
     }
 }
 
-/// `lookup IDENTITY`: JSON `identity`, `found`, `status`, `checkpoint` {origin,size,root},
+/// `lookup IDENTITY`: JSON `identity`, `found`, `identity_status`, `checkpoint` {origin,size,root},
 /// `consistency`, `previous_size`, `credentials` [{identity, serial, public_key, not_before,
 /// not_after, log_index, type, replaces}].
 pub(crate) fn lookup(online: &Online, ca: &Ca, identity: &str) -> Result<Outcome, Error> {
@@ -191,7 +191,8 @@ pub(crate) fn lookup(online: &Online, ca: &Ca, identity: &str) -> Result<Outcome
         json!({
             "identity": identity,
             "found": true,
-            "status": v.status,
+            // Not `status`: that common field is the command's outcome (output.rs).
+            "identity_status": v.status,
             "checkpoint": checkpoint_json(&v.checkpoint),
             "credentials": v.credentials.iter().map(LoggedCredential::to_json).collect::<Vec<_>>(),
         }),

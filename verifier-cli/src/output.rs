@@ -55,12 +55,13 @@ pub(crate) fn emit(command: &str, result: Result<Outcome, Error>, json_mode: boo
     match result {
         Ok(outcome) => {
             if json_mode {
-                let mut map = Map::new();
+                // The common fields win over a command's own of the same name, so that
+                // `status` always means the outcome.
+                let mut map = outcome.json;
                 map.insert("command".into(), json!(command));
                 map.insert("ok".into(), json!(outcome.code == ExitCode::Ok));
                 map.insert("status".into(), json!(outcome.code.status()));
                 map.insert("exit_code".into(), json!(outcome.code as i32));
-                map.extend(outcome.json);
                 println!("{}", Value::Object(map));
             } else if outcome.code == ExitCode::Ok {
                 println!("{}", outcome.human.trim_end());
