@@ -1,1 +1,325 @@
-//! placeholder
+//! A malicious AS (issue 5), simulated through its data folder while the server is stopped:
+//! it holds the real CA and log keys and writes whatever it likes into a log, then serves it.
+//! (a) a logged credential for Alice on an attacker's key is caught by Alice's `monitor`;
+//! (b) a credential that is not in the log is refused by the client's verification;
+//! (c) a rewritten history is a fork for an auditor that saw the old one, with evidence that
+//!     re-verifies offline;
+//! (d) a split view (two checkpoints of one size) is exposed by `compare`.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use e2e_tests::{
+    cert_pem, copy_dir, copy_keys, key_b64, new_key, write_expected_keys, EvilAs, Server, TestDir,
+    Trust, Verifier,
+};
+use ed25519_dalek::SigningKey;
+use kt_log::Hash;
+use serde_json::{json, Value};
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+
+/// A server where Alice and Bob hold one credential each (issued over HTTP).
+struct Honest {
+    dir: TestDir,
+    server: Server,
+    trust: Trust,
+    alice: SigningKey,
+    alice_credential: Value,
+    bob_credential: Value,
+}
+
+impl Honest {
+    fn start() -> Honest {
+        let dir = TestDir::new();
+        let server = Server::start(&dir.join("as-data"), None, &[]);
+        let trust = Trust::copy_from(&server.data, &dir.join("trust"));
+        let tokens = server.enroll(&[ALICE, BOB]);
+        let alice = new_key();
+        let alice_credential = server.issue(ALICE, &tokens[0], &alice);
+        let bob_credential = server.issue(BOB, &tokens[1], &new_key());
+        Honest {
+            dir,
+            server,
+            trust,
+            alice,
+            alice_credential,
+            bob_credential,
+        }
+    }
+
+    fn party(&self, name: &str) -> Verifier {
+        Verifier::new(&self.trust, &self.dir.join(name))
+    }
+}
+
+/// Kills `server`, lets `evil` do its work on the data folder, restarts the server on it.
+fn while_stopped(server: &mut Server, evil: impl FnOnce(&Path)) {
+    server.kill();
+    evil(&server.data);
+    server.restart(&[]);
+}
+
+#[test]
+fn a_logged_credential_for_alice_on_an_attackers_key_is_caught_by_her_monitor() {
+    let mut h = Honest::start();
+    let alice = h.party("alice");
+    let auditor = h.party("auditor");
+    let expect = h.dir.join("alice-keys");
+    write_expected_keys(&expect, &[(ALICE, &h.alice.verifying_key())]);
+    alice.monitor(&h.server.base, &[ALICE], &expect).0.code(0);
+    auditor.audit(&h.server.base).0.code(0);
+
+    let attacker = new_key();
+    let mut index = 0;
+    while_stopped(&mut h.server, |data| {
+        let evil = EvilAs::open(data, None);
+        let (entry, _, _) = evil.credential(ALICE, &attacker.verifying_key());
+        let (range, _) = evil.append(&[entry]);
+        index = range.start;
+    });
+    assert_eq!(index, 2);
+
+    // The entry is well-formed and CA-signed: the auditor cannot tell, and the AS vouches for
+    // the key to anyone who asks. Only the owner knows it is not hers.
+    let (run, audit) = auditor.audit(&h.server.base);
+    run.code(0);
+    assert_eq!(audit["size"], json!(3));
+    let bob = h.party("bob");
+    let attacker_b64 = key_b64(&attacker.verifying_key());
+    bob.validate(&h.server.base, ALICE, &attacker_b64).0.code(0);
+
+    let (run, monitor) = alice.monitor(&h.server.base, &[ALICE], &expect);
+    run.code(1);
+    let unexpected = monitor["unexpected"].as_array().unwrap();
+    assert_eq!(unexpected.len(), 1, "{monitor}");
+    assert_eq!(unexpected[0]["public_key"], json!(attacker_b64));
+    assert_eq!(unexpected[0]["index"], json!(index));
+    assert_eq!(unexpected[0]["identity"], json!(ALICE));
+    assert_eq!(unexpected[0]["expected"], json!(false));
+
+    // The human report names the key and its log index.
+    let mut args = vec!["monitor".into()];
+    args.extend(alice.online_args(&h.server.base));
+    args.extend(["--expect-keys".into(), expect.into(), ALICE.into()]);
+    let human = Verifier::raw(&args);
+    human.code(1);
+    let text = format!("{}{}", human.stdout, human.stderr);
+    assert!(text.contains(&attacker_b64), "{text}");
+    assert!(text.contains(&format!("log index {index}")), "{text}");
+}
+
+/// `credential` with `certificate`, `entry` (and the fields they imply) swapped in.
+fn forged_bundle(real: &Value, der: &[u8], entry: &[u8], serial: &str, key: &str) -> Value {
+    let parsed: Value = serde_json::from_slice(entry).unwrap();
+    let mut forged = real.clone();
+    forged["identity"] = parsed["identity"].clone();
+    forged["serial"] = json!(serial);
+    forged["public_key"] = json!(key);
+    forged["not_before"] = parsed["not_before"].clone();
+    forged["not_after"] = parsed["not_after"].clone();
+    forged["certificate"] = json!(cert_pem(der));
+    forged["entry"] = json!(B64.encode(entry));
+    forged
+}
+
+#[test]
+fn a_credential_that_is_not_in_the_log_is_refused() {
+    let mut h = Honest::start();
+    let client = h.party("client");
+    let attacker = new_key();
+    let attacker_b64 = key_b64(&attacker.verifying_key());
+    let mut forged = Vec::new();
+    let mut der = Vec::new();
+    let private_log = h.dir.join("private-log");
+    let alice_index = h.alice_credential["log_index"].as_u64().unwrap();
+    let answer = h.server.get(&format!(
+        "/v1/log/proof/inclusion?index={alice_index}&size=2"
+    ));
+    let alice_proof = e2e_tests::expect_status(&answer, 200)["proof"].clone();
+    let mut private_bundle = Value::Null;
+    while_stopped(&mut h.server, |data| {
+        let evil = EvilAs::open(data, None);
+        let (logged, cert, serial) = evil.credential(ALICE, &attacker.verifying_key());
+        let entry = logged.to_bytes();
+        // A real proof and checkpoint (Bob's) for a forged entry and certificate.
+        forged.push(forged_bundle(
+            &h.bob_credential,
+            &cert,
+            &entry,
+            &serial,
+            &attacker_b64,
+        ));
+        // The same, claiming an index beyond the tree.
+        let mut beyond = forged[0].clone();
+        beyond["log_index"] = json!(evil.log.size());
+        forged.push(beyond);
+        // The same, claiming Alice's real index with its real proof in the checkpoint.
+        let mut hers = forged[0].clone();
+        hers["log_index"] = h.alice_credential["log_index"].clone();
+        hers["inclusion_proof"] = json!(alice_proof);
+        forged.push(hers);
+        der = cert;
+        drop(evil);
+
+        // A self-consistent bundle over a private copy of the log that the AS never serves.
+        copy_dir(&data.join("log"), &private_log);
+        let private = EvilAs::open(data, Some(&private_log));
+        let (range, checkpoint) = private.append(&[logged]);
+        let proof: Vec<String> = private
+            .log
+            .inclusion_proof(range.start, checkpoint.checkpoint.size)
+            .unwrap()
+            .iter()
+            .map(|h: &Hash| B64.encode(h.0))
+            .collect();
+        let mut bundle = forged[0].clone();
+        bundle["log_index"] = json!(range.start);
+        bundle["inclusion_proof"] = json!(proof);
+        bundle["checkpoint"] = json!(String::from_utf8(checkpoint.note.clone()).unwrap());
+        private_bundle = bundle;
+    });
+
+    for (i, bundle) in forged.iter().enumerate() {
+        let file = h.dir.join(&format!("forged-{i}.json"));
+        std::fs::write(&file, bundle.to_string()).unwrap();
+        let (run, out) = client.bundle_verify(&file);
+        run.code(1);
+        assert!(out["error"].is_string(), "{out}");
+    }
+
+    // The private-log bundle is cryptographically whole — the offline check of one file
+    // cannot know better — but the client's online checks against the log refuse it.
+    let file = h.dir.join("private.json");
+    std::fs::write(&file, private_bundle.to_string()).unwrap();
+    client.bundle_verify(&file).0.code(0);
+    let cert = h.dir.join("forged.pem");
+    std::fs::write(&cert, cert_pem(&der)).unwrap();
+    let (run, out) = client.credential(&h.server.base, &cert);
+    run.code(1);
+    assert_eq!(out["state"], json!("not_current"), "{out}");
+    let (run, out) = client.validate(&h.server.base, ALICE, &attacker_b64);
+    run.code(1);
+    assert_eq!(out["valid"], json!(false));
+    // Alice's real key is still fine.
+    client
+        .validate(&h.server.base, ALICE, &key_b64(&h.alice.verifying_key()))
+        .0
+        .code(0);
+}
+
+/// Makes a new log at `data/log` (which must not exist) holding one forged issuance per
+/// identity in `identities`, signed with the real keys.
+fn forge_log(data: &Path, identities: &[String]) {
+    let evil = EvilAs::open(data, None);
+    let entries: Vec<_> = identities
+        .iter()
+        .map(|identity| evil.credential(identity, &new_key().verifying_key()).0)
+        .collect();
+    evil.append(&entries);
+}
+
+#[test]
+fn rewritten_history_is_a_fork_with_evidence_that_verifies_offline() {
+    let mut h = Honest::start();
+    let auditor = h.party("auditor");
+    let client = h.party("client");
+    let (run, audit) = auditor.audit(&h.server.base);
+    run.code(0);
+    assert_eq!(audit["size"], json!(2));
+    client.checkpoint_fetch(&h.server.base).0.code(0);
+
+    // The AS throws its log away and serves a longer one with other entries, under the same
+    // keys, from a new data folder.
+    h.server.kill();
+    let rewritten = h.dir.join("rewritten-data");
+    copy_keys(&h.server.data, &rewritten);
+    let identities: Vec<String> = (0..5).map(|i| format!("user{i}@example.com")).collect();
+    forge_log(&rewritten, &identities);
+    let server = Server::start(&rewritten, Some(&h.server.admin_token), &[]);
+    assert_eq!(server.checkpoint().size(), 5);
+
+    // A fresh auditor sees a perfectly fine log.
+    h.party("newcomer").audit(&server.base).0.code(0);
+
+    // The auditor who saw the old one reports a fork, with evidence.
+    let (run, out) = auditor.audit(&server.base);
+    run.code(4);
+    let evidence = std::path::PathBuf::from(out["evidence"].as_str().unwrap());
+    assert!(evidence.is_file(), "{out}");
+    assert_eq!(auditor.evidence_files(), vec![evidence.clone()]);
+    // Its state still holds the old checkpoint.
+    assert_eq!(auditor.saved_size(), Some(2));
+    let json: Value = serde_json::from_slice(&std::fs::read(&evidence).unwrap()).unwrap();
+    assert_eq!(json["kt_fork_evidence"], json!(1));
+    assert_eq!(json["older"]["size"], json!(2));
+    assert_eq!(json["newer"]["size"], json!(5));
+
+    // Anyone re-checks the evidence offline, with nothing but the log key.
+    let anyone = h.party("anyone");
+    let (run, verdict) = anyone.fork_verify(&evidence);
+    run.code(4);
+    assert_eq!(verdict["fork"], json!(true), "{verdict}");
+    assert_eq!(verdict["older_size"], json!(2));
+    assert_eq!(verdict["newer_size"], json!(5));
+
+    // The client's next contact with the server says so too, loudly in human mode.
+    let mut args = vec!["checkpoint".into(), "fetch".into()];
+    args.extend(client.online_args(&server.base));
+    let human = Verifier::raw(&args);
+    human.code(4);
+    assert!(
+        human.stderr.to_lowercase().contains("fork"),
+        "{}",
+        human.stderr
+    );
+    assert_eq!(client.saved_size(), Some(2));
+    // …and so does any lookup that carries the rewritten checkpoint.
+    client.lookup(&server.base, "user0@example.com").0.code(4);
+}
+
+#[test]
+fn a_split_view_of_one_size_is_exposed_by_compare() {
+    let h = Honest::start();
+    // A second server with the same keys and a different log of the same size.
+    let other = h.dir.join("other-data");
+    copy_keys(&h.server.data, &other);
+    forge_log(
+        &other,
+        &["carol@example.com".into(), "dave@example.com".into()],
+    );
+    let server_b = Server::start(&other, Some(&h.server.admin_token), &[]);
+
+    let auditor_a = h.party("auditor-a");
+    let auditor_b = h.party("auditor-b");
+    let (run, a) = auditor_a.audit(&h.server.base);
+    run.code(0);
+    let (run, b) = auditor_b.audit(&server_b.base);
+    run.code(0);
+    assert_eq!(a["size"], b["size"]);
+    assert_ne!(a["root"], b["root"]);
+
+    // Each view alone is fine; together they are a fork.
+    let (run, out) = auditor_a.compare(&auditor_a.state, &auditor_a.state);
+    run.code(0);
+    assert_eq!(out["consistent"], json!(true));
+    let (run, out) = auditor_a.compare(&auditor_a.state, &auditor_b.state);
+    run.code(4);
+    let evidence = std::path::PathBuf::from(out["evidence"].as_str().unwrap());
+    let (run, verdict) = h.party("anyone").fork_verify(&evidence);
+    run.code(4);
+    assert_eq!(verdict["older_size"], verdict["newer_size"]);
+
+    // The checkpoint files themselves compare the same way.
+    let cp = |v: &Verifier| {
+        v.state
+            .join(e2e_tests::escape_origin(e2e_tests::ORIGIN))
+            .join("checkpoint")
+    };
+    auditor_b
+        .compare(&cp(&auditor_a), &cp(&auditor_b))
+        .0
+        .code(4);
+}
