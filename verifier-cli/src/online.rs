@@ -173,7 +173,9 @@ pub(crate) fn lookup(online: &Online, ca: &Ca, identity: &str) -> Result<Outcome
     check_identity_arg(identity)?;
     let Some(v) = online.verified_identity(ca, identity)? else {
         return Ok(Outcome::failed(
-            json!({"identity": identity, "found": false, "credentials": []}),
+            json!({"identity": identity, "found": false, "identity_status": null,
+                   "checkpoint": null, "consistency": null, "previous_size": null,
+                   "credentials": []}),
             format!("{identity}: not enrolled (the server does not know it)"),
         ));
     };
