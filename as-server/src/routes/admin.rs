@@ -6,8 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_identity, check_serial, json, logged_entry, read_json, read_optional_json, require_admin,
-    LoggedEntry, BULK_BODY, SMALL_BODY,
+    check_identity, check_serial, json, logged_entry, present, read_json, read_optional_json,
+    require_admin, LoggedEntry, BULK_BODY, SMALL_BODY,
 };
 use crate::entry::{EntryBody, RevocationReason};
 use crate::problem::{Problem, ProblemKind};
@@ -27,7 +27,17 @@ pub const TOKEN_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=2_592_000;
 #[serde(deny_unknown_fields)]
 struct EnrollmentRequest {
     identities: Vec<String>,
-    ttl_seconds: Option<u64>,
+    /// A JSON number: `86400` or, as JSON Schema's `integer` allows, `86400.0`.
+    #[serde(default, deserialize_with = "present")]
+    ttl_seconds: Option<serde_json::Number>,
+}
+
+/// A whole number of seconds from a JSON number (`60` or `60.0`), if it is one.
+fn whole_seconds(number: &serde_json::Number) -> Option<u64> {
+    number.as_u64().or_else(|| {
+        let value = number.as_f64()?;
+        (value.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&value)).then_some(value as u64)
+    })
 }
 
 #[derive(Serialize)]
@@ -55,7 +65,10 @@ pub async fn enroll(
             "identities must list 1 to {MAX_ENROLLMENTS} identities"
         )));
     }
-    let ttl = request.ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL);
+    let ttl = match &request.ttl_seconds {
+        None => DEFAULT_TOKEN_TTL,
+        Some(number) => whole_seconds(number).unwrap_or(0),
+    };
     if !TOKEN_TTL_RANGE.contains(&ttl) {
         return Err(Problem::bad_request(
             "ttl_seconds must be between 60 and 2592000",
@@ -96,6 +109,7 @@ pub async fn enroll(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
+    #[serde(default, deserialize_with = "present")]
     reason: Option<RevocationReason>,
 }
 

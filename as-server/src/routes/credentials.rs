@@ -5,7 +5,9 @@ use actix_web::{web, HttpResponse};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use super::{check_identity, check_serial, json, logged_entry, read_json, LoggedEntry, SMALL_BODY};
+use super::{
+    check_identity, check_serial, json, logged_entry, present, read_json, LoggedEntry, SMALL_BODY,
+};
 use crate::ca::cert_pem;
 use crate::encoding::{b64, from_b64, hex};
 use crate::entry::Binding;
@@ -27,8 +29,11 @@ const MAX_TOKEN_LEN: usize = 128;
 struct IssueRequest {
     identity: String,
     token: String,
+    #[serde(default, deserialize_with = "present")]
     public_key: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     signature: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     csr: Option<String>,
 }
 

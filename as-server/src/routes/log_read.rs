@@ -47,6 +47,18 @@ fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, Problem> 
         .map_err(|e| Problem::bad_request(format!("query: {e}")))
 }
 
+/// A decimal query number. Digits too many for a u64 name an index or size no log has (404);
+/// anything else that is not a number is malformed (400).
+fn number(name: &str, text: &str) -> Result<u64, Problem> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Problem::bad_request(format!(
+            "{name} must be a non-negative integer"
+        )));
+    }
+    text.parse()
+        .map_err(|_| Problem::not_found(format!("{name} {text} is beyond any log")))
+}
+
 fn signed_size(app: &AppState) -> u64 {
     app.log.latest_checkpoint().checkpoint.size
 }
@@ -54,8 +66,8 @@ fn signed_size(app: &AppState) -> u64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InclusionQuery {
-    index: u64,
-    size: u64,
+    index: String,
+    size: String,
 }
 
 #[derive(Serialize)]
@@ -71,22 +83,23 @@ pub async fn inclusion(
     req: HttpRequest,
 ) -> Result<HttpResponse, Problem> {
     let q: InclusionQuery = query(&req)?;
+    let (index, size) = (number("index", &q.index)?, number("size", &q.size)?);
     let signed = signed_size(&app);
-    if q.size > signed || q.index >= q.size {
+    if size > signed || index >= size {
         return Err(Problem::not_found(format!(
             "need index < size <= {signed}, got index {} size {}",
-            q.index, q.size
+            index, size
         )));
     }
     let proof = app
         .log
-        .inclusion_proof(q.index, q.size)
+        .inclusion_proof(index, size)
         .map_err(Problem::internal)?;
     Ok(json(
         StatusCode::OK,
         &InclusionAnswer {
-            index: q.index,
-            size: q.size,
+            index,
+            size,
             proof: proof_b64(&proof),
         },
     ))
@@ -95,8 +108,8 @@ pub async fn inclusion(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConsistencyQuery {
-    from: u64,
-    to: u64,
+    from: String,
+    to: String,
 }
 
 #[derive(Serialize)]
@@ -112,22 +125,23 @@ pub async fn consistency(
     req: HttpRequest,
 ) -> Result<HttpResponse, Problem> {
     let q: ConsistencyQuery = query(&req)?;
+    let (from, to) = (number("from", &q.from)?, number("to", &q.to)?);
     let signed = signed_size(&app);
-    if q.from == 0 || q.from > q.to || q.to > signed {
+    if from == 0 || from > to || to > signed {
         return Err(Problem::not_found(format!(
             "need 1 <= from <= to <= {signed}, got from {} to {}",
-            q.from, q.to
+            from, to
         )));
     }
     let proof = app
         .log
-        .consistency_proof(q.from, q.to)
+        .consistency_proof(from, to)
         .map_err(Problem::internal)?;
     Ok(json(
         StatusCode::OK,
         &ConsistencyAnswer {
-            from: q.from,
-            to: q.to,
+            from,
+            to,
             proof: proof_b64(&proof),
         },
     ))

@@ -10,7 +10,7 @@ pub mod identities;
 pub mod log_read;
 pub mod service;
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,51 +27,58 @@ pub const BULK_BODY: usize = 32 * 1024 * 1024;
 
 /// Mounts every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let get = |path: &str, handler| resource(path).route(web::get().to(handler));
-    cfg.service(resource("/v1/admin/enrollments").route(web::post().to(admin::enroll)))
+    let post = |path: &str| resource(path, Method::POST);
+    let get = |path: &str| resource(path, Method::GET);
+    cfg.service(post("/v1/admin/enrollments").route(web::post().to(admin::enroll)))
         .service(
-            resource("/v1/admin/identities/{identity}/revoke")
+            post("/v1/admin/identities/{identity}/revoke")
                 .route(web::post().to(admin::revoke_identity)),
         )
         .service(
-            resource("/v1/admin/identities/{identity}/enable")
+            post("/v1/admin/identities/{identity}/enable")
                 .route(web::post().to(admin::enable_identity)),
         )
         .service(
-            resource("/v1/admin/credentials/{serial}/revoke")
+            post("/v1/admin/credentials/{serial}/revoke")
                 .route(web::post().to(admin::revoke_credential)),
         )
-        .service(resource("/v1/credentials").route(web::post().to(credentials::issue)))
-        .service(resource("/v1/credentials/rotate").route(web::post().to(credentials::rotate)))
-        .service(resource("/v1/identities/{identity}").route(web::get().to(identities::lookup)))
-        .service(resource("/v1/ca").route(web::get().to(service::ca)))
-        .service(resource("/v1/crl").route(web::get().to(service::crl)))
-        .service(resource("/v1/log/key").route(web::get().to(log_read::key)))
-        .service(resource("/v1/log/checkpoint").route(web::get().to(log_read::checkpoint)))
-        .service(resource("/v1/log/proof/inclusion").route(web::get().to(log_read::inclusion)))
-        .service(resource("/v1/log/proof/consistency").route(web::get().to(log_read::consistency)))
-        .service(resource("/v1/log/entries/{index}").route(web::get().to(log_read::entry)))
-        .service(resource("/log/checkpoint").route(web::get().to(log_read::checkpoint)))
-        .service(resource("/log/tile/{tile:.*}").route(web::get().to(log_read::tile)))
-        .service(get("/healthz", service::healthz))
-        .service(resource("/metrics").route(web::get().to(service::metrics)))
+        .service(post("/v1/credentials").route(web::post().to(credentials::issue)))
+        .service(post("/v1/credentials/rotate").route(web::post().to(credentials::rotate)))
+        .service(get("/v1/identities/{identity}").route(web::get().to(identities::lookup)))
+        .service(get("/v1/ca").route(web::get().to(service::ca)))
+        .service(get("/v1/crl").route(web::get().to(service::crl)))
+        .service(get("/v1/log/key").route(web::get().to(log_read::key)))
+        .service(get("/v1/log/checkpoint").route(web::get().to(log_read::checkpoint)))
+        .service(get("/v1/log/proof/inclusion").route(web::get().to(log_read::inclusion)))
+        .service(get("/v1/log/proof/consistency").route(web::get().to(log_read::consistency)))
+        .service(get("/v1/log/entries/{index}").route(web::get().to(log_read::entry)))
+        .service(get("/log/checkpoint").route(web::get().to(log_read::checkpoint)))
+        .service(get("/log/tile/{tile:.*}").route(web::get().to(log_read::tile)))
+        .service(get("/healthz").route(web::get().to(service::healthz)))
+        .service(get("/metrics").route(web::get().to(service::metrics)))
         .default_service(web::to(not_found));
 }
 
-/// A resource whose other methods get a 405 problem document.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource served with `method` only: any other method gets a 405 problem document with
+/// the `Allow` header RFC 9110 asks for.
+fn resource(path: &str, method: Method) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || {
+        let allow = method.to_string();
+        async move {
+            let mut response = actix_web::ResponseError::error_response(&Problem::new(
+                ProblemKind::MethodNotAllowed,
+                format!("this path answers {allow} only"),
+            ));
+            if let Ok(value) = header::HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
+        }
+    }))
 }
 
 async fn not_found() -> Problem {
     Problem::not_found("no such path")
-}
-
-async fn method_not_allowed() -> Problem {
-    Problem::new(
-        ProblemKind::MethodNotAllowed,
-        "method not allowed on this path",
-    )
 }
 
 impl actix_web::Responder for Problem {
@@ -79,6 +86,16 @@ impl actix_web::Responder for Problem {
     fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
         actix_web::ResponseError::error_response(&self)
     }
+}
+
+/// For optional request fields: absent is `None`, but an explicit `null` is refused like any
+/// other wrong type (use with `#[serde(default, deserialize_with = "present")]`).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Reads the body (at most `limit` bytes) and parses it as JSON into `T`.
