@@ -225,24 +225,69 @@ fn mls_scenario_with_audits_restart_rotation_and_revocation() {
     let audit = audit_passes(&auditor, &server, 4);
     assert_eq!(audit["consistency"], json!("unchanged"));
 
-    // 6. Bob rotates his first device's key (signed by the current and the new key).
-    let bob1_new = new_key();
-    let answer = server.rotate(
-        BOB,
-        bob1.credential["serial"].as_str().unwrap(),
-        &bob1.key,
-        &bob1_new,
+    // 6. Bob rotates his first device's key with `verifier-cli rotate` (the request is signed
+    //    by the current and the new key).
+    let (run, out) = bob.rotate(
+        &server.base,
+        &dir.join("bob1.key.pem"),
+        &dir.join("bob1.credential.json"),
+        &dir.join("bob1-rotated.key.pem"),
+        &dir.join("bob1-rotated.json"),
     );
-    let rotated = expect_status(&answer, 201);
+    run.code(0);
+    assert_eq!(out["type"], json!("rotate"));
+    assert_eq!(out["replaces"], bob1.credential["serial"]);
+    let rotated_key = dir.join("bob1-rotated.key.pem");
+    let mode = std::fs::metadata(&rotated_key)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the new key file is private");
+    let bob1_new = read_key(&rotated_key);
+    assert_eq!(out["public_key"], json!(key_b64(&bob1_new.verifying_key())));
+    let rotated_file = dir.join("bob1-rotated.json");
+    let rotated: Value = serde_json::from_slice(&std::fs::read(&rotated_file).unwrap()).unwrap();
     assert_eq!(rotated["replaces"], bob1.credential["serial"]);
     let rotated_cert = dir.join("bob1-rotated.cert.pem");
     write_certificate(&rotated, &rotated_cert);
-    let rotated_file = dir.join("bob1-rotated.json");
-    std::fs::write(&rotated_file, rotated.to_string()).unwrap();
     let (run, bundle) = bob.bundle_verify(&rotated_file);
     run.code(0);
     assert_eq!(bundle["type"], json!("rotate"));
     assert_eq!(bundle["replaces"], bob1.credential["serial"]);
+    // The superseded credential cannot be rotated again (the server refuses: exit 3), and
+    // a key that does not match the credential is a usage error.
+    let (run, _) = bob.rotate(
+        &server.base,
+        &dir.join("bob1.key.pem"),
+        &dir.join("bob1.credential.json"),
+        &dir.join("bob1-again.key.pem"),
+        &dir.join("bob1-again.json"),
+    );
+    run.code(3);
+    let (run, _) = bob.rotate(
+        &server.base,
+        &dir.join("bob2.key.pem"),
+        &rotated_file,
+        &dir.join("bob-mixed.key.pem"),
+        &dir.join("bob-mixed.json"),
+    );
+    run.code(2);
+    // Rotation over HTTP, as a client without verifier-cli does it, is checked in online.rs;
+    // here the server's answer to a request signed by the new key only is a refusal.
+    let forged = e2e_tests::rotation_request(
+        BOB,
+        rotated["serial"].as_str().unwrap(),
+        &new_key(),
+        &new_key(),
+    );
+    let answer = server.post("/v1/credentials/rotate", &forged);
+    assert_eq!(
+        answer.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
     let (run, lookup) = alice.lookup(&server.base, BOB);
     run.code(0);
     assert_eq!(

@@ -716,6 +716,30 @@ impl Verifier {
         self.json("enroll", args)
     }
 
+    /// `rotate --key --credential --key-out --out`.
+    pub fn rotate(
+        &self,
+        server: &str,
+        key: &Path,
+        credential: &Path,
+        key_out: &Path,
+        out: &Path,
+    ) -> (Run, Value) {
+        let mut args = self.online_args(server);
+        args.extend(self.ca_args());
+        args.extend([
+            "--key".into(),
+            key.into(),
+            "--credential".into(),
+            credential.into(),
+            "--key-out".into(),
+            key_out.into(),
+            "--out".into(),
+            out.into(),
+        ]);
+        self.json("rotate", args)
+    }
+
     /// `audit --server …`.
     pub fn audit(&self, server: &str) -> (Run, Value) {
         let mut args = self.online_args(server);

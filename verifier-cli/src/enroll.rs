@@ -1,4 +1,4 @@
-//! `enroll`: the client side of enrollment.
+//! `enroll` and `rotate`: the client side of enrollment and key rotation.
 //!
 //! Generates an Ed25519 key, writes it as PKCS#8 PEM to a new file created with mode 0600,
 //! proves possession by signing the credential-request text of docs/api.md, sends it with
@@ -6,13 +6,21 @@
 //! `bundle verify` does (and binds our identity and our key), and after its checkpoint was
 //! proven consistent with the saved one. The key is written first so that a credential the
 //! server issued is never left without its key.
+//!
+//! `rotate` replaces the key of a credential the client holds: it verifies the current
+//! credential file (as `bundle verify`) and that it binds the current key, writes a new key
+//! the same way, signs the rotation text of docs/api.md with both keys, and saves the answer
+//! only after it verified, binds our identity and new key, and is a `rotate` entry replacing
+//! exactly the current serial.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey as _};
+use ed25519_dalek::pkcs8::{
+    spki::der::pem::LineEnding, DecodePrivateKey as _, EncodePrivateKey as _,
+};
 use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -21,11 +29,12 @@ use crate::bundle::{describe, verify_bundle};
 use crate::credential::hex;
 use crate::entry::is_valid_identity;
 use crate::error::Error;
+use crate::offline::read_bundle;
 use crate::online::Online;
 use crate::output::Outcome;
 use crate::state::write_atomic;
 use crate::trust::Ca;
-use crate::wire::{Credential, CredentialRequest};
+use crate::wire::{Credential, CredentialRequest, RotationRequest};
 
 /// The proof-of-possession text of an issuance request (docs/api.md).
 pub(crate) fn credential_request_text(
@@ -38,6 +47,39 @@ pub(crate) fn credential_request_text(
         B64.encode(public_key),
         hex(&Sha256::digest(token.as_bytes()))
     )
+}
+
+/// The proof-of-possession text of a rotation request (docs/api.md), signed by both keys.
+pub(crate) fn rotation_text(identity: &str, serial: &str, new_public_key: &[u8; 32]) -> String {
+    format!(
+        "kt-as/v1 credential-rotation\nidentity: {identity}\nserial: {serial}\npublic-key: {}\n",
+        B64.encode(new_public_key)
+    )
+}
+
+/// Refuses to run when an output file exists.
+fn check_new_files(paths: &[&Path]) -> Result<(), Error> {
+    for path in paths {
+        if path.exists() {
+            return Err(Error::Usage(format!(
+                "{} already exists; refusing to overwrite",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A new Ed25519 key, written first to `key_out` (PKCS#8 PEM, mode 0600, never overwriting).
+fn new_key_file(key_out: &Path) -> Result<SigningKey, Error> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::Network(format!("no randomness: {e}")))?;
+    let key = SigningKey::from_bytes(&seed);
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| Error::Network(format!("cannot encode the key: {e}")))?;
+    write_secret(key_out, pem.as_bytes())?;
+    Ok(key)
 }
 
 /// Creates `path` with mode 0600 (never overwriting) and writes `bytes`.
@@ -72,21 +114,8 @@ pub(crate) fn enroll(
             "{identity:?} is not a valid identity"
         )));
     }
-    for path in [key_out, out] {
-        if path.exists() {
-            return Err(Error::Usage(format!(
-                "{} already exists; refusing to overwrite",
-                path.display()
-            )));
-        }
-    }
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::Network(format!("no randomness: {e}")))?;
-    let key = SigningKey::from_bytes(&seed);
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| Error::Network(format!("cannot encode the key: {e}")))?;
-    write_secret(key_out, pem.as_bytes())?;
+    check_new_files(&[key_out, out])?;
+    let key = new_key_file(key_out)?;
 
     let public_key = key.verifying_key().to_bytes();
     let text = credential_request_text(identity, &public_key, token);
@@ -104,8 +133,21 @@ pub(crate) fn enroll(
     if verified.logged.binding.public_key != public_key {
         return Err(Error::verify("the credential binds another key than ours"));
     }
+    save_verified(online, &bundle, &verified, key_out, out, "enrolled")
+}
+
+/// Saves a verified credential and describes it; JSON: the `bundle verify` fields plus
+/// `key_file`, `credential_file`, `consistency`, `previous_size`.
+fn save_verified(
+    online: &Online,
+    bundle: &Credential,
+    verified: &crate::bundle::VerifiedBundle,
+    key_out: &Path,
+    out: &Path,
+    what: &str,
+) -> Result<Outcome, Error> {
     let consistency = online.sync(&verified.checkpoint)?;
-    let json_bytes = serde_json::to_vec_pretty(&bundle)
+    let json_bytes = serde_json::to_vec_pretty(bundle)
         .map_err(|e| Error::Network(format!("cannot encode the credential: {e}")))?;
     write_atomic(out, &json_bytes)?;
     let mut json = verified.to_json();
@@ -114,10 +156,74 @@ pub(crate) fn enroll(
     json["consistency"] = json!(consistency.word());
     json["previous_size"] = json!(consistency.previous_size());
     let human = format!(
-        "enrolled and verified: {}\nkey written to {} (mode 0600), credential to {}",
+        "{what} and verified: {}\nkey written to {} (mode 0600), credential to {}",
         describe(&verified.logged),
         key_out.display(),
         out.display()
     );
     Ok(Outcome::ok(json, human))
+}
+
+/// Runs a rotation of the credential in `credential_file`, held by the key in `key_file`.
+/// JSON: as `enroll`.
+pub(crate) fn rotate(
+    online: &Online,
+    ca: &Ca,
+    key_file: &Path,
+    credential_file: &Path,
+    key_out: &Path,
+    out: &Path,
+) -> Result<Outcome, Error> {
+    check_new_files(&[key_out, out])?;
+    let pem = String::from_utf8(crate::error::read_file(key_file)?)
+        .map_err(|_| Error::Usage(format!("{} is not a PEM key", key_file.display())))?;
+    let current = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        Error::Usage(format!(
+            "{} is not a PKCS#8 Ed25519 private key: {e}",
+            key_file.display()
+        ))
+    })?;
+    let held = read_bundle(credential_file)?;
+    let held_verified = verify_bundle(&held, &online.verifier, ca, crate::now())?;
+    let identity = held_verified.logged.binding.identity.clone();
+    let serial = held_verified.logged.binding.serial_hex.clone();
+    if held_verified.logged.binding.public_key != current.verifying_key().to_bytes() {
+        return Err(Error::Usage(format!(
+            "{} does not hold the key of the credential in {}",
+            key_file.display(),
+            credential_file.display()
+        )));
+    }
+
+    let new = new_key_file(key_out)?;
+    let new_public = new.verifying_key().to_bytes();
+    let text = rotation_text(&identity, &serial, &new_public);
+    let request = RotationRequest {
+        identity: &identity,
+        serial: &serial,
+        public_key: B64.encode(new_public),
+        signature_current: B64.encode(current.sign(text.as_bytes()).to_bytes()),
+        signature_new: B64.encode(new.sign(text.as_bytes()).to_bytes()),
+    };
+    let bundle: Credential = online
+        .client
+        .post_json("/v1/credentials/rotate", &request)?;
+    let verified = verify_bundle(&bundle, &online.verifier, ca, crate::now())?;
+    let binding = &verified.logged.binding;
+    if binding.identity != identity {
+        return Err(Error::verify("the credential is for another identity"));
+    }
+    if binding.public_key != new_public {
+        return Err(Error::verify(
+            "the credential binds another key than our new one",
+        ));
+    }
+    if verified.logged.kind != "rotate"
+        || binding.replaces.as_ref().map(|r| r.1.as_str()) != Some(serial.as_str())
+    {
+        return Err(Error::verify(format!(
+            "the answer is not a logged rotation replacing {serial}"
+        )));
+    }
+    save_verified(online, &bundle, &verified, key_out, out, "rotated")
 }

@@ -94,6 +94,8 @@ enum Command {
     Compare(CompareArgs),
     /// Enroll: generate a key, prove possession, verify and save the credential.
     Enroll(EnrollArgs),
+    /// Rotate: replace a held credential's key by a new one (both sign), verify and save.
+    Rotate(RotateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -346,6 +348,30 @@ struct EnrollArgs {
     out: PathBuf,
 }
 
+#[derive(Args, Debug)]
+struct RotateArgs {
+    #[command(flatten)]
+    key: LogKey,
+    #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    state: StateArg,
+    /// The current private key (PKCS#8 PEM, as `enroll` wrote it).
+    #[arg(long = "key", value_name = "FILE")]
+    current_key: PathBuf,
+    /// The current Credential JSON (as `enroll` or `rotate` saved it).
+    #[arg(long, value_name = "FILE")]
+    credential: PathBuf,
+    /// Where to write the new private key (PKCS#8 PEM, mode 0600; must not exist).
+    #[arg(long, value_name = "FILE")]
+    key_out: PathBuf,
+    /// Where to write the verified new Credential JSON (must not exist).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
 /// Current Unix time in seconds.
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
@@ -519,6 +545,14 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
             &a.key_out,
             &a.out,
         ),
+        Command::Rotate(a) => enroll::rotate(
+            &online(&a.key, &a.server, &a.state)?,
+            &ca(&a.ca)?,
+            &a.current_key,
+            &a.credential,
+            &a.key_out,
+            &a.out,
+        ),
     }
 }
 
@@ -537,6 +571,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Monitor(_) => "monitor",
         Command::Compare(_) => "compare",
         Command::Enroll(_) => "enroll",
+        Command::Rotate(_) => "rotate",
     }
 }
 

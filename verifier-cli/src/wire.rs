@@ -114,6 +114,21 @@ pub(crate) struct CredentialRequest<'a> {
     pub(crate) signature: String,
 }
 
+/// Request of `POST /v1/credentials/rotate`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct RotationRequest<'a> {
+    /// Identity holding the credential.
+    pub(crate) identity: &'a str,
+    /// Serial of the current credential, lowercase hex.
+    pub(crate) serial: &'a str,
+    /// New public key, base64.
+    pub(crate) public_key: String,
+    /// Signature of the rotation text by the current key, base64.
+    pub(crate) signature_current: String,
+    /// Signature of the rotation text by the new key, base64.
+    pub(crate) signature_new: String,
+}
+
 /// Decodes base64 hashes of a proof; any bad element fails the whole proof.
 pub(crate) fn decode_hashes(items: &[String], what: &str) -> Result<Vec<Hash>, Error> {
     items
