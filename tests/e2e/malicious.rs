@@ -4,7 +4,9 @@
 //! (b) a credential that is not in the log is refused by the client's verification;
 //! (c) a rewritten history is a fork for an auditor that saw the old one, with evidence that
 //!     re-verifies offline;
-//! (d) a split view (two checkpoints of one size) is exposed by `compare`.
+//! (d) a split view (two checkpoints of one size) is exposed by `compare`;
+//! (e) entries that break the log's rules (a serial issued twice, a revocation or rotation of
+//!     another identity's credential, a certificate the CA did not sign) fail the audit.
 
 use std::path::Path;
 
@@ -322,4 +324,75 @@ fn a_split_view_of_one_size_is_exposed_by_compare() {
         .compare(&cp(&auditor_a), &cp(&auditor_b))
         .0
         .code(4);
+}
+
+#[test]
+fn entries_that_break_the_rules_fail_the_audit_at_their_indexes() {
+    use as_server::entry::{EntryBody, LogEntry, RevocationReason, RevocationScope};
+
+    let mut h = Honest::start();
+    let auditor = h.party("auditor");
+    auditor.audit(&h.server.base).0.code(0);
+    let alice_serial = h.alice_credential["serial"].as_str().unwrap().to_owned();
+    let bob_serial = h.bob_credential["serial"].as_str().unwrap().to_owned();
+    let mut first = 0;
+    while_stopped(&mut h.server, |data| {
+        let evil = EvilAs::open(data, None);
+        let now = as_server::unix_now();
+        let serial: [u8; 16] = as_server::encoding::from_hex(&alice_serial, 16)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        // 2: Alice's serial issued again, to another key.
+        let (duplicate, _, _) =
+            EvilAs::certify(&evil.ca, ALICE, &new_key().verifying_key(), &serial);
+        // 3: a revocation under Alice's name of Bob's credential.
+        let revoke = LogEntry::new(EntryBody::Revoke {
+            time: now,
+            identity: ALICE.into(),
+            serials: vec![bob_serial.clone()],
+            scope: RevocationScope::Credential,
+            reason: RevocationReason::KeyCompromise,
+            admin: "admin".into(),
+        });
+        // 4: a rotation of Alice's that replaces Bob's credential.
+        let (issued, _, _) = evil.credential(ALICE, &new_key().verifying_key());
+        let EntryBody::Issue {
+            time,
+            identity,
+            binding,
+            ..
+        } = issued.body
+        else {
+            unreachable!()
+        };
+        let rotate = LogEntry::new(EntryBody::Rotate {
+            time,
+            identity,
+            binding,
+            replaces: bob_serial.clone(),
+        });
+        // 5: a certificate from a CA nobody trusts.
+        let other = as_server::ca::Ca::generate("Shadow CA", now, 86_400).unwrap();
+        let serial = as_server::ca::random_serial().unwrap();
+        let (shadow, _, _) = EvilAs::certify(&other, BOB, &new_key().verifying_key(), &serial);
+        let (range, _) = evil.append(&[duplicate, revoke, rotate, shadow]);
+        first = range.start;
+    });
+    assert_eq!(first, 2);
+
+    for auditor in [&auditor, &h.party("fresh-auditor")] {
+        let (run, audit) = auditor.audit(&h.server.base);
+        run.code(1);
+        assert_eq!(audit["problem_count"], json!(4), "{audit}");
+        let indexes: Vec<u64> = audit["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(indexes, [2, 3, 4, 5], "{audit}");
+        // Problems stay recorded: the next run still fails.
+        auditor.audit(&h.server.base).0.code(1);
+    }
 }

@@ -1,7 +1,7 @@
 //! The MLS architecture's scenario (issue 5): an admin enrolls Alice, Bob and Charlie, each
 //! obtains a credential with `verifier-cli enroll`, Alice looks up and validates the others,
 //! Bob adds a device and rotates a key, the server is SIGKILLed and restarted in the middle,
-//! the admin revokes Charlie; an auditor's `audit` passes after every step while its saved
+//! the admin revokes Charlie (and later enables him again); an auditor's `audit` passes after every step while its saved
 //! checkpoint advances, and Bob's `monitor` passes with his expected keys.
 
 use std::collections::BTreeSet;
@@ -374,10 +374,55 @@ fn mls_scenario_with_audits_restart_rotation_and_revocation() {
     write_expected_keys(&expect, &[(ALICE, &alice1.key.verifying_key())]);
     alice.monitor(&server.base, &[ALICE], &expect).0.code(0);
 
+    // 8. The admin enables Charlie again; a new device enrolls; the revoked one stays
+    //    revoked.
+    let run = server.admin_cli(&token_file, &["enable", CHARLIE]);
+    run.ok();
+    let token = admin_enroll(&server, &token_file, &[CHARLIE]).remove(0);
+    let charlie2 = enroll_device(&charlie, &server, &dir, "charlie2", CHARLIE, &token);
+    audit_passes(&auditor, &server, 8);
+    alice
+        .validate(
+            &server.base,
+            CHARLIE,
+            &key_b64(&charlie2.key.verifying_key()),
+        )
+        .0
+        .code(0);
+    let (run, credential) = charlie.credential(&server.base, &charlie1.cert);
+    run.code(1);
+    assert_eq!(credential["state"], json!("revoked"));
+    let expect = dir.join("charlie-keys");
+    write_expected_keys(
+        &expect,
+        &[
+            (CHARLIE, &charlie1.key.verifying_key()),
+            (CHARLIE, &charlie2.key.verifying_key()),
+        ],
+    );
+    let (run, monitor) = charlie.monitor(&server.base, &[CHARLIE], &expect);
+    run.code(0);
+    let events: Vec<(&str, &Value)> = monitor["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), &e["scope"]))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("issue", &Value::Null),
+            ("revoke", &json!("identity")),
+            ("enable", &Value::Null),
+            ("issue", &Value::Null)
+        ],
+        "{monitor}"
+    );
+
     // Every party's saved checkpoint is the latest, and they all agree.
     for party in [&alice, &bob, &charlie] {
         party.checkpoint_fetch(&server.base).0.code(0);
-        assert_eq!(party.saved_size(), Some(6));
+        assert_eq!(party.saved_size(), Some(8));
         let (run, compare) = auditor.compare(&auditor.state, &party.state);
         run.code(0);
         assert_eq!(compare["consistent"], json!(true));

@@ -878,25 +878,34 @@ impl EvilAs {
     /// A CA-signed credential for `identity` and `key` (valid from now for a day) and the
     /// `issue` entry binding it; returns (entry, certificate DER, serial hex).
     pub fn credential(&self, identity: &str, key: &VerifyingKey) -> (LogEntry, Vec<u8>, String) {
-        let now = as_server::unix_now();
         let serial = random_serial().expect("a serial");
-        let der = self
-            .ca
-            .issue(identity, key, &serial, now, now + 86_400)
+        EvilAs::certify(&self.ca, identity, key, &serial)
+    }
+
+    /// Like [`EvilAs::credential`], with any CA and serial.
+    pub fn certify(
+        ca: &Ca,
+        identity: &str,
+        key: &VerifyingKey,
+        serial: &[u8; 16],
+    ) -> (LogEntry, Vec<u8>, String) {
+        let now = as_server::unix_now();
+        let der = ca
+            .issue(identity, key, serial, now, now + 86_400)
             .expect("a certificate");
         let entry = LogEntry::new(EntryBody::Issue {
             time: now,
             identity: identity.to_owned(),
             binding: Binding {
-                serial: hex(&serial),
+                serial: hex(serial),
                 public_key: key_b64(key),
                 not_before: now,
                 not_after: now + 86_400,
                 certificate: B64.encode(&der),
             },
-            enrollment: enrollment_id(&hex(&serial)),
+            enrollment: enrollment_id(&hex(serial)),
         });
-        (entry, der, hex(&serial))
+        (entry, der, hex(serial))
     }
 
     /// Appends entries and signs a checkpoint over them with the real log key.
