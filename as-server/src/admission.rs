@@ -230,3 +230,125 @@ pub fn admit(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::ProblemKind;
+    use crate::state::State;
+
+    fn binding(serial: &str) -> Binding {
+        Binding {
+            serial: serial.into(),
+            public_key: "k".into(),
+            not_before: 0,
+            not_after: 1_000,
+            certificate: String::new(),
+        }
+    }
+
+    fn issue(enrollment: &str, serial: &str) -> Action {
+        Action::Issue {
+            identity: "a@b.co".into(),
+            enrollment: enrollment.into(),
+            binding: binding(serial),
+        }
+    }
+
+    fn kind(result: Result<EntryBody, Problem>) -> ProblemKind {
+        match result {
+            Err(problem) => problem.kind,
+            Ok(body) => panic!("admitted {body:?}"),
+        }
+    }
+
+    #[test]
+    fn tokens_expire_and_are_used_once_within_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state
+            .add_enrollments(&[
+                ("e1".into(), "a@b.co".into(), 100),
+                ("e2".into(), "a@b.co".into(), 100),
+            ])
+            .unwrap()
+            .unwrap();
+        let mut view = state.overlay();
+        assert_eq!(
+            kind(admit(&view, &issue("e1", "s1"), 100, 10)),
+            ProblemKind::BadToken,
+            "expired at 100"
+        );
+        assert_eq!(
+            kind(admit(&view, &issue("zz", "s1"), 50, 10)),
+            ProblemKind::BadToken,
+            "unknown"
+        );
+        let body = admit(&view, &issue("e1", "s1"), 50, 10).unwrap();
+        view.apply_entry(0, &crate::entry::LogEntry::new(body))
+            .unwrap();
+        // The same token again in the same batch: the overlay already has it used.
+        assert_eq!(
+            kind(admit(&view, &issue("e1", "s2"), 50, 10)),
+            ProblemKind::TokenUsed
+        );
+        // The credential limit counts what the batch already issued.
+        assert_eq!(
+            kind(admit(&view, &issue("e2", "s2"), 50, 1)),
+            ProblemKind::TooManyCredentials
+        );
+        // With room under the limit, the second token is admitted.
+        assert!(admit(&view, &issue("e2", "s2"), 50, 2).is_ok());
+    }
+
+    #[test]
+    fn revocation_and_enabling_follow_the_identity_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state
+            .add_enrollments(&[("e1".into(), "a@b.co".into(), 100)])
+            .unwrap()
+            .unwrap();
+        let mut view = state.overlay();
+        let enable = Action::Enable {
+            identity: "a@b.co".into(),
+            admin: "admin".into(),
+        };
+        assert_eq!(
+            kind(admit(&view, &enable, 1, 10)),
+            ProblemKind::Conflict,
+            "not revoked"
+        );
+        let revoke = Action::RevokeIdentity {
+            identity: "a@b.co".into(),
+            reason: RevocationReason::KeyCompromise,
+            admin: "admin".into(),
+        };
+        let body = admit(&view, &revoke, 1, 10).unwrap();
+        view.apply_entry(0, &crate::entry::LogEntry::new(body))
+            .unwrap();
+        assert_eq!(
+            kind(admit(&view, &revoke, 1, 10)),
+            ProblemKind::Conflict,
+            "already revoked"
+        );
+        assert_eq!(
+            kind(admit(&view, &issue("e1", "s1"), 1, 10)),
+            ProblemKind::IdentityRevoked
+        );
+        let body = admit(&view, &enable, 1, 10).unwrap();
+        view.apply_entry(1, &crate::entry::LogEntry::new(body))
+            .unwrap();
+        // Enabled again, but the token predates the revocation.
+        assert_eq!(
+            kind(admit(&view, &issue("e1", "s1"), 1, 10)),
+            ProblemKind::BadToken
+        );
+        let unknown = Action::RevokeCredential {
+            serial: "nope".into(),
+            reason: RevocationReason::Unspecified,
+            admin: "admin".into(),
+        };
+        assert_eq!(kind(admit(&view, &unknown, 1, 10)), ProblemKind::NotFound);
+    }
+}
