@@ -5,6 +5,8 @@
 //! (c) a rewritten history is a fork for an auditor that saw the old one, with evidence that
 //!     re-verifies offline;
 //! (d) a split view (two checkpoints of one size) is exposed by `compare`;
+//! (c') a log restored from an old backup is refused (exit 1) and, once it grows again, is a
+//!     fork;
 //! (e) entries that break the log's rules (a serial issued twice, a revocation or rotation of
 //!     another identity's credential, a certificate the CA did not sign) fail the audit.
 
@@ -395,4 +397,40 @@ fn entries_that_break_the_rules_fail_the_audit_at_their_indexes() {
         // Problems stay recorded: the next run still fails.
         auditor.audit(&h.server.base).0.code(1);
     }
+}
+
+#[test]
+fn a_log_restored_from_an_old_backup_is_caught_when_it_grows_again() {
+    let mut h = Honest::start();
+    // A backup of the stopped server's data folder at size 2.
+    h.server.kill();
+    let backup = h.dir.join("backup");
+    copy_dir(&h.server.data, &backup);
+    h.server.restart(&[]);
+    let tokens = h
+        .server
+        .enroll(&["carol@example.com", "carol2@example.com"]);
+    h.server.issue("carol@example.com", &tokens[0], &new_key());
+    let auditor = h.party("auditor");
+    auditor.audit(&h.server.base).0.code(0);
+    assert_eq!(auditor.saved_size(), Some(3));
+
+    // The operator restores the backup: the log is back at size 2, behind the auditor.
+    h.server.kill();
+    let admin_token = h.server.admin_token.clone();
+    let restored = Server::start(&backup, Some(&admin_token), &[]);
+    assert_eq!(restored.checkpoint().size(), 2);
+    let (run, out) = auditor.checkpoint_fetch(&restored.base);
+    run.code(1);
+    let error = out["error"].as_str().unwrap();
+    assert!(error.contains("older than the saved one"), "{error}");
+    assert_eq!(auditor.saved_size(), Some(3));
+
+    // It grows again with another entry at index 2: a second root for size 3, a fork.
+    let token = restored.enroll(&["dave@example.com"]).remove(0);
+    restored.issue("dave@example.com", &token, &new_key());
+    let (run, out) = auditor.audit(&restored.base);
+    run.code(4);
+    let evidence = std::path::PathBuf::from(out["evidence"].as_str().unwrap());
+    h.party("anyone").fork_verify(&evidence).0.code(4);
 }

@@ -143,13 +143,6 @@ impl Client {
         }
     }
 
-    /// GETs `path` and parses the JSON answer; a malformed answer fails verification.
-    pub(crate) fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        let body = self.get_bytes(path, JSON_LIMIT)?;
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::verify(format!("answer of GET {path} is malformed: {e}")))
-    }
-
     /// POSTs a JSON body once (never retried: the server acts on it) and parses a 2xx answer.
     pub(crate) fn post_json<T: DeserializeOwned>(
         &self,

@@ -8,7 +8,7 @@
 use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_log::Hash;
 
-use crate::client::Client;
+use crate::client::{Client, Fetched};
 use crate::error::Error;
 use crate::fork::Evidence;
 use crate::state::StateDir;
@@ -24,8 +24,20 @@ pub(crate) trait ProofSource {
 
 impl ProofSource for Client {
     fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, Error> {
-        let answer: ConsistencyAnswer =
-            self.get_json(&format!("/v1/log/proof/consistency?from={from}&to={to}"))?;
+        let path = format!("/v1/log/proof/consistency?from={from}&to={to}");
+        // Both sizes are of checkpoints the log signed: an honest log can always prove them
+        // consistent, so "no such proof" is a failed verification, not a network error.
+        let body = match self.get(&path, 1 << 20)? {
+            Fetched::Body(body) => body,
+            Fetched::NotFound => {
+                return Err(Error::verify(format!(
+                    "the server has no consistency proof from size {from} to size {to} (404 \
+                     for GET {path})"
+                )))
+            }
+        };
+        let answer: ConsistencyAnswer = serde_json::from_slice(&body)
+            .map_err(|e| Error::verify(format!("answer of GET {path} is malformed: {e}")))?;
         if answer.from != from || answer.to != to {
             return Err(Error::verify(format!(
                 "asked for a consistency proof {from}→{to}, got one for {}→{}",
@@ -132,7 +144,21 @@ pub(crate) fn check_consistent(
     let proof = if older.size() == 0 {
         Vec::new()
     } else {
-        proofs.consistency(older.size(), newer.size())?
+        proofs
+            .consistency(older.size(), newer.size())
+            .map_err(|e| match e {
+                // The log shows a smaller tree than one it signed before and cannot show that
+                // it is a prefix of it: rolled back (an old backup restored?) or a stale
+                // mirror. Not yet a fork, but nothing to trust; once it grows again with other
+                // entries, the next check finds the fork.
+                Error::Verification(msg) if saved.size() > new.size() => Error::verify(format!(
+                    "the server's checkpoint (size {}) is older than the saved one (size {}) \
+                     and is not proven to be its prefix: {msg}",
+                    new.size(),
+                    saved.size()
+                )),
+                other => other,
+            })?
     };
     if let Err(e) = older.verify_extended_by(newer, &proof) {
         let reason = format!("consistency proof does not verify: {e}");
