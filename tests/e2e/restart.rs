@@ -12,7 +12,8 @@ use e2e_tests::{expect_status, issue_request, key_b64, new_key, Server, TestDir,
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 4;
-const PER_CLIENT: usize = 15;
+/// More than the clients get through before the kill, so that some enrollments stay unused.
+const PER_CLIENT: usize = 50;
 
 #[test]
 fn sigkill_during_issuance_loses_nothing_acknowledged() {
@@ -101,7 +102,7 @@ fn sigkill_during_issuance_loses_nothing_acknowledged() {
     assert!(checkpoint.size() >= audited);
 
     let client = Verifier::new(&trust, &dir.join("client"));
-    for (identity, key, credential) in &acknowledged {
+    for (n, (identity, key, credential)) in acknowledged.iter().enumerate() {
         // Same entry bytes at the same index.
         let index = credential["log_index"].as_u64().unwrap();
         let entry = expect_status(&server.get(&format!("/v1/log/entries/{index}")), 200);
@@ -144,7 +145,10 @@ fn sigkill_during_issuance_loses_nothing_acknowledged() {
                     old.size()
                 )
             });
-        // And the verifier still finds it current.
+        // And the verifier still finds it current (a sample: one process per check).
+        if n % 8 != 0 && index != max_index {
+            continue;
+        }
         let (run, valid) = client.validate(&server.base, identity, key);
         run.code(0);
         assert_eq!(valid["proof"]["log_index"], json!(index));
