@@ -1,0 +1,146 @@
+//! Builds a data folder whose log holds N realistic issuance entries (CA-signed Ed25519
+//! certificates), and writes the log's C2SP tlog-tiles (checkpoint, hash tiles, entry bundles)
+//! to a folder, so `verifier-cli audit --tiles DIR` can be measured on local tiles:
+//!
+//! ```sh
+//! cargo run --release -p as-server --example make_log -- --data target/bench-as --tiles target/bench-tiles --entries 1000000
+//! target/release/verifier-cli audit --tiles target/bench-tiles --log-key target/bench-as/log-key.pub \
+//!   --ca target/bench-as/ca-cert.pem --state target/bench-state
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use as_server::config::ServeArgs;
+use as_server::encoding::{b64, hex};
+use as_server::entry::{Binding, EntryBody, LogEntry};
+use clap::Parser;
+use ed25519_dalek::SigningKey;
+use kt_log::log::Log;
+use kt_log::store::FileStore;
+use kt_log::tiles::{tile_width, TileId, TileKind, TILE_WIDTH};
+
+#[derive(Parser)]
+struct Args {
+    /// Data folder to create (must not exist).
+    #[arg(long)]
+    data: PathBuf,
+    /// Folder to write the tiles to.
+    #[arg(long)]
+    tiles: PathBuf,
+    /// Entries to log.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+}
+
+fn write(path: PathBuf, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn main() {
+    let args = Args::parse();
+    assert!(!args.data.exists(), "{} exists", args.data.display());
+    let config = ServeArgs {
+        data: Some(args.data.clone()),
+        admin_token_out: Some(args.data.with_extension("admin-token")),
+        ..ServeArgs::default()
+    }
+    .resolve()
+    .unwrap();
+    let material = as_server::setup::load_or_create(&config).unwrap();
+    let log = Log::open(
+        FileStore::open(args.data.join("log")).unwrap(),
+        material.log_signer,
+    )
+    .unwrap();
+    let now = as_server::unix_now();
+    let mut done = 0u64;
+    while done < args.entries {
+        let batch: Vec<Vec<u8>> = (done..args.entries.min(done + 4096))
+            .map(|i| {
+                let key = SigningKey::from_bytes(&Sha256Seed::of(i));
+                let serial = as_server::ca::random_serial().unwrap();
+                let identity = format!("user{i}@bench.example");
+                let der = material
+                    .ca
+                    .issue(
+                        &identity,
+                        &key.verifying_key(),
+                        &serial,
+                        now - 60,
+                        now + 86_400,
+                    )
+                    .unwrap();
+                LogEntry::new(EntryBody::Issue {
+                    time: now,
+                    identity,
+                    binding: Binding {
+                        serial: hex(&serial),
+                        public_key: b64(key.verifying_key().as_bytes()),
+                        not_before: now - 60,
+                        not_after: now + 86_400,
+                        certificate: b64(&der),
+                    },
+                    enrollment: hex(&Sha256Seed::of(i)),
+                })
+                .to_bytes()
+            })
+            .collect();
+        done += batch.len() as u64;
+        log.append(&batch).unwrap();
+    }
+    let checkpoint = log.sign_checkpoint().unwrap();
+    let size = log.size();
+    write(args.tiles.join("checkpoint"), &checkpoint.note);
+    for index in 0..size.div_ceil(TILE_WIDTH) {
+        let width = tile_width(size, None, index);
+        let id = TileId {
+            kind: TileKind::Entries,
+            index,
+            width,
+        };
+        write(
+            args.tiles.join(id.path()),
+            &log.entry_bundle(index, width).unwrap(),
+        );
+    }
+    let mut level = 0u8;
+    loop {
+        let hashes_at_level = size >> (8 * u32::from(level));
+        if hashes_at_level == 0 {
+            break;
+        }
+        for index in 0..hashes_at_level.div_ceil(TILE_WIDTH) {
+            let width = tile_width(size, Some(level), index);
+            if width == 0 {
+                continue;
+            }
+            let id = TileId {
+                kind: TileKind::Hashes { level },
+                index,
+                width,
+            };
+            write(
+                args.tiles.join(id.path()),
+                &log.hash_tile(level, index, width).unwrap(),
+            );
+        }
+        level += 1;
+    }
+    println!(
+        "{size} entries; data {}; tiles {}",
+        args.data.display(),
+        args.tiles.display()
+    );
+}
+
+/// A deterministic 32-byte seed per index (a bench needs many distinct keys, not secret ones).
+struct Sha256Seed;
+
+impl Sha256Seed {
+    fn of(i: u64) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(i.to_be_bytes()).into()
+    }
+}
