@@ -96,17 +96,19 @@ impl Sequencer {
     /// Queues `action` and waits for its commit (or refusal).
     pub async fn submit(&self, action: Action) -> Result<Committed, Problem> {
         let (reply, answer) = oneshot::channel();
+        // Counted before the send, so the worker never takes a job it was not counted for.
+        self.depth.fetch_add(1, Ordering::Relaxed);
         match self.queue.try_send(Job { action, reply }) {
-            Ok(()) => {
-                self.depth.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
                 let mut problem =
                     Problem::new(ProblemKind::Overloaded, "the sequencer queue is full");
                 problem.retry_after = Some(1);
                 return Err(problem);
             }
             Err(TrySendError::Disconnected(_)) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
                 return Err(Problem::internal("the sequencer has stopped"));
             }
         }

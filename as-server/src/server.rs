@@ -26,6 +26,8 @@ pub struct CachedCrl {
     pub revocations: usize,
     /// When it was built.
     pub built_at: u64,
+    /// Its CRL number (RFC 5280 §5.2.3: strictly increasing).
+    pub number: u64,
     /// Its DER.
     pub der: Vec<u8>,
 }

@@ -79,3 +79,67 @@ fn racing_one_token_exactly_one_wins() {
     );
     assert_eq!(server.checkpoint().size(), 1);
 }
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_loses_nothing() {
+    let server = Arc::new(Server::start_with(&[
+        "--queue-capacity",
+        "1",
+        "--max-batch",
+        "1",
+    ]));
+    let mut issued = 0u64;
+    let mut refused = 0;
+    for round in 0..5 {
+        let identities: Vec<String> = (0..64)
+            .map(|i| format!("r{round}d{i}@example.com"))
+            .collect();
+        let names: Vec<&str> = identities.iter().map(String::as_str).collect();
+        let tokens = server.enroll(&names);
+        let barrier = Arc::new(Barrier::new(64));
+        let handles: Vec<_> = identities
+            .into_iter()
+            .zip(tokens)
+            .map(|(identity, token)| {
+                let server = Arc::clone(&server);
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    let key = new_key();
+                    barrier.wait();
+                    server.issue(&identity, &token, &key)
+                })
+            })
+            .collect();
+        for handle in handles {
+            let answer = handle.join().unwrap();
+            match answer.status {
+                201 => {
+                    let body = answer.json();
+                    server.verify_logged(&body, body["checkpoint"].as_str().unwrap());
+                    issued += 1;
+                }
+                503 => {
+                    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+                    assert_eq!(
+                        answer.json()["type"],
+                        "https://kt-as.dev/problems/overloaded"
+                    );
+                    refused += 1;
+                }
+                other => panic!(
+                    "unexpected {other}: {}",
+                    String::from_utf8_lossy(&answer.body)
+                ),
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "a queue of one never filled");
+    assert_eq!(
+        server.checkpoint().size(),
+        issued,
+        "every 201 is logged, no 503 is"
+    );
+}

@@ -35,14 +35,17 @@ pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
                 Some((serial, r.revoked_at, r.reason))
             })
             .collect();
-        // CRL numbers must grow: the time of building does, one CRL per second at most.
+        // CRL numbers must strictly increase: the build time in seconds, or one more than the
+        // last number when two CRLs are built within a second.
+        let number = cached.as_ref().map_or(now, |c| now.max(c.number + 1));
         let der = app
             .ca
-            .crl(&listed, now, now, CRL_VALIDITY)
+            .crl(&listed, number, now, CRL_VALIDITY)
             .map_err(Problem::internal)?;
         *cached = Some(CachedCrl {
             revocations: revocations.len(),
             built_at: now,
+            number,
             der,
         });
     }
