@@ -46,6 +46,16 @@ impl Server {
 
     /// A server over `data`; `admin_token` is the token from an earlier start, if any.
     pub fn start_in(data: &Path, admin_token: Option<String>, extra: &[&str]) -> Server {
+        Server::start_trusting(data, admin_token, extra, &data.join("tls-cert.pem"))
+    }
+
+    /// Like [`Server::start_in`], trusting the TLS certificate in `tls_cert`.
+    pub fn start_trusting(
+        data: &Path,
+        admin_token: Option<String>,
+        extra: &[&str],
+        tls_cert: &Path,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_as-server"))
             .arg("serve")
             .arg("--data")
@@ -79,7 +89,7 @@ impl Server {
                 break addr.to_owned();
             }
         };
-        let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
+        let pem = std::fs::read(tls_cert).unwrap();
         let client = HttpsClient::new(&base, &pem).unwrap();
         let vkey = std::fs::read_to_string(data.join("log-key.pub")).unwrap();
         Server {
