@@ -238,8 +238,14 @@ impl State {
             let _already_there =
                 self.tree
                     .compare_and_swap(&key, None as Option<&[u8]>, Some(encode(&fresh)))?;
-            let epoch = self.identity(identity)?.map_or(0, |r| r.epoch);
-            epochs.insert(identity, epoch);
+            // Read back: a revocation may have landed since the first pass. Its epoch is what
+            // the tokens are bound to, so a token is never valid across a revocation.
+            match self.identity(identity)? {
+                Some(record) if record.status == IdentityStatus::Revoked => {
+                    return Ok(Err(identity.clone()));
+                }
+                record => epochs.insert(identity, record.map_or(0, |r| r.epoch)),
+            };
         }
         let mut batch = sled::Batch::default();
         for (id, identity, expires_at) in enrollments {
