@@ -267,6 +267,7 @@ impl State {
         Overlay {
             state: self,
             changes: BTreeMap::new(),
+            reads: Default::default(),
         }
     }
 
@@ -304,14 +305,28 @@ impl State {
 pub struct Overlay<'a> {
     state: &'a State,
     changes: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Records read from the store during this batch (`None`: absent), so that admission and
+    /// `apply_entry` read each record from sled once. Only the sequencer changes the records
+    /// it reads here, and every job of a batch was queued before the batch began, so a cached
+    /// read cannot be older than what a job of the batch relies on.
+    reads: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<sled::IVec>>>,
 }
 
 impl Overlay<'_> {
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
-        match self.changes.get(key) {
-            Some(bytes) => decode(key, bytes).map(Some),
-            None => self.state.get(key),
+        if let Some(bytes) = self.changes.get(key) {
+            return decode(key, bytes).map(Some);
         }
+        let cached = self.reads.borrow().get(key).cloned();
+        let stored = match cached {
+            Some(stored) => stored,
+            None => {
+                let stored = self.state.tree.get(key)?;
+                self.reads.borrow_mut().insert(key.to_vec(), stored.clone());
+                stored
+            }
+        };
+        stored.map(|bytes| decode(key, &bytes)).transpose()
     }
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
