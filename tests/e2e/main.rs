@@ -6,3 +6,4 @@ mod malicious;
 mod online;
 mod restart;
 mod scenario;
+mod schemas;

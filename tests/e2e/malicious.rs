@@ -15,8 +15,8 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use e2e_tests::{
-    cert_pem, copy_dir, copy_keys, key_b64, new_key, write_expected_keys, EvilAs, Server, TestDir,
-    Trust, Verifier,
+    cert_pem, check_fork_evidence, copy_dir, copy_keys, key_b64, new_key, write_expected_keys,
+    EvilAs, Server, TestDir, Trust, Verifier,
 };
 use ed25519_dalek::SigningKey;
 use kt_log::Hash;
@@ -256,7 +256,7 @@ fn rewritten_history_is_a_fork_with_evidence_that_verifies_offline() {
     assert_eq!(auditor.evidence_files(), vec![evidence.clone()]);
     // Its state still holds the old checkpoint.
     assert_eq!(auditor.saved_size(), Some(2));
-    let json: Value = serde_json::from_slice(&std::fs::read(&evidence).unwrap()).unwrap();
+    let json = check_fork_evidence(&evidence);
     assert_eq!(json["kt_fork_evidence"], json!(1));
     assert_eq!(json["older"]["size"], json!(2));
     assert_eq!(json["newer"]["size"], json!(5));

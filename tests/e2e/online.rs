@@ -315,6 +315,11 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
         .0
         .code(0);
     client.validate(&base, DAVE, "not base64").0.code(2);
+    // An identity the server does not know: exit 1, no checkpoint compared (null).
+    let (run, out) = client.validate(&base, "nobody@example.com", &key_b64(&dave.verifying_key()));
+    run.code(1);
+    assert_eq!(out["reason"], json!("identity is not enrolled"), "{out}");
+    assert_eq!(out["consistency"], json!(null), "{out}");
 
     // The log grows past the partial tile; the auditor resumes where it stopped.
     let more: Vec<String> = (0..10).map(|i| format!("late{i}@bulk.example")).collect();

@@ -261,8 +261,11 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
     }
 }
 
-/// Checks a `--json` output against docs/auditing.md: the common fields agree with the exit
-/// code, and either `error` or every documented field of `command` is there.
+/// Checks a `--json` output against docs/auditing.md and `schemas/`: the common fields agree
+/// with the exit code, either `error` or every documented field of `command` is there, the
+/// whole object is valid under `verifier-cli-output.schema.json#/$defs/<command>` (closed:
+/// no field more or less), and the fork evidence file it names, if any, is valid under
+/// `fork-evidence.schema.json`.
 #[track_caller]
 pub fn check_json_output(command: &str, run: &Run) -> Value {
     let value = run.json();
@@ -300,6 +303,187 @@ pub fn check_json_output(command: &str, run: &Run) -> Value {
             run.stdout
         );
     }
+    schemas().check_output(command, &value, run);
+    if let Some(evidence) = value["evidence"].as_str().filter(|e| !e.is_empty()) {
+        check_fork_evidence(Path::new(evidence));
+    }
+    value
+}
+
+/// The `$id` prefix of every schema file in `schemas/`.
+pub const SCHEMA_BASE: &str = "https://kt-as.dev/schemas/";
+
+/// The JSON Schemas of `schemas/` (every `*.schema.json`, registered under its `$id`), with a
+/// validator for each verifier-cli command's `--json` output
+/// (`verifier-cli-output.schema.json#/$defs/<command>`), the whole output schema, the fork
+/// evidence file and the Credential files `enroll` and `rotate` save.
+pub struct Schemas {
+    validators: std::collections::HashMap<String, jsonschema::Validator>,
+}
+
+/// The schemas, loaded and compiled once per test process.
+pub fn schemas() -> &'static Schemas {
+    static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(Schemas::load)
+}
+
+/// Every verifier-cli command, as `--json` output names it.
+pub const COMMANDS: [&str; 14] = [
+    "checkpoint verify",
+    "checkpoint fetch",
+    "inclusion verify",
+    "consistency verify",
+    "bundle verify",
+    "fork verify",
+    "compare",
+    "credential",
+    "lookup",
+    "validate",
+    "audit",
+    "monitor",
+    "enroll",
+    "rotate",
+];
+
+impl Schemas {
+    /// Reads `schemas/*.schema.json` and compiles the validators (panics on a bad schema).
+    pub fn load() -> Schemas {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+        let mut resources = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("the schemas folder") {
+            let path = entry.expect("a schemas folder entry").path();
+            if !path.to_string_lossy().ends_with(".schema.json") {
+                continue;
+            }
+            let schema: Value = serde_json::from_slice(&std::fs::read(&path).expect("a schema"))
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+            let id = schema["$id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{} has no $id", path.display()))
+                .to_owned();
+            let name = path.file_name().expect("a file name").to_string_lossy();
+            assert_eq!(
+                id,
+                format!("{SCHEMA_BASE}{name}"),
+                "$id of {}",
+                path.display()
+            );
+            resources.push((id, schema));
+        }
+        let compile = |reference: &str| {
+            let mut options = jsonschema::options();
+            for (id, schema) in &resources {
+                options = options.with_resource(
+                    id.clone(),
+                    jsonschema::Resource::from_contents(schema.clone())
+                        .unwrap_or_else(|e| panic!("{id}: {e}")),
+                );
+            }
+            let root = json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$ref": format!("{SCHEMA_BASE}{reference}"),
+            });
+            options
+                .build(&root)
+                .unwrap_or_else(|e| panic!("cannot compile {reference}: {e}"))
+        };
+        let mut references: Vec<String> = COMMANDS
+            .iter()
+            .map(|c| Schemas::output_reference(c))
+            .collect();
+        references.extend(
+            [
+                "verifier-cli-output.schema.json",
+                "fork-evidence.schema.json",
+                "credential.schema.json",
+                "rotation-response.schema.json",
+            ]
+            .map(str::to_owned),
+        );
+        let validators = references
+            .into_iter()
+            .map(|r| {
+                let validator = compile(&r);
+                (r, validator)
+            })
+            .collect();
+        Schemas { validators }
+    }
+
+    /// The schema reference of `command`'s output: `verifier-cli-output.schema.json#/$defs/…`.
+    pub fn output_reference(command: &str) -> String {
+        format!(
+            "verifier-cli-output.schema.json#/$defs/{}",
+            command.replace(' ', "_")
+        )
+    }
+
+    /// The validation errors of `value` under `reference` (a file name in `schemas/`, with an
+    /// optional `#/$defs/…` fragment, compiled by [`Schemas::load`]).
+    pub fn errors(&self, reference: &str, value: &Value) -> Vec<String> {
+        let validator = self
+            .validators
+            .get(reference)
+            .unwrap_or_else(|| panic!("no validator for {reference}"));
+        validator
+            .iter_errors(value)
+            .map(|e| format!("{e} (at {}, schema {})", e.instance_path, e.schema_path))
+            .collect()
+    }
+
+    /// Panics, listing the errors, unless `value` is valid under `reference`.
+    #[track_caller]
+    pub fn check(&self, reference: &str, value: &Value) {
+        let errors = self.errors(reference, value);
+        assert!(
+            errors.is_empty(),
+            "not valid under {reference}:\n  {}\n{value:#}",
+            errors.join("\n  ")
+        );
+    }
+
+    /// Checks the `--json` output of `command` under its schema (and the whole output schema,
+    /// which must pick the same command).
+    #[track_caller]
+    pub fn check_output(&self, command: &str, value: &Value, run: &Run) {
+        let reference = Schemas::output_reference(command);
+        let errors = self.errors(&reference, value);
+        assert!(
+            errors.is_empty(),
+            "`{command} --json` does not match {reference}:\n  {}\ncommand: {}\nstdout: {}",
+            errors.join("\n  "),
+            run.command,
+            run.stdout
+        );
+        self.check("verifier-cli-output.schema.json", value);
+    }
+}
+
+/// Reads a fork evidence file and checks it against `fork-evidence.schema.json`.
+#[track_caller]
+pub fn check_fork_evidence(path: &Path) -> Value {
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("cannot read the evidence {}: {e}", path.display()));
+    let value: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("the evidence {} is not JSON: {e}", path.display()));
+    schemas().check("fork-evidence.schema.json", &value);
+    value
+}
+
+/// Reads a Credential file saved by `enroll` (`credential.schema.json`) or `rotate`
+/// (`rotation-response.schema.json`) and checks it against its schema.
+#[track_caller]
+pub fn check_credential_file(path: &Path, rotated: bool) -> Value {
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("cannot read the credential {}: {e}", path.display()));
+    let value: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("the credential {} is not JSON: {e}", path.display()));
+    let schema = if rotated {
+        "rotation-response.schema.json"
+    } else {
+        "credential.schema.json"
+    };
+    schemas().check(schema, &value);
     value
 }
 
@@ -713,7 +897,11 @@ impl Verifier {
             "--out".into(),
             out.into(),
         ]);
-        self.json("enroll", args)
+        let (run, value) = self.json("enroll", args);
+        if run.code == 0 {
+            check_credential_file(out, false);
+        }
+        (run, value)
     }
 
     /// `rotate --key --credential --key-out --out`.
@@ -737,7 +925,11 @@ impl Verifier {
             "--out".into(),
             out.into(),
         ]);
-        self.json("rotate", args)
+        let (run, value) = self.json("rotate", args);
+        if run.code == 0 {
+            check_credential_file(out, true);
+        }
+        (run, value)
     }
 
     /// `audit --server …`.
@@ -799,7 +991,8 @@ impl Verifier {
         )
     }
 
-    /// Fork evidence files in the state folder.
+    /// Fork evidence files in the state folder, each checked against
+    /// `fork-evidence.schema.json`.
     pub fn evidence_files(&self) -> Vec<PathBuf> {
         let Ok(dir) = std::fs::read_dir(&self.state) else {
             return Vec::new();
@@ -813,6 +1006,9 @@ impl Verifier {
             })
             .collect();
         files.sort();
+        for file in &files {
+            check_fork_evidence(file);
+        }
         files
     }
 }

@@ -206,7 +206,8 @@ pub(crate) fn lookup(online: &Online, ca: &Ca, identity: &str) -> Result<Outcome
 /// `validate IDENTITY KEY`: exit 0 iff `KEY` is the key of a current, logged, unexpired,
 /// unrevoked credential of `IDENTITY`. JSON `identity`, `public_key`, `valid` (bool), `reason`,
 /// `credential` (as in lookup, or null), `proof` {`log_index`, `entry`, `inclusion_proof`,
-/// `checkpoint`} (or null), `consistency`, `previous_size`.
+/// `checkpoint`} (or null), `consistency`, `previous_size` (null when the identity is not
+/// enrolled), `crl` (when valid).
 pub(crate) fn validate(
     online: &Online,
     ca: &Ca,
@@ -231,7 +232,11 @@ pub(crate) fn validate(
         )
     };
     let Some(v) = online.verified_identity(ca, identity)? else {
-        return Ok(fail("identity is not enrolled".into(), json!({})));
+        // No checkpoint was compared: null, as `lookup` and `credential` say it.
+        return Ok(fail(
+            "identity is not enrolled".into(),
+            json!({"consistency": null, "previous_size": null}),
+        ));
     };
     let extra = consistency_json(v.consistency);
     if v.status != "active" {

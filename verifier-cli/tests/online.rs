@@ -220,6 +220,14 @@ fn lookup_validate_credential() {
         assert_eq!(out["valid"], json!(false));
     }
     assert_eq!(go("validate", &["alice@example.com", "AAAA"]).0, 2);
+    // An identity the server does not know: no checkpoint compared, so consistency and
+    // previous_size are there and null (as in lookup and credential).
+    let (code, out) = go("validate", &["nobody@example.com", &f.alice.public_b64()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["reason"], json!("identity is not enrolled"), "{out}");
+    for field in ["consistency", "previous_size", "credential", "proof"] {
+        assert_eq!(out.get(field), Some(&json!(null)), "{field}: {out}");
+    }
 
     // credential: current → 0; superseded → not_current; revoked → revoked.
     let cert = |c: &Cred| write(f.dir.path(), "cert.pem", pem_of(&c.der));
