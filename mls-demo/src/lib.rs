@@ -1,0 +1,16 @@
+//! MLS for real, with this AS as the Authentication Service: openmls groups whose members
+//! validate each other's credentials through the AS and its key-transparency log before they
+//! trust them.
+//!
+//! - [`validator`]: [`validator::AsValidator`], the check itself (signed checkpoint,
+//!   consistency with the saved one, inclusion of the exact entry, entry contents, status).
+//! - [`mls`]: openmls glue — an MLS identity from an AS credential, and the calls an
+//!   application makes at each point openmls hands it a credential (KeyPackage before add,
+//!   ratchet tree on join, commit sender and added members before merge).
+//! - [`as_api`]: enrollment, issuance with proof of possession, revocation.
+//! - [`https`]: a small HTTPS client pinned to one trust certificate.
+
+pub mod as_api;
+pub mod https;
+pub mod mls;
+pub mod validator;
