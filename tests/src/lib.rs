@@ -165,8 +165,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
         "lookup" => &[
             "identity",
             "found",
-            // docs/auditing.md says `status`, which collides with the common field; the
-            // identity's status is `identity_status` (verifier-cli fix).
+            // Not `status`: that is the common field (the command's outcome).
             "identity_status",
             "checkpoint",
             "consistency",
