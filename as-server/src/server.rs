@@ -124,9 +124,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if let Some(token) = &material.new_admin_token {
         println!("admin-token: {token}");
         println!("(shown once; only its hash is stored — keep it safe)");
-    } else if let Some(out) = &config.admin_token_out {
-        if !out.as_os_str().is_empty() && out.exists() {
-            tracing::info!(file = %out.display(), "admin token written");
+    } else if material.admin_token_written {
+        if let Some(out) = &config.admin_token_out {
+            tracing::info!(file = %out.display(), "new admin token written (mode 0600)");
         }
     }
     let app = web::Data::new(open(&config, material)?);

@@ -47,6 +47,8 @@ pub struct Material {
     /// An admin token created now, to show once (None if tokens existed, or if it was written
     /// to `--admin-token-out`).
     pub new_admin_token: Option<String>,
+    /// Whether an admin token was created now and written to `--admin-token-out`.
+    pub admin_token_written: bool,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
@@ -93,14 +95,17 @@ pub fn load_or_create(config: &Config) -> Result<Material, String> {
             (cert, key)
         }
     };
+    let tokens_existed = paths.file("admin-tokens.json").exists();
     let (admin_tokens, new_admin_token) =
         load_or_create_admin_tokens(&paths, config.admin_token_out.as_deref())?;
+    let admin_token_written = !tokens_existed && config.admin_token_out.is_some();
     Ok(Material {
         ca,
         log_signer,
         tls_files,
         admin_tokens,
         new_admin_token,
+        admin_token_written,
     })
 }
 
