@@ -149,6 +149,19 @@ fn revocation_answer(app: &AppState, committed: &Committed) -> Result<HttpRespon
     ))
 }
 
+/// Reads the optional revocation reason, logs the revocation `make` builds, and answers with
+/// what it revoked.
+async fn revoke(
+    app: &AppState,
+    payload: web::Payload,
+    make: impl FnOnce(RevocationReason) -> Action,
+) -> Result<HttpResponse, Problem> {
+    let request: RevokeRequest = read_optional_json(payload, SMALL_BODY).await?;
+    let reason = request.reason.unwrap_or(RevocationReason::Unspecified);
+    let committed = app.sequencer.submit(make(reason)).await?;
+    revocation_answer(app, &committed)
+}
+
 /// `POST /v1/admin/identities/{identity}/revoke`.
 pub async fn revoke_identity(
     req: HttpRequest,
@@ -159,16 +172,12 @@ pub async fn revoke_identity(
     let admin = require_admin(&req, &app)?;
     let identity = identity.into_inner();
     check_identity(&identity)?;
-    let request: RevokeRequest = read_optional_json(payload, SMALL_BODY).await?;
-    let committed = app
-        .sequencer
-        .submit(Action::RevokeIdentity {
-            identity,
-            reason: request.reason.unwrap_or(RevocationReason::Unspecified),
-            admin,
-        })
-        .await?;
-    revocation_answer(&app, &committed)
+    revoke(&app, payload, |reason| Action::RevokeIdentity {
+        identity,
+        reason,
+        admin,
+    })
+    .await
 }
 
 /// `POST /v1/admin/credentials/{serial}/revoke`.
@@ -181,16 +190,12 @@ pub async fn revoke_credential(
     let admin = require_admin(&req, &app)?;
     let serial = serial.into_inner();
     check_serial(&serial)?;
-    let request: RevokeRequest = read_optional_json(payload, SMALL_BODY).await?;
-    let committed = app
-        .sequencer
-        .submit(Action::RevokeCredential {
-            serial,
-            reason: request.reason.unwrap_or(RevocationReason::Unspecified),
-            admin,
-        })
-        .await?;
-    revocation_answer(&app, &committed)
+    revoke(&app, payload, |reason| Action::RevokeCredential {
+        serial,
+        reason,
+        admin,
+    })
+    .await
 }
 
 /// `POST /v1/admin/identities/{identity}/enable`.
