@@ -11,8 +11,9 @@
 //! - [`identity`], [`pop`], [`tokens`]: the rules for untrusted input (identities, proofs of
 //!   possession, enrollment and admin tokens);
 //! - [`ca`]: X.509 credentials, the CA certificate and the CRL;
-//! - [`entry`]: the log entry format;
+//! - [`entry`]: the log entry format; [`encoding`]: base64 and hex on the wire;
 //! - [`state`]: the AS's view of identities and credentials, derived from the log;
+//! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //! - [`sequencer`]: the group-committing writer of the log and the state;
 //! - [`server`], [`routes`], [`problem`], [`metrics`], [`tls`]: the HTTPS service;
 //! - [`admin_client`]: the `as-server admin …` subcommands.
