@@ -117,7 +117,7 @@ pub struct AdminArgs {
     /// Base URL of the server.
     #[arg(long, env = "AS_SERVER", default_value = "https://127.0.0.1:8443")]
     pub server: String,
-    /// The server's TLS certificate (or its CA), PEM [default: <data>/tls-cert.pem].
+    /// The server's TLS certificate (or its CA), PEM (default: tls-cert.pem in the data folder).
     #[arg(long, env = "AS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
     /// Data folder, to find tls-cert.pem when --tls-ca is not given.

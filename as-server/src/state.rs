@@ -1,7 +1,7 @@
 //! The AS's state: identities, credentials and enrollments, in sled.
 //!
 //! Source of truth: the log. Identities' and credentials' records are a view derived from the
-//! log's entries by [`apply_entry`], and the state records how many entries it has applied
+//! log's entries by [`Overlay::apply_entry`], and the state records how many entries it has applied
 //! (`m/applied`) in the same atomic sled batch as the changes. The state is therefore never
 //! ahead of the log, and [`State::catch_up`] (run at start) re-applies whatever a crash lost,
 //! so the state is not fsynced per batch: the log is.
