@@ -69,7 +69,7 @@ fn bad_requests_are_refused_and_change_nothing() {
         ("bad base64 signature", server.post("/v1/credentials", &with("signature", json!("%%%"))), 400, "bad-request"),
         ("signature by another key", server.post("/v1/credentials", &with("public_key", json!(B64.encode(new_key().verifying_key().as_bytes())))), 422, "bad-proof"),
         ("truncated signature", server.post("/v1/credentials", &with("signature", json!(B64.encode([0u8; 63])))), 422, "bad-proof"),
-        ("proof for another identity", server.post("/v1/credentials", &with("identity", json!("bob@example.com"))), 422, "bad-proof"),
+        ("token of another identity, refused before the proof", server.post("/v1/credentials", &with("identity", json!("bob@example.com"))), 403, "bad-token"),
         ("bad identity", server.post("/v1/credentials", &with("identity", json!("Alice@Example.com"))), 422, "bad-identity"),
         ("unknown token", server.post("/v1/credentials", &issue_request("alice@example.com", "nope", &new_key())), 403, "bad-token"),
         ("token of another identity", server.post("/v1/credentials", &issue_request("alice@example.com", &tokens[3], &new_key())), 403, "bad-token"),
@@ -78,6 +78,20 @@ fn bad_requests_are_refused_and_change_nothing() {
         ("both proofs", server.post("/v1/credentials", &with("csr", json!("x"))), 400, "bad-request"),
         ("garbage CSR", server.post("/v1/credentials", &json!({"identity": "alice@example.com", "token": tokens[1], "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"})), 422, "bad-proof"),
     ];
+    // A proof made for one identity does not work for another, even with a valid token.
+    let other_key = new_key();
+    let mut cross = issue_request("bob@example.com", &tokens[3], &other_key);
+    cross["signature"] =
+        issue_request("alice@example.com", &tokens[3], &other_key)["signature"].clone();
+    let cases = cases
+        .into_iter()
+        .chain([(
+            "proof made for another identity",
+            server.post("/v1/credentials", &cross),
+            422,
+            "bad-proof",
+        )])
+        .collect::<Vec<_>>();
     for (name, answer, status, code) in &cases {
         eprintln!("case: {name}");
         assert_problem(answer, *status, code, &schemas);

@@ -137,23 +137,8 @@ pub async fn issue(
         ));
     }
     let enrollment = enrollment_id(&request.token);
-    let key = match (&request.public_key, &request.signature, &request.csr) {
-        (Some(key), Some(signature), None) => {
-            let key = parse_key(key)?;
-            let message =
-                pop::issuance_message(&request.identity, &b64(key.as_bytes()), &enrollment);
-            let signature = decode_b64("signature", signature)?;
-            pop::verify(&key, &message, &signature).map_err(pop_problem)?;
-            key
-        }
-        (None, None, Some(csr)) => pop::verify_csr(csr, &request.identity).map_err(pop_problem)?,
-        _ => {
-            return Err(Problem::bad_request(
-                "give either public_key and signature, or csr",
-            ))
-        }
-    };
-    // Refuse unknown or used tokens before signing anything; the sequencer decides for good.
+    // The cheap check first: unknown or used tokens are refused before any signature work,
+    // so a client without a token costs one lookup. The sequencer decides for good.
     match app
         .state
         .enrollment(&enrollment)
@@ -174,6 +159,22 @@ pub async fn issue(
             ))
         }
     }
+    let key = match (&request.public_key, &request.signature, &request.csr) {
+        (Some(key), Some(signature), None) => {
+            let key = parse_key(key)?;
+            let message =
+                pop::issuance_message(&request.identity, &b64(key.as_bytes()), &enrollment);
+            let signature = decode_b64("signature", signature)?;
+            pop::verify(&key, &message, &signature).map_err(pop_problem)?;
+            key
+        }
+        (None, None, Some(csr)) => pop::verify_csr(csr, &request.identity).map_err(pop_problem)?,
+        _ => {
+            return Err(Problem::bad_request(
+                "give either public_key and signature, or csr",
+            ))
+        }
+    };
     let binding = build_binding(&app, &request.identity, &key)?;
     let committed = app
         .sequencer
