@@ -16,6 +16,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 pub const DEFAULT_ORIGIN: &str = "localhost/kt-as";
 /// Default data folder.
 pub const DEFAULT_DATA: &str = "as-data";
+/// Longest credential lifetime accepted: 10 years.
+pub const MAX_CREDENTIAL_LIFETIME: u64 = 10 * 365 * 24 * 3600;
 /// Default credential lifetime: 30 days.
 pub const DEFAULT_CREDENTIAL_LIFETIME: u64 = 30 * 24 * 3600;
 
@@ -165,8 +167,8 @@ impl ServeArgs {
             max_batch: self.max_batch.or(file.max_batch).unwrap_or(1024),
             workers: self.workers.or(file.workers),
         };
-        if config.credential_lifetime < 60 {
-            return Err("credential_lifetime must be at least 60 seconds".into());
+        if !(60..=MAX_CREDENTIAL_LIFETIME).contains(&config.credential_lifetime) {
+            return Err("credential_lifetime must be between 60 seconds and 10 years".into());
         }
         if config.max_credentials == 0 || config.max_batch == 0 || config.queue_capacity == 0 {
             return Err("max_credentials, max_batch and queue_capacity must be positive".into());

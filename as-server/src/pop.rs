@@ -64,7 +64,7 @@ pub fn verify(key: &VerifyingKey, message: &str, signature: &[u8]) -> Result<(),
 }
 
 /// Checks a PKCS#10 CSR (PEM): Ed25519 key, Ed25519 self-signature over the request info, and
-/// a subject that is empty or exactly `CN=<identity>`. Returns the key.
+/// a subject that is exactly `CN=<identity>`. Returns the key.
 pub fn verify_csr(pem: &str, identity: &str) -> Result<VerifyingKey, PopError> {
     let request =
         CertReq::from_pem(pem).map_err(|_| PopError::BadCsr("not a PEM PKCS#10 request"))?;
@@ -88,9 +88,18 @@ pub fn verify_csr(pem: &str, identity: &str) -> Result<VerifyingKey, PopError> {
     let signature = Signature::from_slice(signature).map_err(|_| PopError::BadSignature)?;
     key.verify_strict(&signed, &signature)
         .map_err(|_| PopError::BadSignature)?;
-    let subject = info.subject.to_string();
-    if !subject.is_empty() && subject != format!("CN={identity}") {
-        return Err(PopError::BadCsr("subject must be empty or CN=<identity>"));
+    // The subject is exactly one attribute, CN = the identity: it binds the self-signature to
+    // the identity, so someone else's CSR cannot be presented for another identity. Compared
+    // as values, not as RFC 4514 text (which escapes characters such as `+`).
+    let only_cn = info.subject.iter().count() == 1
+        && info
+            .subject
+            .common_name()
+            .ok()
+            .flatten()
+            .is_some_and(|cn| cn.value() == identity);
+    if !only_cn {
+        return Err(PopError::BadCsr("subject must be exactly CN=<identity>"));
     }
     Ok(key)
 }

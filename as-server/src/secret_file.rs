@@ -1,9 +1,10 @@
 //! Writing files atomically, and secret files with mode 0600.
 //!
 //! Guarantee: [`write_atomic`] leaves either the old file or the complete new one at `path`,
-//! never a torn one (temp file in the same folder, fsync, rename, fsync of the folder). With
-//! `secret` the file is created with mode 0600 from the start, so a key is never readable by
-//! others, not even for a moment.
+//! never a torn one (a new temp file in the same folder, fsync, rename, fsync of the folder).
+//! With `secret` the file is created with mode 0600 from the start, so a key is never readable
+//! by others, not even for a moment; the temp file has a random name and is created
+//! exclusively, so a file or symlink planted in the folder cannot capture the secret.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -18,9 +19,17 @@ pub fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> io::Result<()
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        crate::encoding::hex(&nonce)
+    ));
+    // A fresh name created exclusively: never an existing file or symlink that someone else
+    // prepared, so the mode below is the file's mode.
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     options.mode(if secret { 0o600 } else { 0o644 });
     {
         let mut file = options.open(&tmp)?;

@@ -13,6 +13,7 @@
 //! are durable), and the sequencer stops taking actions: the state is behind the log, and only
 //! a restart ([`crate::state::State::catch_up`]) may bring it level.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use kt_log::checkpoint::SignedCheckpoint;
 use kt_log::log::Log;
 use kt_log::store::FileStore;
+use kt_log::tiles::MAX_ENTRY_LEN;
 use tokio::sync::oneshot;
 
 use crate::admission::admit;
@@ -27,7 +29,7 @@ pub use crate::admission::Action;
 use crate::entry::{EntryBody, LogEntry};
 use crate::metrics::Metrics;
 use crate::problem::{Problem, ProblemKind};
-use crate::state::State;
+use crate::state::{Overlay, State};
 use crate::unix_now;
 
 /// The log type the AS runs on.
@@ -164,12 +166,23 @@ impl Worker {
             match admit(&overlay, &job.action, now, self.config.max_credentials) {
                 Ok(body) => {
                     let entry = LogEntry::new(body);
+                    let bytes = entry.to_bytes();
+                    if bytes.len() > MAX_ENTRY_LEN {
+                        // Refuse this action alone; the rest of the batch goes on.
+                        let _gone = job.reply.send(Err(Problem::new(
+                            ProblemKind::Conflict,
+                            format!(
+                                "the log entry would be {} bytes; entries are limited to {MAX_ENTRY_LEN}",
+                                bytes.len()
+                            ),
+                        )));
+                        continue;
+                    }
                     let index = base + admitted.len() as u64;
                     if let Err(e) = overlay.apply_entry(index, &entry) {
                         let _gone = job.reply.send(Err(Problem::internal(e)));
                         continue;
                     }
-                    let bytes = entry.to_bytes();
                     admitted.push((job, entry, bytes));
                 }
                 Err(problem) => {
@@ -182,16 +195,36 @@ impl Worker {
         }
         let entries: Vec<&[u8]> = admitted.iter().map(|(_, _, b)| b.as_slice()).collect();
         let (range, checkpoint) = match self.log.append_and_sign(&entries) {
-            Ok(done) => done,
-            Err(e) => {
-                let detail = e.to_string();
-                for (job, _, _) in admitted {
-                    let _gone = job.reply.send(Err(Problem::internal(&detail)));
-                }
-                return;
+            Ok((range, checkpoint)) => {
+                self.commit_state(base, range.clone(), overlay);
+                (range, checkpoint)
             }
+            Err(e) => match self.recover_after_failure(base, admitted.len(), overlay, &e) {
+                Some(done) => done,
+                None => {
+                    let detail = e.to_string();
+                    for (job, _, _) in admitted {
+                        let _gone = job.reply.send(Err(Problem::internal(&detail)));
+                    }
+                    return;
+                }
+            },
         };
         self.metrics.record_batch(admitted.len(), range.end);
+        for (offset, (job, entry, bytes)) in admitted.into_iter().enumerate() {
+            let _gone = job.reply.send(Ok(Committed {
+                index: range.start + offset as u64,
+                entry: bytes,
+                body: entry.body,
+                checkpoint: Arc::clone(&checkpoint),
+            }));
+        }
+    }
+
+    /// Writes the batch's state changes once its entries are durable at `range`. If that is not
+    /// possible the state is behind the log, and the sequencer stops taking actions until a
+    /// restart re-applies the log (`State::catch_up`).
+    fn commit_state(&self, base: u64, range: Range<u64>, overlay: Overlay<'_>) {
         if range.start != base {
             // Only this thread appends; a different start means the log changed under it.
             tracing::error!(base, start = range.start, "log grew outside the sequencer");
@@ -200,13 +233,37 @@ impl Worker {
             tracing::error!(error = %e, "state write failed after a log commit; stopping");
             self.poisoned.store(true, Ordering::Relaxed);
         }
-        for (offset, (job, entry, bytes)) in admitted.into_iter().enumerate() {
-            let _gone = job.reply.send(Ok(Committed {
-                index: range.start + offset as u64,
-                entry: bytes,
-                body: entry.body,
-                checkpoint: Arc::clone(&checkpoint),
-            }));
+    }
+
+    /// After `append_and_sign` failed: if the entries are durable anyway (the append succeeded,
+    /// the checkpoint did not), the state must follow the log, and the entries are answered
+    /// if a checkpoint covering them can still be signed. Otherwise nothing was appended and
+    /// the batch fails as a whole. Returns the range and checkpoint to answer with, if any.
+    fn recover_after_failure(
+        &self,
+        base: u64,
+        count: usize,
+        overlay: Overlay<'_>,
+        error: &kt_log::log::LogError,
+    ) -> Option<(Range<u64>, Arc<SignedCheckpoint>)> {
+        let size = self.log.size();
+        if size == base {
+            return None;
+        }
+        tracing::error!(%error, base, size, "entries appended but not signed");
+        let range = base..size;
+        if size != base + count as u64 {
+            self.poisoned.store(true, Ordering::Relaxed);
+            return None;
+        }
+        self.commit_state(base, range.clone(), overlay);
+        match self.log.sign_checkpoint() {
+            Ok(checkpoint) if checkpoint.checkpoint.size >= size => Some((range, checkpoint)),
+            _ => {
+                // Durable but unsigned: answered as failures; the next start signs them.
+                self.poisoned.store(true, Ordering::Relaxed);
+                None
+            }
         }
     }
 }

@@ -61,6 +61,10 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
     let store = FileStore::open(paths.file("log")).map_err(|e| format!("log store: {e}"))?;
     let verifier_key = material.log_signer.verifier().to_vkey();
     let log = Arc::new(Log::open(store, material.log_signer).map_err(|e| format!("log: {e}"))?);
+    // A crash between a batch's append and its checkpoint leaves entries no checkpoint covers:
+    // cover them now, before the state (and so lookups and proofs) can show them.
+    log.sign_checkpoint()
+        .map_err(|e| format!("signing a checkpoint over the stored log: {e}"))?;
     let state = State::open(&paths.file("state")).map_err(|e| e.to_string())?;
     let replayed = state
         .catch_up(log.size(), |i| log.entry(i).map_err(|e| e.to_string()))

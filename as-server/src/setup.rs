@@ -115,8 +115,10 @@ fn load_or_create_ca(paths: &DataPaths, name: &str) -> Result<Ca, String> {
     if !key_path.exists() {
         let ca = Ca::generate(name, unix_now(), CA_LIFETIME).map_err(|e| e.to_string())?;
         let key_pem = ca.key_pem().map_err(|e| e.to_string())?;
-        write_atomic(&key_path, key_pem.as_bytes(), true).map_err(io_err(&key_path))?;
+        // The certificate first: the key's presence marks a finished CA, so a crash in between
+        // makes the next start create both again.
         write_atomic(&cert_path, ca.cert_pem().as_bytes(), false).map_err(io_err(&cert_path))?;
+        write_atomic(&key_path, key_pem.as_bytes(), true).map_err(io_err(&key_path))?;
         return Ok(ca);
     }
     let key_pem = fs::read_to_string(&key_path).map_err(io_err(&key_path))?;

@@ -268,6 +268,7 @@ impl State {
             state: self,
             changes: BTreeMap::new(),
             reads: Default::default(),
+            undo: Vec::new(),
         }
     }
 
@@ -310,6 +311,8 @@ pub struct Overlay<'a> {
     /// it reads here, and every job of a batch was queued before the batch began, so a cached
     /// read cannot be older than what a job of the batch relies on.
     reads: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<sled::IVec>>>,
+    /// While an entry is applied: each changed key's value before it, to undo a failed apply.
+    undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Overlay<'_> {
@@ -330,7 +333,8 @@ impl Overlay<'_> {
     }
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        self.changes.insert(key, encode(value));
+        let previous = self.changes.insert(key.clone(), encode(value));
+        self.undo.push((key, previous));
     }
 
     /// An identity, as changed so far.
@@ -352,6 +356,22 @@ impl Overlay<'_> {
     /// the sequencer and by [`State::catch_up`]. It trusts the entry (the sequencer admitted
     /// it) and is idempotent for the records it writes.
     pub fn apply_entry(&mut self, index: u64, entry: &LogEntry) -> Result<(), StateError> {
+        // All or nothing: a read that fails half-way leaves no change of this entry behind.
+        self.undo.clear();
+        let applied = self.apply_changes(index, entry);
+        if applied.is_err() {
+            for (key, previous) in std::mem::take(&mut self.undo).into_iter().rev() {
+                match previous {
+                    Some(value) => self.changes.insert(key, value),
+                    None => self.changes.remove(&key),
+                };
+            }
+        }
+        self.undo.clear();
+        applied
+    }
+
+    fn apply_changes(&mut self, index: u64, entry: &LogEntry) -> Result<(), StateError> {
         let identity_name = entry.body.identity().to_owned();
         let mut identity = self.identity(&identity_name)?.unwrap_or(IdentityRecord {
             status: IdentityStatus::Active,
@@ -524,6 +544,35 @@ mod tests {
                 .unwrap(),
             Err("a@b.co".to_string())
         );
+    }
+
+    #[test]
+    fn a_failed_apply_leaves_no_change_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state
+            .tree
+            .insert(credential_key("bad"), b"not json".as_slice())
+            .unwrap();
+        let mut overlay = state.overlay();
+        let rotate = LogEntry::new(EntryBody::Rotate {
+            time: 1,
+            identity: "a@b.co".into(),
+            binding: Binding {
+                serial: "new".into(),
+                public_key: "k".into(),
+                not_before: 0,
+                not_after: 10,
+                certificate: String::new(),
+            },
+            replaces: "bad".into(),
+        });
+        // The new credential is written before the corrupt one is read: the failure undoes it.
+        assert!(overlay.apply_entry(0, &rotate).is_err());
+        assert_eq!(overlay.credential("new").unwrap(), None);
+        assert_eq!(overlay.identity("a@b.co").unwrap(), None);
+        overlay.apply_entry(0, &issue("a@b.co", "s1", "e")).unwrap();
+        assert!(overlay.credential("s1").unwrap().is_some());
     }
 
     #[test]

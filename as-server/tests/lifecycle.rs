@@ -200,16 +200,32 @@ fn openssl_style_csr_gets_a_credential() {
     use der::EncodePem as _;
     use x509_cert::builder::{Builder as _, RequestBuilder};
     let server = Server::start();
-    let token = server.enroll(&["carol@example.org"]).remove(0);
+    let token = server.enroll(&["carol+work@example.org"]).remove(0);
     let key = new_key();
-    let subject: x509_cert::name::Name = "CN=carol@example.org".parse().unwrap();
+    let subject: x509_cert::name::Name = "CN=carol\\+work@example.org".parse().unwrap();
     let csr = RequestBuilder::new(subject)
         .unwrap()
         .build::<_, ed25519_dalek::Signature>(&key)
         .unwrap()
         .to_pem(der::pem::LineEnding::LF)
         .unwrap();
-    // A CSR for another identity is refused.
+    // A CSR with no subject, or for another identity, is refused: the subject binds it.
+    let anonymous = RequestBuilder::new(x509_cert::name::Name::default())
+        .unwrap()
+        .build::<_, ed25519_dalek::Signature>(&key)
+        .unwrap()
+        .to_pem(der::pem::LineEnding::LF)
+        .unwrap();
+    let refused = server.post(
+        "/v1/credentials",
+        &json!({"identity": "carol+work@example.org", "token": token, "csr": anonymous}),
+    );
+    assert_eq!(
+        refused.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
     let wrong = server.post(
         "/v1/credentials",
         &json!({"identity": "dave@example.org", "token": token, "csr": csr}),
@@ -221,7 +237,7 @@ fn openssl_style_csr_gets_a_credential() {
     );
     let answer = server.post(
         "/v1/credentials",
-        &json!({"identity": "carol@example.org", "token": token, "csr": csr}),
+        &json!({"identity": "carol+work@example.org", "token": token, "csr": csr}),
     );
     assert_eq!(
         answer.status,

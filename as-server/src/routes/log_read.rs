@@ -8,7 +8,7 @@
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use kt_log::tiles::{TileId, TileKind, TILE_WIDTH};
+use kt_log::tiles::{tile_width, TileId, TileKind, TILE_WIDTH};
 use serde::{Deserialize, Serialize};
 
 use super::json;
@@ -180,6 +180,16 @@ pub async fn tile(
     let path = format!("tile/{}", tail.into_inner());
     let id = TileId::parse(&path).map_err(|_| Problem::not_found("not a tile path"))?;
     let missing = |_| Problem::not_found(format!("{path} is not in the log"));
+    let level = match id.kind {
+        TileKind::Hashes { level } => Some(level),
+        TileKind::Entries => None,
+    };
+    // Only tiles of the signed tree: a tile wider than the latest checkpoint has is not served.
+    if id.width > tile_width(signed_size(&app), level, id.index) {
+        return Err(Problem::not_found(format!(
+            "{path} is not in the signed tree yet"
+        )));
+    }
     let bytes = match id.kind {
         TileKind::Hashes { level } => app
             .log

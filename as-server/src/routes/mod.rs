@@ -151,11 +151,13 @@ pub fn require_admin(req: &HttpRequest, app: &AppState) -> Result<String, Proble
             "Authorization: Bearer <admin token> is required",
         ));
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .ok_or_else(|| {
             Problem::new(
                 ProblemKind::Unauthorized,
