@@ -217,8 +217,10 @@ enum ForkCmd {
     },
 }
 
+/// What every online command that checks credentials needs: the log key, the CA, the server
+/// and the state folder.
 #[derive(Args, Debug)]
-struct CredentialArgs {
+struct OnlineTrust {
     #[command(flatten)]
     key: LogKey,
     #[command(flatten)]
@@ -227,6 +229,19 @@ struct CredentialArgs {
     server: ServerArgs,
     #[command(flatten)]
     state: StateArg,
+}
+
+impl OnlineTrust {
+    /// The verified-trust client and the CA.
+    fn open(&self) -> Result<(online::Online, Ca), Error> {
+        Ok((online(&self.key, &self.server, &self.state)?, ca(&self.ca)?))
+    }
+}
+
+#[derive(Args, Debug)]
+struct CredentialArgs {
+    #[command(flatten)]
+    trust: OnlineTrust,
     /// The certificate (PEM or DER).
     cert: PathBuf,
 }
@@ -234,13 +249,7 @@ struct CredentialArgs {
 #[derive(Args, Debug)]
 struct LookupArgs {
     #[command(flatten)]
-    key: LogKey,
-    #[command(flatten)]
-    ca: CaArg,
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(flatten)]
-    state: StateArg,
+    trust: OnlineTrust,
     /// The identity (local@domain).
     identity: String,
 }
@@ -248,13 +257,7 @@ struct LookupArgs {
 #[derive(Args, Debug)]
 struct ValidateArgs {
     #[command(flatten)]
-    key: LogKey,
-    #[command(flatten)]
-    ca: CaArg,
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(flatten)]
-    state: StateArg,
+    trust: OnlineTrust,
     /// The identity (local@domain).
     identity: String,
     /// The Ed25519 public key, base64 of 32 bytes.
@@ -327,13 +330,7 @@ struct CompareArgs {
 #[derive(Args, Debug)]
 struct EnrollArgs {
     #[command(flatten)]
-    key: LogKey,
-    #[command(flatten)]
-    ca: CaArg,
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(flatten)]
-    state: StateArg,
+    trust: OnlineTrust,
     /// The identity to enroll.
     #[arg(long)]
     identity: String,
@@ -351,13 +348,7 @@ struct EnrollArgs {
 #[derive(Args, Debug)]
 struct RotateArgs {
     #[command(flatten)]
-    key: LogKey,
-    #[command(flatten)]
-    ca: CaArg,
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(flatten)]
-    state: StateArg,
+    trust: OnlineTrust,
     /// The current private key (PKCS#8 PEM, as `enroll` wrote it).
     #[arg(long = "key", value_name = "FILE")]
     current_key: PathBuf,
@@ -475,19 +466,17 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
             offline::fork_verify(&key(&k.log_key)?, file)
         }
         Command::Credential(a) => {
-            online::credential(&online(&a.key, &a.server, &a.state)?, &ca(&a.ca)?, &a.cert)
+            let (online, ca) = a.trust.open()?;
+            online::credential(&online, &ca, &a.cert)
         }
-        Command::Lookup(a) => online::lookup(
-            &online(&a.key, &a.server, &a.state)?,
-            &ca(&a.ca)?,
-            &a.identity,
-        ),
-        Command::Validate(a) => online::validate(
-            &online(&a.key, &a.server, &a.state)?,
-            &ca(&a.ca)?,
-            &a.identity,
-            &a.public_key,
-        ),
+        Command::Lookup(a) => {
+            let (online, ca) = a.trust.open()?;
+            online::lookup(&online, &ca, &a.identity)
+        }
+        Command::Validate(a) => {
+            let (online, ca) = a.trust.open()?;
+            online::validate(&online, &ca, &a.identity, &a.public_key)
+        }
         Command::Audit(a) => {
             let verifier = key(&a.key.log_key)?;
             let ca = ca(&a.ca)?;
@@ -537,22 +526,21 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
             };
             offline::compare(&verifier, &a.a, &a.b, proofs, Path::new(&evidence_dir))
         }
-        Command::Enroll(a) => enroll::enroll(
-            &online(&a.key, &a.server, &a.state)?,
-            &ca(&a.ca)?,
-            &a.identity,
-            &a.token,
-            &a.key_out,
-            &a.out,
-        ),
-        Command::Rotate(a) => enroll::rotate(
-            &online(&a.key, &a.server, &a.state)?,
-            &ca(&a.ca)?,
-            &a.current_key,
-            &a.credential,
-            &a.key_out,
-            &a.out,
-        ),
+        Command::Enroll(a) => {
+            let (online, ca) = a.trust.open()?;
+            enroll::enroll(&online, &ca, &a.identity, &a.token, &a.key_out, &a.out)
+        }
+        Command::Rotate(a) => {
+            let (online, ca) = a.trust.open()?;
+            enroll::rotate(
+                &online,
+                &ca,
+                &a.current_key,
+                &a.credential,
+                &a.key_out,
+                &a.out,
+            )
+        }
     }
 }
 
