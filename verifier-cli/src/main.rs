@@ -334,8 +334,8 @@ struct EnrollArgs {
     /// The identity to enroll.
     #[arg(long)]
     identity: String,
-    /// The enrollment token from the admin.
-    #[arg(long, env = "KT_ENROLLMENT_TOKEN")]
+    /// The enrollment token from the admin (base64url: it may start with `-`).
+    #[arg(long, env = "KT_ENROLLMENT_TOKEN", allow_hyphen_values = true)]
     token: String,
     /// Where to write the new private key (PKCS#8 PEM, mode 0600; must not exist).
     #[arg(long, value_name = "FILE")]
