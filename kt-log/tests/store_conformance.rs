@@ -182,7 +182,7 @@ fn memory_store_injected_failure_changes_nothing() {
 }
 
 #[test]
-fn file_store_cuts_off_unfinished_append() {
+fn file_store_overwrites_an_unfinished_append() {
     let dir = tempfile::tempdir().unwrap();
     let mut frontier = Frontier::new();
     {
@@ -228,4 +228,53 @@ fn file_store_refuses_missing_committed_data() {
         FileStore::open(dir.path()),
         Err(StoreError::Corrupt(_))
     ));
+}
+
+#[test]
+fn file_store_moves_an_earlier_sled_commit_record_into_its_commit_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut frontier = Frontier::new();
+    {
+        let store = FileStore::open(dir.path()).unwrap();
+        append_range(&store, &mut frontier, 0, 10);
+    }
+    // The earlier layout: no commit.bin, the size and checkpoint in a sled database in state/.
+    std::fs::remove_file(dir.path().join("commit.bin")).unwrap();
+    {
+        let legacy = sled::open(dir.path().join("state")).unwrap();
+        legacy.insert(b"size", &10u64.to_be_bytes()).unwrap();
+        legacy.insert(b"checkpoint", &b"old note"[..]).unwrap();
+        legacy.flush().unwrap();
+    }
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.size(), 10);
+    assert_eq!(
+        store.checkpoint().unwrap().as_deref(),
+        Some(&b"old note"[..])
+    );
+    assert_eq!(
+        store.entries(0, 10).unwrap(),
+        (0..10).map(entry).collect::<Vec<_>>()
+    );
+    assert!(!dir.path().join("state").exists());
+    append_range(&store, &mut frontier, 10, 12);
+    drop(store);
+    assert_eq!(FileStore::open(dir.path()).unwrap().size(), 12);
+}
+
+#[test]
+fn file_store_data_files_are_allocated_ahead_of_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    append_range(&store, &mut Frontier::new(), 0, 100);
+    drop(store);
+    let entries_len = std::fs::metadata(dir.path().join("entries.bin"))
+        .unwrap()
+        .len();
+    let data: usize = (0..100).map(|i| entry(i).len()).sum();
+    assert!(entries_len > data as u64, "{entries_len} <= {data}");
+    // Reopening keeps the zero-filled space and the data.
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.size(), 100);
+    assert_eq!(store.entries(99, 100).unwrap(), vec![entry(99)]);
 }

@@ -1,18 +1,31 @@
-//! The default durable [`LogStore`]: append-only files for the bulk data, sled for the commit.
+//! The default durable [`LogStore`]: append-only files for the data, a two-slot file for the
+//! commit record.
 //!
 //! Layout of the store's folder:
 //! - `entries.bin`: the entries' bytes, back to back;
 //! - `offsets.bin`: for entry `i`, the end offset of its bytes in `entries.bin` (`u64` LE), so
 //!   entry `i` spans `offsets[i-1] .. offsets[i]`;
 //! - `nodes.bin`: every complete tree node's 32-byte hash, in post-order;
-//! - `state/`: a sled database holding the committed size and the latest checkpoint.
+//! - `commit.bin`: the committed size and the latest checkpoint ([`super::commit_file`]).
 //!
-//! **Commit protocol.** An append writes the batch past the committed ends of the three files,
-//! `fdatasync`s each, and only then stores the new size in sled and flushes it. The size in
-//! sled is the commit point: bytes past it are an unfinished append and are cut off on open.
-//! So a crash at any moment leaves either the old size with its data intact, or the new size
-//! with all of the batch's data already synced. Open reads O(1) records and the O(log n)
-//! frontier, whatever the log's size; memory use does not grow with the log.
+//! **Commit protocol.** An append writes the batch past the committed ends of the three data
+//! files, `fdatasync`s each, and only then writes the new size to the commit record and
+//! `fdatasync`s it. The commit record is the commit point: bytes past the committed ends are
+//! an unfinished append (or zeros, see below) and are never read, and the next append
+//! overwrites them. So a crash or power loss at any moment leaves either the old size with its
+//! data intact, or the new size with all of the batch's data already synced. Open reads O(1)
+//! records and the O(log n) frontier, whatever the log's size; memory use does not grow with
+//! the log.
+//!
+//! **No journal waits.** The data files are kept zero-filled ahead of the data
+//! ([`super::zero_filled`]) and the commit file has a fixed length, so none of an append's
+//! syncs changes a file's length or allocates blocks: each writes data and flushes the device
+//! cache, without waiting for a file-system journal commit.
+//!
+//! **Earlier layout.** Stores made before `commit.bin` kept the size and checkpoint in a sled
+//! database in `state/` (whose flush on Linux is `sync_file_range`, which neither commits
+//! metadata nor flushes the device cache: not durable across power loss). Opening such a
+//! store moves its record into `commit.bin` and then removes `state/`.
 //!
 //! After any failed write or sync the store is poisoned (see [`StoreError::Poisoned`]).
 
@@ -20,23 +33,28 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
+use super::commit_file::{CommitFile, CommitRecord};
+use super::zero_filled::ZeroFilledFile;
 use super::{check_entry_range, check_node_position, read_u64, LogStore, StoreError};
 use crate::hash::{Hash, HASH_LEN};
 use crate::tree::node_count;
 
-const SIZE_KEY: &[u8] = b"size";
-const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// The sled folder of the earlier layout, and its keys.
+const LEGACY_STATE: &str = "state";
+const LEGACY_SIZE_KEY: &[u8] = b"size";
+const LEGACY_CHECKPOINT_KEY: &[u8] = b"checkpoint";
 
-/// Append-only files plus a sled commit record; see the module documentation.
+/// Append-only data files plus a commit record; see the module documentation.
 pub struct FileStore {
-    entries: File,
-    offsets: File,
-    nodes: File,
-    state: sled::Db,
+    entries: ZeroFilledFile,
+    offsets: ZeroFilledFile,
+    nodes: ZeroFilledFile,
     /// Committed size, published with `Release` after the commit is durable.
     size: AtomicU64,
+    /// The latest durable checkpoint note.
+    checkpoint: RwLock<Option<Vec<u8>>>,
     writer: Mutex<Writer>,
 }
 
@@ -44,69 +62,84 @@ pub struct FileStore {
 struct Writer {
     /// End of the committed bytes in `entries.bin`.
     data_len: u64,
+    commit: CommitFile,
     /// Set after a failed write; appends are refused until reopen.
     poisoned: bool,
 }
 
-fn open_file(dir: &Path, name: &str) -> Result<File, StoreError> {
-    Ok(OpenOptions::new()
+fn open_file(dir: &Path, name: &str) -> Result<ZeroFilledFile, StoreError> {
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(dir.join(name))?)
+        .open(dir.join(name))?;
+    Ok(ZeroFilledFile::new(file, name)?)
 }
 
-/// Cuts `file` back to `len` bytes (an unfinished append), or fails if it is shorter.
-fn trim_to(file: &File, len: u64, name: &str) -> Result<(), StoreError> {
-    let actual = file.metadata()?.len();
+/// Fails if `file` is shorter than the `len` bytes the commit record needs.
+fn check_len(file: &ZeroFilledFile, len: u64, name: &str) -> Result<(), StoreError> {
+    let actual = file.file().metadata()?.len();
     if actual < len {
         return Err(StoreError::Corrupt(format!(
             "{name} has {actual} bytes but the commit record needs {len}"
         )));
     }
-    if actual > len {
-        file.set_len(len)?;
-        file.sync_all()?;
-    }
     Ok(())
 }
 
+/// The commit record of a store of the earlier layout, or an empty one.
+fn legacy_record(dir: &Path) -> Result<CommitRecord, StoreError> {
+    let path = dir.join(LEGACY_STATE);
+    if !path.exists() {
+        return Ok(CommitRecord::default());
+    }
+    let state = sled::Config::new().path(path).open()?;
+    let size = match state.get(LEGACY_SIZE_KEY)? {
+        Some(v) => read_u64(&v, "size")?,
+        None => 0,
+    };
+    let checkpoint = state.get(LEGACY_CHECKPOINT_KEY)?.map(|v| v.to_vec());
+    Ok(CommitRecord { size, checkpoint })
+}
+
 impl FileStore {
-    /// Opens the store in `dir`, creating it if needed, and cuts off any unfinished append.
+    /// Opens the store in `dir`, creating it if needed.
     pub fn open(dir: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
-        let state = sled::Config::new().path(dir.join("state")).open()?;
-        let size = match state.get(SIZE_KEY)? {
-            Some(v) => read_u64(&v, "size")?,
-            None => 0,
-        };
+        let (commit, record) = CommitFile::open(dir, || legacy_record(dir))?;
+        if dir.join(LEGACY_STATE).exists() {
+            // Its record now lives, durably, in commit.bin.
+            std::fs::remove_dir_all(dir.join(LEGACY_STATE))?;
+        }
+        let size = record.size;
         let entries = open_file(dir, "entries.bin")?;
         let offsets = open_file(dir, "offsets.bin")?;
         let nodes = open_file(dir, "nodes.bin")?;
         // New files must survive a crash too: sync the folder that names them.
         File::open(dir)?.sync_all()?;
 
-        trim_to(&offsets, 8 * size, "offsets.bin")?;
-        trim_to(&nodes, HASH_LEN as u64 * node_count(size), "nodes.bin")?;
+        check_len(&offsets, 8 * size, "offsets.bin")?;
+        check_len(&nodes, HASH_LEN as u64 * node_count(size), "nodes.bin")?;
         let data_len = if size == 0 {
             0
         } else {
             let mut buf = [0u8; 8];
-            offsets.read_exact_at(&mut buf, 8 * (size - 1))?;
+            offsets.file().read_exact_at(&mut buf, 8 * (size - 1))?;
             u64::from_le_bytes(buf)
         };
-        trim_to(&entries, data_len, "entries.bin")?;
+        check_len(&entries, data_len, "entries.bin")?;
 
         Ok(FileStore {
             entries,
             offsets,
             nodes,
-            state,
             size: AtomicU64::new(size),
+            checkpoint: RwLock::new(record.checkpoint),
             writer: Mutex::new(Writer {
                 data_len,
+                commit,
                 poisoned: false,
             }),
         })
@@ -115,7 +148,7 @@ impl FileStore {
     /// Writes and syncs the batch's bytes past the committed ends, then commits the size.
     fn write_batch(
         &self,
-        writer: &Writer,
+        writer: &mut Writer,
         size: u64,
         entries: &[&[u8]],
         nodes: &[Hash],
@@ -128,24 +161,30 @@ impl FileStore {
             offsets.extend_from_slice(&end.to_le_bytes());
         }
         let node_bytes: Vec<u8> = nodes.iter().flat_map(|h| h.0).collect();
+        let nodes_at = HASH_LEN as u64 * node_count(size);
 
-        self.entries.write_all_at(&data, writer.data_len)?;
-        self.offsets.write_all_at(&offsets, 8 * size)?;
-        self.nodes
-            .write_all_at(&node_bytes, HASH_LEN as u64 * node_count(size))?;
-        self.entries.sync_data()?;
-        self.offsets.sync_data()?;
-        self.nodes.sync_data()?;
+        self.entries.reserve(end)?;
+        self.offsets.reserve(8 * size + offsets.len() as u64)?;
+        self.nodes.reserve(nodes_at + node_bytes.len() as u64)?;
+        self.entries.file().write_all_at(&data, writer.data_len)?;
+        self.offsets.file().write_all_at(&offsets, 8 * size)?;
+        self.nodes.file().write_all_at(&node_bytes, nodes_at)?;
+        self.entries.file().sync_data()?;
+        self.offsets.file().sync_data()?;
+        self.nodes.file().sync_data()?;
 
         let new_size = size + entries.len() as u64;
-        self.state.insert(SIZE_KEY, &new_size.to_be_bytes())?;
-        self.state.flush()?;
+        let checkpoint = self.checkpoint.read().unwrap_or_else(|e| e.into_inner());
+        writer.commit.write(&CommitRecord {
+            size: new_size,
+            checkpoint: checkpoint.clone(),
+        })?;
         Ok(end)
     }
 
     fn offset_end(&self, index: u64) -> Result<u64, StoreError> {
         let mut buf = [0u8; 8];
-        self.offsets.read_exact_at(&mut buf, 8 * index)?;
+        self.offsets.file().read_exact_at(&mut buf, 8 * index)?;
         Ok(u64::from_le_bytes(buf))
     }
 }
@@ -169,7 +208,7 @@ impl LogStore for FileStore {
                 nodes.len()
             )));
         }
-        match self.write_batch(&writer, size, entries, nodes) {
+        match self.write_batch(&mut writer, size, entries, nodes) {
             Ok(data_len) => {
                 writer.data_len = data_len;
                 self.size
@@ -195,7 +234,7 @@ impl LogStore for FileStore {
             self.offset_end(start - 1)?
         };
         let mut ends = vec![0u8; 8 * count];
-        self.offsets.read_exact_at(&mut ends, 8 * start)?;
+        self.offsets.file().read_exact_at(&mut ends, 8 * start)?;
         let ends: Vec<u64> = ends
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
@@ -205,7 +244,7 @@ impl LogStore for FileStore {
             return Err(StoreError::Corrupt("entry offsets go backwards".into()));
         }
         let mut data = vec![0u8; (last - first) as usize];
-        self.entries.read_exact_at(&mut data, first)?;
+        self.entries.file().read_exact_at(&mut data, first)?;
         let mut out = Vec::with_capacity(count);
         let mut at = first;
         for end in ends {
@@ -219,17 +258,40 @@ impl LogStore for FileStore {
         check_node_position(position, self.size())?;
         let mut buf = [0u8; HASH_LEN];
         self.nodes
+            .file()
             .read_exact_at(&mut buf, HASH_LEN as u64 * position)?;
         Ok(Hash(buf))
     }
 
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.state.get(CHECKPOINT_KEY)?.map(|v| v.to_vec()))
+        Ok(self
+            .checkpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
     }
 
     fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
-        self.state.insert(CHECKPOINT_KEY, note)?;
-        self.state.flush()?;
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if writer.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        if note.len() > super::commit_file::MAX_NOTE_LEN {
+            // Refused before any write: the store stays usable.
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "checkpoint note is too large for the commit record",
+            )));
+        }
+        let record = CommitRecord {
+            size: self.size(),
+            checkpoint: Some(note.to_vec()),
+        };
+        if let Err(e) = writer.commit.write(&record) {
+            writer.poisoned = true;
+            return Err(e);
+        }
+        *self.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = record.checkpoint;
         Ok(())
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! Three implementations run the same conformance suite (`tests/store_conformance.rs`):
 //! - [`FileStore`], the default: entries and tree nodes in append-only files with `fsync`,
-//!   the commit record (size) and the latest checkpoint in a small sled database;
+//!   the commit record (size) and the latest checkpoint in a two-slot commit file;
 //! - [`SledStore`]: everything in sled, kept to compare against (see docs/architecture.md);
 //! - [`MemoryStore`]: in memory, for tests, with failure injection.
 
+mod commit_file;
 mod files;
 mod memory;
 mod sled_store;
+mod zero_filled;
 
 pub use files::FileStore;
 pub use memory::MemoryStore;

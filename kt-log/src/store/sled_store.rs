@@ -3,6 +3,9 @@
 //! Keys: `e` ‖ index (u64 BE) → entry; `n` ‖ position (u64 BE) → node hash; `size` → u64 BE;
 //! `checkpoint` → note. An append is one sled batch (atomic in sled) holding its entries, its
 //! nodes and the new size, followed by `flush` (sled syncs only every 500 ms on its own).
+//! On Linux sled's flush is `sync_file_range`, which neither commits file metadata nor flushes
+//! the device cache: this store survives a process crash but not necessarily a power loss,
+//! one more reason it is not the default.
 //! It passes the same conformance suite and crash test as [`super::FileStore`], but sled's
 //! write amplification and its in-memory page table make it slower and let memory grow with
 //! the log; see docs/architecture.md for the measured comparison.
