@@ -10,6 +10,27 @@ use kt_log::Hash;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+/// The CRL number extension of a DER CRL.
+fn crl_number(der: &[u8]) -> u64 {
+    use der::Decode as _;
+    let crl =
+        x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der).unwrap();
+    let extension = crl
+        .tbs_cert_list
+        .crl_extensions
+        .unwrap()
+        .into_iter()
+        .find(|e| e.extn_id.to_string() == "2.5.29.20")
+        .unwrap();
+    let number =
+        x509_cert::ext::pkix::crl::CrlNumber::from_der(extension.extn_value.as_bytes()).unwrap();
+    number
+        .0
+        .as_bytes()
+        .iter()
+        .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+}
+
 #[test]
 fn killed_and_restarted_nothing_acknowledged_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -22,6 +43,7 @@ fn killed_and_restarted_nothing_acknowledged_is_lost() {
     let second = server.issue("b@example.com", &tokens[1], &new_key()).json();
     let before = server.checkpoint();
     let ca = server.get("/v1/ca").body;
+    let crl_before = crl_number(&server.get("/v1/crl").body);
     server.kill();
 
     let server = Server::start_in(&data, Some(admin), &[]);
@@ -41,6 +63,10 @@ fn killed_and_restarted_nothing_acknowledged_is_lost() {
         .collect();
     before.verify_extended_by(&after, &proof).unwrap();
     assert_eq!(server.get("/v1/ca").body, ca, "same CA after restart");
+    // RFC 5280 §5.2.3: CRL numbers strictly increase, across restarts too (the restart here
+    // usually happens within the second of the first CRL).
+    let crl_after = crl_number(&server.get("/v1/crl").body);
+    assert!(crl_after > crl_before, "{crl_after} > {crl_before}");
 
     for (identity, issued) in [("a@example.com", &first), ("b@example.com", &second)] {
         let lookup = server.get(&format!("/v1/identities/{identity}")).json();

@@ -35,9 +35,14 @@ pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
                 Some((serial, r.revoked_at, r.reason))
             })
             .collect();
-        // CRL numbers must strictly increase: the build time in seconds, or one more than the
-        // last number when two CRLs are built within a second.
-        let number = cached.as_ref().map_or(now, |c| now.max(c.number + 1));
+        // CRL numbers must strictly increase, across restarts too: the build time in
+        // nanoseconds (a restart takes far longer than one), or one more than the last number.
+        let now_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let number = cached
+            .as_ref()
+            .map_or(now_nanos, |c| now_nanos.max(c.number.saturating_add(1)));
         let der = app
             .ca
             .crl(&listed, number, now, CRL_VALIDITY)
