@@ -229,57 +229,71 @@ impl State {
             .unwrap_or(0))
     }
 
-    /// Records new enrollments durably (flushed before returning), creating identity records
-    /// that do not exist yet. `enrollments` are (enrollment id, identity, expires_at). Refuses
-    /// the whole set, writing nothing, if any identity is revoked (returns it).
+    /// Records new enrollments durably (across power loss) before returning, creating the
+    /// identity records that do not exist yet. `enrollments` are (enrollment id, identity,
+    /// expires_at). Refuses the whole set, writing nothing, if any identity is revoked
+    /// (returns it).
+    ///
+    /// One sled transaction: it commits only if no identity it read was changed meanwhile
+    /// (by the sequencer's batches, which are atomic too) and is retried otherwise, so a
+    /// revocation that lands during the call either comes first and refuses the set, or comes
+    /// after and voids its tokens through the epoch they carry.
     pub fn add_enrollments(
         &self,
         enrollments: &[(String, String, u64)],
     ) -> Result<Result<(), String>, StateError> {
-        // First a read-only pass, so that a refused request writes nothing.
-        let mut epochs: BTreeMap<&str, u64> = BTreeMap::new();
-        for (_, identity, _) in enrollments {
-            if let Some(record) = self.identity(identity)? {
-                if record.status == IdentityStatus::Revoked {
-                    return Ok(Err(identity.clone()));
+        use sled::transaction::{ConflictableTransactionError as Abortable, TransactionError};
+
+        /// Why the transaction stopped.
+        enum Refusal {
+            Revoked(String),
+            Corrupt(StateError),
+        }
+        let outcome = self.tree.transaction(|tx| {
+            let mut epochs: BTreeMap<&str, u64> = BTreeMap::new();
+            for (_, identity, _) in enrollments {
+                if epochs.contains_key(identity.as_str()) {
+                    continue;
                 }
+                let key = identity_key(identity);
+                let epoch = match tx.get(&key)? {
+                    Some(bytes) => {
+                        let record: IdentityRecord = decode(&key, &bytes)
+                            .map_err(|e| Abortable::Abort(Refusal::Corrupt(e)))?;
+                        if record.status == IdentityStatus::Revoked {
+                            return Err(Abortable::Abort(Refusal::Revoked(identity.clone())));
+                        }
+                        record.epoch
+                    }
+                    None => {
+                        let fresh = IdentityRecord {
+                            status: IdentityStatus::Active,
+                            epoch: 0,
+                            current: Vec::new(),
+                        };
+                        tx.insert(key, encode(&fresh))?;
+                        0
+                    }
+                };
+                epochs.insert(identity, epoch);
             }
-        }
-        for (_, identity, _) in enrollments {
-            if epochs.contains_key(identity.as_str()) {
-                continue;
+            for (id, identity, expires_at) in enrollments {
+                let record = EnrollmentRecord {
+                    identity: identity.clone(),
+                    expires_at: *expires_at,
+                    epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
+                    used_by: None,
+                };
+                tx.insert(enrollment_key(id), encode(&record))?;
             }
-            // Create the record only if it is absent: the sequencer may be changing it at the
-            // same time, and a blind write could undo its change.
-            let fresh = IdentityRecord {
-                status: IdentityStatus::Active,
-                epoch: 0,
-                current: Vec::new(),
-            };
-            let key = identity_key(identity);
-            let _already_there =
-                self.tree
-                    .compare_and_swap(&key, None as Option<&[u8]>, Some(encode(&fresh)))?;
-            // Read back: a revocation may have landed since the first pass. Its epoch is what
-            // the tokens are bound to, so a token is never valid across a revocation.
-            match self.identity(identity)? {
-                Some(record) if record.status == IdentityStatus::Revoked => {
-                    return Ok(Err(identity.clone()));
-                }
-                record => epochs.insert(identity, record.map_or(0, |r| r.epoch)),
-            };
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => {}
+            Err(TransactionError::Abort(Refusal::Revoked(identity))) => return Ok(Err(identity)),
+            Err(TransactionError::Abort(Refusal::Corrupt(e))) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
         }
-        let mut batch = sled::Batch::default();
-        for (id, identity, expires_at) in enrollments {
-            let record = EnrollmentRecord {
-                identity: identity.clone(),
-                expires_at: *expires_at,
-                epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
-                used_by: None,
-            };
-            batch.insert(enrollment_key(id), encode(&record));
-        }
-        self.tree.apply_batch(batch)?;
         self.make_durable()?;
         Ok(Ok(()))
     }
@@ -559,13 +573,33 @@ mod tests {
             CredentialStatus::Revoked
         );
         assert_eq!(state.revocations().unwrap().len(), 1);
-        // A revoked identity cannot be enrolled.
+        // A revoked identity cannot be enrolled, and a set naming one writes nothing, not
+        // even the other identities' records.
         assert_eq!(
             state
-                .add_enrollments(&[("e2".into(), "a@b.co".into(), 100)])
+                .add_enrollments(&[
+                    ("e2".into(), "new@b.co".into(), 100),
+                    ("e3".into(), "a@b.co".into(), 100)
+                ])
                 .unwrap(),
             Err("a@b.co".to_string())
         );
+        assert_eq!(state.identity("new@b.co").unwrap(), None);
+        assert_eq!(state.enrollment("e2").unwrap(), None);
+        // A set of new and known identities gets records for the new ones, and each
+        // enrollment carries its identity's epoch.
+        state
+            .add_enrollments(&[
+                ("e4".into(), "new@b.co".into(), 100),
+                ("e5".into(), "new@b.co".into(), 100),
+            ])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.identity("new@b.co").unwrap().unwrap().status,
+            IdentityStatus::Active
+        );
+        assert_eq!(state.enrollment("e5").unwrap().unwrap().epoch, 0);
     }
 
     #[test]
