@@ -19,9 +19,16 @@ pub fn proof_b64(proof: &[Hash]) -> Vec<String> {
     proof.iter().map(|h| b64(&h.0)).collect()
 }
 
-/// Lowercase hex.
+/// Lowercase hex (on every request's path: serials and enrollment ids, so no `format!` per
+/// byte).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 /// Decodes lowercase hex of exactly `len` bytes.
@@ -43,6 +50,10 @@ mod tests {
         assert_eq!(
             from_hex(&hex(&[0, 0xab, 0xff]), 3),
             Some(vec![0, 0xab, 0xff])
+        );
+        assert_eq!(
+            hex(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]),
+            "0123456789abcdef"
         );
         assert_eq!(from_hex("ABCD", 2), None);
         assert_eq!(from_hex("abc", 2), None);
