@@ -9,17 +9,18 @@
 //! ```
 //!
 //! Each credential request uses its own Ed25519 key and proof of possession, made before the
-//! clock starts (so the figures measure the server, not the client's signing). Latency is per
+//! clock starts (so the figures measure the server, not the client's signing). The requests are
+//! sent by a light async client ([`light_client`]): one tokio thread drives every connection. Latency is per
 //! request, from send to the full answer. `--server URL --tls-ca PEM --admin-token-file F`
 //! targets a running server instead. Requests are bounded in count; only loopback is targeted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod light_client;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use as_server::admin_client::HttpsClient;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -170,60 +171,6 @@ fn report(
     );
 }
 
-/// Runs `jobs` over `clients` threads, each with its own connection; returns (elapsed,
-/// latencies, errors).
-fn run<J: Send + Sync + 'static>(
-    clients: usize,
-    client: &HttpsClient,
-    jobs: Vec<J>,
-    call: impl Fn(&HttpsClient, &J) -> bool + Send + Sync + 'static,
-) -> (Duration, Vec<Duration>, usize) {
-    let jobs = Arc::new(jobs);
-    let next = Arc::new(AtomicUsize::new(0));
-    let call = Arc::new(call);
-    let started = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|_| {
-            let (jobs, next, call) = (Arc::clone(&jobs), Arc::clone(&next), Arc::clone(&call));
-            let client = client.clone_fresh();
-            std::thread::spawn(move || {
-                let mut latencies = Vec::new();
-                let mut errors = 0;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let t = Instant::now();
-                    if !call(&client, job) {
-                        errors += 1;
-                    }
-                    latencies.push(t.elapsed());
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for handle in handles {
-        let (l, e) = handle.join().unwrap();
-        latencies.extend(l);
-        errors += e;
-    }
-    (started.elapsed(), latencies, errors)
-}
-
-trait CloneFresh {
-    fn clone_fresh(&self) -> HttpsClient;
-}
-
-impl CloneFresh for HttpsClient {
-    fn clone_fresh(&self) -> HttpsClient {
-        // A clone shares the agent's pool; with one connection per in-flight request it
-        // behaves as one keep-alive connection per client thread.
-        self.clone()
-    }
-}
-
 fn main() {
     let args = Args::parse();
     let (_spawned, base, pem, token) = match &args.server {
@@ -303,11 +250,19 @@ fn main() {
     println!("server {base}; {} clients", args.clients);
     let server_pid = _spawned.as_ref().map(|s| s.child.id().to_string());
     let meter = CpuMeter::start(server_pid.clone());
-    let (elapsed, latencies, errors) = run(
+    let issue = requests
+        .into_iter()
+        .map(|body| light_client::Request {
+            method: "POST",
+            path: "/v1/credentials".into(),
+            body,
+        })
+        .collect();
+    let (elapsed, latencies, errors) = light_client::run(
+        light_client::Target::new(&base, &pem),
         args.clients,
-        &client,
-        requests,
-        |client, body| matches!(client.post("/v1/credentials", body, None), Ok(a) if a.status == 201),
+        issue,
+        201,
     );
     report(
         "credentials issued (durable, with proof)",
@@ -318,15 +273,19 @@ fn main() {
     );
     meter.report(args.credentials);
 
-    let lookups: Vec<String> = (0..args.lookups)
-        .map(|i| format!("/v1/identities/{}", identities[i % identities.len().max(1)]))
+    let lookups = (0..args.lookups)
+        .map(|i| light_client::Request {
+            method: "GET",
+            path: format!("/v1/identities/{}", identities[i % identities.len().max(1)]),
+            body: Vec::new(),
+        })
         .collect();
     let meter = CpuMeter::start(server_pid);
-    let (elapsed, latencies, errors) = run(
+    let (elapsed, latencies, errors) = light_client::run(
+        light_client::Target::new(&base, &pem),
         args.clients,
-        &client,
         lookups,
-        |client, path| matches!(client.get(path), Ok(a) if a.status == 200),
+        200,
     );
     report(
         "lookups (with inclusion proof)",
