@@ -10,13 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, BufReader};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use as_server::admin_client::{Answer, HttpsClient};
 use as_server::ca::{random_serial, Ca};
@@ -32,6 +29,7 @@ use kt_log::note::{NoteSigner, NoteVerifier};
 use kt_log::store::FileStore;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use test_support::ServerProcess;
 
 /// The default log origin of `as-server` (its data folder's state folder name is derived from
 /// it).
@@ -41,25 +39,7 @@ pub const ORIGIN: &str = "localhost/kt-as";
 ///
 /// Panics with instructions when it is missing.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/
-    let mut dir = exe
-        .parent()
-        .expect("the test executable's folder")
-        .to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    if !path.is_file() {
-        panic!(
-            "{} not found. The end-to-end tests run the real binaries: build them first with \
-             `cargo build --workspace` (same profile and target dir as the tests), or run \
-             `cargo test --workspace`, which builds them before any test runs.",
-            path.display()
-        );
-    }
-    path
+    test_support::workspace_binary(name)
 }
 
 /// What a finished process said.
@@ -488,7 +468,7 @@ pub fn check_credential_file(path: &Path, rotated: bool) -> Value {
 
 /// A running `as-server serve` on 127.0.0.1 (port 0), SIGKILLed when dropped.
 pub struct Server {
-    child: Option<Child>,
+    process: ServerProcess,
     /// Its data folder.
     pub data: PathBuf,
     /// `https://127.0.0.1:<port>`.
@@ -503,57 +483,17 @@ impl Server {
     /// Starts a server over `data` (created on first start). `admin_token`: the token printed
     /// by an earlier start of the same folder (a first start prints a new one).
     pub fn start(data: &Path, admin_token: Option<&str>, extra: &[&str]) -> Server {
-        let mut child = Command::new(binary("as-server"))
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("AS_LOG", "warn")
-            .env_remove("AS_CONFIG")
-            .env_remove("AS_ADMIN_TOKEN_OUT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("as-server starts");
-        let stdout = child.stdout.take().expect("a stdout pipe");
-        let (lines_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    // Keep draining so that the server never blocks on a full pipe.
-                    continue;
-                }
-            }
-        });
-        let mut token = admin_token.map(str::to_owned);
-        let base = loop {
-            let line = match lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => line,
-                Err(e) => {
-                    let _ = child.kill();
-                    let status = child.wait();
-                    panic!(
-                        "as-server on {} did not print `listening:` ({e}); exit {status:?}",
-                        data.display()
-                    );
-                }
-            };
-            if let Some(t) = line.strip_prefix("admin-token: ") {
-                token = Some(t.trim().to_owned());
-            }
-            if let Some(addr) = line.strip_prefix("listening: ") {
-                break addr.trim().to_owned();
-            }
-        };
+        let process = ServerProcess::start(&binary("as-server"), data, extra);
+        let token = process
+            .printed_admin_token
+            .clone()
+            .or(admin_token.map(str::to_owned));
         let pem = std::fs::read(data.join("tls-cert.pem")).expect("tls-cert.pem");
-        let client = HttpsClient::new(&base, &pem).expect("an HTTPS client");
+        let client = HttpsClient::new(&process.base, &pem).expect("an HTTPS client");
         Server {
-            child: Some(child),
+            base: process.base.clone(),
+            process,
             data: data.to_path_buf(),
-            base,
             client,
             admin_token: token.expect("an admin token (first start, or given)"),
         }
@@ -561,10 +501,7 @@ impl Server {
 
     /// SIGKILLs the server (no clean shutdown) and waits for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Kills this server and starts a new one on the same data folder (new port).
@@ -667,12 +604,6 @@ impl Server {
         ];
         all.extend(args.iter().map(OsString::from));
         Run::of(&binary("as-server"), &all)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

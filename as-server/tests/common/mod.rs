@@ -3,11 +3,7 @@
 #![allow(dead_code, missing_docs, unreachable_pub)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use as_server::admin_client::{Answer, HttpsClient};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -18,9 +14,10 @@ use kt_log::note::NoteVerifier;
 use kt_log::Hash;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use test_support::ServerProcess;
 
 pub struct Server {
-    child: Option<Child>,
+    process: ServerProcess,
     _dir: Option<tempfile::TempDir>,
     pub data: PathBuf,
     pub base: String,
@@ -56,44 +53,14 @@ impl Server {
         extra: &[&str],
         tls_cert: &Path,
     ) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_as-server"))
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("AS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (lines_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut token = admin_token;
-        let base = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("server printed its address");
-            if let Some(t) = line.strip_prefix("admin-token: ") {
-                token = Some(t.to_owned());
-            }
-            if let Some(addr) = line.strip_prefix("listening: ") {
-                break addr.to_owned();
-            }
-        };
+        let process = ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_as-server")), data, extra);
+        let token = process.printed_admin_token.clone().or(admin_token);
+        let base = process.base.clone();
         let pem = std::fs::read(tls_cert).unwrap();
         let client = HttpsClient::new(&base, &pem).unwrap();
         let vkey = std::fs::read_to_string(data.join("log-key.pub")).unwrap();
         Server {
-            child: Some(child),
+            process,
             _dir: None,
             data: data.to_path_buf(),
             base,
@@ -105,10 +72,7 @@ impl Server {
 
     /// SIGKILLs the server (no clean shutdown).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     pub fn get(&self, path: &str) -> Answer {
@@ -198,12 +162,6 @@ impl Server {
             .verify_inclusion(answer["log_index"].as_u64().unwrap(), &entry, &proof)
             .unwrap();
         serde_json::from_slice(&entry).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
