@@ -179,8 +179,10 @@ impl State {
     /// nor flushes the device cache, so the data file is synced after it.
     fn make_durable(&self) -> Result<(), StateError> {
         self.db.flush()?;
-        std::fs::File::open(&self.data_file)
-            .and_then(|file| file.sync_all())
+        let sync = |path: &std::path::Path| std::fs::File::open(path).and_then(|f| f.sync_all());
+        sync(&self.data_file)
+            // The folder too, which names the file (new on a first start).
+            .and_then(|()| self.data_file.parent().map_or(Ok(()), sync))
             .map_err(|e| StateError::Sled(sled::Error::Io(e)))?;
         Ok(())
     }

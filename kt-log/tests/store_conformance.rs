@@ -256,10 +256,38 @@ fn file_store_moves_an_earlier_sled_commit_record_into_its_commit_file() {
         store.entries(0, 10).unwrap(),
         (0..10).map(entry).collect::<Vec<_>>()
     );
-    assert!(!dir.path().join("state").exists());
     append_range(&store, &mut frontier, 10, 12);
     drop(store);
     assert_eq!(FileStore::open(dir.path()).unwrap().size(), 12);
+    // The old record is retired with an impossible size, so that a binary of the earlier
+    // layout refuses the folder rather than cutting the files back to 10 entries.
+    let retired = sled::open(dir.path().join("state"))
+        .unwrap()
+        .get(b"size")
+        .unwrap()
+        .unwrap();
+    assert_eq!(retired.as_ref(), &(1u64 << 50).to_be_bytes()[..]);
+    // And if commit.bin is lost after that, the store refuses to open.
+    std::fs::remove_file(dir.path().join("commit.bin")).unwrap();
+    assert!(matches!(
+        FileStore::open(dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn file_store_refuses_data_without_a_commit_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FileStore::open(dir.path()).unwrap();
+        append_range(&store, &mut Frontier::new(), 0, 3);
+    }
+    // Starting empty would let the next appends overwrite the data.
+    std::fs::remove_file(dir.path().join("commit.bin")).unwrap();
+    assert!(matches!(
+        FileStore::open(dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 #[test]

@@ -130,8 +130,10 @@ impl Connection {
 }
 
 /// Sends every request over `clients` connections (each takes the next unsent request when its
-/// previous answer is in), counting answers other than `expected` as errors. Returns (elapsed,
-/// latency of each request, errors). Connections are opened before the clock starts.
+/// previous answer is in). Returns (elapsed, the latency of each answer with status
+/// `expected`, errors): other statuses, failed connections, and requests never sent because
+/// every connection failed all count as errors, so `latencies.len()` is what succeeded.
+/// Connections are opened before the clock starts.
 pub(crate) fn run(
     target: Target,
     clients: usize,
@@ -147,6 +149,7 @@ pub(crate) fn run(
         for _ in 0..clients {
             connections.push(target.connect().await.unwrap());
         }
+        let total = requests.len();
         let requests = Arc::new(requests);
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
@@ -160,7 +163,7 @@ pub(crate) fn run(
                     while let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let sent = Instant::now();
                         match connection.send(request).await {
-                            Ok(status) if status == expected => {}
+                            Ok(status) if status == expected => latencies.push(sent.elapsed()),
                             Ok(_) => errors += 1,
                             Err(_) => {
                                 // The connection is gone; the others take the rest.
@@ -168,7 +171,6 @@ pub(crate) fn run(
                                 break;
                             }
                         }
-                        latencies.push(sent.elapsed());
                     }
                     (latencies, errors)
                 })
@@ -181,6 +183,8 @@ pub(crate) fn run(
             latencies.extend(l);
             errors += e;
         }
-        (started.elapsed(), latencies, errors)
+        let elapsed = started.elapsed();
+        let unsent = total.saturating_sub(latencies.len() + errors);
+        (elapsed, latencies, errors + unsent)
     })
 }

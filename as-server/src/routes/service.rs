@@ -37,6 +37,8 @@ pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
             .collect();
         // CRL numbers must strictly increase, across restarts too: the build time in
         // nanoseconds (a restart takes far longer than one), or one more than the last number.
+        // This assumes the clock does not step back across a restart by more than the restart
+        // takes; operations.md asks for a synchronised clock.
         let now_nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));

@@ -108,7 +108,7 @@ impl CommitFile {
         initial: impl FnOnce() -> Result<CommitRecord, StoreError>,
     ) -> Result<(CommitFile, CommitRecord), StoreError> {
         let path = dir.join(FILE_NAME);
-        if !path.exists() {
+        if !path.try_exists()? {
             create(dir, &initial()?)?;
         }
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -122,6 +122,10 @@ impl CommitFile {
             .max_by_key(|(sequence, _)| *sequence)
             .ok_or_else(|| StoreError::Corrupt(format!("{FILE_NAME} holds no valid record")))?;
         let (sequence, record) = latest;
+        // The latest record may be in the page cache only (its writer died before its sync).
+        // Make it durable before the next write overwrites the other slot, the last record
+        // known to be on disk.
+        file.sync_data()?;
         Ok((CommitFile { file, sequence }, record))
     }
 

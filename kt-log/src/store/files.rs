@@ -25,7 +25,9 @@
 //! **Earlier layout.** Stores made before `commit.bin` kept the size and checkpoint in a sled
 //! database in `state/` (whose flush on Linux is `sync_file_range`, which neither commits
 //! metadata nor flushes the device cache: not durable across power loss). Opening such a
-//! store moves its record into `commit.bin` and then removes `state/`.
+//! store copies its record into `commit.bin`, then overwrites the size in `state/` with an
+//! impossible one, so that an older binary refuses the folder instead of cutting its files
+//! back. A folder whose data files hold data but that has no commit record is refused.
 //!
 //! After any failed write or sync the store is poisoned (see [`StoreError::Poisoned`]).
 
@@ -45,6 +47,8 @@ use crate::tree::node_count;
 const LEGACY_STATE: &str = "state";
 const LEGACY_SIZE_KEY: &[u8] = b"size";
 const LEGACY_CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// The data files, in the order they are synced.
+const DATA_FILES: [&str; 3] = ["entries.bin", "offsets.bin", "nodes.bin"];
 
 /// Append-only data files plus a commit record; see the module documentation.
 pub struct FileStore {
@@ -88,10 +92,27 @@ fn check_len(file: &ZeroFilledFile, len: u64, name: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-/// The commit record of a store of the earlier layout, or an empty one.
-fn legacy_record(dir: &Path) -> Result<CommitRecord, StoreError> {
+/// The size written into the earlier layout's sled record once it has moved to `commit.bin`:
+/// far beyond any data file, so that a binary of the earlier layout opening the folder fails
+/// ("offsets.bin has … bytes but the commit record needs …") instead of cutting the files back
+/// to a size of its own.
+const LEGACY_RETIRED_SIZE: u64 = 1 << 50;
+
+/// The commit record for a folder without `commit.bin`: the earlier layout's, or an empty one
+/// for a new store. Refuses a folder whose data files hold data but that has no record at all
+/// (a lost `commit.bin`): starting it empty would overwrite that data.
+fn initial_record(dir: &Path) -> Result<CommitRecord, StoreError> {
     let path = dir.join(LEGACY_STATE);
-    if !path.exists() {
+    if !path.try_exists()? {
+        for name in DATA_FILES {
+            let len = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+            if len > 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "{name} holds data but the commit record ({}) is missing",
+                    super::commit_file::FILE_NAME
+                )));
+            }
+        }
         return Ok(CommitRecord::default());
     }
     let state = sled::Config::new().path(path).open()?;
@@ -99,8 +120,31 @@ fn legacy_record(dir: &Path) -> Result<CommitRecord, StoreError> {
         Some(v) => read_u64(&v, "size")?,
         None => 0,
     };
+    if size == LEGACY_RETIRED_SIZE {
+        return Err(StoreError::Corrupt(format!(
+            "{LEGACY_STATE}/ was moved to {} and that file is missing",
+            super::commit_file::FILE_NAME
+        )));
+    }
     let checkpoint = state.get(LEGACY_CHECKPOINT_KEY)?.map(|v| v.to_vec());
     Ok(CommitRecord { size, checkpoint })
+}
+
+/// Marks the earlier layout's record as moved (see [`LEGACY_RETIRED_SIZE`]), once `commit.bin`
+/// holds it durably.
+fn retire_legacy_record(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(LEGACY_STATE);
+    if !path.try_exists()? {
+        return Ok(());
+    }
+    let state = sled::Config::new().path(&path).open()?;
+    if state.get(LEGACY_SIZE_KEY)?.as_deref() != Some(&LEGACY_RETIRED_SIZE.to_be_bytes()[..]) {
+        state.insert(LEGACY_SIZE_KEY, &LEGACY_RETIRED_SIZE.to_be_bytes())?;
+        state.flush()?;
+        // sled's flush does not reach the disk's cache; the file's own sync does.
+        File::open(path.join("db"))?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl FileStore {
@@ -108,15 +152,11 @@ impl FileStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
-        let (commit, record) = CommitFile::open(dir, || legacy_record(dir))?;
-        if dir.join(LEGACY_STATE).exists() {
-            // Its record now lives, durably, in commit.bin.
-            std::fs::remove_dir_all(dir.join(LEGACY_STATE))?;
-        }
+        let (commit, record) = CommitFile::open(dir, || initial_record(dir))?;
+        retire_legacy_record(dir)?;
         let size = record.size;
-        let entries = open_file(dir, "entries.bin")?;
-        let offsets = open_file(dir, "offsets.bin")?;
-        let nodes = open_file(dir, "nodes.bin")?;
+        let [entries, offsets, nodes] = DATA_FILES.map(|name| open_file(dir, name));
+        let (entries, offsets, nodes) = (entries?, offsets?, nodes?);
         // New files must survive a crash too: sync the folder that names them.
         File::open(dir)?.sync_all()?;
 

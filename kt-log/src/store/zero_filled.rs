@@ -10,8 +10,9 @@
 //! **Guarantees.** [`ZeroFilledFile::reserve`] returns only when `0..end` is allocated: written
 //! (with data or zeros) and synced, so the file's length never changes under a later append.
 //! Growth normally happens ahead of need on a background thread, in steps of half the file's
-//! length (64 KiB to 64 MiB), so the file holds at most one step of zeros past its data; if
-//! an append outruns it, `reserve` grows the file itself. The bytes past the data are never
+//! length (64 KiB to 64 MiB) written and synced 1 MiB at a time, so the file holds at most one
+//! step of zeros past its data; if an append outruns it, `reserve` grows the file itself, to
+//! just what the append needs. The bytes past the data are never
 //! read: the commit record says where the data ends.
 
 use std::fs::File;
@@ -24,7 +25,7 @@ use std::thread::JoinHandle;
 /// Smallest and largest growth step.
 const MIN_STEP: u64 = 64 * 1024;
 const MAX_STEP: u64 = 64 * 1024 * 1024;
-/// Zeros are written in pieces of this size.
+/// Zeros are written and synced in pieces of this size.
 const PIECE: usize = 1024 * 1024;
 
 /// The file and what the grower shares with appenders.
@@ -53,22 +54,23 @@ fn target(allocated: u64, end: u64) -> u64 {
 }
 
 impl Shared {
-    /// Grows the file to at least `to` (no-op if it is there already).
+    /// Grows the file to at least `to` (no-op if it is there already), one synced piece at a
+    /// time: an append's `fdatasync` on the same file, which must also write any zeros not yet
+    /// synced, never finds more than one piece of them, and an append that must grow the file
+    /// itself waits for one piece at most, not for a whole step.
     fn grow(&self, to: u64) -> std::io::Result<()> {
-        let _only_grower = self.growing.lock().unwrap_or_else(|e| e.into_inner());
-        let mut at = self.allocated.load(Ordering::Acquire);
-        if at >= to {
-            return Ok(());
-        }
         let zeros = vec![0u8; PIECE];
-        while at < to {
+        loop {
+            let _only_grower = self.growing.lock().unwrap_or_else(|e| e.into_inner());
+            let at = self.allocated.load(Ordering::Acquire);
+            if at >= to {
+                return Ok(());
+            }
             let piece = (to - at).min(PIECE as u64) as usize;
             self.file.write_all_at(&zeros[..piece], at)?;
-            at += piece as u64;
+            self.file.sync_data()?;
+            self.allocated.store(at + piece as u64, Ordering::Release);
         }
-        self.file.sync_data()?;
-        self.allocated.store(at, Ordering::Release);
-        Ok(())
     }
 }
 
@@ -107,12 +109,12 @@ impl ZeroFilledFile {
         &self.shared.file
     }
 
-    /// Makes sure `0..end` is allocated (see the module documentation), growing the file now
-    /// if it must, and asking the grower for the next step once less than half a step is left.
+    /// Makes sure `0..end` is allocated (see the module documentation), growing the file to
+    /// `end` now if it must, and asking the grower for the next step once less than half a
+    /// step is left.
     pub(super) fn reserve(&self, end: u64) -> std::io::Result<()> {
-        let allocated = self.shared.allocated.load(Ordering::Acquire);
-        if end > allocated {
-            self.shared.grow(target(allocated, end))?;
+        if end > self.shared.allocated.load(Ordering::Acquire) {
+            self.shared.grow(end)?;
         }
         let allocated = self.shared.allocated.load(Ordering::Acquire);
         let next = target(allocated, end);
