@@ -14,6 +14,10 @@
 //! step of zeros past its data; if an append outruns it, `reserve` grows the file itself, to
 //! just what the append needs. The bytes past the data are never
 //! read: the commit record says where the data ends.
+//!
+//! **Limit.** While a step is being written, the file's length changes, so an append's sync
+//! of the same file may still wait for a journal commit. At full load that is a fraction of a
+//! second every several seconds per file, instead of every append.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
