@@ -98,12 +98,20 @@ fn check_len(file: &ZeroFilledFile, len: u64, name: &str) -> Result<(), StoreErr
 /// to a size of its own.
 const LEGACY_RETIRED_SIZE: u64 = 1 << 50;
 
-/// The commit record for a folder without `commit.bin`: the earlier layout's, or an empty one
-/// for a new store. Refuses a folder whose data files hold data but that has no record at all
-/// (a lost `commit.bin`): starting it empty would overwrite that data.
-fn initial_record(dir: &Path) -> Result<CommitRecord, StoreError> {
+/// The earlier layout's sled database in `dir`, if there is one.
+fn open_legacy(dir: &Path) -> Result<Option<sled::Db>, StoreError> {
     let path = dir.join(LEGACY_STATE);
     if !path.try_exists()? {
+        return Ok(None);
+    }
+    Ok(Some(sled::Config::new().path(path).open()?))
+}
+
+/// The commit record for a folder without `commit.bin`: the earlier layout's (`legacy`), or an
+/// empty one for a new store. Refuses a folder whose data files hold data but that has no
+/// record at all (a lost `commit.bin`): starting it empty would overwrite that data.
+fn initial_record(dir: &Path, legacy: Option<&sled::Db>) -> Result<CommitRecord, StoreError> {
+    let Some(state) = legacy else {
         for name in DATA_FILES {
             let len = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
             if len > 0 {
@@ -114,8 +122,7 @@ fn initial_record(dir: &Path) -> Result<CommitRecord, StoreError> {
             }
         }
         return Ok(CommitRecord::default());
-    }
-    let state = sled::Config::new().path(path).open()?;
+    };
     let size = match state.get(LEGACY_SIZE_KEY)? {
         Some(v) => read_u64(&v, "size")?,
         None => 0,
@@ -132,17 +139,12 @@ fn initial_record(dir: &Path) -> Result<CommitRecord, StoreError> {
 
 /// Marks the earlier layout's record as moved (see [`LEGACY_RETIRED_SIZE`]), once `commit.bin`
 /// holds it durably.
-fn retire_legacy_record(dir: &Path) -> Result<(), StoreError> {
-    let path = dir.join(LEGACY_STATE);
-    if !path.try_exists()? {
-        return Ok(());
-    }
-    let state = sled::Config::new().path(&path).open()?;
+fn retire_legacy_record(dir: &Path, state: &sled::Db) -> Result<(), StoreError> {
     if state.get(LEGACY_SIZE_KEY)?.as_deref() != Some(&LEGACY_RETIRED_SIZE.to_be_bytes()[..]) {
         state.insert(LEGACY_SIZE_KEY, &LEGACY_RETIRED_SIZE.to_be_bytes())?;
         state.flush()?;
         // sled's flush does not reach the disk's cache; the file's own sync does.
-        File::open(path.join("db"))?.sync_all()?;
+        File::open(dir.join(LEGACY_STATE).join("db"))?.sync_all()?;
     }
     Ok(())
 }
@@ -152,8 +154,11 @@ impl FileStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
-        let (commit, record) = CommitFile::open(dir, || initial_record(dir))?;
-        retire_legacy_record(dir)?;
+        let legacy = open_legacy(dir)?;
+        let (commit, record) = CommitFile::open(dir, || initial_record(dir, legacy.as_ref()))?;
+        if let Some(legacy) = &legacy {
+            retire_legacy_record(dir, legacy)?;
+        }
         let size = record.size;
         let [entries, offsets, nodes] = DATA_FILES.map(|name| open_file(dir, name));
         let (entries, offsets, nodes) = (entries?, offsets?, nodes?);
