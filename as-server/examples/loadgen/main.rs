@@ -10,24 +10,24 @@
 //!
 //! Each credential request uses its own Ed25519 key and proof of possession, made before the
 //! clock starts (so the figures measure the server, not the client's signing). The requests are
-//! sent by a light async client ([`light_client`]): one tokio thread drives every connection. Latency is per
-//! request, from send to the full answer. `--server URL --tls-ca PEM --admin-token-file F`
+//! sent by a light async client ([`light_client`]): one tokio thread drives every connection.
+//! Latency is per request, from send to the full answer. `--server URL --tls-ca PEM --admin-token-file F`
 //! targets a running server instead. Requests are bounded in count; only loopback is targeted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod light_client;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use as_server::admin_client::HttpsClient;
+use as_server::pop::issuance_message;
+use as_server::tokens::enrollment_id;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use clap::Parser;
 use ed25519_dalek::{Signer as _, SigningKey};
-use sha2::{Digest, Sha256};
+use test_support::ServerProcess;
 
 #[derive(Parser)]
 struct Args {
@@ -58,16 +58,10 @@ struct Args {
     server_flags: Option<String>,
 }
 
+/// A server this generator started, on a fresh data folder removed with it.
 struct Spawned {
-    child: Child,
+    process: ServerProcess,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
@@ -85,30 +79,21 @@ fn cpu_seconds(pid: &str) -> f64 {
 
 fn spawn(flags: &str) -> (Spawned, String, Vec<u8>, String) {
     let exe = std::env::current_exe().unwrap();
+    // target/<profile>/examples/loadgen → target/<profile>/as-server
     let binary = exe.parent().unwrap().parent().unwrap().join("as-server");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with --bins",
+        binary.display()
+    );
     let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(&binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .args(flags.split_whitespace())
-        .env("AS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (build it with --bins)", binary.display()));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut token = String::new();
-    let base = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(t) = line.strip_prefix("admin-token: ") {
-            token = t.to_owned();
-        }
-        if let Some(addr) = line.strip_prefix("listening: ") {
-            break addr.to_owned();
-        }
-    };
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let process = ServerProcess::start(&binary, &data, &flags);
+    let base = process.base.clone();
+    let token = process.printed_admin_token.clone().expect("an admin token");
     let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
-    (Spawned { child, _dir: dir }, base, pem, token)
+    (Spawned { process, _dir: dir }, base, pem, token)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -221,11 +206,7 @@ fn main() {
             getrandom::fill(&mut seed).unwrap();
             let key = SigningKey::from_bytes(&seed);
             let public = B64.encode(key.verifying_key().as_bytes());
-            let enrollment_id: String = Sha256::digest(token.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let message = format!("kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public}\nenrollment: {enrollment_id}\n");
+            let message = issuance_message(identity, &public, &enrollment_id(token));
             let body = serde_json::json!({
                 "identity": identity, "token": token, "public_key": public,
                 "signature": B64.encode(key.sign(message.as_bytes()).to_bytes()),
@@ -248,8 +229,16 @@ fn main() {
         return;
     }
     println!("server {base}; {} clients", args.clients);
-    let server_pid = _spawned.as_ref().map(|s| s.child.id().to_string());
-    let meter = CpuMeter::start(server_pid.clone());
+    let server_pid = _spawned
+        .as_ref()
+        .and_then(|s| s.process.pid())
+        .map(|pid| pid.to_string());
+    let phase = Phase {
+        base: &base,
+        pem: &pem,
+        clients: args.clients,
+        server_pid,
+    };
     let issue = requests
         .into_iter()
         .map(|body| light_client::Request {
@@ -258,21 +247,7 @@ fn main() {
             body,
         })
         .collect();
-    let (elapsed, latencies, errors) = light_client::run(
-        light_client::Target::new(&base, &pem),
-        args.clients,
-        issue,
-        201,
-    );
-    report(
-        "credentials issued (durable, with proof)",
-        latencies.len(),
-        errors,
-        elapsed,
-        latencies,
-    );
-    meter.report(args.credentials);
-
+    phase.measure("credentials issued (durable, with proof)", issue, 201);
     let lookups = (0..args.lookups)
         .map(|i| light_client::Request {
             method: "GET",
@@ -280,19 +255,28 @@ fn main() {
             body: Vec::new(),
         })
         .collect();
-    let meter = CpuMeter::start(server_pid);
-    let (elapsed, latencies, errors) = light_client::run(
-        light_client::Target::new(&base, &pem),
-        args.clients,
-        lookups,
-        200,
-    );
-    report(
-        "lookups (with inclusion proof)",
-        latencies.len(),
-        errors,
-        elapsed,
-        latencies,
-    );
-    meter.report(args.lookups);
+    phase.measure("lookups (with inclusion proof)", lookups, 200);
+}
+
+/// What every measured phase shares.
+struct Phase<'a> {
+    base: &'a str,
+    pem: &'a [u8],
+    clients: usize,
+    /// The spawned server's pid, to report its CPU.
+    server_pid: Option<String>,
+}
+
+impl Phase<'_> {
+    /// Sends `requests` over fresh connections and prints throughput, latency and CPU; answers
+    /// other than `expected` are errors.
+    fn measure(&self, name: &str, requests: Vec<light_client::Request>, expected: u16) {
+        let count = requests.len();
+        let meter = CpuMeter::start(self.server_pid.clone());
+        let target = light_client::Target::new(self.base, self.pem);
+        let (elapsed, latencies, errors) =
+            light_client::run(target, self.clients, requests, expected);
+        report(name, latencies.len(), errors, elapsed, latencies);
+        meter.report(count);
+    }
 }
