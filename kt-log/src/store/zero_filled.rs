@@ -51,10 +51,9 @@ pub(super) struct ZeroFilledFile {
     thread: Option<JoinHandle<()>>,
 }
 
-/// How far to grow a file of `allocated` bytes that must hold at least `end`.
-fn target(allocated: u64, end: u64) -> u64 {
-    let step = (allocated / 2).clamp(MIN_STEP, MAX_STEP);
-    end.max(allocated) + step
+/// How much the grower adds to a file of `allocated` bytes at a time.
+fn step(allocated: u64) -> u64 {
+    (allocated / 2).clamp(MIN_STEP, MAX_STEP)
 }
 
 impl Shared {
@@ -121,10 +120,14 @@ impl ZeroFilledFile {
             self.shared.grow(end)?;
         }
         let allocated = self.shared.allocated.load(Ordering::Acquire);
-        let next = target(allocated, end);
-        let left = allocated.saturating_sub(end);
-        if left < (next - allocated) / 2 && !self.shared.requested.swap(true, Ordering::AcqRel) {
-            let sent = self.grower.as_ref().map(|grower| grower.try_send(next));
+        let step = step(allocated);
+        if allocated.saturating_sub(end) < step / 2
+            && !self.shared.requested.swap(true, Ordering::AcqRel)
+        {
+            let sent = self
+                .grower
+                .as_ref()
+                .map(|grower| grower.try_send(allocated + step));
             if !matches!(sent, Some(Ok(()))) {
                 self.shared.requested.store(false, Ordering::Release);
             }
@@ -183,8 +186,8 @@ mod tests {
 
     #[test]
     fn steps_scale_with_the_file() {
-        assert_eq!(target(0, 10), 10 + MIN_STEP);
-        assert_eq!(target(1 << 20, 1 << 20), (1 << 20) + MIN_STEP.max(1 << 19));
-        assert_eq!(target(1 << 40, 1 << 40), (1 << 40) + MAX_STEP);
+        assert_eq!(step(0), MIN_STEP);
+        assert_eq!(step(1 << 20), MIN_STEP.max(1 << 19));
+        assert_eq!(step(1 << 40), MAX_STEP);
     }
 }
