@@ -102,3 +102,21 @@ fn config_file_operator_tls_and_token_file() {
     };
     assert_eq!(token_out.len(), 43);
 }
+
+/// A log key file with an empty key field stops the start with a message, not a panic.
+#[test]
+fn a_malformed_log_key_file_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(Server::start_in(&data, None, &[]));
+    std::fs::write(data.join("log-key"), "PRIVATE+KEY+name+ab0782d1+\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_as-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("AS_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("log-key"), "{stderr}");
+}

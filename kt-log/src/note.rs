@@ -10,8 +10,11 @@
 //! Guarantees of [`open`]: it returns a [`VerifiedNote`] only if at least one signature line
 //! is a valid Ed25519 signature over the exact text by one of the given keys, matched by name
 //! *and* key id. A signature by a known key that fails to verify rejects the note (it is
-//! evidence of tampering, not noise); lines by unknown keys are ignored; any malformed line,
-//! control character, or more than [`MAX_SIGNATURES`] lines rejects the whole note.
+//! evidence of tampering, not noise), and so does a second line by a known key, valid or not:
+//! every line by a known key is checked, so one note has one byte form per set of signers
+//! (evidence files and byte-wise comparisons rely on that). Lines by unknown keys are ignored;
+//! any malformed line, control character, or more than [`MAX_SIGNATURES`] lines rejects the
+//! whole note.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -46,6 +49,12 @@ pub enum NoteError {
     #[error("invalid signature by {name}")]
     InvalidSignature {
         /// Name of the key whose signature failed.
+        name: String,
+    },
+    /// Two signature lines are by the same known key.
+    #[error("more than one signature by {name}")]
+    DuplicateSignature {
+        /// Name of the key that signed twice.
         name: String,
     },
     /// No signature line is by a key the verifier knows.
@@ -86,11 +95,14 @@ fn parse_key_fields(text: &str) -> Result<(String, u32, [u8; 32]), NoteError> {
     let raw = B64
         .decode(key_b64)
         .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
-    let (Some(&ALG_ED25519), Ok(key)) = (raw.first(), <[u8; 32]>::try_from(&raw[1..])) else {
+    // `split_first`, not `raw[1..]`: an empty key field decodes to no bytes at all.
+    let Some((&ALG_ED25519, key)) = raw.split_first() else {
         return Err(NoteError::MalformedKey(
             "not an Ed25519 (0x01) key of 32 bytes",
         ));
     };
+    let key = <[u8; 32]>::try_from(key)
+        .map_err(|_| NoteError::MalformedKey("not an Ed25519 (0x01) key of 32 bytes"))?;
     Ok((name.to_owned(), id, key))
 }
 
@@ -309,7 +321,10 @@ pub fn open(note: &[u8], known: &[NoteVerifier]) -> Result<VerifiedNote, NoteErr
             continue; // Unknown keys are ignored, as the spec requires.
         };
         if verified_by.iter().any(|n| n == name) {
-            continue; // A repeated signature by the same key adds nothing.
+            // Known keys are matched by name and id, so a repeated name is the same key.
+            return Err(NoteError::DuplicateSignature {
+                name: name.to_owned(),
+            });
         }
         let valid = Signature::from_slice(&raw[4..])
             .map(|sig| key.key.verify_strict(text.as_bytes(), &sig).is_ok())

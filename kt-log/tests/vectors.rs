@@ -231,6 +231,41 @@ fn malformed_notes_rejected() {
     assert!(note::open(&[0xff, b'\n', b'\n'], known).is_err());
 }
 
+/// Every line by a known key is checked: a second line by it, before or after the valid one,
+/// garbage or a valid copy, rejects the note, so a checkpoint has one byte form.
+#[test]
+fn a_second_line_by_a_known_key_rejects_the_note() {
+    use base64::Engine as _;
+    let n = &note_vectors()[0];
+    let verifier = NoteVerifier::parse(&n.vkey).unwrap();
+    let known = std::slice::from_ref(&verifier);
+    let mut garbage = verifier.key_id().to_be_bytes().to_vec();
+    garbage.extend_from_slice(&[0x5a; 64]);
+    let garbage_line = format!(
+        "\u{2014} {} {}\n",
+        verifier.name(),
+        base64::engine::general_purpose::STANDARD.encode(&garbage)
+    );
+    let good = &n.signature_line;
+    for (case, lines) in [
+        ("garbage after", format!("{good}{garbage_line}")),
+        ("garbage before", format!("{garbage_line}{good}")),
+        ("valid twice", format!("{good}{good}")),
+    ] {
+        let note = format!("{}\n{lines}", n.text);
+        assert!(
+            matches!(
+                note::open(note.as_bytes(), known),
+                Err(NoteError::DuplicateSignature { .. } | NoteError::InvalidSignature { .. })
+            ),
+            "{case}"
+        );
+    }
+    // The note with its one line still opens.
+    let single = format!("{}\n{good}", n.text);
+    assert!(note::open(single.as_bytes(), known).is_ok());
+}
+
 #[test]
 fn key_text_forms_reject_garbage() {
     for bad in [
@@ -243,9 +278,14 @@ fn key_text_forms_reject_garbage() {
         "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
         // Wrong algorithm byte.
         "PeterNeumann+c74f20a3+Ahpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        // An empty key field (decodes to no bytes), or the algorithm byte alone.
+        "PeterNeumann+c74f20a3+",
+        "name+ab0782d1+",
+        "PeterNeumann+c74f20a3+AQ==",
     ] {
         assert!(NoteVerifier::parse(bad).is_err(), "{bad}");
     }
+    assert!(NoteSigner::parse("PRIVATE+KEY+name+ab0782d1+").is_err());
     assert!(NoteSigner::parse(
         "PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
     )

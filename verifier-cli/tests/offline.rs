@@ -60,6 +60,18 @@ fn checkpoint_verify_catches_tampering_and_other_keys() {
         run(&["checkpoint", "verify", "--log-key", "garbage", p(&good)]).0,
         2
     );
+    // An empty key field is a usage error too, not a panic (exit 101 before).
+    assert_eq!(
+        run(&[
+            "checkpoint",
+            "verify",
+            "--log-key",
+            "name+ab0782d1+",
+            p(&good)
+        ])
+        .0,
+        2
+    );
     assert_eq!(run(&["checkpoint", "verify"]).0, 2);
 }
 
