@@ -193,6 +193,22 @@ fn bad_requests_are_refused_and_change_nothing() {
         "not-found",
         &schemas,
     );
+    // Entry 0 exists, but only under its one canonical name.
+    assert_eq!(server.get("/v1/log/entries/0").status, 200);
+    for other_spelling in [
+        "/v1/log/entries/+0",
+        "/v1/log/entries/00000",
+        "/v1/log/entries/01",
+    ] {
+        assert_problem(&server.get(other_spelling), 404, "not-found", &schemas);
+    }
+    for query in [
+        "/v1/log/proof/inclusion?index=+0&size=2",
+        "/v1/log/proof/inclusion?index=0&size=02",
+        "/v1/log/proof/consistency?from=01&to=2",
+    ] {
+        assert_problem(&server.get(query), 400, "bad-request", &schemas);
+    }
     assert_problem(&server.get("/log/tile/0/001"), 404, "not-found", &schemas);
     assert_problem(
         &server.get("/log/tile/0/000.p/0"),

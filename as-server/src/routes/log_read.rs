@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use kt_log::tiles::{tile_width, TileId, TileKind, TILE_WIDTH};
 use serde::{Deserialize, Serialize};
 
+use super::decimal::{parse_canonical, DecimalError};
 use super::json;
 use crate::encoding::{b64, proof_b64};
 use crate::problem::Problem;
@@ -47,16 +48,15 @@ fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, Problem> 
         .map_err(|e| Problem::bad_request(format!("query: {e}")))
 }
 
-/// A decimal query number. Digits too many for a u64 name an index or size no log has (404);
-/// anything else that is not a number is malformed (400).
+/// A query number, in canonical decimal ([`parse_canonical`]). Digits too many for a u64
+/// name an index or size no log has (404); anything else is malformed (400).
 fn number(name: &str, text: &str) -> Result<u64, Problem> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Problem::bad_request(format!(
-            "{name} must be a non-negative integer"
-        )));
-    }
-    text.parse()
-        .map_err(|_| Problem::not_found(format!("{name} {text} is beyond any log")))
+    parse_canonical(text).map_err(|e| match e {
+        DecimalError::NotCanonical => Problem::bad_request(format!(
+            "{name} must be a non-negative integer in canonical decimal (no sign, no leading zero)"
+        )),
+        DecimalError::TooLarge => Problem::not_found(format!("{name} {text} is beyond any log")),
+    })
 }
 
 fn signed_size(app: &AppState) -> u64 {
@@ -159,9 +159,16 @@ pub async fn entry(
     index: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let signed = signed_size(&app);
-    let index: u64 = index.parse().ok().filter(|i| *i < signed).ok_or_else(|| {
-        Problem::not_found(format!("entries are 0 to {}", signed.saturating_sub(1)))
-    })?;
+    // A path names a resource: any other spelling of a number (`+0`, `007`) names none.
+    let index = parse_canonical(&index)
+        .ok()
+        .filter(|i| *i < signed)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "entries are 0 to {}, in canonical decimal",
+                signed.saturating_sub(1)
+            ))
+        })?;
     let bytes = app.log.entry(index).map_err(Problem::internal)?;
     Ok(json(
         StatusCode::OK,

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod credentials;
+pub mod decimal;
 pub mod identities;
 pub mod log_read;
 pub mod service;
