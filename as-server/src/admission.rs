@@ -9,6 +9,7 @@
 
 use crate::entry::{Binding, EntryBody, RevocationReason, RevocationScope};
 use crate::problem::{Problem, ProblemKind};
+use crate::rotation::RotationBudget;
 use crate::state::{CredentialStatus, IdentityStatus, Overlay};
 
 /// Something that changes the state and goes into the log.
@@ -59,8 +60,27 @@ pub enum Action {
     },
 }
 
+/// The operator's limits that admission enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most live credentials (devices) per identity.
+    pub max_credentials: usize,
+    /// How often one identity may rotate.
+    pub rotation_budget: RotationBudget,
+}
+
 fn internal(e: impl std::fmt::Display) -> Problem {
     Problem::internal(e)
+}
+
+/// 429 with `Retry-After`: the identity spent its rotation budget.
+pub fn rotation_refused(identity: &str, wait: u64) -> Problem {
+    let mut problem = Problem::new(
+        ProblemKind::RateLimited,
+        format!("{identity} rotated too often; retry in {wait} s"),
+    );
+    problem.retry_after = Some(u32::try_from(wait).unwrap_or(u32::MAX));
+    problem
 }
 
 /// Decides whether `action` may be logged now, and if so returns the entry body.
@@ -68,8 +88,9 @@ pub fn admit(
     view: &Overlay<'_>,
     action: &Action,
     now: u64,
-    max_credentials: usize,
+    limits: &Limits,
 ) -> Result<EntryBody, Problem> {
+    let max_credentials = limits.max_credentials;
     match action {
         Action::Issue {
             identity,
@@ -155,6 +176,9 @@ pub fn admit(
                     ProblemKind::CredentialNotCurrent,
                     format!("credential {replaces} is superseded, revoked or expired"),
                 ));
+            }
+            if let Some(wait) = limits.rotation_budget.wait(&holder.recent_rotations, now) {
+                return Err(rotation_refused(identity, wait));
             }
             Ok(EntryBody::Rotate {
                 time: now,
@@ -255,6 +279,16 @@ mod tests {
         }
     }
 
+    fn limits(max_credentials: usize) -> Limits {
+        Limits {
+            max_credentials,
+            rotation_budget: RotationBudget {
+                min_interval: 60,
+                per_day: 2,
+            },
+        }
+    }
+
     fn kind(result: Result<EntryBody, Problem>) -> ProblemKind {
         match result {
             Err(problem) => problem.kind,
@@ -275,30 +309,30 @@ mod tests {
             .unwrap();
         let mut view = state.overlay();
         assert_eq!(
-            kind(admit(&view, &issue("e1", "s1"), 100, 10)),
+            kind(admit(&view, &issue("e1", "s1"), 100, &limits(10))),
             ProblemKind::BadToken,
             "expired at 100"
         );
         assert_eq!(
-            kind(admit(&view, &issue("zz", "s1"), 50, 10)),
+            kind(admit(&view, &issue("zz", "s1"), 50, &limits(10))),
             ProblemKind::BadToken,
             "unknown"
         );
-        let body = admit(&view, &issue("e1", "s1"), 50, 10).unwrap();
+        let body = admit(&view, &issue("e1", "s1"), 50, &limits(10)).unwrap();
         view.apply_entry(0, &crate::entry::LogEntry::new(body))
             .unwrap();
         // The same token again in the same batch: the overlay already has it used.
         assert_eq!(
-            kind(admit(&view, &issue("e1", "s2"), 50, 10)),
+            kind(admit(&view, &issue("e1", "s2"), 50, &limits(10))),
             ProblemKind::TokenUsed
         );
         // The credential limit counts what the batch already issued.
         assert_eq!(
-            kind(admit(&view, &issue("e2", "s2"), 50, 1)),
+            kind(admit(&view, &issue("e2", "s2"), 50, &limits(1))),
             ProblemKind::TooManyCredentials
         );
         // With room under the limit, the second token is admitted.
-        assert!(admit(&view, &issue("e2", "s2"), 50, 2).is_ok());
+        assert!(admit(&view, &issue("e2", "s2"), 50, &limits(2)).is_ok());
     }
 
     #[test]
@@ -315,7 +349,7 @@ mod tests {
             admin: "admin".into(),
         };
         assert_eq!(
-            kind(admit(&view, &enable, 1, 10)),
+            kind(admit(&view, &enable, 1, &limits(10))),
             ProblemKind::Conflict,
             "not revoked"
         );
@@ -324,24 +358,24 @@ mod tests {
             reason: RevocationReason::KeyCompromise,
             admin: "admin".into(),
         };
-        let body = admit(&view, &revoke, 1, 10).unwrap();
+        let body = admit(&view, &revoke, 1, &limits(10)).unwrap();
         view.apply_entry(0, &crate::entry::LogEntry::new(body))
             .unwrap();
         assert_eq!(
-            kind(admit(&view, &revoke, 1, 10)),
+            kind(admit(&view, &revoke, 1, &limits(10))),
             ProblemKind::Conflict,
             "already revoked"
         );
         assert_eq!(
-            kind(admit(&view, &issue("e1", "s1"), 1, 10)),
+            kind(admit(&view, &issue("e1", "s1"), 1, &limits(10))),
             ProblemKind::IdentityRevoked
         );
-        let body = admit(&view, &enable, 1, 10).unwrap();
+        let body = admit(&view, &enable, 1, &limits(10)).unwrap();
         view.apply_entry(1, &crate::entry::LogEntry::new(body))
             .unwrap();
         // Enabled again, but the token predates the revocation.
         assert_eq!(
-            kind(admit(&view, &issue("e1", "s1"), 1, 10)),
+            kind(admit(&view, &issue("e1", "s1"), 1, &limits(10))),
             ProblemKind::BadToken
         );
         let unknown = Action::RevokeCredential {
@@ -349,6 +383,58 @@ mod tests {
             reason: RevocationReason::Unspecified,
             admin: "admin".into(),
         };
-        assert_eq!(kind(admit(&view, &unknown, 1, 10)), ProblemKind::NotFound);
+        assert_eq!(
+            kind(admit(&view, &unknown, 1, &limits(10))),
+            ProblemKind::NotFound
+        );
+    }
+
+    #[test]
+    fn rotations_spend_the_identity_budget_in_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state
+            .add_enrollments(&[("e1".into(), "a@b.co".into(), 1_000)])
+            .unwrap()
+            .unwrap();
+        let mut view = state.overlay();
+        let body = admit(&view, &issue("e1", "s1"), 10, &limits(10)).unwrap();
+        view.apply_entry(0, &crate::entry::LogEntry::new(body))
+            .unwrap();
+        let rotate = |from: &str, to: &str| Action::Rotate {
+            identity: "a@b.co".into(),
+            replaces: from.into(),
+            binding: binding(to),
+        };
+        let mut index = 1;
+        let mut rotate_at = |view: &mut Overlay<'_>, from: &str, to: &str, now: u64| {
+            let admitted = admit(view, &rotate(from, to), now, &limits(10));
+            if let Ok(body) = &admitted {
+                view.apply_entry(index, &crate::entry::LogEntry::new(body.clone()))
+                    .unwrap();
+                index += 1;
+            }
+            admitted.map_err(|p| (p.kind, p.retry_after))
+        };
+        assert!(rotate_at(&mut view, "s1", "s2", 100).is_ok());
+        // Within the least interval (60 s), even in the same batch: 429, retry in 50 s.
+        assert_eq!(
+            rotate_at(&mut view, "s2", "s3", 110),
+            Err((ProblemKind::RateLimited, Some(50)))
+        );
+        assert!(rotate_at(&mut view, "s2", "s3", 160).is_ok());
+        // Two a day: the third waits until the first leaves the window.
+        assert_eq!(
+            rotate_at(&mut view, "s3", "s4", 300),
+            Err((
+                ProblemKind::RateLimited,
+                Some((100 + crate::rotation::WINDOW - 300) as u32)
+            ))
+        );
+        // The refusals logged nothing and used up nothing: the record has two rotations.
+        assert_eq!(
+            view.identity("a@b.co").unwrap().unwrap().recent_rotations,
+            [100, 160]
+        );
     }
 }

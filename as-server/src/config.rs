@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kt_protocol::identity::IdentityPolicy;
 use serde::Deserialize;
+
+use crate::rotation::RotationBudget;
 
 /// Default listen address: loopback only until an operator chooses otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -20,6 +23,16 @@ pub const DEFAULT_DATA: &str = "as-data";
 pub const MAX_CREDENTIAL_LIFETIME: u64 = 10 * 365 * 24 * 3600;
 /// Default credential lifetime: 30 days.
 pub const DEFAULT_CREDENTIAL_LIFETIME: u64 = 30 * 24 * 3600;
+
+/// Default least time between two rotations of one identity: a minute.
+pub const DEFAULT_ROTATION_MIN_INTERVAL: u64 = 60;
+/// Default most rotations of one identity in 24 hours.
+pub const DEFAULT_ROTATIONS_PER_DAY: u32 = 24;
+/// Default deadline for a request body: 5 seconds.
+pub const DEFAULT_BODY_TIMEOUT: u64 = 5;
+/// Default most open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+const DAY: u64 = 86_400;
 
 /// `as-server serve` settings as flags and environment variables.
 #[derive(Args, Debug, Clone, Default)]
@@ -66,6 +79,27 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "AS_WORKERS")]
     pub workers: Option<usize>,
+    /// Enroll domains with punycode (xn--) labels, which can look like other domains when
+    /// shown as Unicode [default: false].
+    #[arg(long, env = "AS_ALLOW_PUNYCODE")]
+    pub allow_punycode: Option<bool>,
+    /// Enroll `+` sub-addresses such as alice+work@example.com [default: true].
+    #[arg(long, env = "AS_ALLOW_SUBADDRESS")]
+    pub allow_subaddress: Option<bool>,
+    /// Least time between two rotations of one identity, seconds; 0 for none [default: 60].
+    #[arg(long, env = "AS_ROTATION_MIN_INTERVAL")]
+    pub rotation_min_interval: Option<u64>,
+    /// Most rotations of one identity in any 24 hours [default: 24].
+    #[arg(long, env = "AS_ROTATIONS_PER_DAY")]
+    pub rotations_per_day: Option<u32>,
+    /// Seconds a client has to send a request body once its head arrived; 408 after
+    /// [default: 5].
+    #[arg(long, env = "AS_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Most open client connections, all workers together; more wait to be accepted. Keep it
+    /// well below the process's file descriptor limit [default: 1024].
+    #[arg(long, env = "AS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The settings file, every key optional.
@@ -85,6 +119,12 @@ struct FileConfig {
     queue_capacity: Option<usize>,
     max_batch: Option<usize>,
     workers: Option<usize>,
+    allow_punycode: Option<bool>,
+    allow_subaddress: Option<bool>,
+    rotation_min_interval: Option<u64>,
+    rotations_per_day: Option<u32>,
+    body_timeout: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -114,6 +154,14 @@ pub struct Config {
     pub max_batch: usize,
     /// HTTP workers.
     pub workers: Option<usize>,
+    /// What new enrollments may name.
+    pub identity_policy: IdentityPolicy,
+    /// How often one identity may rotate.
+    pub rotation_budget: RotationBudget,
+    /// Deadline for a request body, seconds.
+    pub body_timeout: u64,
+    /// Open connections, all workers together.
+    pub max_connections: usize,
 }
 
 impl ServeArgs {
@@ -166,12 +214,49 @@ impl ServeArgs {
             queue_capacity: self.queue_capacity.or(file.queue_capacity).unwrap_or(16384),
             max_batch: self.max_batch.or(file.max_batch).unwrap_or(1024),
             workers: self.workers.or(file.workers),
+            identity_policy: IdentityPolicy {
+                allow_punycode: self.allow_punycode.or(file.allow_punycode).unwrap_or(false),
+                allow_subaddress: self
+                    .allow_subaddress
+                    .or(file.allow_subaddress)
+                    .unwrap_or(true),
+            },
+            rotation_budget: RotationBudget {
+                min_interval: self
+                    .rotation_min_interval
+                    .or(file.rotation_min_interval)
+                    .unwrap_or(DEFAULT_ROTATION_MIN_INTERVAL),
+                per_day: self
+                    .rotations_per_day
+                    .or(file.rotations_per_day)
+                    .unwrap_or(DEFAULT_ROTATIONS_PER_DAY),
+            },
+            body_timeout: self
+                .body_timeout
+                .or(file.body_timeout)
+                .unwrap_or(DEFAULT_BODY_TIMEOUT),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
         };
         if !(60..=MAX_CREDENTIAL_LIFETIME).contains(&config.credential_lifetime) {
             return Err("credential_lifetime must be between 60 seconds and 10 years".into());
         }
         if config.max_credentials == 0 || config.max_batch == 0 || config.queue_capacity == 0 {
             return Err("max_credentials, max_batch and queue_capacity must be positive".into());
+        }
+        if !(1..=crate::rotation::MAX_PER_DAY).contains(&config.rotation_budget.per_day) {
+            return Err("rotations_per_day must be between 1 and 1000".into());
+        }
+        if config.rotation_budget.min_interval > DAY {
+            return Err("rotation_min_interval must be at most a day (86400)".into());
+        }
+        if !(1..=300).contains(&config.body_timeout) {
+            return Err("body_timeout must be between 1 and 300 seconds".into());
+        }
+        if config.max_connections == 0 {
+            return Err("max_connections must be positive".into());
         }
         Ok(config)
     }

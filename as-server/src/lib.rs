@@ -8,8 +8,8 @@
 //!
 //! Layout, one job per module:
 //! - [`config`], [`setup`]: configuration and first-start key material in the data folder;
-//! - [`identity`], [`pop`], [`tokens`]: the rules for untrusted input (identities, proofs of
-//!   possession, enrollment and admin tokens);
+//! - `kt_protocol::identity`, [`pop`], [`tokens`]: the rules for untrusted input (identities,
+//!   proofs of possession, enrollment and admin tokens); [`rotation`]: the rotation budget;
 //! - [`ca`]: X.509 credentials, the CA certificate and the CRL;
 //! - [`entry`]: the log entry format; [`encoding`]: base64 and hex on the wire;
 //! - [`state`]: the AS's view of identities and credentials, derived from the log;
@@ -26,10 +26,10 @@ pub mod ca;
 pub mod config;
 pub mod encoding;
 pub mod entry;
-pub mod identity;
 pub mod metrics;
 pub mod pop;
 pub mod problem;
+pub mod rotation;
 pub mod routes;
 pub mod secret_file;
 pub mod sequencer;

@@ -2,22 +2,62 @@
 //!
 //! `as_http_requests_total{route,method,status}`, `as_http_request_duration_seconds{route}`,
 //! `as_log_size`, `as_sequencer_batch_size`, `as_sequencer_queue_depth`. Labels carry the
-//! route pattern (`/v1/identities/{identity}`), never the raw path, so untrusted paths cannot
-//! blow up the number of series, and no label ever carries a secret.
+//! route pattern (`/v1/identities/{identity}`, or `unmatched`), never the raw path, and a
+//! method from a fixed set ([`MethodLabel`]), never the raw method, so untrusted requests
+//! cannot blow up the number of series; no label ever carries a secret.
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// The `method` label: the methods the API uses, and `other` for every other one, so that a
+/// client cannot add series by sending new methods.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum MethodLabel {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// Any other method (answered 405 before routing).
+    Other,
+}
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(self.as_str())
+    }
+}
+
+impl MethodLabel {
+    /// The label of `method`.
+    pub fn of(method: &actix_web::http::Method) -> MethodLabel {
+        match *method {
+            actix_web::http::Method::GET => MethodLabel::Get,
+            actix_web::http::Method::POST => MethodLabel::Post,
+            _ => MethodLabel::Other,
+        }
+    }
+
+    /// Its text, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodLabel::Get => "GET",
+            MethodLabel::Post => "POST",
+            MethodLabel::Other => "other",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    method: MethodLabel,
     status: u16,
 }
 
@@ -90,11 +130,11 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    pub fn record_request(&self, route: &str, method: MethodLabel, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
-                method: method.to_owned(),
+                method,
                 status,
             })
             .inc();
@@ -133,7 +173,7 @@ mod tests {
     #[test]
     fn renders_what_was_recorded() {
         let metrics = Metrics::new();
-        metrics.record_request("/v1/ca", "GET", 200, 0.001);
+        metrics.record_request("/v1/ca", MethodLabel::Get, 200, 0.001);
         metrics.record_batch(7, 42);
         let text = metrics.render(3);
         assert!(

@@ -46,6 +46,10 @@ pub enum ProblemKind {
     TooManyCredentials,
     /// The state does not allow the action.
     Conflict,
+    /// A per-identity budget (rotations) is spent for now.
+    RateLimited,
+    /// The request body did not arrive in time.
+    RequestTimeout,
     /// The sequencer queue is full.
     Overloaded,
     /// The server failed.
@@ -71,6 +75,8 @@ impl ProblemKind {
             ProblemKind::CredentialNotCurrent => "credential-not-current",
             ProblemKind::TooManyCredentials => "too-many-credentials",
             ProblemKind::Conflict => "conflict",
+            ProblemKind::RateLimited => "rate-limited",
+            ProblemKind::RequestTimeout => "request-timeout",
             ProblemKind::Overloaded => "overloaded",
             ProblemKind::Internal => "internal",
         }
@@ -93,6 +99,8 @@ impl ProblemKind {
             | ProblemKind::CredentialNotCurrent
             | ProblemKind::TooManyCredentials
             | ProblemKind::Conflict => StatusCode::CONFLICT,
+            ProblemKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProblemKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProblemKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +124,8 @@ impl ProblemKind {
             ProblemKind::CredentialNotCurrent => "credential is not current",
             ProblemKind::TooManyCredentials => "identity holds the maximum number of credentials",
             ProblemKind::Conflict => "the current state does not allow this",
+            ProblemKind::RateLimited => "too many requests of this kind, retry later",
+            ProblemKind::RequestTimeout => "the request body did not arrive in time",
             ProblemKind::Overloaded => "server overloaded, retry later",
             ProblemKind::Internal => "internal server error",
         }
@@ -129,7 +139,7 @@ pub struct Problem {
     pub kind: ProblemKind,
     /// What exactly, for a human.
     pub detail: String,
-    /// For `overloaded`: seconds to wait, sent as `Retry-After`.
+    /// For `overloaded` and `rate-limited`: seconds to wait, sent as `Retry-After`.
     pub retry_after: Option<u32>,
 }
 

@@ -24,8 +24,8 @@ use kt_log::store::FileStore;
 use kt_log::tiles::MAX_ENTRY_LEN;
 use tokio::sync::oneshot;
 
-use crate::admission::admit;
 pub use crate::admission::Action;
+use crate::admission::{admit, Limits};
 use crate::entry::{EntryBody, LogEntry};
 use crate::metrics::Metrics;
 use crate::problem::{Problem, ProblemKind};
@@ -60,8 +60,8 @@ pub struct SequencerConfig {
     pub queue_capacity: usize,
     /// Most actions in one group commit.
     pub max_batch: usize,
-    /// Most live credentials per identity.
-    pub max_credentials: usize,
+    /// The limits admission enforces.
+    pub limits: Limits,
 }
 
 /// The handle handlers submit to.
@@ -163,7 +163,7 @@ impl Worker {
         let mut overlay = self.state.overlay();
         let mut admitted: Vec<(Job, LogEntry, Vec<u8>)> = Vec::with_capacity(batch.len());
         for job in batch {
-            match admit(&overlay, &job.action, now, self.config.max_credentials) {
+            match admit(&overlay, &job.action, now, &self.config.limits) {
                 Ok(body) => {
                     let entry = LogEntry::new(body);
                     let bytes = entry.to_bytes();

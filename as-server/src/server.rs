@@ -3,16 +3,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpServer};
 use kt_log::log::Log;
 use kt_log::store::FileStore;
+use kt_protocol::identity::IdentityPolicy;
 
+use crate::admission::Limits;
 use crate::ca::Ca;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{MethodLabel, Metrics};
+use crate::rotation::RotationBudget;
 use crate::routes;
 use crate::sequencer::{AsLog, Sequencer, SequencerConfig};
 use crate::setup::{self, DataPaths};
@@ -22,8 +25,8 @@ use crate::tokens::AdminTokens;
 
 /// A built CRL and what it was built from.
 pub struct CachedCrl {
-    /// How many revocations it lists.
-    pub revocations: usize,
+    /// The latest revocation entry it reflects (`None`: built before any).
+    pub last_revocation: Option<u64>,
     /// When it was built.
     pub built_at: u64,
     /// Its CRL number (RFC 5280 §5.2.3: strictly increasing).
@@ -52,6 +55,12 @@ pub struct AppState {
     pub verifier_key: String,
     /// The latest CRL, rebuilt when revocations change or it gets old.
     pub crl: Mutex<Option<CachedCrl>>,
+    /// What new enrollments may name.
+    pub identity_policy: IdentityPolicy,
+    /// How often one identity may rotate (checked early here, decided by the sequencer).
+    pub rotation_budget: RotationBudget,
+    /// Deadline for a request body.
+    pub body_timeout: std::time::Duration,
 }
 
 /// Opens the log and the state in the data folder, brings the state level with the log, and
@@ -80,7 +89,10 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         SequencerConfig {
             queue_capacity: config.queue_capacity,
             max_batch: config.max_batch,
-            max_credentials: config.max_credentials,
+            limits: Limits {
+                max_credentials: config.max_credentials,
+                rotation_budget: config.rotation_budget,
+            },
         },
         Arc::clone(&metrics),
     )
@@ -95,18 +107,29 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         credential_lifetime: config.credential_lifetime,
         verifier_key,
         crl: Mutex::new(None),
+        identity_policy: config.identity_policy,
+        rotation_budget: config.rotation_budget,
+        body_timeout: std::time::Duration::from_secs(config.body_timeout),
     })
 }
 
-/// Records every answer in the metrics, by route pattern, and logs it at debug level.
+/// Records every answer in the metrics, by route pattern and method label, and logs it at
+/// debug level. A method the API does not use is answered here, before routing, with a 405
+/// problem document: actix accepts any token as a method (30 KB ones too), so neither the
+/// metrics nor the log ever hold one, and the label set stays fixed ([`MethodLabel`]).
 async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = MethodLabel::of(req.method());
     let app = req.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(req).await?;
+    let response = if method == MethodLabel::Other {
+        let (request, _payload) = req.into_parts();
+        ServiceResponse::new(request, routes::unknown_method()).map_into_boxed_body()
+    } else {
+        next.call(req).await?.map_into_boxed_body()
+    };
     let route = response
         .request()
         .match_pattern()
@@ -114,10 +137,16 @@ async fn observe(
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     if let Some(app) = app {
-        app.metrics.record_request(&route, &method, status, seconds);
+        app.metrics.record_request(&route, method, status, seconds);
     }
+    let method = method.as_str();
     tracing::debug!(%method, %route, status, micros = (seconds * 1e6) as u64, "request");
     Ok(response)
+}
+
+/// Each worker's share of `total` connections (at least one each).
+fn per_worker(total: usize, workers: usize) -> usize {
+    (total / workers.max(1)).max(1)
 }
 
 /// Runs the service until it is stopped. Prints `listening: https://<addr>` on stdout once
@@ -134,18 +163,25 @@ pub async fn serve(config: Config) -> Result<(), String> {
         }
     }
     let app = web::Data::new(open(&config, material)?);
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
     tracing::info!(origin = %app.log.origin(), size = app.log.size(), "log open");
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(app.clone())
             .wrap(actix_web::middleware::from_fn(observe))
             .configure(routes::configure)
     })
+    // Connections are bounded (all workers together; more wait in the accept backlog, so the
+    // process never runs out of file descriptors), and so is the time a client may take for its
+    // head (actix's request timeout) and body (`body_timeout`, in the handlers).
+    .max_connections(per_worker(config.max_connections, workers))
+    .client_request_timeout(std::time::Duration::from_secs(config.body_timeout))
+    .workers(workers)
     .bind_rustls_0_23(config.listen.as_str(), tls_config)
     .map_err(|e| format!("listen on {}: {e}", config.listen))?;
-    if let Some(workers) = config.workers {
-        server = server.workers(workers.max(1));
-    }
     for addr in server.addrs() {
         println!("listening: https://{addr}");
     }

@@ -67,6 +67,33 @@ pub struct IdentityRecord {
     pub epoch: u64,
     /// Serials of its credentials that are neither superseded nor revoked (maybe expired).
     pub current: Vec<String>,
+    /// Whether the log has an entry of it. Until then it is only enrolled, which is not public
+    /// (enrollments are not logged), and lookups answer as for a name never enrolled.
+    #[serde(default)]
+    pub logged: bool,
+    /// Times of its rotations in the last day of its latest one, oldest first: what the
+    /// rotation budget ([`crate::rotation`]) is decided from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_rotations: Vec<u64>,
+}
+
+impl IdentityRecord {
+    /// The record of an identity the state has not seen before.
+    pub fn new() -> IdentityRecord {
+        IdentityRecord {
+            status: IdentityStatus::Active,
+            epoch: 0,
+            current: Vec::new(),
+            logged: false,
+            recent_rotations: Vec::new(),
+        }
+    }
+}
+
+impl Default for IdentityRecord {
+    fn default() -> Self {
+        IdentityRecord::new()
+    }
 }
 
 /// Where a credential stands.
@@ -133,6 +160,12 @@ fn revocation_key(serial: &str) -> Vec<u8> {
     [b"r/", serial.as_bytes()].concat()
 }
 const APPLIED_KEY: &[u8] = b"m/applied";
+/// Index of the latest revocation entry applied (JSON number): what the CRL cache checks.
+const LAST_REVOCATION_KEY: &[u8] = b"m/last-revocation";
+/// Version of the records' layout (u64 big-endian); absent before version 1.
+const FORMAT_KEY: &[u8] = b"m/format";
+/// Version 1: identity records say whether the log has an entry of them (`logged`).
+const FORMAT: u64 = 1;
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
     serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
@@ -167,11 +200,48 @@ impl State {
             .flush_every_ms(Some(500))
             .open()?;
         let tree = db.open_tree("as")?;
-        Ok(State {
+        let state = State {
             db,
             tree,
             data_file: dir.join("db"),
-        })
+        };
+        state.upgrade()?;
+        Ok(state)
+    }
+
+    /// Brings records of an earlier layout to [`FORMAT`], in one atomic batch with the new
+    /// format number. Before version 1, identity records had no `logged`: an identity has an
+    /// entry in the log exactly if it holds or held a credential (issuance), or was ever
+    /// revoked (which moves its epoch), since every entry kind does one of these.
+    fn upgrade(&self) -> Result<(), StateError> {
+        let format = self
+            .tree
+            .get(FORMAT_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        if format >= FORMAT {
+            return Ok(());
+        }
+        let mut holders = std::collections::HashSet::new();
+        for item in self.tree.scan_prefix(b"c/") {
+            let (key, value) = item?;
+            let credential: CredentialRecord = decode(&key, &value)?;
+            holders.insert(credential.identity);
+        }
+        let mut batch = sled::Batch::default();
+        for item in self.tree.scan_prefix(b"i/") {
+            let (key, value) = item?;
+            let mut record: IdentityRecord = decode(&key, &value)?;
+            let name = String::from_utf8_lossy(&key[2..]).into_owned();
+            record.logged = record.status == IdentityStatus::Revoked
+                || record.epoch > 0
+                || !record.current.is_empty()
+                || holders.contains(&name);
+            batch.insert(key, encode(&record));
+        }
+        batch.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        self.make_durable()
     }
 
     /// Makes everything written so far durable, across power loss too: sled's own flush
@@ -221,6 +291,12 @@ impl State {
             .collect()
     }
 
+    /// Index of the latest revocation entry the state reflects, if any: the revocations (and
+    /// so the CRL) changed exactly when it did.
+    pub fn last_revocation(&self) -> Result<Option<u64>, StateError> {
+        self.get(LAST_REVOCATION_KEY)
+    }
+
     /// How many log entries the state reflects.
     pub fn applied(&self) -> Result<u64, StateError> {
         Ok(self
@@ -268,12 +344,7 @@ impl State {
                         record.epoch
                     }
                     None => {
-                        let fresh = IdentityRecord {
-                            status: IdentityStatus::Active,
-                            epoch: 0,
-                            current: Vec::new(),
-                        };
-                        tx.insert(key, encode(&fresh))?;
+                        tx.insert(key, encode(&IdentityRecord::new()))?;
                         0
                     }
                 };
@@ -411,11 +482,8 @@ impl Overlay<'_> {
 
     fn apply_changes(&mut self, index: u64, entry: &LogEntry) -> Result<(), StateError> {
         let identity_name = entry.body.identity().to_owned();
-        let mut identity = self.identity(&identity_name)?.unwrap_or(IdentityRecord {
-            status: IdentityStatus::Active,
-            epoch: 0,
-            current: Vec::new(),
-        });
+        let mut identity = self.identity(&identity_name)?.unwrap_or_default();
+        identity.logged = true;
         match &entry.body {
             EntryBody::Issue {
                 binding,
@@ -432,8 +500,12 @@ impl Overlay<'_> {
                 }
             }
             EntryBody::Rotate {
-                binding, replaces, ..
+                time,
+                binding,
+                replaces,
+                ..
             } => {
+                crate::rotation::record(&mut identity.recent_rotations, *time);
                 self.add_credential(index, &identity_name, binding);
                 self.set_credential_status(replaces, CredentialStatus::Superseded)?;
                 identity.current.retain(|s| s != replaces);
@@ -448,6 +520,7 @@ impl Overlay<'_> {
                 reason,
                 ..
             } => {
+                self.put(LAST_REVOCATION_KEY.to_vec(), &index);
                 for serial in serials {
                     self.set_credential_status(serial, CredentialStatus::Revoked)?;
                     self.put(

@@ -154,38 +154,11 @@ pub struct AsValidator {
     latest: Mutex<Option<VerifiedCheckpoint>>,
 }
 
-/// Checks the AS identity syntax (docs/api.md "Identities"), so that nothing else ever goes
-/// into a request path.
+/// Checks the AS identity syntax ([`kt_protocol::identity::check_syntax`], docs/api.md
+/// "Identities"), so that nothing else ever goes into a request path.
 pub fn check_identity(identity: &str) -> Result<(), Refusal> {
-    let bad = |why: &str| Err(Refusal::BadIdentity(format!("{identity:?}: {why}")));
-    if identity.len() > 254 {
-        return bad("longer than 254 bytes");
-    }
-    let Some((local, domain)) = identity.split_once('@') else {
-        return bad("no @");
-    };
-    if local.is_empty()
-        || local.len() > 64
-        || !local
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._+-".contains(&b))
-    {
-        return bad("local part must be 1-64 of a-z 0-9 . _ + -");
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    if labels.len() < 2
-        || !labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-    {
-        return bad("domain must be two or more labels of a-z 0-9 -");
-    }
-    Ok(())
+    kt_protocol::identity::check_syntax(identity)
+        .map_err(|e| Refusal::BadIdentity(format!("{identity:?}: {e}")))
 }
 
 fn now() -> u64 {
@@ -457,6 +430,8 @@ mod tests {
             "a/b@x.com",
             "alice@example.com/../../v1",
             "alice@exa mple.com",
+            "..@x.com",
+            "alice@1.2",
         ] {
             assert!(check_identity(bad).is_err(), "{bad}");
         }

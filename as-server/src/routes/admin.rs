@@ -6,8 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_identity, check_serial, json, logged_entry, present, read_json, read_optional_json,
-    require_admin, LoggedEntry, BULK_BODY, SMALL_BODY,
+    bad_identity, check_identity, check_serial, json, logged_entry, present, read_json,
+    read_optional_json, require_admin, LoggedEntry, BULK_BODY, SMALL_BODY,
 };
 use crate::entry::{EntryBody, RevocationReason};
 use crate::problem::{Problem, ProblemKind};
@@ -59,7 +59,7 @@ pub async fn enroll(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     require_admin(&req, &app)?;
-    let request: EnrollmentRequest = read_json(payload, BULK_BODY).await?;
+    let request: EnrollmentRequest = read_json(&app, payload, BULK_BODY).await?;
     if request.identities.is_empty() || request.identities.len() > MAX_ENROLLMENTS {
         return Err(Problem::bad_request(format!(
             "identities must list 1 to {MAX_ENROLLMENTS} identities"
@@ -75,7 +75,9 @@ pub async fn enroll(
         ));
     }
     for identity in &request.identities {
-        check_identity(identity)?;
+        app.identity_policy
+            .check_new(identity)
+            .map_err(|e| bad_identity(identity, e))?;
     }
     let expires_at = unix_now() + ttl;
     let mut enrollments = Vec::with_capacity(request.identities.len());
@@ -156,7 +158,7 @@ async fn revoke(
     payload: web::Payload,
     make: impl FnOnce(RevocationReason) -> Action,
 ) -> Result<HttpResponse, Problem> {
-    let request: RevokeRequest = read_optional_json(payload, SMALL_BODY).await?;
+    let request: RevokeRequest = read_optional_json(app, payload, SMALL_BODY).await?;
     let reason = request.reason.unwrap_or(RevocationReason::Unspecified);
     let committed = app.sequencer.submit(make(reason)).await?;
     revocation_answer(app, &committed)
@@ -208,7 +210,7 @@ pub async fn enable_identity(
     let admin = require_admin(&req, &app)?;
     let identity = identity.into_inner();
     check_identity(&identity)?;
-    let _empty: EnableRequest = read_optional_json(payload, SMALL_BODY).await?;
+    let _empty: EnableRequest = read_optional_json(&app, payload, SMALL_BODY).await?;
     let committed = app
         .sequencer
         .submit(Action::Enable { identity, admin })

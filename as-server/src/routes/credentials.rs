@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     check_identity, check_serial, json, logged_entry, present, read_json, LoggedEntry, SMALL_BODY,
 };
+use crate::admission::rotation_refused;
 use crate::ca::cert_pem;
 use crate::encoding::{b64, from_b64, hex};
 use crate::entry::Binding;
@@ -128,7 +129,7 @@ pub async fn issue(
     app: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let request: IssueRequest = read_json(payload, SMALL_BODY).await?;
+    let request: IssueRequest = read_json(&app, payload, SMALL_BODY).await?;
     check_identity(&request.identity)?;
     if request.token.is_empty() || request.token.len() > MAX_TOKEN_LEN {
         return Err(Problem::new(
@@ -192,7 +193,7 @@ pub async fn rotate(
     app: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
-    let request: RotateRequest = read_json(payload, SMALL_BODY).await?;
+    let request: RotateRequest = read_json(&app, payload, SMALL_BODY).await?;
     check_identity(&request.identity)?;
     check_serial(&request.serial)?;
     let current = app
@@ -230,6 +231,18 @@ pub async fn rotate(
     let signature_new = decode_b64("signature_new", &request.signature_new)?;
     pop::verify(&current_key, &message, &signature_current).map_err(pop_problem)?;
     pop::verify(&new_key, &message, &signature_new).map_err(pop_problem)?;
+    // The budget after the proofs (a forged request learns that its proof is bad, and cannot
+    // spend the budget anyway) and before a certificate is signed; the sequencer decides for
+    // good, in log order.
+    let recent = app
+        .state
+        .identity(&request.identity)
+        .map_err(Problem::internal)?
+        .map(|record| record.recent_rotations)
+        .unwrap_or_default();
+    if let Some(wait) = app.rotation_budget.wait(&recent, unix_now()) {
+        return Err(rotation_refused(&request.identity, wait));
+    }
     let binding = build_binding(&app, &request.identity, &new_key)?;
     let committed = app
         .sequencer

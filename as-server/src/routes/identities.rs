@@ -48,7 +48,9 @@ pub async fn lookup(
         .state
         .identity(&identity)
         .map_err(Problem::internal)?
-        .ok_or_else(|| Problem::not_found(format!("{identity} is not enrolled")))?;
+        // Enrolled but never logged answers as never enrolled: enrollments are not public.
+        .filter(|record| record.logged)
+        .ok_or_else(|| Problem::not_found(format!("{identity} has nothing in the log")))?;
     // Read after the state: the checkpoint only grows and already covers every entry the state
     // has applied, so every proof below is against a tree that contains its entry.
     let checkpoint = app.log.latest_checkpoint();

@@ -78,6 +78,20 @@ fn resource(path: &str, method: Method) -> actix_web::Resource {
     }))
 }
 
+/// The answer to a method the API does not use, on any path: 405 with the methods it uses.
+/// (Extension methods get it too: RFC 9110 would allow 501, but a client's mistake is a 4xx
+/// here.)
+pub fn unknown_method() -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&Problem::new(
+        ProblemKind::MethodNotAllowed,
+        "this API answers GET and POST only",
+    ));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+    response
+}
+
 async fn not_found() -> Problem {
     Problem::not_found("no such path")
 }
@@ -99,48 +113,58 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// Reads the body (at most `limit` bytes) and parses it as JSON into `T`.
+/// Reads the whole body: at most `limit` bytes (413 beyond), within the body deadline (408
+/// after it), so that a client that sends a head and then stalls or trickles its body holds
+/// its connection for a bounded time. The deadline is the configured `body_timeout`, plus a
+/// second for each MiB the route allows beyond the first (bulk enrollment: 31 s more, for an
+/// admin's 32 MiB upload; its token is checked before the body is read).
+async fn read_body(
+    app: &AppState,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, Problem> {
+    let extra = std::time::Duration::from_secs((limit / (1 << 20)).saturating_sub(1) as u64);
+    let deadline = app.body_timeout + extra;
+    match tokio::time::timeout(deadline, payload.to_bytes_limited(limit)).await {
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+        Ok(Ok(Err(e))) => Err(Problem::bad_request(format!("reading the body: {e}"))),
+        Ok(Err(_)) => Err(Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("the body is limited to {limit} bytes"),
+        )),
+        Err(_) => Err(Problem::new(
+            ProblemKind::RequestTimeout,
+            format!(
+                "the body must arrive within {} s of the request head",
+                deadline.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Reads the body (see [`read_body`]) and parses it as JSON into `T`.
 pub async fn read_json<T: DeserializeOwned>(
+    app: &AppState,
     payload: web::Payload,
     limit: usize,
 ) -> Result<T, Problem> {
-    let bytes = match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => return Err(Problem::bad_request(format!("reading the body: {e}"))),
-        Err(_) => {
-            return Err(Problem::new(
-                ProblemKind::PayloadTooLarge,
-                format!("the body is limited to {limit} bytes"),
-            ))
-        }
-    };
+    let bytes = read_body(app, payload, limit).await?;
     serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("JSON body: {e}")))
 }
 
 /// Like [`read_json`], but an empty body means `T::default()`.
 pub async fn read_optional_json<T: DeserializeOwned + Default>(
+    app: &AppState,
     payload: web::Payload,
     limit: usize,
 ) -> Result<T, Problem> {
-    let value: Option<serde_json::Value> = match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) if bytes.iter().all(u8::is_ascii_whitespace) => None,
-        Ok(Ok(bytes)) => Some(
-            serde_json::from_slice(&bytes)
-                .map_err(|e| Problem::bad_request(format!("JSON body: {e}")))?,
-        ),
-        Ok(Err(e)) => return Err(Problem::bad_request(format!("reading the body: {e}"))),
-        Err(_) => {
-            return Err(Problem::new(
-                ProblemKind::PayloadTooLarge,
-                format!("the body is limited to {limit} bytes"),
-            ))
-        }
-    };
-    match value {
-        None => Ok(T::default()),
-        Some(value) => serde_json::from_value(value)
-            .map_err(|e| Problem::bad_request(format!("JSON body: {e}"))),
+    let bytes = read_body(app, payload, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
     }
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("JSON body: {e}")))?;
+    serde_json::from_value(value).map_err(|e| Problem::bad_request(format!("JSON body: {e}")))
 }
 
 /// The label of the admin token in `Authorization: Bearer …`: 401 if there is none, 403 if it
@@ -206,16 +230,18 @@ pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> Http
         .body(serde_json::to_vec(body).unwrap_or_default())
 }
 
-/// Checks an identity from a request: 422 `bad-identity` if it breaks the rules.
+/// Checks an identity from a request against the identity syntax
+/// ([`kt_protocol::identity::check_syntax`]): 422 `bad-identity` if it breaks it.
 pub fn check_identity(identity: &str) -> Result<(), Problem> {
-    if crate::identity::is_valid_identity(identity) {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            ProblemKind::BadIdentity,
-            format!("{identity:?} is not a valid identity (lowercase local@domain)"),
-        ))
-    }
+    kt_protocol::identity::check_syntax(identity).map_err(|e| bad_identity(identity, e))
+}
+
+/// 422 `bad-identity` for `identity`, saying which rule it breaks.
+pub fn bad_identity(identity: &str, error: kt_protocol::identity::IdentityError) -> Problem {
+    Problem::new(
+        ProblemKind::BadIdentity,
+        format!("{identity:?} is not a valid identity: {error}"),
+    )
 }
 
 /// Checks a serial's form (32 lowercase hex digits): 404 otherwise, as no such serial exists.

@@ -21,13 +21,16 @@ pub async fn ca(app: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /v1/crl`: every revoked credential, signed by the CA.
 pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
-    let revocations = app.state.revocations().map_err(Problem::internal)?;
+    // One record read decides whether the cached CRL is still current; the revocations are
+    // scanned only to build a new one.
+    let last_revocation = app.state.last_revocation().map_err(Problem::internal)?;
     let now = unix_now();
     let mut cached = app.crl.lock().unwrap_or_else(|e| e.into_inner());
     let fresh = cached.as_ref().is_some_and(|c| {
-        c.revocations == revocations.len() && now < c.built_at + CRL_REBUILD_AFTER
+        c.last_revocation == last_revocation && now < c.built_at + CRL_REBUILD_AFTER
     });
     if !fresh {
+        let revocations = app.state.revocations().map_err(Problem::internal)?;
         let listed: Vec<_> = revocations
             .iter()
             .filter_map(|(serial, r)| {
@@ -50,7 +53,7 @@ pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
             .crl(&listed, number, now, CRL_VALIDITY)
             .map_err(Problem::internal)?;
         *cached = Some(CachedCrl {
-            revocations: revocations.len(),
+            last_revocation,
             built_at: now,
             number,
             der,

@@ -230,3 +230,58 @@ impl Schemas {
         assert!(errors.is_empty(), "{file}: {errors:?}\n{value:#}");
     }
 }
+
+/// A raw TLS connection to the server, for requests no HTTP client sends (odd methods, bodies
+/// that stall), pinned to the server's TLS certificate. The handshake happens on first use.
+pub fn raw_tls(
+    base: &str,
+    tls_cert: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(tls_cert).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let address = base.strip_prefix("https://").unwrap();
+    let tcp = std::net::TcpStream::connect(address).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    rustls::StreamOwned::new(connection, tcp)
+}
+
+/// Sends `request` (a whole HTTP/1.1 request, `Connection: close`) on a new raw TLS
+/// connection and returns the status and body of the answer.
+pub fn raw_request(server: &Server, request: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = raw_tls(&server.base, &server.data.join("tls-cert.pem"));
+    stream.write_all(request).unwrap();
+    stream.flush().unwrap();
+    let mut answer = Vec::new();
+    // The server closes after answering; a TLS close without close_notify is fine here.
+    let _ = stream.read_to_end(&mut answer);
+    parse_answer(&answer)
+}
+
+/// Status and body of a raw HTTP/1.1 answer (with Content-Length or to the end).
+pub fn parse_answer(answer: &[u8]) -> (u16, Vec<u8>) {
+    let text = String::from_utf8_lossy(answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let body = match answer.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => answer[end + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    (status, body)
+}
