@@ -727,4 +727,53 @@ mod tests {
         );
         assert!(state.catch_up(3, |_| Ok(b"not json".to_vec())).is_err());
     }
+
+    #[test]
+    fn records_of_the_earlier_layout_learn_whether_they_are_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            let old = |status: &str, epoch: u64, current: &str| {
+                format!(r#"{{"status":"{status}","epoch":{epoch},"current":[{current}]}}"#)
+            };
+            for (name, record) in [
+                ("pending@b.co", old("active", 0, "")),
+                ("holder@b.co", old("active", 0, r#""s1""#)),
+                ("revoked@b.co", old("revoked", 1, "")),
+                ("enabled@b.co", old("active", 1, "")),
+                // Its only credential was revoked on its own: known from the credential.
+                ("lost@b.co", old("active", 0, "")),
+            ] {
+                state
+                    .tree
+                    .insert(identity_key(name), record.as_bytes())
+                    .unwrap();
+            }
+            let credential = CredentialRecord {
+                identity: "lost@b.co".into(),
+                public_key: "k".into(),
+                not_before: 0,
+                not_after: 1,
+                log_index: 0,
+                status: CredentialStatus::Revoked,
+            };
+            state
+                .tree
+                .insert(credential_key("s0"), encode(&credential))
+                .unwrap();
+            state.tree.remove(FORMAT_KEY).unwrap();
+            state.db.flush().unwrap();
+        }
+        let state = State::open(dir.path()).unwrap();
+        let logged = |name: &str| state.identity(name).unwrap().unwrap().logged;
+        assert!(!logged("pending@b.co"));
+        assert!(logged("holder@b.co"));
+        assert!(logged("revoked@b.co"));
+        assert!(logged("enabled@b.co"));
+        assert!(logged("lost@b.co"));
+        assert_eq!(
+            state.tree.get(FORMAT_KEY).unwrap().as_deref(),
+            Some(&FORMAT.to_be_bytes()[..])
+        );
+    }
 }

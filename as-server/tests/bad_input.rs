@@ -6,33 +6,9 @@ mod common;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{issue_request, new_key, Schemas, Server};
+use common::{assert_problem, issue_request, new_key, Schemas, Server};
 use ed25519_dalek::Signer as _;
 use serde_json::{json, Value};
-
-/// Asserts a problem answer: status, code, schema.
-fn assert_problem(
-    answer: &as_server::admin_client::Answer,
-    status: u16,
-    code: &str,
-    schemas: &Schemas,
-) {
-    assert_eq!(
-        answer.status,
-        status,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    assert_eq!(answer.content_type, "application/problem+json");
-    let problem = answer.json();
-    assert_eq!(
-        problem["type"],
-        format!("https://kt-as.dev/problems/{code}"),
-        "{problem}"
-    );
-    assert_eq!(problem["status"], status);
-    schemas.check("problem", &problem);
-}
 
 #[test]
 fn bad_requests_are_refused_and_change_nothing() {

@@ -75,6 +75,14 @@ impl Server {
         self.process.kill();
     }
 
+    /// How many file descriptors the server process has open now.
+    pub fn open_fds(&self) -> usize {
+        let pid = self.process.pid().expect("running");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    }
+
     pub fn get(&self, path: &str) -> Answer {
         self.client.get(path).unwrap()
     }
@@ -284,4 +292,28 @@ pub fn parse_answer(answer: &[u8]) -> (u16, Vec<u8>) {
         None => Vec::new(),
     };
     (status, body)
+}
+
+/// Asserts a problem answer: status, code, schema.
+pub fn assert_problem(
+    answer: &as_server::admin_client::Answer,
+    status: u16,
+    code: &str,
+    schemas: &Schemas,
+) {
+    assert_eq!(
+        answer.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.content_type, "application/problem+json");
+    let problem = answer.json();
+    assert_eq!(
+        problem["type"],
+        format!("https://kt-as.dev/problems/{code}"),
+        "{problem}"
+    );
+    assert_eq!(problem["status"], status);
+    schemas.check("problem", &problem);
 }
