@@ -15,7 +15,7 @@
 //! - [`state`]: the AS's view of identities and credentials, derived from the log;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //! - [`sequencer`]: the group-committing writer of the log and the state;
-//! - [`server`], [`routes`], [`problem`], [`metrics`], [`tls`]: the HTTPS service;
+//! - [`server`], [`routes`], [`problem`], [`metrics`], [`tls`], [`logging`]: the HTTPS service;
 //! - [`admin_client`]: the `as-server admin …` subcommands.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -26,6 +26,7 @@ pub mod ca;
 pub mod config;
 pub mod encoding;
 pub mod entry;
+pub mod logging;
 pub mod metrics;
 pub mod pop;
 pub mod problem;

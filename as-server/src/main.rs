@@ -50,13 +50,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("AS_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            let filter = std::env::var("AS_LOG").unwrap_or_else(|_| "info".to_owned());
+            if let Err(e) = as_server::logging::init(&filter) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let config = match args.resolve() {
                 Ok(config) => config,
                 Err(e) => {

@@ -30,18 +30,30 @@ impl ServerProcess {
     /// line. The environment's `AS_*` settings that would change the start are removed;
     /// logs go to the test's stderr at `warn`. Panics (the test fails) if it does not start.
     pub fn start(binary: &Path, data: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_logging(binary, data, extra, "warn", Stdio::inherit())
+    }
+
+    /// Like [`ServerProcess::start`], with `AS_LOG=log_filter` and its log (stderr) going to
+    /// `log`.
+    pub fn start_logging(
+        binary: &Path,
+        data: &Path,
+        extra: &[&str],
+        log_filter: &str,
+        log: Stdio,
+    ) -> ServerProcess {
         let mut child = Command::new(binary)
             .arg("serve")
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
-            .env("AS_LOG", "warn")
+            .env("AS_LOG", log_filter)
             .env_remove("AS_CONFIG")
             .env_remove("AS_ADMIN_TOKEN_OUT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("{} does not start: {e}", binary.display()));
         let Some(stdout) = child.stdout.take() else {
