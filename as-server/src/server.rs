@@ -154,6 +154,7 @@ fn per_worker(total: usize, workers: usize) -> usize {
 pub async fn serve(config: Config) -> Result<(), String> {
     let material = setup::load_or_create(&config)?;
     let tls_config = tls::server_config(&material.tls_files.0, &material.tls_files.1)?;
+    tls::warn_if_expiring(&material.tls_files.0);
     if let Some(token) = &material.new_admin_token {
         println!("admin-token: {token}");
         println!("(shown once; only its hash is stored — keep it safe)");

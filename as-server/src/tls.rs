@@ -2,7 +2,9 @@
 //!
 //! The certificate is the operator's (`--tls-cert`/`--tls-key`) or, by default, a self-signed
 //! ECDSA P-256 certificate for localhost, 127.0.0.1, ::1 and the configured names, created at
-//! first start (key file mode 0600). Clients trust it by pinning `tls-cert.pem`.
+//! first start (key file mode 0600), valid for [`GENERATED_VALIDITY`] from an hour before. Its
+//! subject names the server. Clients trust it by pinning `tls-cert.pem`; the server warns at
+//! start from [`RENEW_WARNING`] before it expires (renewal: docs/operations.md).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +14,11 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::secret_file::write_atomic;
+
+/// How long a generated certificate is valid: 825 days, as local development CAs give.
+pub const GENERATED_VALIDITY: u64 = 825 * 86_400;
+/// How long before a certificate expires the server starts warning at each start.
+pub const RENEW_WARNING: u64 = 30 * 86_400;
 
 /// Creates a self-signed certificate and key for `names` at `cert_path` and `key_path`.
 pub fn generate_self_signed(
@@ -25,16 +32,65 @@ pub fn generate_self_signed(
         "::1".to_string(),
     ];
     all.extend(names.iter().cloned());
-    let certified =
-        rcgen::generate_simple_self_signed(all).map_err(|e| format!("TLS certificate: {e}"))?;
-    write_atomic(
-        key_path,
-        certified.signing_key.serialize_pem().as_bytes(),
-        true,
-    )
-    .map_err(|e| format!("{}: {e}", key_path.display()))?;
-    write_atomic(cert_path, certified.cert.pem().as_bytes(), false)
+    let failed = |e: rcgen::Error| format!("TLS certificate: {e}");
+    let mut params = rcgen::CertificateParams::new(all).map_err(failed)?;
+    let subject = names.first().map_or("localhost", String::as_str);
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, subject);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "kt-as (self-signed)");
+    let now = crate::unix_now();
+    let at = |seconds: u64| {
+        time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).unwrap_or(i64::MAX))
+            .map_err(|e| format!("TLS certificate validity: {e}"))
+    };
+    params.not_before = at(now.saturating_sub(3_600))?;
+    params.not_after = at(now + GENERATED_VALIDITY)?;
+    let signing_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = params.self_signed(&signing_key).map_err(failed)?;
+    write_atomic(key_path, signing_key.serialize_pem().as_bytes(), true)
+        .map_err(|e| format!("{}: {e}", key_path.display()))?;
+    write_atomic(cert_path, cert.pem().as_bytes(), false)
         .map_err(|e| format!("{}: {e}", cert_path.display()))
+}
+
+/// When the first certificate in the PEM file `cert_path` expires, Unix seconds.
+pub fn expires_at(cert_path: &Path) -> Result<u64, String> {
+    use der::Decode as _;
+    let pem = std::fs::read(cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let first = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or_else(|| format!("no certificate in {}", cert_path.display()))?
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let cert = x509_cert::Certificate::from_der(first.as_ref())
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    Ok(cert
+        .tbs_certificate()
+        .validity()
+        .not_after
+        .to_unix_duration()
+        .as_secs())
+}
+
+/// Warns in the log if the certificate at `cert_path` has expired or expires soon.
+pub fn warn_if_expiring(cert_path: &Path) {
+    match expires_at(cert_path) {
+        Ok(not_after) if not_after <= crate::unix_now() => tracing::warn!(
+            file = %cert_path.display(),
+            not_after,
+            "the TLS certificate HAS EXPIRED: clients will refuse it; renew it (docs/operations.md)"
+        ),
+        Ok(not_after) if not_after <= crate::unix_now() + RENEW_WARNING => tracing::warn!(
+            file = %cert_path.display(),
+            days_left = (not_after - crate::unix_now()) / 86_400,
+            "the TLS certificate expires soon; renew it (docs/operations.md)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the TLS certificate's validity"),
+    }
 }
 
 /// The rustls configuration serving the chain in `cert_path` with the key in `key_path`.
@@ -53,4 +109,38 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, 
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate and key: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::Decode as _;
+
+    #[test]
+    fn the_generated_certificate_names_the_server_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        generate_self_signed(&["as.example.test".into()], &cert, &key).unwrap();
+        let pem = std::fs::read(&cert).unwrap();
+        let der = CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        let parsed = x509_cert::Certificate::from_der(der.as_ref()).unwrap();
+        let subject = parsed.tbs_certificate().subject().to_string();
+        assert!(subject.contains("CN=as.example.test"), "{subject}");
+        assert!(subject.contains("kt-as"), "{subject}");
+        assert!(!subject.contains("rcgen"), "{subject}");
+        let validity = parsed.tbs_certificate().validity();
+        let now = crate::unix_now();
+        let not_before = validity.not_before.to_unix_duration().as_secs();
+        assert!((now - 3_700..=now).contains(&not_before), "{not_before}");
+        let not_after = expires_at(&cert).unwrap();
+        assert!(
+            (now + GENERATED_VALIDITY - 60..=now + GENERATED_VALIDITY + 60).contains(&not_after),
+            "{not_after}"
+        );
+        // And rustls serves it.
+        assert!(server_config(&cert, &key).is_ok());
+    }
 }
