@@ -3,7 +3,8 @@
 //! server's resident set before and at its peak (VmHWM).
 //!
 //! `cargo build --release --bins --examples -p as-server &&
-//!  target/release/examples/bulk_memory [N, default 100000]`
+//!  target/release/examples/bulk_memory [N, default 100000]`; `AS_SERVER_BIN=<path>` measures
+//! another build of the server (a baseline, for a side-by-side ratio).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,7 +33,10 @@ fn main() {
         .nth(1)
         .map_or(100_000, |n| n.parse().expect("N: a number"));
     let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().unwrap().parent().unwrap().join("as-server");
+    let binary = std::env::var_os("AS_SERVER_BIN").map_or_else(
+        || exe.parent().unwrap().parent().unwrap().join("as-server"),
+        std::path::PathBuf::from,
+    );
     assert!(
         binary.is_file(),
         "{} is missing: build it with --bins",
