@@ -23,7 +23,7 @@ pub enum MethodLabel {
     Get,
     /// POST.
     Post,
-    /// Any other method (answered 405 before routing).
+    /// Any other method (answered 405 without reaching a handler).
     Other,
 }
 

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpServer};
@@ -114,22 +114,22 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
 }
 
 /// Records every answer in the metrics, by route pattern and method label, and logs it at
-/// debug level. A method the API does not use is answered here, before routing, with a 405
-/// problem document: actix accepts any token as a method (30 KB ones too), so neither the
-/// metrics nor the log ever hold one, and the label set stays fixed ([`MethodLabel`]).
+/// debug level. actix accepts any token as a method (30 KB ones too): a method the API does
+/// not use is replaced here by [`OTHER_METHOD`] before anything else sees it, so that the
+/// route's own 405 problem document (with its `Allow`) answers it, no handler runs, and
+/// neither the metrics nor the log ever hold the client's token: the label set stays fixed
+/// ([`MethodLabel`]).
 async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = MethodLabel::of(req.method());
+    if method == MethodLabel::Other {
+        req.head_mut().method = OTHER_METHOD.clone();
+    }
     let app = req.app_data::<web::Data<AppState>>().cloned();
-    let response = if method == MethodLabel::Other {
-        let (request, _payload) = req.into_parts();
-        ServiceResponse::new(request, routes::unknown_method()).map_into_boxed_body()
-    } else {
-        next.call(req).await?.map_into_boxed_body()
-    };
+    let response = next.call(req).await?;
     let route = response
         .request()
         .match_pattern()
@@ -143,6 +143,12 @@ async fn observe(
     tracing::debug!(%method, %route, status, micros = (seconds * 1e6) as u64, "request");
     Ok(response)
 }
+
+/// What a method the API does not use becomes: a token no route accepts.
+static OTHER_METHOD: std::sync::LazyLock<actix_web::http::Method> =
+    std::sync::LazyLock::new(|| {
+        actix_web::http::Method::from_bytes(b"OTHER").unwrap_or(actix_web::http::Method::TRACE)
+    });
 
 /// Each worker's share of `total` connections (at least one each).
 fn per_worker(total: usize, workers: usize) -> usize {

@@ -1,5 +1,5 @@
-//! Methods the API does not use: answered 405 with a problem document before routing, and
-//! counted under one `other` label, so that no client can grow the metrics (and the server's
+//! Methods the API does not use: answered 405 with a problem document without reaching a
+//! handler, and counted under one `other` label, so that no client can grow the metrics (and the server's
 //! memory) by sending new methods. Before, every distinct method, however long, became a
 //! series of its own: 1,000 requests with 30 KB methods grew `/metrics` to 32.5 MB.
 
@@ -55,6 +55,20 @@ fn unknown_methods_are_answered_early_and_add_no_series() {
         let request = format!("{method} /v1/ca HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert_eq!(raw_request(&server, request.as_bytes()).0, 405, "{method}");
     }
+
+    // The 405 names what the path does answer.
+    let answer = {
+        use std::io::{Read as _, Write as _};
+        let mut stream = common::raw_tls(&server.base, &server.data.join("tls-cert.pem"));
+        stream
+            .write_all(b"BREWXXXX /v1/credentials HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).to_lowercase()
+    };
+    assert!(answer.starts_with("http/1.1 405"), "{answer}");
+    assert!(answer.contains("\r\nallow: post\r\n"), "{answer}");
 
     let after = String::from_utf8(server.get("/metrics").body).unwrap();
     assert!(!after.contains("XXXX"), "a raw method reached the metrics");

@@ -78,20 +78,6 @@ fn resource(path: &str, method: Method) -> actix_web::Resource {
     }))
 }
 
-/// The answer to a method the API does not use, on any path: 405 with the methods it uses.
-/// (Extension methods get it too: RFC 9110 would allow 501, but a client's mistake is a 4xx
-/// here.)
-pub fn unknown_method() -> HttpResponse {
-    let mut response = actix_web::ResponseError::error_response(&Problem::new(
-        ProblemKind::MethodNotAllowed,
-        "this API answers GET and POST only",
-    ));
-    response
-        .headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
-    response
-}
-
 async fn not_found() -> Problem {
     Problem::not_found("no such path")
 }
