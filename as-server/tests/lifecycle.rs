@@ -126,6 +126,16 @@ fn identities_and_devices_live_their_whole_life() {
         [rotated["serial"].as_str().unwrap()]
     );
 
+    // The CRL lists the revoked serial at once, and not the current one. Fetched now, it is
+    // cached; the identity's revocation below must replace it.
+    let crl = server.get("/v1/crl");
+    let listed = |crl: &as_server::admin_client::Answer, serial: &serde_json::Value| {
+        let raw = hex::decode(serial.as_str().unwrap()).unwrap();
+        crl.body.windows(raw.len()).any(|w| w == raw.as_slice())
+    };
+    assert!(listed(&crl, &first["serial"]));
+    assert!(!listed(&crl, &rotated["serial"]));
+
     // Revoking the identity: all its current credentials, and no more enrollment.
     let revoked = body(&server.admin_post(
         "/v1/admin/identities/alice@example.com/revoke",
