@@ -1,8 +1,12 @@
 //! The Authentication Service's protocol as pure code: one definition that the server, the
 //! verifier and MLS clients share, so that they cannot disagree. No I/O, no async, no storage.
 //!
-//! Today it holds the identity rules ([`identity`]); the entry format, the signed request
-//! texts and the history rules move here next.
+//! - [`identity`]: which names the AS binds keys to;
+//! - [`entry`]: the log entry format, one strict parser and one serializer;
+//! - [`pop`]: the texts a client signs to prove possession of a key, and enrollment ids.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod entry;
 pub mod identity;
+pub mod pop;
