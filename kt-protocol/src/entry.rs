@@ -687,9 +687,7 @@ mod tests {
             let entry = LogEntry::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"));
             assert_eq!(entry.to_bytes(), text.as_bytes());
         }
-        let identity_scope = format!(
-            r#"{{"v":1,"type":"revoke","time":5,"identity":"a@b.co","serials":[],"scope":"identity","reason":"unspecified","admin":"ops"}}"#
-        );
+        let identity_scope = r#"{"v":1,"type":"revoke","time":5,"identity":"a@b.co","serials":[],"scope":"identity","reason":"unspecified","admin":"ops"}"#;
         assert!(LogEntry::parse(identity_scope.as_bytes()).is_ok());
     }
 
