@@ -12,8 +12,7 @@
 use std::path::PathBuf;
 
 use as_server::config::ServeArgs;
-use as_server::encoding::{b64, hex};
-use as_server::entry::{Binding, EntryBody, LogEntry};
+use as_server::entry::{Binding, EnrollmentId, EntryBody, LogEntry, Serial};
 use clap::Parser;
 use ed25519_dalek::SigningKey;
 use kt_log::log::Log;
@@ -76,13 +75,13 @@ fn main() {
                     time: now,
                     identity,
                     binding: Binding {
-                        serial: hex(&serial),
-                        public_key: b64(key.verifying_key().as_bytes()),
+                        serial: Serial(serial),
+                        public_key: key.verifying_key().to_bytes(),
                         not_before: now - 60,
                         not_after: now + 86_400,
-                        certificate: b64(&der),
+                        certificate: der,
                     },
-                    enrollment: hex(&Sha256Seed::of(i)),
+                    enrollment: EnrollmentId(Sha256Seed::of(i)),
                 })
                 .to_bytes()
             })

@@ -7,7 +7,7 @@
 //! order: exactly one wins. The expensive checks that need no state (proofs of possession,
 //! certificate signing) run before, in the request handlers, in parallel.
 
-use crate::entry::{Binding, EntryBody, RevocationReason, RevocationScope};
+use crate::entry::{Binding, EnrollmentId, EntryBody, RevocationReason, RevocationScope, Serial};
 use crate::problem::{Problem, ProblemKind};
 use crate::rotation::RotationBudget;
 use crate::state::{CredentialStatus, IdentityStatus, Overlay};
@@ -19,8 +19,8 @@ pub enum Action {
     Issue {
         /// For whom.
         identity: String,
-        /// Hex SHA-256 of the enrollment token presented.
-        enrollment: String,
+        /// The enrollment the token presented stands for.
+        enrollment: EnrollmentId,
         /// The credential, already built and signed.
         binding: Binding,
     },
@@ -29,7 +29,7 @@ pub enum Action {
         /// Whose.
         identity: String,
         /// The current serial.
-        replaces: String,
+        replaces: Serial,
         /// The new credential.
         binding: Binding,
     },
@@ -45,7 +45,7 @@ pub enum Action {
     /// Revoke one credential.
     RevokeCredential {
         /// Which.
-        serial: String,
+        serial: Serial,
         /// Why.
         reason: RevocationReason,
         /// Admin label.
@@ -98,7 +98,7 @@ pub fn admit(
             binding,
         } => {
             let record = view
-                .enrollment(enrollment)
+                .enrollment(&enrollment.to_hex())
                 .map_err(internal)?
                 .filter(|e| &e.identity == identity)
                 .ok_or_else(|| {
@@ -149,7 +149,7 @@ pub fn admit(
                 time: now,
                 identity: identity.clone(),
                 binding: binding.clone(),
-                enrollment: enrollment.clone(),
+                enrollment: *enrollment,
             })
         }
         Action::Rotate {
@@ -165,7 +165,7 @@ pub fn admit(
                 return Err(Problem::new(ProblemKind::IdentityRevoked, identity.clone()));
             }
             let current = view
-                .credential(replaces)
+                .credential(&replaces.to_hex())
                 .map_err(internal)?
                 .filter(|c| &c.identity == identity)
                 .ok_or_else(|| {
@@ -184,7 +184,7 @@ pub fn admit(
                 time: now,
                 identity: identity.clone(),
                 binding: binding.clone(),
-                replaces: replaces.clone(),
+                replaces: *replaces,
             })
         }
         Action::RevokeIdentity {
@@ -202,10 +202,18 @@ pub fn admit(
                     format!("{identity} is already revoked"),
                 ));
             }
+            // The state keeps serials as the hex it read them from entries in.
+            let serials = holder
+                .current
+                .iter()
+                .map(|hex| {
+                    Serial::parse_hex(hex).ok_or_else(|| internal(format!("stored serial {hex:?}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(EntryBody::Revoke {
                 time: now,
                 identity: identity.clone(),
-                serials: holder.current,
+                serials,
                 scope: RevocationScope::Identity,
                 reason: *reason,
                 admin: admin.clone(),
@@ -217,7 +225,7 @@ pub fn admit(
             admin,
         } => {
             let credential = view
-                .credential(serial)
+                .credential(&serial.to_hex())
                 .map_err(internal)?
                 .ok_or_else(|| Problem::not_found(format!("no credential {serial}")))?;
             if credential.status != CredentialStatus::Current {
@@ -229,7 +237,7 @@ pub fn admit(
             Ok(EntryBody::Revoke {
                 time: now,
                 identity: credential.identity,
-                serials: vec![serial.clone()],
+                serials: vec![*serial],
                 scope: RevocationScope::Credential,
                 reason: *reason,
                 admin: admin.clone(),
@@ -259,23 +267,24 @@ pub fn admit(
 mod tests {
     use super::*;
     use crate::problem::ProblemKind;
+    use crate::state::test_ids::{enrollment, enrollment_hex, serial};
     use crate::state::State;
 
-    fn binding(serial: &str) -> Binding {
+    fn binding(name: &str) -> Binding {
         Binding {
-            serial: serial.into(),
-            public_key: "k".into(),
+            serial: serial(name),
+            public_key: [7; 32],
             not_before: 0,
             not_after: 1_000,
-            certificate: String::new(),
+            certificate: vec![0x30, 0x00],
         }
     }
 
-    fn issue(enrollment: &str, serial: &str) -> Action {
+    fn issue(enrollment_name: &str, serial_name: &str) -> Action {
         Action::Issue {
             identity: "a@b.co".into(),
-            enrollment: enrollment.into(),
-            binding: binding(serial),
+            enrollment: enrollment(enrollment_name),
+            binding: binding(serial_name),
         }
     }
 
@@ -302,8 +311,8 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         state
             .add_enrollments(&[
-                ("e1".into(), "a@b.co".into(), 100),
-                ("e2".into(), "a@b.co".into(), 100),
+                (enrollment_hex("e1"), "a@b.co".into(), 100),
+                (enrollment_hex("e2"), "a@b.co".into(), 100),
             ])
             .unwrap()
             .unwrap();
@@ -340,7 +349,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
         state
-            .add_enrollments(&[("e1".into(), "a@b.co".into(), 100)])
+            .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), 100)])
             .unwrap()
             .unwrap();
         let mut view = state.overlay();
@@ -379,7 +388,7 @@ mod tests {
             ProblemKind::BadToken
         );
         let unknown = Action::RevokeCredential {
-            serial: "nope".into(),
+            serial: serial("nope"),
             reason: RevocationReason::Unspecified,
             admin: "admin".into(),
         };
@@ -394,7 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
         state
-            .add_enrollments(&[("e1".into(), "a@b.co".into(), 1_000)])
+            .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), 1_000)])
             .unwrap()
             .unwrap();
         let mut view = state.overlay();
@@ -403,7 +412,7 @@ mod tests {
             .unwrap();
         let rotate = |from: &str, to: &str| Action::Rotate {
             identity: "a@b.co".into(),
-            replaces: from.into(),
+            replaces: serial(from),
             binding: binding(to),
         };
         let mut index = 1;

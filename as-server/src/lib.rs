@@ -11,7 +11,8 @@
 //! - `kt_protocol::identity`, [`pop`], [`tokens`]: the rules for untrusted input (identities,
 //!   proofs of possession, enrollment and admin tokens); [`rotation`]: the rotation budget;
 //! - [`ca`]: X.509 credentials, the CA certificate and the CRL;
-//! - [`entry`]: the log entry format; [`encoding`]: base64 and hex on the wire;
+//! - [`entry`] (`kt_protocol::entry`): the log entry format; [`encoding`]: base64 and hex on
+//!   the wire;
 //! - [`state`]: the AS's view of identities and credentials, derived from the log;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //! - [`sequencer`]: the group-committing writer of the log and the state;
@@ -25,7 +26,8 @@ pub mod admission;
 pub mod ca;
 pub mod config;
 pub mod encoding;
-pub mod entry;
+/// The log entry format, from the protocol crate (one definition for server and verifiers).
+pub use kt_protocol::entry;
 pub mod logging;
 pub mod metrics;
 pub mod pop;

@@ -32,19 +32,8 @@ pub enum PopError {
 const ED25519_OID: der::oid::ObjectIdentifier =
     der::oid::ObjectIdentifier::new_unwrap("1.3.101.112");
 
-/// The text a new key signs to request a credential.
-pub fn issuance_message(identity: &str, public_key_b64: &str, enrollment_id: &str) -> String {
-    format!(
-        "kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public_key_b64}\nenrollment: {enrollment_id}\n"
-    )
-}
-
-/// The text both the current and the new key sign to rotate a credential.
-pub fn rotation_message(identity: &str, current_serial: &str, new_key_b64: &str) -> String {
-    format!(
-        "kt-as/v1 credential-rotation\nidentity: {identity}\nserial: {current_serial}\npublic-key: {new_key_b64}\n"
-    )
-}
+// The signed texts are the protocol's: one definition for the server and every client.
+pub use kt_protocol::pop::{issuance_message, rotation_message};
 
 /// Parses a raw 32-byte Ed25519 public key, rejecting invalid and small-order points.
 pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, PopError> {
@@ -118,10 +107,18 @@ mod tests {
     fn signatures_bind_the_message() {
         let key = SigningKey::from_bytes(&[3u8; 32]);
         let public = key.verifying_key();
-        let message = issuance_message("a@b.co", &key_b64(&public), "00");
+        let message = issuance_message(
+            "a@b.co",
+            &key_b64(&public),
+            &crate::entry::EnrollmentId([0; 32]),
+        );
         let signature = key.sign(message.as_bytes()).to_bytes();
         assert_eq!(verify(&public, &message, &signature), Ok(()));
-        let other = issuance_message("c@b.co", &key_b64(&public), "00");
+        let other = issuance_message(
+            "c@b.co",
+            &key_b64(&public),
+            &crate::entry::EnrollmentId([0; 32]),
+        );
         assert_eq!(
             verify(&public, &other, &signature),
             Err(PopError::BadSignature)

@@ -489,12 +489,14 @@ impl Overlay<'_> {
                 ..
             } => {
                 self.add_credential(index, &identity_name, binding);
-                if !identity.current.contains(&binding.serial) {
-                    identity.current.push(binding.serial.clone());
+                let serial = binding.serial.to_hex();
+                if !identity.current.contains(&serial) {
+                    identity.current.push(serial.clone());
                 }
-                if let Some(mut record) = self.enrollment(enrollment)? {
-                    record.used_by = Some(binding.serial.clone());
-                    self.put(enrollment_key(enrollment), &record);
+                let enrollment = enrollment.to_hex();
+                if let Some(mut record) = self.enrollment(&enrollment)? {
+                    record.used_by = Some(serial);
+                    self.put(enrollment_key(&enrollment), &record);
                 }
             }
             EntryBody::Rotate {
@@ -505,10 +507,12 @@ impl Overlay<'_> {
             } => {
                 crate::rotation::record(&mut identity.recent_rotations, *time);
                 self.add_credential(index, &identity_name, binding);
-                self.set_credential_status(replaces, CredentialStatus::Superseded)?;
-                identity.current.retain(|s| s != replaces);
-                if !identity.current.contains(&binding.serial) {
-                    identity.current.push(binding.serial.clone());
+                let replaces = replaces.to_hex();
+                self.set_credential_status(&replaces, CredentialStatus::Superseded)?;
+                identity.current.retain(|s| *s != replaces);
+                let serial = binding.serial.to_hex();
+                if !identity.current.contains(&serial) {
+                    identity.current.push(serial);
                 }
             }
             EntryBody::Revoke {
@@ -519,7 +523,8 @@ impl Overlay<'_> {
                 ..
             } => {
                 self.put(LAST_REVOCATION_KEY.to_vec(), &index);
-                for serial in serials {
+                let serials: Vec<String> = serials.iter().map(|s| s.to_hex()).collect();
+                for serial in &serials {
                     self.set_credential_status(serial, CredentialStatus::Revoked)?;
                     self.put(
                         revocation_key(serial),
@@ -545,13 +550,13 @@ impl Overlay<'_> {
     fn add_credential(&mut self, index: u64, identity: &str, binding: &crate::entry::Binding) {
         let record = CredentialRecord {
             identity: identity.to_owned(),
-            public_key: binding.public_key.clone(),
+            public_key: binding.public_key_b64(),
             not_before: binding.not_before,
             not_after: binding.not_after,
             log_index: index,
             status: CredentialStatus::Current,
         };
-        self.put(credential_key(&binding.serial), &record);
+        self.put(credential_key(&binding.serial.to_hex()), &record);
     }
 
     fn set_credential_status(
@@ -579,23 +584,58 @@ impl Overlay<'_> {
     }
 }
 
+/// Serials and enrollment ids named by a word, for tests: `serial("s1")`.
+#[cfg(test)]
+pub(crate) mod test_ids {
+    use crate::entry::{EnrollmentId, Serial};
+
+    fn bytes<const N: usize>(name: &str) -> [u8; N] {
+        let mut out = [0u8; N];
+        for (i, b) in name.bytes().enumerate().take(N) {
+            out[i] = b;
+        }
+        out
+    }
+
+    /// The serial named `name`.
+    pub(crate) fn serial(name: &str) -> Serial {
+        Serial(bytes(name))
+    }
+
+    /// Its hex, as the state keys it.
+    pub(crate) fn serial_hex(name: &str) -> String {
+        serial(name).to_hex()
+    }
+
+    /// The enrollment named `name`.
+    pub(crate) fn enrollment(name: &str) -> EnrollmentId {
+        EnrollmentId(bytes(name))
+    }
+
+    /// Its hex, as the state keys it.
+    pub(crate) fn enrollment_hex(name: &str) -> String {
+        enrollment(name).to_hex()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_ids::{enrollment, enrollment_hex, serial, serial_hex};
     use super::*;
     use crate::entry::Binding;
 
-    fn issue(identity: &str, serial: &str, enrollment: &str) -> LogEntry {
+    fn issue(identity: &str, name: &str, enrollment_name: &str) -> LogEntry {
         LogEntry::new(EntryBody::Issue {
             time: 1,
             identity: identity.into(),
             binding: Binding {
-                serial: serial.into(),
-                public_key: "k".into(),
+                serial: serial(name),
+                public_key: [7; 32],
                 not_before: 0,
                 not_after: 10,
-                certificate: String::new(),
+                certificate: vec![0x30, 0x00],
             },
-            enrollment: enrollment.into(),
+            enrollment: self::enrollment(enrollment_name),
         })
     }
 
@@ -604,7 +644,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
         state
-            .add_enrollments(&[("e1".into(), "a@b.co".into(), 100)])
+            .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), 100)])
             .unwrap()
             .unwrap();
         let mut overlay = state.overlay();
@@ -613,12 +653,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             overlay
-                .enrollment("e1")
+                .enrollment(&enrollment_hex("e1"))
                 .unwrap()
                 .unwrap()
                 .used_by
                 .as_deref(),
-            Some("s1")
+            Some(serial_hex("s1").as_str())
         );
         overlay
             .apply_entry(
@@ -626,7 +666,7 @@ mod tests {
                 &LogEntry::new(EntryBody::Revoke {
                     time: 2,
                     identity: "a@b.co".into(),
-                    serials: vec!["s1".into()],
+                    serials: vec![serial("s1")],
                     scope: RevocationScope::Identity,
                     reason: RevocationReason::KeyCompromise,
                     admin: "admin".into(),
@@ -634,7 +674,7 @@ mod tests {
             )
             .unwrap();
         // Nothing is visible in the store before the commit.
-        assert_eq!(state.credential("s1").unwrap(), None);
+        assert_eq!(state.credential(&serial_hex("s1")).unwrap(), None);
         overlay.commit(2).unwrap();
         assert_eq!(state.applied().unwrap(), 2);
         let identity = state.identity("a@b.co").unwrap().unwrap();
@@ -642,7 +682,7 @@ mod tests {
         assert_eq!(identity.epoch, 1);
         assert!(identity.current.is_empty());
         assert_eq!(
-            state.credential("s1").unwrap().unwrap().status,
+            state.credential(&serial_hex("s1")).unwrap().unwrap().status,
             CredentialStatus::Revoked
         );
         assert_eq!(state.revocations().unwrap().len(), 1);
@@ -651,20 +691,20 @@ mod tests {
         assert_eq!(
             state
                 .add_enrollments(&[
-                    ("e2".into(), "new@b.co".into(), 100),
-                    ("e3".into(), "a@b.co".into(), 100)
+                    (enrollment_hex("e2"), "new@b.co".into(), 100),
+                    (enrollment_hex("e3"), "a@b.co".into(), 100)
                 ])
                 .unwrap(),
             Err("a@b.co".to_string())
         );
         assert_eq!(state.identity("new@b.co").unwrap(), None);
-        assert_eq!(state.enrollment("e2").unwrap(), None);
+        assert_eq!(state.enrollment(&enrollment_hex("e2")).unwrap(), None);
         // A set of new and known identities gets records for the new ones, and each
         // enrollment carries its identity's epoch.
         state
             .add_enrollments(&[
-                ("e4".into(), "new@b.co".into(), 100),
-                ("e5".into(), "new@b.co".into(), 100),
+                (enrollment_hex("e4"), "new@b.co".into(), 100),
+                (enrollment_hex("e5"), "new@b.co".into(), 100),
             ])
             .unwrap()
             .unwrap();
@@ -672,7 +712,14 @@ mod tests {
             state.identity("new@b.co").unwrap().unwrap().status,
             IdentityStatus::Active
         );
-        assert_eq!(state.enrollment("e5").unwrap().unwrap().epoch, 0);
+        assert_eq!(
+            state
+                .enrollment(&enrollment_hex("e5"))
+                .unwrap()
+                .unwrap()
+                .epoch,
+            0
+        );
     }
 
     #[test]
@@ -681,27 +728,27 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         state
             .tree
-            .insert(credential_key("bad"), b"not json".as_slice())
+            .insert(credential_key(&serial_hex("bad")), b"not json".as_slice())
             .unwrap();
         let mut overlay = state.overlay();
         let rotate = LogEntry::new(EntryBody::Rotate {
             time: 1,
             identity: "a@b.co".into(),
             binding: Binding {
-                serial: "new".into(),
-                public_key: "k".into(),
+                serial: serial("new"),
+                public_key: [7; 32],
                 not_before: 0,
                 not_after: 10,
-                certificate: String::new(),
+                certificate: vec![0x30, 0x00],
             },
-            replaces: "bad".into(),
+            replaces: serial("bad"),
         });
         // The new credential is written before the corrupt one is read: the failure undoes it.
         assert!(overlay.apply_entry(0, &rotate).is_err());
-        assert_eq!(overlay.credential("new").unwrap(), None);
+        assert_eq!(overlay.credential(&serial_hex("new")).unwrap(), None);
         assert_eq!(overlay.identity("a@b.co").unwrap(), None);
         overlay.apply_entry(0, &issue("a@b.co", "s1", "e")).unwrap();
-        assert!(overlay.credential("s1").unwrap().is_some());
+        assert!(overlay.credential(&serial_hex("s1")).unwrap().is_some());
     }
 
     #[test]
@@ -721,7 +768,7 @@ mod tests {
         assert_eq!(applied, 1);
         assert_eq!(
             state.identity("a@b.co").unwrap().unwrap().current,
-            ["s1", "s2"]
+            [serial_hex("s1"), serial_hex("s2")]
         );
         assert!(state.catch_up(3, |_| Ok(b"not json".to_vec())).is_err());
     }

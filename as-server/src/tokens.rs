@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::encoding::{from_hex, hex};
+use crate::encoding::from_hex;
 
 /// Makes a new random token.
 pub fn generate_token() -> std::io::Result<String> {
@@ -24,11 +24,6 @@ pub fn generate_token() -> std::io::Result<String> {
 /// SHA-256 of the token's ASCII bytes.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Lowercase hex of [`token_hash`]: an enrollment's id in the state and in the log.
-pub fn enrollment_id(token: &str) -> String {
-    hex(&token_hash(token))
 }
 
 /// One admin token as stored: a label (named in the log entries of its actions) and a hash.
@@ -76,6 +71,7 @@ impl AdminTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::hex;
 
     #[test]
     fn tokens_are_random_and_checked_by_hash() {

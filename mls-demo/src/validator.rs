@@ -333,7 +333,6 @@ impl AsValidator {
             "revoked" => return Err(Refusal::Revoked),
             other => return Err(Refusal::Malformed(format!("unknown status {other:?}"))),
         }
-        let key_b64 = B64.encode(key);
         let credentials = json["credentials"]
             .as_array()
             .ok_or_else(|| malformed("credentials is not an array"))?;
@@ -363,37 +362,33 @@ impl AsValidator {
                 ))
             })?;
 
-        let logged: Value = serde_json::from_slice(&entry)
-            .map_err(|_| Refusal::BadProof("logged entry is not JSON".into()))?;
-        let entry_type = logged["type"].as_str().unwrap_or_default().to_owned();
-        let bad = |why: &str| Err(Refusal::BadProof(format!("logged entry {log_index} {why}")));
-        if logged["v"].as_u64() != Some(1) || !matches!(entry_type.as_str(), "issue" | "rotate") {
-            return bad("is not a v1 issue or rotate entry");
+        // The protocol's one strict parser: exactly the schema's fields, in canonical form.
+        let bad = |why: String| Err(Refusal::BadProof(format!("logged entry {log_index} {why}")));
+        let logged = match kt_protocol::entry::LogEntry::parse(&entry) {
+            Ok(logged) => logged,
+            Err(e) => return bad(format!("does not parse: {e}")),
+        };
+        let entry_type = logged.body.kind().to_owned();
+        let Some(binding) = logged.body.binding() else {
+            return bad("is not an issue or rotate entry".into());
+        };
+        if logged.body.identity() != identity {
+            return bad("is for another identity".into());
         }
-        if logged["identity"].as_str() != Some(identity) {
-            return bad("is for another identity");
-        }
-        if logged["public_key"].as_str() != Some(key_b64.as_str()) {
-            return bad("binds another key");
+        if binding.public_key != key {
+            return bad("binds another key".into());
         }
         let serial = str_field(credential, "serial")?;
-        if logged["serial"].as_str() != Some(serial) {
-            return bad("has another serial");
+        if binding.serial.to_hex() != serial {
+            return bad("has another serial".into());
         }
-        let Some(certificate_der) = logged["certificate"]
-            .as_str()
-            .and_then(|c| B64.decode(c).ok())
-        else {
-            return bad("has no certificate");
-        };
+        let certificate_der = binding.certificate.clone();
         if pem_to_der(str_field(credential, "certificate")?).as_deref()
             != Some(&certificate_der[..])
         {
-            return bad("logs another certificate than the one served");
+            return bad("logs another certificate than the one served".into());
         }
-        let Some(not_after) = logged["not_after"].as_u64() else {
-            return bad("has no not_after");
-        };
+        let not_after = binding.not_after;
         if not_after <= now() {
             return Err(Refusal::Expired { not_after });
         }

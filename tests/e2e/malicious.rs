@@ -330,7 +330,7 @@ fn a_split_view_of_one_size_is_exposed_by_compare() {
 
 #[test]
 fn entries_that_break_the_rules_fail_the_audit_at_their_indexes() {
-    use as_server::entry::{EntryBody, LogEntry, RevocationReason, RevocationScope};
+    use as_server::entry::{EntryBody, LogEntry, RevocationReason, RevocationScope, Serial};
 
     let mut h = Honest::start();
     let auditor = h.party("auditor");
@@ -352,7 +352,7 @@ fn entries_that_break_the_rules_fail_the_audit_at_their_indexes() {
         let revoke = LogEntry::new(EntryBody::Revoke {
             time: now,
             identity: ALICE.into(),
-            serials: vec![bob_serial.clone()],
+            serials: vec![Serial::parse_hex(&bob_serial).unwrap()],
             scope: RevocationScope::Credential,
             reason: RevocationReason::KeyCompromise,
             admin: "admin".into(),
@@ -372,7 +372,7 @@ fn entries_that_break_the_rules_fail_the_audit_at_their_indexes() {
             time,
             identity,
             binding,
-            replaces: bob_serial.clone(),
+            replaces: Serial::parse_hex(&bob_serial).unwrap(),
         });
         // 5: a certificate from a CA nobody trusts.
         let other = as_server::ca::Ca::generate("Shadow CA", now, 86_400).unwrap();

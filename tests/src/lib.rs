@@ -18,7 +18,7 @@ use std::sync::Arc;
 use as_server::admin_client::{Answer, HttpsClient};
 use as_server::ca::{random_serial, Ca};
 use as_server::encoding::hex;
-use as_server::entry::{Binding, EntryBody, LogEntry};
+use as_server::entry::{Binding, EntryBody, LogEntry, Serial};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
@@ -1023,13 +1023,13 @@ impl EvilAs {
             time: now,
             identity: identity.to_owned(),
             binding: Binding {
-                serial: hex(serial),
-                public_key: key_b64(key),
+                serial: Serial(*serial),
+                public_key: key.to_bytes(),
                 not_before: now,
                 not_after: now + 86_400,
-                certificate: B64.encode(&der),
+                certificate: der.clone(),
             },
-            enrollment: enrollment_id(&hex(serial)),
+            enrollment: kt_protocol::pop::enrollment_id(&hex(serial)),
         });
         (entry, der, hex(serial))
     }

@@ -1,17 +1,12 @@
-//! Log entries (docs/api.md, "Log entries"): strict parsing of the exact bytes the log serves.
+//! Log entries (docs/api.md, "Log entries") as the verifier uses them.
 //!
-//! Guarantees of [`parse_entry`]: it returns an [`Entry`] only if the bytes are one JSON object
-//! with exactly the fields its `type` requires (no unknown or duplicate fields), `v` is 1, the
-//! identity follows the identity rules, serials are lowercase hex, keys are 32 bytes of
-//! standard base64, the certificate is non-empty base64 DER, and the enumerations (`scope`,
-//! `reason`) hold known values. It does not check the certificate against the CA or against
-//! the other fields: [`Binding::check_certificate`] does that.
+//! [`parse_entry`] is `kt_protocol::entry::LogEntry::parse`, the protocol's one strict parser
+//! (its guarantees: exactly the schema's fields and values, and the canonical byte form),
+//! turned into the verifier's view: serials also as normalised bytes to compare with
+//! certificates. It does not check the certificate against the CA or against the other
+//! fields: [`Binding::check_certificate`] does that.
 
-use std::borrow::Cow;
-
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use serde::Deserialize;
+use kt_protocol::entry::{EntryBody, LogEntry, Serial};
 use thiserror::Error;
 
 use crate::credential::{self, CertFacts, CredentialError};
@@ -21,17 +16,9 @@ use crate::trust::Ca;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub(crate) enum EntryError {
-    /// Not JSON of the entry shape (unknown, missing, duplicate or mistyped field).
-    #[error("entry is not valid JSON of the schema: {0}")]
-    Json(String),
-    /// A field has a value the schema does not allow.
-    #[error("entry field {field}: {reason}")]
-    Field {
-        /// The field name.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    /// Not an entry of the protocol's format (see `kt_protocol::entry::EntryError`).
+    #[error(transparent)]
+    Format(#[from] kt_protocol::entry::EntryError),
     /// The certificate does not verify or does not say what the entry says.
     #[error("entry certificate: {0}")]
     Certificate(#[from] CredentialError),
@@ -41,41 +28,6 @@ pub(crate) enum EntryError {
         /// The field that differs.
         field: &'static str,
     },
-}
-
-/// Every field any entry type may have, as they appear in the JSON. Borrowed when possible:
-/// the audit parses every entry of the log.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEntry<'a> {
-    v: u64,
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    time: u64,
-    #[serde(borrow)]
-    identity: Cow<'a, str>,
-    #[serde(borrow, default)]
-    serial: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    public_key: Option<Cow<'a, str>>,
-    #[serde(default)]
-    not_before: Option<u64>,
-    #[serde(default)]
-    not_after: Option<u64>,
-    #[serde(borrow, default)]
-    certificate: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    enrollment: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    replaces: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    serials: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow, default)]
-    scope: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reason: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    admin: Option<Cow<'a, str>>,
 }
 
 /// A parsed, schema-checked log entry.
@@ -205,16 +157,6 @@ pub(crate) struct Enable {
     pub(crate) admin: String,
 }
 
-/// The RFC 5280 reasons an entry may name.
-const REASONS: [&str; 6] = [
-    "unspecified",
-    "keyCompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-];
-
 /// Whether `identity` follows the identity syntax every logged identity follows
 /// ([`kt_protocol::identity::check_syntax`], docs/api.md "Identities"): the one rule the
 /// server enrolls by, so an entry that breaks it cannot come from an honest AS.
@@ -222,189 +164,79 @@ pub(crate) fn is_valid_identity(identity: &str) -> bool {
     kt_protocol::identity::check_syntax(identity).is_ok()
 }
 
-fn need<T>(value: Option<T>, field: &'static str) -> Result<T, EntryError> {
-    value.ok_or(EntryError::Field {
-        field,
-        reason: "missing",
+/// A serial as normalised bytes (leading zeros dropped, as certificates compare) and its hex.
+fn serial_pair(serial: &Serial) -> (Vec<u8>, String) {
+    (
+        credential::normalize_serial(&serial.0).to_vec(),
+        serial.to_hex(),
+    )
+}
+
+/// Parses one entry with the protocol's parser (see the module doc).
+pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
+    let entry = LogEntry::parse(bytes)?;
+    Ok(match entry.body {
+        EntryBody::Issue {
+            time,
+            identity,
+            binding,
+            ..
+        } => Entry::Issue(verifier_binding(time, identity, binding, None)),
+        EntryBody::Rotate {
+            time,
+            identity,
+            binding,
+            replaces,
+        } => Entry::Rotate(verifier_binding(
+            time,
+            identity,
+            binding,
+            Some(serial_pair(&replaces)),
+        )),
+        EntryBody::Revoke {
+            time,
+            identity,
+            serials,
+            scope,
+            reason,
+            admin,
+        } => Entry::Revoke(Revoke {
+            time,
+            identity,
+            serials: serials.iter().map(serial_pair).collect(),
+            scope: scope.name().to_owned(),
+            reason: reason.name().to_owned(),
+            admin,
+        }),
+        EntryBody::Enable {
+            time,
+            identity,
+            admin,
+        } => Entry::Enable(Enable {
+            time,
+            identity,
+            admin,
+        }),
     })
 }
 
-fn absent<T>(value: &Option<T>, field: &'static str) -> Result<(), EntryError> {
-    match value {
-        Some(_) => Err(EntryError::Field {
-            field,
-            reason: "not allowed for this entry type",
-        }),
-        None => Ok(()),
-    }
-}
-
-fn serial(text: &str, field: &'static str) -> Result<(Vec<u8>, String), EntryError> {
-    let bytes = credential::parse_serial_hex(text).ok_or(EntryError::Field {
-        field,
-        reason: "not a lowercase hex serial",
-    })?;
-    Ok((bytes, text.to_owned()))
-}
-
-/// Parses and schema-checks one entry (see the module guarantees).
-pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
-    let raw: RawEntry<'_> =
-        serde_json::from_slice(bytes).map_err(|e| EntryError::Json(e.to_string()))?;
-    if raw.v != 1 {
-        return Err(EntryError::Field {
-            field: "v",
-            reason: "must be 1",
-        });
-    }
-    if !is_valid_identity(&raw.identity) {
-        return Err(EntryError::Field {
-            field: "identity",
-            reason: "not a valid identity",
-        });
-    }
-    let identity = raw.identity.into_owned();
-    match &*raw.kind {
-        "issue" | "rotate" => {
-            absent(&raw.serials, "serials")?;
-            absent(&raw.scope, "scope")?;
-            absent(&raw.reason, "reason")?;
-            absent(&raw.admin, "admin")?;
-            let replaces = if raw.kind == "issue" {
-                absent(&raw.replaces, "replaces")?;
-                let enrollment = need(raw.enrollment, "enrollment")?;
-                if enrollment.len() != 64 || credential::decode_lower_hex(&enrollment).is_none() {
-                    return Err(EntryError::Field {
-                        field: "enrollment",
-                        reason: "not 64 lowercase hex digits",
-                    });
-                }
-                None
-            } else {
-                absent(&raw.enrollment, "enrollment")?;
-                Some(serial(&need(raw.replaces, "replaces")?, "replaces")?)
-            };
-            let (serial_bytes, serial_hex) = serial(&need(raw.serial, "serial")?, "serial")?;
-            let public_key = B64
-                .decode(&*need(raw.public_key, "public_key")?)
-                .ok()
-                .and_then(|k| <[u8; 32]>::try_from(k).ok())
-                .ok_or(EntryError::Field {
-                    field: "public_key",
-                    reason: "not base64 of 32 bytes",
-                })?;
-            let certificate = B64
-                .decode(&*need(raw.certificate, "certificate")?)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or(EntryError::Field {
-                    field: "certificate",
-                    reason: "not base64 DER",
-                })?;
-            let not_before = need(raw.not_before, "not_before")?;
-            let not_after = need(raw.not_after, "not_after")?;
-            if not_after < not_before {
-                return Err(EntryError::Field {
-                    field: "not_after",
-                    reason: "before not_before",
-                });
-            }
-            let binding = Binding {
-                time: raw.time,
-                identity,
-                serial_hex,
-                serial: serial_bytes,
-                public_key,
-                not_before,
-                not_after,
-                certificate,
-                replaces,
-            };
-            Ok(if raw.kind == "issue" {
-                Entry::Issue(binding)
-            } else {
-                Entry::Rotate(binding)
-            })
-        }
-        "revoke" => {
-            for (present, field) in [
-                (raw.serial.is_some(), "serial"),
-                (raw.public_key.is_some(), "public_key"),
-                (raw.not_before.is_some(), "not_before"),
-                (raw.not_after.is_some(), "not_after"),
-                (raw.certificate.is_some(), "certificate"),
-                (raw.enrollment.is_some(), "enrollment"),
-                (raw.replaces.is_some(), "replaces"),
-            ] {
-                if present {
-                    absent(&Some(()), field)?;
-                }
-            }
-            let serials = need(raw.serials, "serials")?
-                .iter()
-                .map(|s| serial(s, "serials"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let scope = need(raw.scope, "scope")?.into_owned();
-            match scope.as_str() {
-                "identity" => {}
-                "credential" if serials.len() == 1 => {}
-                "credential" => {
-                    return Err(EntryError::Field {
-                        field: "serials",
-                        reason: "scope credential names exactly one serial",
-                    })
-                }
-                _ => {
-                    return Err(EntryError::Field {
-                        field: "scope",
-                        reason: "not credential or identity",
-                    })
-                }
-            }
-            let reason = need(raw.reason, "reason")?.into_owned();
-            if !REASONS.contains(&reason.as_str()) {
-                return Err(EntryError::Field {
-                    field: "reason",
-                    reason: "not an RFC 5280 reason this log uses",
-                });
-            }
-            let admin = need(raw.admin, "admin")?.into_owned();
-            Ok(Entry::Revoke(Revoke {
-                time: raw.time,
-                identity,
-                serials,
-                scope,
-                reason,
-                admin,
-            }))
-        }
-        "enable" => {
-            for (present, field) in [
-                (raw.serial.is_some(), "serial"),
-                (raw.public_key.is_some(), "public_key"),
-                (raw.not_before.is_some(), "not_before"),
-                (raw.not_after.is_some(), "not_after"),
-                (raw.certificate.is_some(), "certificate"),
-                (raw.enrollment.is_some(), "enrollment"),
-                (raw.replaces.is_some(), "replaces"),
-                (raw.serials.is_some(), "serials"),
-                (raw.scope.is_some(), "scope"),
-                (raw.reason.is_some(), "reason"),
-            ] {
-                if present {
-                    absent(&Some(()), field)?;
-                }
-            }
-            Ok(Entry::Enable(Enable {
-                time: raw.time,
-                identity,
-                admin: need(raw.admin, "admin")?.into_owned(),
-            }))
-        }
-        _ => Err(EntryError::Field {
-            field: "type",
-            reason: "not issue, rotate, revoke or enable",
-        }),
+fn verifier_binding(
+    time: u64,
+    identity: String,
+    binding: kt_protocol::entry::Binding,
+    replaces: Option<(Vec<u8>, String)>,
+) -> Binding {
+    let (serial, serial_hex) = serial_pair(&binding.serial);
+    Binding {
+        time,
+        identity,
+        serial_hex,
+        serial,
+        public_key: binding.public_key,
+        not_before: binding.not_before,
+        not_after: binding.not_after,
+        certificate: binding.certificate,
+        replaces,
     }
 }
 
@@ -413,10 +245,13 @@ mod tests {
     use super::*;
 
     const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    /// A serial with leading zero bytes, which the verifier's view drops.
+    const S: &str = "00000000000000000000000000000a0b";
+    const T: &str = "0000000000000000000000000000000b";
 
     fn issue() -> String {
         format!(
-            r#"{{"v":1,"type":"issue","time":5,"identity":"alice@example.com","serial":"0a0b","public_key":"{KEY}","not_before":1,"not_after":2,"certificate":"MAA=","enrollment":"{}"}}"#,
+            r#"{{"v":1,"type":"issue","time":5,"identity":"alice@example.com","serial":"{S}","public_key":"{KEY}","not_before":1,"not_after":2,"certificate":"MAA=","enrollment":"{}"}}"#,
             "ab".repeat(32)
         )
     }
@@ -428,18 +263,22 @@ mod tests {
             Ok(Entry::Issue(_))
         ));
         let rotate = format!(
-            r#"{{"v":1,"type":"rotate","time":5,"identity":"a@b.c","serial":"0a","public_key":"{KEY}","not_before":1,"not_after":2,"certificate":"MAA=","replaces":"0b"}}"#
+            r#"{{"v":1,"type":"rotate","time":5,"identity":"a@b.co","serial":"{S}","public_key":"{KEY}","not_before":1,"not_after":2,"certificate":"MAA=","replaces":"{T}"}}"#
         );
-        assert!(matches!(
-            parse_entry(rotate.as_bytes()),
-            Ok(Entry::Rotate(_))
-        ));
-        let revoke = r#"{"v":1,"type":"revoke","time":5,"identity":"a@b.c","serials":[],"scope":"identity","reason":"keyCompromise","admin":"ops"}"#;
+        match parse_entry(rotate.as_bytes()) {
+            Ok(Entry::Rotate(binding)) => {
+                assert_eq!(binding.serial, [0x0a, 0x0b]);
+                assert_eq!(binding.serial_hex, S);
+                assert_eq!(binding.replaces, Some((vec![0x0b], T.to_owned())));
+            }
+            other => panic!("{other:?}"),
+        }
+        let revoke = r#"{"v":1,"type":"revoke","time":5,"identity":"a@b.co","serials":[],"scope":"identity","reason":"keyCompromise","admin":"ops"}"#;
         assert!(matches!(
             parse_entry(revoke.as_bytes()),
             Ok(Entry::Revoke(_))
         ));
-        let enable = r#"{"v":1,"type":"enable","time":5,"identity":"a@b.c","admin":"ops"}"#;
+        let enable = r#"{"v":1,"type":"enable","time":5,"identity":"a@b.co","admin":"ops"}"#;
         assert!(matches!(
             parse_entry(enable.as_bytes()),
             Ok(Entry::Enable(_))
@@ -452,7 +291,8 @@ mod tests {
         for bad in [
             good.replace(r#""v":1"#, r#""v":2"#),
             good.replace("alice@example.com", "Alice@example.com"),
-            good.replace(r#""serial":"0a0b""#, r#""serial":"0A0B""#),
+            good.replace(S, &S.to_uppercase()),
+            good.replace(S, "0a0b"),
             good.replace(r#","enrollment""#, r#","replaces":"0a","enrollment""#),
             good.replace(r#""time":5"#, r#""time":5,"extra":1"#),
             good.replace(r#""time":5"#, r#""time":5,"time":6"#),
@@ -463,8 +303,15 @@ mod tests {
         ] {
             assert!(parse_entry(bad.as_bytes()).is_err(), "{bad}");
         }
-        let revoke = r#"{"v":1,"type":"revoke","time":5,"identity":"a@b.c","serials":[],"scope":"credential","reason":"keyCompromise","admin":"ops"}"#;
+        let revoke = r#"{"v":1,"type":"revoke","time":5,"identity":"a@b.co","serials":[],"scope":"credential","reason":"keyCompromise","admin":"ops"}"#;
         assert!(parse_entry(revoke.as_bytes()).is_err());
+        // Another byte form of a valid entry is refused too.
+        assert!(matches!(
+            parse_entry(format!("{good} ").as_bytes()),
+            Err(EntryError::Format(
+                kt_protocol::entry::EntryError::NotCanonical
+            ))
+        ));
     }
 
     #[test]

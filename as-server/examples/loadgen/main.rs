@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use as_server::admin_client::HttpsClient;
 use as_server::pop::issuance_message;
-use as_server::tokens::enrollment_id;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use clap::Parser;
 use ed25519_dalek::{Signer as _, SigningKey};
+use kt_protocol::pop::enrollment_id;
 use test_support::ServerProcess;
 
 #[derive(Parser)]

@@ -13,8 +13,9 @@ use crate::entry::{EntryBody, RevocationReason};
 use crate::problem::{Problem, ProblemKind};
 use crate::sequencer::{Action, Committed};
 use crate::server::AppState;
-use crate::tokens::{enrollment_id, generate_token};
+use crate::tokens::generate_token;
 use crate::unix_now;
+use kt_protocol::pop::enrollment_id;
 
 /// Most identities in one enrollment request.
 pub const MAX_ENROLLMENTS: usize = 100_000;
@@ -84,7 +85,7 @@ pub async fn enroll(
     let mut records = Vec::with_capacity(request.identities.len());
     for identity in request.identities {
         let token = generate_token().map_err(Problem::internal)?;
-        records.push((enrollment_id(&token), identity.clone(), expires_at));
+        records.push((enrollment_id(&token).to_hex(), identity.clone(), expires_at));
         enrollments.push(Enrollment {
             identity,
             token,
@@ -138,7 +139,10 @@ fn revocation_answer(app: &AppState, committed: &Committed) -> Result<HttpRespon
     let (identity, revoked) = match &committed.body {
         EntryBody::Revoke {
             identity, serials, ..
-        } => (identity.clone(), serials.clone()),
+        } => (
+            identity.clone(),
+            serials.iter().map(|s| s.to_hex()).collect(),
+        ),
         _ => return Err(Problem::internal("a revocation committed as another entry")),
     };
     Ok(json(
@@ -190,8 +194,7 @@ pub async fn revoke_credential(
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     let admin = require_admin(&req, &app)?;
-    let serial = serial.into_inner();
-    check_serial(&serial)?;
+    let serial = check_serial(&serial.into_inner())?;
     revoke(&app, payload, |reason| Action::RevokeCredential {
         serial,
         reason,

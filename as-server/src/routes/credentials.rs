@@ -10,15 +10,15 @@ use super::{
 };
 use crate::admission::rotation_refused;
 use crate::ca::cert_pem;
-use crate::encoding::{b64, from_b64, hex};
-use crate::entry::Binding;
+use crate::encoding::{b64, from_b64};
+use crate::entry::{Binding, Serial};
 use crate::pop::{self, PopError};
 use crate::problem::{Problem, ProblemKind};
 use crate::sequencer::{Action, Committed};
 use crate::server::AppState;
 use crate::state::CredentialStatus;
-use crate::tokens::enrollment_id;
 use crate::unix_now;
+use kt_protocol::pop::enrollment_id;
 
 /// Credentials start this long before they are issued, for clients whose clocks lag.
 const BACKDATE: u64 = 60;
@@ -92,11 +92,11 @@ fn build_binding(app: &AppState, identity: &str, key: &VerifyingKey) -> Result<B
         .issue(identity, key, &serial, not_before, not_after)
         .map_err(Problem::internal)?;
     Ok(Binding {
-        serial: hex(&serial),
-        public_key: b64(key.as_bytes()),
+        serial: Serial(serial),
+        public_key: key.to_bytes(),
         not_before,
         not_after,
-        certificate: b64(&der),
+        certificate: der,
     })
 }
 
@@ -107,17 +107,16 @@ fn credential_answer(
     replaces: Option<String>,
     committed: &Committed,
 ) -> Result<HttpResponse, Problem> {
-    let der = from_b64(&binding.certificate).unwrap_or_default();
     Ok(json(
         StatusCode::CREATED,
         &CredentialResponse {
             identity,
-            serial: binding.serial,
-            certificate: cert_pem(&der),
+            serial: binding.serial.to_hex(),
+            certificate: cert_pem(&binding.certificate),
             chain: vec![app.ca.cert_pem().to_owned()],
             not_before: binding.not_before,
             not_after: binding.not_after,
-            public_key: binding.public_key,
+            public_key: binding.public_key_b64(),
             replaces,
             logged: logged_entry(app, committed)?,
         },
@@ -142,7 +141,7 @@ pub async fn issue(
     // so a client without a token costs one lookup. The sequencer decides for good.
     match app
         .state
-        .enrollment(&enrollment)
+        .enrollment(&enrollment.to_hex())
         .map_err(Problem::internal)?
     {
         Some(record) if record.identity == request.identity => {
@@ -195,7 +194,7 @@ pub async fn rotate(
 ) -> Result<HttpResponse, Problem> {
     let request: RotateRequest = read_json(&app, payload, SMALL_BODY).await?;
     check_identity(&request.identity)?;
-    check_serial(&request.serial)?;
+    let replaces = check_serial(&request.serial)?;
     let current = app
         .state
         .credential(&request.serial)
@@ -225,8 +224,7 @@ pub async fn rotate(
             "the new key must differ from the current one",
         ));
     }
-    let message =
-        pop::rotation_message(&request.identity, &request.serial, &b64(new_key.as_bytes()));
+    let message = pop::rotation_message(&request.identity, &replaces, &b64(new_key.as_bytes()));
     let signature_current = decode_b64("signature_current", &request.signature_current)?;
     let signature_new = decode_b64("signature_new", &request.signature_new)?;
     pop::verify(&current_key, &message, &signature_current).map_err(pop_problem)?;
@@ -248,7 +246,7 @@ pub async fn rotate(
         .sequencer
         .submit(Action::Rotate {
             identity: request.identity.clone(),
-            replaces: request.serial.clone(),
+            replaces,
             binding: binding.clone(),
         })
         .await?;

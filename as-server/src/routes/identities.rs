@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{check_identity, json};
 use crate::ca::cert_pem;
-use crate::encoding::{b64, from_b64, proof_b64};
+use crate::encoding::{b64, proof_b64};
 use crate::entry::{EntryBody, LogEntry};
 use crate::problem::Problem;
 use crate::server::AppState;
@@ -70,7 +70,7 @@ pub async fn lookup(
             .map_err(Problem::internal)?;
         let certificate = match LogEntry::parse(&entry).map(|e| e.body) {
             Ok(EntryBody::Issue { binding, .. } | EntryBody::Rotate { binding, .. }) => {
-                cert_pem(&from_b64(&binding.certificate).unwrap_or_default())
+                cert_pem(&binding.certificate)
             }
             _ => {
                 return Err(Problem::internal(format!(

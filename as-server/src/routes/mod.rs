@@ -230,13 +230,12 @@ pub fn bad_identity(identity: &str, error: kt_protocol::identity::IdentityError)
     )
 }
 
-/// Checks a serial's form (32 lowercase hex digits): 404 otherwise, as no such serial exists.
-pub fn check_serial(serial: &str) -> Result<(), Problem> {
-    if crate::encoding::from_hex(serial, 16).is_some() {
-        Ok(())
-    } else {
-        Err(Problem::not_found(format!(
+/// Parses a serial from a request (32 lowercase hex digits): 404 otherwise, as no such
+/// serial exists.
+pub fn check_serial(serial: &str) -> Result<crate::entry::Serial, Problem> {
+    crate::entry::Serial::parse_hex(serial).ok_or_else(|| {
+        Problem::not_found(format!(
             "{serial:?} is not a serial (32 lowercase hex digits)"
-        )))
-    }
+        ))
+    })
 }
