@@ -16,7 +16,8 @@
 //! - [`state`]: the AS's view of identities and credentials, derived from the log;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //! - [`sequencer`]: the group-committing writer of the log and the state;
-//! - [`server`], [`routes`], [`problem`], [`metrics`], [`tls`], [`logging`]: the HTTPS service;
+//! - [`server`], [`routes`], [`problem`], [`metrics`], [`tls`], [`logging`], [`unread_body`]:
+//!   the HTTPS service;
 //! - [`admin_client`]: the `as-server admin …` subcommands.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -41,6 +42,7 @@ pub mod setup;
 pub mod state;
 pub mod tls;
 pub mod tokens;
+pub mod unread_body;
 
 /// Seconds since the Unix epoch, now. A clock before 1970 reads as 0.
 pub fn unix_now() -> u64 {

@@ -179,6 +179,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
         App::new()
             .app_data(app.clone())
             .wrap(actix_web::middleware::from_fn(observe))
+            // Outermost, so that the answer holds the request body until it is sent.
+            .wrap(actix_web::middleware::from_fn(
+                crate::unread_body::close_if_unread,
+            ))
             .configure(routes::configure)
     })
     // Connections are bounded (all workers together; more wait in the accept backlog, so the

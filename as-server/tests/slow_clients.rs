@@ -117,3 +117,91 @@ fn stalled_bodies_get_408_within_a_bounded_number_of_connections() {
     assert_eq!(server.checkpoint().size(), 0);
     assert_eq!(server.get("/healthz").status, 200);
 }
+
+/// Sends `head` (chunked), then a one-byte chunk every 300 ms for up to 15 s, reading what
+/// comes back; returns the answer's status, when it came, and when the server closed.
+fn trickle_chunks(
+    base: String,
+    cert: std::path::PathBuf,
+    head: &'static str,
+) -> (u16, Duration, Option<Duration>) {
+    let started = Instant::now();
+    let mut stream = raw_tls(&base, &cert);
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    stream
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (mut answer, mut answered, mut buf) = (Vec::new(), None, [0u8; 4096]);
+    while started.elapsed() < Duration::from_secs(15) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                answered.get_or_insert(started.elapsed());
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                if stream
+                    .write_all(b"1\r\n \r\n")
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let closed = (started.elapsed() < Duration::from_secs(15)).then(|| started.elapsed());
+    let answered = answered.unwrap_or_else(|| panic!("no answer: {answer:?}"));
+    (parse_answer(&answer).0, answered, closed)
+}
+
+/// A chunked body trickled one byte at a time: the answer (408 at the deadline, or at once
+/// where no body is wanted) is followed by closing the connection, not by draining the body
+/// for as long as the client likes.
+#[test]
+fn chunked_trickles_are_answered_and_cut() {
+    let server = Server::start_with(&[
+        "--workers",
+        "1",
+        "--max-connections",
+        "4",
+        "--body-timeout",
+        "2",
+    ]);
+    let cert = server.data.join("tls-cert.pem");
+    const POST: &str = "POST /v1/credentials HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n";
+    const GET: &str =
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n \r\n";
+    let clients: Vec<_> = [POST, POST, GET, GET]
+        .into_iter()
+        .map(|head| {
+            let (base, cert) = (server.base.clone(), cert.clone());
+            std::thread::spawn(move || trickle_chunks(base, cert, head))
+        })
+        .collect();
+    // All four connection slots are taken by tricklers; another client is served once they
+    // are cut.
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    assert_eq!(server.get("/healthz").status, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    for (i, client) in clients.into_iter().enumerate() {
+        let (status, answered, closed) = client.join().unwrap();
+        assert_eq!(status, if i < 2 { 408 } else { 200 }, "client {i}");
+        let closed = closed.unwrap_or_else(|| panic!("client {i}: still open after 15 s"));
+        assert!(
+            closed - answered < Duration::from_secs(3),
+            "client {i}: answered at {answered:?}, closed at {closed:?}"
+        );
+    }
+}
