@@ -10,11 +10,11 @@
 //! Guarantees of [`open`]: it returns a [`VerifiedNote`] only if at least one signature line
 //! is a valid Ed25519 signature over the exact text by one of the given keys, matched by name
 //! *and* key id. A signature by a known key that fails to verify rejects the note (it is
-//! evidence of tampering, not noise), and so does a second line by a known key, valid or not:
-//! every line by a known key is checked, so one note has one byte form per set of signers
-//! (evidence files and byte-wise comparisons rely on that). Lines by unknown keys are ignored;
-//! any malformed line, control character, or more than [`MAX_SIGNATURES`] lines rejects the
-//! whole note.
+//! evidence of tampering, not noise), and so does a second line by the same known key (name
+//! and key id), valid or not: every line by a known key is checked, so the known keys' part of
+//! a note has one byte form. Lines by unknown keys are ignored (the spec requires it), so two
+//! copies of a note may still differ in those. Any malformed line, control character, or more
+//! than [`MAX_SIGNATURES`] lines rejects the whole note.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -299,6 +299,7 @@ pub fn open(note: &[u8], known: &[NoteVerifier]) -> Result<VerifiedNote, NoteErr
         ));
     }
     let mut verified_by: Vec<String> = Vec::new();
+    let mut seen: Vec<(&str, u32)> = Vec::new();
     for (count, line) in sigs[..sigs.len() - 1].split('\n').enumerate() {
         if count >= MAX_SIGNATURES {
             return Err(NoteError::TooManySignatures);
@@ -320,12 +321,13 @@ pub fn open(note: &[u8], known: &[NoteVerifier]) -> Result<VerifiedNote, NoteErr
         let Some(key) = known.iter().find(|k| k.name == name && k.id == id) else {
             continue; // Unknown keys are ignored, as the spec requires.
         };
-        if verified_by.iter().any(|n| n == name) {
-            // Known keys are matched by name and id, so a repeated name is the same key.
+        // A key is its name and id: two keys of one name (a rotation) may both sign.
+        if seen.contains(&(name, id)) {
             return Err(NoteError::DuplicateSignature {
                 name: name.to_owned(),
             });
         }
+        seen.push((name, id));
         let valid = Signature::from_slice(&raw[4..])
             .map(|sig| key.key.verify_strict(text.as_bytes(), &sig).is_ok())
             .unwrap_or(false);

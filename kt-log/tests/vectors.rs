@@ -264,6 +264,19 @@ fn a_second_line_by_a_known_key_rejects_the_note() {
     // The note with its one line still opens.
     let single = format!("{}\n{good}", n.text);
     assert!(note::open(single.as_bytes(), known).is_ok());
+
+    // Two keys of one name (a key rotation) are two keys: both lines are checked and count.
+    let old = NoteSigner::generate("rotating.example").unwrap();
+    let new = NoteSigner::generate("rotating.example").unwrap();
+    assert_ne!(old.verifier().key_id(), new.verifier().key_id());
+    let both = format!(
+        "{}\n{}{}",
+        n.text,
+        old.signature_line(&n.text),
+        new.signature_line(&n.text)
+    );
+    let opened = note::open(both.as_bytes(), &[old.verifier(), new.verifier()]).unwrap();
+    assert_eq!(opened.verified_by().len(), 2);
 }
 
 #[test]

