@@ -35,7 +35,9 @@ const CLIENT_MESSAGES: &[&str] = &[
 
 /// Whether an actix-http event text reports a client's mistake.
 pub fn is_client_message(text: &str) -> bool {
-    CLIENT_MESSAGES.iter().any(|prefix| text.starts_with(prefix))
+    CLIENT_MESSAGES
+        .iter()
+        .any(|prefix| text.starts_with(prefix))
 }
 
 /// Installs the log for `as-server serve`: `filter` (an `EnvFilter` directive string) for

@@ -150,7 +150,8 @@ static OTHER_METHOD: std::sync::LazyLock<actix_web::http::Method> =
         actix_web::http::Method::from_bytes(b"OTHER").unwrap_or(actix_web::http::Method::TRACE)
     });
 
-/// Each worker's share of `total` connections (at least one each).
+/// Each worker's share of `total` connections (`total` is at least `workers`, so the shares
+/// add up to at most `total`).
 fn per_worker(total: usize, workers: usize) -> usize {
     (total / workers.max(1)).max(1)
 }
@@ -174,6 +175,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .max(1);
+    if config.max_connections < workers {
+        return Err(format!(
+            "max_connections ({}) must be at least the number of workers ({workers}): each \
+             worker takes its share",
+            config.max_connections
+        ));
+    }
     tracing::info!(origin = %app.log.origin(), size = app.log.size(), "log open");
     let server = HttpServer::new(move || {
         App::new()

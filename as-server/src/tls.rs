@@ -77,15 +77,16 @@ pub fn expires_at(cert_path: &Path) -> Result<u64, String> {
 
 /// Warns in the log if the certificate at `cert_path` has expired or expires soon.
 pub fn warn_if_expiring(cert_path: &Path) {
+    let now = crate::unix_now();
     match expires_at(cert_path) {
-        Ok(not_after) if not_after <= crate::unix_now() => tracing::warn!(
+        Ok(not_after) if not_after <= now => tracing::warn!(
             file = %cert_path.display(),
             not_after,
             "the TLS certificate HAS EXPIRED: clients will refuse it; renew it (docs/operations.md)"
         ),
-        Ok(not_after) if not_after <= crate::unix_now() + RENEW_WARNING => tracing::warn!(
+        Ok(not_after) if not_after <= now + RENEW_WARNING => tracing::warn!(
             file = %cert_path.display(),
-            days_left = (not_after - crate::unix_now()) / 86_400,
+            days_left = (not_after - now) / 86_400,
             "the TLS certificate expires soon; renew it (docs/operations.md)"
         ),
         Ok(_) => {}

@@ -169,8 +169,9 @@ fn bad_requests_are_refused_and_change_nothing() {
         "not-found",
         &schemas,
     );
-    // Entry 0 exists, but only under its one canonical name.
+    // Entry 0 and its tile exist, but only under their one canonical name.
     assert_eq!(server.get("/v1/log/entries/0").status, 200);
+    assert_eq!(server.get("/log/tile/entries/000.p/1").status, 200);
     for other_spelling in [
         "/v1/log/entries/+0",
         "/v1/log/entries/00000",
@@ -182,6 +183,8 @@ fn bad_requests_are_refused_and_change_nothing() {
         "/v1/log/proof/inclusion?index=+0&size=2",
         "/v1/log/proof/inclusion?index=0&size=02",
         "/v1/log/proof/consistency?from=01&to=2",
+        "/v1/log/proof/inclusion?index=%30&size=2",
+        "/v1/log/proof/inclusion?index=0&size=%32",
     ] {
         assert_problem(&server.get(query), 400, "bad-request", &schemas);
     }

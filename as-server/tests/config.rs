@@ -120,3 +120,20 @@ fn a_malformed_log_key_file_is_an_error_not_a_panic() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("log-key"), "{stderr}");
 }
+
+/// A connection bound below the number of workers is refused at start: each worker takes at
+/// least one connection, so it could not hold.
+#[test]
+fn a_connection_bound_below_the_workers_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_as-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "4"])
+        .args(["--max-connections", "2", "--data"])
+        .arg(dir.path().join("data"))
+        .env("AS_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("max_connections"), "{stderr}");
+}

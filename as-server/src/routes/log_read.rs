@@ -42,7 +42,14 @@ pub async fn checkpoint(app: web::Data<AppState>) -> HttpResponse {
         .body(app.log.latest_checkpoint().note.clone())
 }
 
+/// The query of a proof request, whose values are all numbers: a `%` or `+` (which would
+/// decode to another spelling) is refused before decoding, so every number has one spelling.
 fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, Problem> {
+    if req.query_string().contains(['%', '+']) {
+        return Err(Problem::bad_request(
+            "query numbers are canonical decimal, never percent-encoded",
+        ));
+    }
     web::Query::<T>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .map_err(|e| Problem::bad_request(format!("query: {e}")))
@@ -154,13 +161,12 @@ struct EntryAnswer {
 }
 
 /// `GET /v1/log/entries/{index}`.
-pub async fn entry(
-    app: web::Data<AppState>,
-    index: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
+pub async fn entry(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
     let signed = signed_size(&app);
-    // A path names a resource: any other spelling of a number (`+0`, `007`) names none.
-    let index = parse_canonical(&index)
+    // A path names a resource: any other spelling of a number (`+0`, `007`, `%30`) names
+    // none. The segment is read as sent, before actix percent-decodes it.
+    let raw = req.uri().path().rsplit('/').next().unwrap_or_default();
+    let index = parse_canonical(raw)
         .ok()
         .filter(|i| *i < signed)
         .ok_or_else(|| {
@@ -180,11 +186,14 @@ pub async fn entry(
 }
 
 /// `GET /log/tile/<L>/<N>[.p/<W>]` and `GET /log/tile/entries/<N>[.p/<W>]`.
-pub async fn tile(
-    app: web::Data<AppState>,
-    tail: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
-    let path = format!("tile/{}", tail.into_inner());
+pub async fn tile(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
+    // The path as sent, before percent-decoding: a tile has one name.
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix("/log/")
+        .unwrap_or_default()
+        .to_owned();
     let id = TileId::parse(&path).map_err(|_| Problem::not_found("not a tile path"))?;
     let missing = |_| Problem::not_found(format!("{path} is not in the log"));
     let level = match id.kind {
