@@ -3,10 +3,12 @@
 //!
 //! - [`identity`]: which names the AS binds keys to;
 //! - [`entry`]: the log entry format, one strict parser and one serializer;
-//! - [`pop`]: the texts a client signs to prove possession of a key, and enrollment ids.
+//! - [`pop`]: the texts a client signs to prove possession of a key, and enrollment ids;
+//! - [`history`]: which entry may follow which, for the server's admission and the auditor.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod entry;
+pub mod history;
 pub mod identity;
 pub mod pop;
