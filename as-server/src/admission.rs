@@ -7,7 +7,11 @@
 //! order: exactly one wins. The expensive checks that need no state (proofs of possession,
 //! certificate signing) run before, in the request handlers, in parallel.
 
-use crate::entry::{Binding, EnrollmentId, EntryBody, RevocationReason, RevocationScope, Serial};
+use kt_protocol::history::{self, CredentialFacts, HistoryView, Refused, Violation};
+
+use crate::entry::{
+    Binding, EnrollmentId, EntryBody, LogEntry, RevocationReason, RevocationScope, Serial,
+};
 use crate::problem::{Problem, ProblemKind};
 use crate::rotation::RotationBudget;
 use crate::state::{CredentialStatus, IdentityStatus, Overlay};
@@ -84,7 +88,83 @@ pub fn rotation_refused(identity: &str, wait: u64) -> Problem {
 }
 
 /// Decides whether `action` may be logged now, and if so returns the entry body.
+///
+/// Two layers. The server's own rules come first and give each refusal its precise problem
+/// (tokens, their expiry and epoch, the credential limit, the rotation budget, and the log
+/// rules in the server's wording). Then the entry must pass [`history::check`], the log rules
+/// the auditor checks too, on the same view: so the server never logs an entry that an
+/// auditor would refuse, whatever its own checks miss.
 pub fn admit(
+    view: &Overlay<'_>,
+    action: &Action,
+    now: u64,
+    limits: &Limits,
+) -> Result<EntryBody, Problem> {
+    let entry = LogEntry::new(decide(view, action, now, limits)?);
+    history::check(&LoggedHistory(view), &entry).map_err(|refused| match refused {
+        Refused::View(e) => internal(e),
+        Refused::Violation(violation) => violation_problem(&violation),
+    })?;
+    Ok(entry.body)
+}
+
+/// The problem a broken log rule is answered with (the server's own checks, which run first,
+/// give the same answers with more detail).
+fn violation_problem(violation: &Violation) -> Problem {
+    let kind = match violation {
+        Violation::EnrollmentUsed(_) => ProblemKind::TokenUsed,
+        Violation::IdentityRevoked(_) => ProblemKind::IdentityRevoked,
+        Violation::UnknownSerial(_) | Violation::OtherIdentity(_) => ProblemKind::NotFound,
+        Violation::NotCurrent(_) | Violation::Expired(_) => ProblemKind::CredentialNotCurrent,
+        Violation::NotRevoked(_) => ProblemKind::Conflict,
+        // A random 128-bit serial drawn twice, or a rule added later.
+        _ => return Problem::internal(format!("log rule: {violation}")),
+    };
+    Problem::new(kind, violation.to_string())
+}
+
+/// The sequencer's view of the state as the history rules read it.
+struct LoggedHistory<'a, 'b>(&'a Overlay<'b>);
+
+impl HistoryView for LoggedHistory<'_, '_> {
+    type Error = crate::state::StateError;
+
+    fn identity_revoked(&self, identity: &str) -> Result<bool, Self::Error> {
+        Ok(self
+            .0
+            .identity(identity)?
+            .is_some_and(|record| record.status == IdentityStatus::Revoked))
+    }
+
+    fn credential(
+        &self,
+        serial: &Serial,
+        identity: &str,
+    ) -> Result<Option<CredentialFacts>, Self::Error> {
+        Ok(self
+            .0
+            .credential(&serial.to_hex())?
+            .map(|record| CredentialFacts {
+                held_by_identity: record.identity == identity,
+                status: match record.status {
+                    CredentialStatus::Current => history::CredentialStatus::Current,
+                    CredentialStatus::Superseded => history::CredentialStatus::Superseded,
+                    CredentialStatus::Revoked => history::CredentialStatus::Revoked,
+                },
+                not_after: record.not_after,
+            }))
+    }
+
+    fn enrollment_used(&self, enrollment: &EnrollmentId) -> Result<bool, Self::Error> {
+        Ok(self
+            .0
+            .enrollment(&enrollment.to_hex())?
+            .is_some_and(|record| record.used_by.is_some()))
+    }
+}
+
+/// The server's own rules, and the entry body they allow.
+fn decide(
     view: &Overlay<'_>,
     action: &Action,
     now: u64,
@@ -445,5 +525,29 @@ mod tests {
             view.identity("a@b.co").unwrap().unwrap().recent_rotations,
             [100, 160]
         );
+    }
+
+    #[test]
+    fn the_shared_log_rules_have_the_last_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state
+            .add_enrollments(&[
+                (enrollment_hex("e1"), "a@b.co".into(), 100),
+                (enrollment_hex("e2"), "a@b.co".into(), 100),
+            ])
+            .unwrap()
+            .unwrap();
+        let mut view = state.overlay();
+        let body = admit(&view, &issue("e1", "s1"), 50, &limits(10)).unwrap();
+        view.apply_entry(0, &crate::entry::LogEntry::new(body))
+            .unwrap();
+        // The server's own checks have nothing against a second issuance with a fresh token,
+        // but it reuses a serial: the history rules refuse it, so it is never logged.
+        assert_eq!(
+            kind(admit(&view, &issue("e2", "s1"), 50, &limits(10))),
+            ProblemKind::Internal
+        );
+        assert!(admit(&view, &issue("e2", "s2"), 50, &limits(10)).is_ok());
     }
 }
