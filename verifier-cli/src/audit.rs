@@ -4,24 +4,23 @@
 //! downloaded, the tree recomputed from those exact bytes has the checkpoint's signed root,
 //! the checkpoint is consistent with the saved one (proof from the server, or recomputation
 //! through the saved size when auditing a local tile folder), and every entry passed these
-//! checks: it parses per the schema (entry.rs); an issue/rotate entry's certificate is signed
-//! by the CA and says what the entry says (unless `--skip-cert-signatures`); no serial is
-//! issued twice; a rotation replaces a serial issued to the same identity; a revocation
-//! names only serials issued to the same identity. Problems found in entries are kept in the
-//! state, so a later run still reports them (exit 1).
+//! checks: it parses per the schema (`kt_protocol::entry`); an issue/rotate entry's
+//! certificate is signed by the CA and says what the entry says (unless
+//! `--skip-cert-signatures`); and it may follow the entries before it by the history rules
+//! that the server's admission checks too (`kt_protocol::history`: no enrollment used twice,
+//! no credential for a revoked identity, no serial issued twice, rotations and revocations
+//! only of current credentials of the same identity, enabling only of revoked identities).
+//! An entry that breaks a rule is reported and has no effect. Problems found in entries are
+//! kept in the state, so a later run still reports them (exit 1).
 //!
-//! State (`STATE/<origin>/audit.json` + `serials.bin`): two snapshots, `verified` (a size
+//! State (`STATE/<origin>/audit.json` + `history.bin`): two snapshots, `verified` (a size
 //! whose root matched a signed checkpoint) and `progress` (how far the last run got). Each
-//! snapshot holds the size, the frontier hashes and how many serial records of `serials.bin`
-//! (29 bytes each: length-prefixed serial in 21 bytes + 8-byte identity tag) belong to it.
-//! `serials.bin` is only appended to and fsynced before `audit.json` is replaced, so the JSON
-//! is the commit point. If the entries turn out not to match a signed root, progress falls
-//! back to `verified`.
+//! snapshot holds the size, the frontier hashes and how many records of `history.bin`
+//! ([`AuditIndex`]) belong to it. `history.bin` is only appended to and fsynced before
+//! `audit.json` is replaced, so the JSON is the commit point. If the entries turn out not to
+//! match a signed root, progress falls back to `verified`. A state of version 1 (before the
+//! shared history rules) is audited again from the start.
 
-use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::{Read as _, Seek as _, Write as _};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -30,10 +29,12 @@ use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
+use kt_protocol::entry::LogEntry;
+
+use crate::audit_index::AuditIndex;
 use crate::download::{progress_bar, scan, Edge, EntryWorker, TileSource};
-use crate::entry::{parse_entry, Entry};
+use crate::entry::view_of;
 use crate::error::Error;
 use crate::fork::Evidence;
 use crate::output::Outcome;
@@ -44,29 +45,8 @@ use crate::wire::{decode_hashes, encode_hashes};
 
 /// Problems kept in the state (the count goes on beyond).
 const MAX_PROBLEMS: usize = 1000;
-/// Bytes of one record of `serials.bin`.
-const RECORD: usize = 29;
-
-/// A serial as a fixed-size key: length, then the bytes (leading zeros dropped).
-type SerialKey = [u8; 21];
-
-fn serial_key(serial: &[u8]) -> SerialKey {
-    let mut key = [0u8; 21];
-    let n = serial.len().min(20);
-    key[0] = n as u8;
-    key[1..1 + n].copy_from_slice(&serial[serial.len() - n..]);
-    key
-}
-
-fn serial_key_hex(key: &SerialKey) -> String {
-    crate::credential::hex(&key[1..1 + usize::from(key[0].min(20))])
-}
-
-/// An 8-byte tag of an identity (SHA-256 prefix), to tie serials to identities cheaply.
-fn identity_tag(identity: &str) -> u64 {
-    let d = Sha256::digest(identity.as_bytes());
-    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-}
+/// The version of `audit.json` this code writes.
+const STATE_VERSION: u32 = 2;
 
 /// A problem found in one entry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,7 +62,7 @@ pub(crate) struct Problem {
 struct Snapshot {
     size: u64,
     frontier: Vec<String>,
-    serial_records: u64,
+    history_records: u64,
     problem_count: u64,
 }
 
@@ -102,11 +82,11 @@ impl AuditState {
         let empty = Snapshot {
             size: 0,
             frontier: Vec::new(),
-            serial_records: 0,
+            history_records: 0,
             problem_count: 0,
         };
         AuditState {
-            version: 1,
+            version: STATE_VERSION,
             origin: origin.to_owned(),
             verified: empty.clone(),
             verified_checkpoint: None,
@@ -118,10 +98,10 @@ impl AuditState {
 
 /// What the in-order pass needs from one entry.
 enum Fact {
+    /// The entry does not parse, or its certificate does not check out.
     Problem(u64, String),
-    Issue(u64, SerialKey, u64),
-    Rotate(u64, SerialKey, SerialKey, u64),
-    Revoke(u64, Vec<SerialKey>, u64),
+    /// A parsed entry (its certificate dropped: the history rules do not read it).
+    Entry(u64, LogEntry),
 }
 
 struct AuditWorker<'a> {
@@ -135,38 +115,27 @@ impl EntryWorker for AuditWorker<'_> {
         let mut facts = Vec::with_capacity(entries.len());
         for (i, bytes) in entries.iter().enumerate() {
             let index = first + i as u64;
-            let entry = match parse_entry(bytes) {
+            let mut entry = match LogEntry::parse(bytes) {
                 Ok(e) => e,
                 Err(e) => {
                     facts.push(Fact::Problem(index, e.to_string()));
                     continue;
                 }
             };
-            if let Some(b) = entry.binding() {
-                if self.check_certs {
+            if self.check_certs {
+                if let Some(b) = view_of(&entry).binding() {
                     if let Err(e) = b.check_certificate(self.ca) {
                         facts.push(Fact::Problem(index, e.to_string()));
                         continue;
                     }
                 }
             }
-            let tag = identity_tag(entry.identity());
-            facts.push(match entry {
-                Entry::Issue(b) => Fact::Issue(index, serial_key(&b.serial), tag),
-                Entry::Rotate(b) => {
-                    let replaces = b.replaces.as_ref().map(|r| serial_key(&r.0));
-                    match replaces {
-                        Some(r) => Fact::Rotate(index, serial_key(&b.serial), r, tag),
-                        None => Fact::Problem(index, "rotate without replaces".into()),
-                    }
-                }
-                Entry::Revoke(r) => Fact::Revoke(
-                    index,
-                    r.serials.iter().map(|s| serial_key(&s.0)).collect(),
-                    tag,
-                ),
-                Entry::Enable(_) => continue,
-            });
+            if let kt_protocol::entry::EntryBody::Issue { binding, .. }
+            | kt_protocol::entry::EntryBody::Rotate { binding, .. } = &mut entry.body
+            {
+                binding.certificate = Vec::new();
+            }
+            facts.push(Fact::Entry(index, entry));
         }
         facts
     }
@@ -182,73 +151,6 @@ pub(crate) struct AuditOptions {
     pub(crate) progress: bool,
 }
 
-/// The audit's serial bookkeeping.
-struct Serials {
-    known: HashMap<SerialKey, u64>,
-    unsaved: Vec<(SerialKey, u64)>,
-    path: PathBuf,
-    saved_records: u64,
-}
-
-impl Serials {
-    fn load(path: PathBuf, records: u64) -> Result<Serials, Error> {
-        let mut known = HashMap::with_capacity(records as usize);
-        if records > 0 {
-            let mut file =
-                std::fs::File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
-            let mut buf = vec![0u8; records as usize * RECORD];
-            file.read_exact(&mut buf)
-                .map_err(|e| Error::io("truncated audit serials file", &path, e))?;
-            for rec in buf.chunks_exact(RECORD) {
-                let mut key = [0u8; 21];
-                key.copy_from_slice(&rec[..21]);
-                let mut tag = [0u8; 8];
-                tag.copy_from_slice(&rec[21..]);
-                known.insert(key, u64::from_be_bytes(tag));
-            }
-        }
-        Ok(Serials {
-            known,
-            unsaved: Vec::new(),
-            path,
-            saved_records: records,
-        })
-    }
-
-    /// Appends the unsaved records after the first `saved_records` and fsyncs.
-    fn flush(&mut self) -> Result<u64, Error> {
-        if self.unsaved.is_empty() {
-            return Ok(self.saved_records);
-        }
-        let path = &self.path;
-        let io = |e| Error::io("cannot write", path, e);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        let end = self.saved_records * RECORD as u64;
-        file.set_len(end).map_err(io)?;
-        file.seek(std::io::SeekFrom::Start(end)).map_err(io)?;
-        let mut buf = Vec::with_capacity(self.unsaved.len() * RECORD);
-        for (key, tag) in &self.unsaved {
-            buf.extend_from_slice(key);
-            buf.extend_from_slice(&tag.to_be_bytes());
-        }
-        file.write_all(&buf).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        self.saved_records += self.unsaved.len() as u64;
-        self.unsaved.clear();
-        Ok(self.saved_records)
-    }
-
-    fn insert(&mut self, key: SerialKey, tag: u64) {
-        self.known.insert(key, tag);
-        self.unsaved.push((key, tag));
-    }
-}
-
 fn snapshot_edge(s: &Snapshot) -> Result<Edge, Error> {
     let hashes = decode_hashes(&s.frontier, "audit state frontier")?;
     Edge::from_parts(s.size, hashes)
@@ -261,11 +163,15 @@ fn load_state(path: &std::path::Path, origin: &str) -> Result<AuditState, Error>
             let state: AuditState = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::verify(format!("audit state {} is corrupt: {e}", path.display()))
             })?;
-            if state.origin != origin || state.version != 1 {
+            if state.origin != origin || state.version > STATE_VERSION {
                 return Err(Error::verify(format!(
-                    "audit state {} is for another log or version",
+                    "audit state {} is for another log or a newer version",
                     path.display()
                 )));
+            }
+            if state.version < STATE_VERSION {
+                // Checked by older rules: audit again from the start.
+                return Ok(AuditState::new(origin));
             }
             Ok(state)
         }
@@ -354,7 +260,7 @@ fn audit_once(
     };
 
     let mut edge = snapshot_edge(&state.progress)?;
-    let mut serials = Serials::load(dir.join("serials.bin"), state.progress.serial_records)?;
+    let mut index = AuditIndex::load(dir.join("history.bin"), state.progress.history_records)?;
     state
         .problems
         .truncate(state.progress.problem_count.min(MAX_PROBLEMS as u64) as usize);
@@ -424,59 +330,9 @@ fn audit_once(
             for fact in facts {
                 match fact {
                     Fact::Problem(i, text) => problem(i, text),
-                    Fact::Issue(i, serial, tag) => {
-                        if serials.known.contains_key(&serial) {
-                            problem(
-                                i,
-                                format!("serial {} issued twice", serial_key_hex(&serial)),
-                            );
-                        } else {
-                            serials.insert(serial, tag);
-                        }
-                    }
-                    Fact::Rotate(i, serial, replaces, tag) => {
-                        match serials.known.get(&replaces) {
-                            None => problem(
-                                i,
-                                format!(
-                                    "rotation replaces unknown serial {}",
-                                    serial_key_hex(&replaces)
-                                ),
-                            ),
-                            Some(t) if *t != tag => problem(
-                                i,
-                                format!(
-                                    "rotation replaces serial {} of another identity",
-                                    serial_key_hex(&replaces)
-                                ),
-                            ),
-                            Some(_) => {}
-                        }
-                        if serials.known.contains_key(&serial) {
-                            problem(
-                                i,
-                                format!("serial {} issued twice", serial_key_hex(&serial)),
-                            );
-                        } else {
-                            serials.insert(serial, tag);
-                        }
-                    }
-                    Fact::Revoke(i, list, tag) => {
-                        for s in list {
-                            match serials.known.get(&s) {
-                                None => problem(
-                                    i,
-                                    format!("revokes unknown serial {}", serial_key_hex(&s)),
-                                ),
-                                Some(t) if *t != tag => problem(
-                                    i,
-                                    format!(
-                                        "revokes serial {} of another identity",
-                                        serial_key_hex(&s)
-                                    ),
-                                ),
-                                Some(_) => {}
-                            }
+                    Fact::Entry(i, entry) => {
+                        if let Err(violation) = index.accept(&entry) {
+                            problem(i, violation.to_string());
                         }
                     }
                 }
@@ -492,7 +348,7 @@ fn audit_once(
                 state.progress = Snapshot {
                     size: edge.size(),
                     frontier: encode_hashes(edge.hashes()),
-                    serial_records: serials.flush()?,
+                    history_records: index.flush()?,
                     problem_count,
                 };
                 save_state(&state_path, &state)?;
@@ -519,7 +375,7 @@ fn audit_once(
     let snapshot = Snapshot {
         size: edge.size(),
         frontier: encode_hashes(edge.hashes()),
-        serial_records: serials.flush()?,
+        history_records: index.flush()?,
         problem_count,
     };
     state.progress = snapshot.clone();

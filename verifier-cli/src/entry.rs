@@ -174,24 +174,28 @@ fn serial_pair(serial: &Serial) -> (Vec<u8>, String) {
 
 /// Parses one entry with the protocol's parser (see the module doc).
 pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
-    let entry = LogEntry::parse(bytes)?;
-    Ok(match entry.body {
+    Ok(view_of(&LogEntry::parse(bytes)?))
+}
+
+/// The verifier's view of a parsed entry.
+pub(crate) fn view_of(entry: &LogEntry) -> Entry {
+    match &entry.body {
         EntryBody::Issue {
             time,
             identity,
             binding,
             ..
-        } => Entry::Issue(verifier_binding(time, identity, binding, None)),
+        } => Entry::Issue(verifier_binding(*time, identity, binding, None)),
         EntryBody::Rotate {
             time,
             identity,
             binding,
             replaces,
         } => Entry::Rotate(verifier_binding(
-            time,
+            *time,
             identity,
             binding,
-            Some(serial_pair(&replaces)),
+            Some(serial_pair(replaces)),
         )),
         EntryBody::Revoke {
             time,
@@ -201,41 +205,41 @@ pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
             reason,
             admin,
         } => Entry::Revoke(Revoke {
-            time,
-            identity,
+            time: *time,
+            identity: identity.clone(),
             serials: serials.iter().map(serial_pair).collect(),
             scope: scope.name().to_owned(),
             reason: reason.name().to_owned(),
-            admin,
+            admin: admin.clone(),
         }),
         EntryBody::Enable {
             time,
             identity,
             admin,
         } => Entry::Enable(Enable {
-            time,
-            identity,
-            admin,
+            time: *time,
+            identity: identity.clone(),
+            admin: admin.clone(),
         }),
-    })
+    }
 }
 
 fn verifier_binding(
     time: u64,
-    identity: String,
-    binding: kt_protocol::entry::Binding,
+    identity: &str,
+    binding: &kt_protocol::entry::Binding,
     replaces: Option<(Vec<u8>, String)>,
 ) -> Binding {
     let (serial, serial_hex) = serial_pair(&binding.serial);
     Binding {
         time,
-        identity,
+        identity: identity.to_owned(),
         serial_hex,
         serial,
         public_key: binding.public_key,
         not_before: binding.not_before,
         not_after: binding.not_after,
-        certificate: binding.certificate,
+        certificate: binding.certificate.clone(),
         replaces,
     }
 }

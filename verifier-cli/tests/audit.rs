@@ -278,3 +278,106 @@ fn audit_and_monitor_over_http() {
         2
     );
 }
+
+/// The five logs an outside review built, signed with the real keys, that the audit accepted
+/// with no problem before it used the shared history rules: each now fails at its entry.
+#[test]
+fn forged_histories_fail_the_audit_at_their_index() {
+    use kt_protocol::entry::{EntryBody, LogEntry, RevocationReason, RevocationScope, Serial};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(1);
+    let ca_file = write(dir.path(), "ca.pem", ca.pem());
+    const ALICE: &str = "alice@example.com";
+    let cred = |n: u64| Cred::new(&ca, ALICE, n, (now() - 5, now() + 50));
+    let parsed = |bytes: &[u8]| LogEntry::parse(bytes).unwrap();
+    // Credential n's issue entry turned into a rotation that replaces `replaces`.
+    let rotation = |n: u64, replaces: u64| {
+        let EntryBody::Issue {
+            time,
+            identity,
+            binding,
+            ..
+        } = parsed(&cred(n).entry).body
+        else {
+            unreachable!()
+        };
+        LogEntry::new(EntryBody::Rotate {
+            time,
+            identity,
+            binding,
+            replaces: Serial(serial(replaces)),
+        })
+        .to_bytes()
+    };
+    let revocation = |n: u64| {
+        LogEntry::new(EntryBody::Revoke {
+            time: now(),
+            identity: ALICE.into(),
+            serials: vec![Serial(serial(n))],
+            scope: RevocationScope::Credential,
+            reason: RevocationReason::KeyCompromise,
+            admin: "admin".into(),
+        })
+        .to_bytes()
+    };
+    // Credential 2's issuance with credential 1's enrollment.
+    let reused_enrollment = {
+        let mut second = parsed(&cred(2).entry);
+        let EntryBody::Issue {
+            enrollment: first, ..
+        } = parsed(&cred(1).entry).body
+        else {
+            unreachable!()
+        };
+        if let EntryBody::Issue { enrollment, .. } = &mut second.body {
+            *enrollment = first;
+        }
+        second.to_bytes()
+    };
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            "one enrollment used by two issuances",
+            vec![cred(1).entry, reused_enrollment],
+        ),
+        (
+            "an issuance to a revoked identity",
+            vec![revoke_entry(ALICE, &[]), cred(1).entry],
+        ),
+        (
+            "a rotation that replaces a revoked credential",
+            vec![cred(1).entry, revocation(1), rotation(2, 1)],
+        ),
+        (
+            "one serial rotated twice",
+            vec![cred(1).entry, rotation(2, 1), rotation(3, 1)],
+        ),
+        (
+            "a double revocation",
+            vec![cred(1).entry, revocation(1), revocation(1)],
+        ),
+    ];
+    for (i, (case, entries)) in cases.into_iter().enumerate() {
+        let mut log = MemLog::new(signer());
+        let bad = entries.len() as u64 - 1;
+        for entry in entries {
+            log.push(entry);
+        }
+        let tiles = dir.path().join(format!("tiles{i}"));
+        log.write_tiles(&tiles, log.size());
+        let (code, out) = run_json(&[
+            "audit",
+            "--log-key",
+            &log.vkey(),
+            "--ca",
+            p(&ca_file),
+            "--tiles",
+            p(&tiles),
+            "--state",
+            p(&dir.path().join(format!("state{i}"))),
+        ]);
+        assert_eq!(code, 1, "{case}: {out}");
+        assert_eq!(out["problem_count"], json!(1), "{case}: {out}");
+        assert_eq!(out["problems"][0]["index"], json!(bad), "{case}: {out}");
+    }
+}

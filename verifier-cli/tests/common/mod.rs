@@ -378,7 +378,8 @@ pub fn issue_entry(
         validity.0,
         validity.1,
         b64(der),
-        hex(&Sha256::digest(identity.as_bytes()))
+        // One enrollment per issuance, as an honest AS logs them.
+        hex(&Sha256::digest([identity.as_bytes(), serial].concat()))
     )
     .into_bytes()
 }
