@@ -77,7 +77,11 @@ fn bad_requests_are_refused_and_change_nothing() {
     let rotate = |body: Value| server.post("/v1/credentials/rotate", &body);
     let new = new_key();
     let public = B64.encode(new.verifying_key().as_bytes());
-    let message = format!("kt-as/v1 credential-rotation\nidentity: alice@example.com\nserial: {serial}\npublic-key: {public}\n");
+    let message = kt_protocol::pop::rotation_message(
+        "alice@example.com",
+        &kt_protocol::entry::Serial::parse_hex(&serial).unwrap(),
+        &public,
+    );
     let sign = |k: &ed25519_dalek::SigningKey| B64.encode(k.sign(message.as_bytes()).to_bytes());
     let rotation = json!({"identity": "alice@example.com", "serial": serial, "public_key": public,
         "signature_current": sign(&key), "signature_new": sign(&new)});

@@ -6,7 +6,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::https::{Answer, HttpsClient};
 
@@ -17,25 +16,14 @@ pub fn new_key() -> Result<SigningKey, String> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// The enrollment id of a token: lowercase hex of SHA-256(token).
-pub fn enrollment_id(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// The exact text signed to request a credential for `identity` and `public_key` with the
-/// enrollment `token`.
-pub fn credential_request_text(identity: &str, public_key: &[u8; 32], token: &str) -> String {
-    format!(
-        "kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {}\nenrollment: {}\n",
-        B64.encode(public_key),
-        enrollment_id(token)
-    )
-}
-
 /// The `POST /v1/credentials` body (signature form) proving possession of `key`.
 pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
     let public = key.verifying_key().to_bytes();
-    let text = credential_request_text(identity, &public, token);
+    let text = kt_protocol::pop::issuance_message(
+        identity,
+        &B64.encode(public),
+        &kt_protocol::pop::enrollment_id(token),
+    );
     json!({
         "identity": identity,
         "token": token,

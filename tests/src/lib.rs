@@ -28,7 +28,6 @@ use kt_log::log::Log;
 use kt_log::note::{NoteSigner, NoteVerifier};
 use kt_log::store::FileStore;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use test_support::ServerProcess;
 
 /// The default log origin of `as-server` (its data folder's state folder name is derived from
@@ -645,15 +644,16 @@ pub fn read_key(path: &Path) -> SigningKey {
 
 /// Hex SHA-256 of an enrollment token: the enrollment id of docs/api.md.
 pub fn enrollment_id(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    kt_protocol::pop::enrollment_id(token).to_hex()
 }
 
 /// A `POST /v1/credentials` body, signature form.
 pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
     let public = key_b64(&key.verifying_key());
-    let message = format!(
-        "kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public}\nenrollment: {}\n",
-        enrollment_id(token)
+    let message = kt_protocol::pop::issuance_message(
+        identity,
+        &public,
+        &kt_protocol::pop::enrollment_id(token),
     );
     json!({
         "identity": identity,
@@ -671,9 +671,8 @@ pub fn rotation_request(
     new: &SigningKey,
 ) -> Value {
     let public = key_b64(&new.verifying_key());
-    let message = format!(
-        "kt-as/v1 credential-rotation\nidentity: {identity}\nserial: {serial}\npublic-key: {public}\n"
-    );
+    let replaced = Serial::parse_hex(serial).expect("a serial of 32 hex digits");
+    let message = kt_protocol::pop::rotation_message(identity, &replaced, &public);
     json!({
         "identity": identity,
         "serial": serial,

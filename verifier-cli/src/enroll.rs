@@ -23,10 +23,8 @@ use ed25519_dalek::pkcs8::{
 };
 use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::bundle::{describe, verify_bundle};
-use crate::credential::hex;
 use crate::entry::is_valid_identity;
 use crate::error::Error;
 use crate::offline::read_bundle;
@@ -35,27 +33,6 @@ use crate::output::Outcome;
 use crate::state::write_atomic;
 use crate::trust::Ca;
 use crate::wire::{Credential, CredentialRequest, RotationRequest};
-
-/// The proof-of-possession text of an issuance request (docs/api.md).
-pub(crate) fn credential_request_text(
-    identity: &str,
-    public_key: &[u8; 32],
-    token: &str,
-) -> String {
-    format!(
-        "kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {}\nenrollment: {}\n",
-        B64.encode(public_key),
-        hex(&Sha256::digest(token.as_bytes()))
-    )
-}
-
-/// The proof-of-possession text of a rotation request (docs/api.md), signed by both keys.
-pub(crate) fn rotation_text(identity: &str, serial: &str, new_public_key: &[u8; 32]) -> String {
-    format!(
-        "kt-as/v1 credential-rotation\nidentity: {identity}\nserial: {serial}\npublic-key: {}\n",
-        B64.encode(new_public_key)
-    )
-}
 
 /// Refuses to run when an output file exists.
 fn check_new_files(paths: &[&Path]) -> Result<(), Error> {
@@ -118,7 +95,11 @@ pub(crate) fn enroll(
     let key = new_key_file(key_out)?;
 
     let public_key = key.verifying_key().to_bytes();
-    let text = credential_request_text(identity, &public_key, token);
+    let text = kt_protocol::pop::issuance_message(
+        identity,
+        &B64.encode(public_key),
+        &kt_protocol::pop::enrollment_id(token),
+    );
     let request = CredentialRequest {
         identity,
         token,
@@ -197,7 +178,11 @@ pub(crate) fn rotate(
 
     let new = new_key_file(key_out)?;
     let new_public = new.verifying_key().to_bytes();
-    let text = rotation_text(&identity, &serial, &new_public);
+    let current_serial = kt_protocol::entry::Serial::parse_hex(&serial).ok_or_else(|| {
+        Error::verify(format!("credential serial {serial:?} is not 32 hex digits"))
+    })?;
+    let text =
+        kt_protocol::pop::rotation_message(&identity, &current_serial, &B64.encode(new_public));
     let request = RotationRequest {
         identity: &identity,
         serial: &serial,

@@ -13,7 +13,6 @@ use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
 use kt_log::Hash;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use test_support::ServerProcess;
 
 pub struct Server {
@@ -133,9 +132,8 @@ impl Server {
         new: &SigningKey,
     ) -> Answer {
         let public = B64.encode(new.verifying_key().as_bytes());
-        let message = format!(
-            "kt-as/v1 credential-rotation\nidentity: {identity}\nserial: {serial}\npublic-key: {public}\n"
-        );
+        let replaced = kt_protocol::entry::Serial::parse_hex(serial).expect("a serial");
+        let message = kt_protocol::pop::rotation_message(identity, &replaced, &public);
         self.post(
             "/v1/credentials/rotate",
             &json!({
@@ -180,14 +178,15 @@ pub fn new_key() -> SigningKey {
 }
 
 pub fn enrollment_id(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    kt_protocol::pop::enrollment_id(token).to_hex()
 }
 
 pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
     let public = B64.encode(key.verifying_key().as_bytes());
-    let message = format!(
-        "kt-as/v1 credential-request\nidentity: {identity}\npublic-key: {public}\nenrollment: {}\n",
-        enrollment_id(token)
+    let message = kt_protocol::pop::issuance_message(
+        identity,
+        &public,
+        &kt_protocol::pop::enrollment_id(token),
     );
     json!({
         "identity": identity,
