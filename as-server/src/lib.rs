@@ -16,14 +16,15 @@
 //! - [`state`]: the AS's view of identities and credentials, derived from the log;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //! - [`sequencer`]: the group-committing writer of the log and the state;
-//! - [`server`], [`routes`], [`problem`], [`metrics`], [`tls`], [`logging`], [`unread_body`]:
-//!   the HTTPS service;
+//! - [`app`]: the state every handler shares; [`server`], [`routes`], [`problem`],
+//!   [`metrics`], [`tls`], [`logging`], [`unread_body`]: the HTTPS service over it;
 //! - [`admin_client`]: the `as-server admin …` subcommands.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod admin_client;
 pub mod admission;
+pub mod app;
 pub mod ca;
 pub mod config;
 pub mod encoding;

@@ -1,117 +1,19 @@
-//! The HTTPS service: shared application state, middleware, and `serve`.
+//! The HTTPS service: its middleware, and `serve`, which opens the application state
+//! ([`crate::app`]) and runs the routes over it.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpServer};
-use kt_log::log::Log;
-use kt_log::store::FileStore;
-use kt_protocol::identity::IdentityPolicy;
 
-use crate::admission::Limits;
-use crate::ca::Ca;
+use crate::app::{self, AppState};
 use crate::config::Config;
-use crate::metrics::{MethodLabel, Metrics};
-use crate::rotation::RotationBudget;
+use crate::metrics::MethodLabel;
 use crate::routes;
-use crate::sequencer::{AsLog, Sequencer, SequencerConfig};
-use crate::setup::{self, DataPaths};
-use crate::state::State;
+use crate::setup;
 use crate::tls;
-use crate::tokens::AdminTokens;
-
-/// A built CRL and what it was built from.
-pub struct CachedCrl {
-    /// The latest revocation entry it reflects (`None`: built before any).
-    pub last_revocation: Option<u64>,
-    /// When it was built.
-    pub built_at: u64,
-    /// Its CRL number (RFC 5280 §5.2.3: strictly increasing).
-    pub number: u64,
-    /// Its DER.
-    pub der: Vec<u8>,
-}
-
-/// What every handler shares.
-pub struct AppState {
-    /// The transparency log (read side; the sequencer is its only writer).
-    pub log: Arc<AsLog>,
-    /// The AS state.
-    pub state: State,
-    /// The writer.
-    pub sequencer: Sequencer,
-    /// The CA.
-    pub ca: Ca,
-    /// Accepted admin tokens.
-    pub admin_tokens: AdminTokens,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Credential lifetime, seconds.
-    pub credential_lifetime: u64,
-    /// The log's note verifier key, text form.
-    pub verifier_key: String,
-    /// The latest CRL, rebuilt when revocations change or it gets old.
-    pub crl: Mutex<Option<CachedCrl>>,
-    /// What new enrollments may name.
-    pub identity_policy: IdentityPolicy,
-    /// How often one identity may rotate (checked early here, decided by the sequencer).
-    pub rotation_budget: RotationBudget,
-    /// Deadline for a request body.
-    pub body_timeout: std::time::Duration,
-}
-
-/// Opens the log and the state in the data folder, brings the state level with the log, and
-/// starts the sequencer.
-pub fn open(config: &Config, material: setup::Material) -> Result<AppState, String> {
-    let paths = DataPaths::new(&config.data);
-    let store = FileStore::open(paths.file("log")).map_err(|e| format!("log store: {e}"))?;
-    let verifier_key = material.log_signer.verifier().to_vkey();
-    let log = Arc::new(Log::open(store, material.log_signer).map_err(|e| format!("log: {e}"))?);
-    // A crash between a batch's append and its checkpoint leaves entries no checkpoint covers:
-    // cover them now, before the state (and so lookups and proofs) can show them.
-    log.sign_checkpoint()
-        .map_err(|e| format!("signing a checkpoint over the stored log: {e}"))?;
-    let state = State::open(&paths.file("state")).map_err(|e| e.to_string())?;
-    let replayed = state
-        .catch_up(log.size(), |i| log.entry(i).map_err(|e| e.to_string()))
-        .map_err(|e| e.to_string())?;
-    if replayed > 0 {
-        tracing::info!(replayed, "state caught up with the log");
-    }
-    let metrics = Arc::new(Metrics::new());
-    metrics.set_log_size(log.size());
-    let sequencer = Sequencer::start(
-        Arc::clone(&log),
-        state.clone(),
-        SequencerConfig {
-            queue_capacity: config.queue_capacity,
-            max_batch: config.max_batch,
-            limits: Limits {
-                max_credentials: config.max_credentials,
-                rotation_budget: config.rotation_budget,
-            },
-        },
-        Arc::clone(&metrics),
-    )
-    .map_err(|e| format!("sequencer thread: {e}"))?;
-    Ok(AppState {
-        log,
-        state,
-        sequencer,
-        ca: material.ca,
-        admin_tokens: material.admin_tokens,
-        metrics,
-        credential_lifetime: config.credential_lifetime,
-        verifier_key,
-        crl: Mutex::new(None),
-        identity_policy: config.identity_policy,
-        rotation_budget: config.rotation_budget,
-        body_timeout: std::time::Duration::from_secs(config.body_timeout),
-    })
-}
 
 /// Records every answer in the metrics, by route pattern and method label, and logs it at
 /// debug level. actix accepts any token as a method (30 KB ones too): a method the API does
@@ -170,7 +72,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             tracing::info!(file = %out.display(), "new admin token written (mode 0600)");
         }
     }
-    let app = web::Data::new(open(&config, material)?);
+    let app = web::Data::new(app::open(&config, material)?);
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))

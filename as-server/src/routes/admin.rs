@@ -9,10 +9,10 @@ use super::{
     bad_identity, check_identity, check_serial, json, logged_entry, present, read_json,
     read_optional_json, require_admin, LoggedEntry, BULK_BODY, SMALL_BODY,
 };
+use crate::app::AppState;
 use crate::entry::{EntryBody, RevocationReason};
 use crate::problem::{Problem, ProblemKind};
 use crate::sequencer::{Action, Committed};
-use crate::server::AppState;
 use crate::tokens::generate_token;
 use crate::unix_now;
 use kt_protocol::pop::enrollment_id;

@@ -9,13 +9,13 @@ use super::{
     check_identity, check_serial, json, logged_entry, present, read_json, LoggedEntry, SMALL_BODY,
 };
 use crate::admission::rotation_refused;
+use crate::app::AppState;
 use crate::ca::cert_pem;
 use crate::encoding::{b64, from_b64};
 use crate::entry::{Binding, Serial};
 use crate::pop::{self, PopError};
 use crate::problem::{Problem, ProblemKind};
 use crate::sequencer::{Action, Committed};
-use crate::server::AppState;
 use crate::state::CredentialStatus;
 use crate::unix_now;
 use kt_protocol::pop::enrollment_id;

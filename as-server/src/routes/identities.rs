@@ -9,11 +9,11 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::{check_identity, json};
+use crate::app::AppState;
 use crate::ca::cert_pem;
 use crate::encoding::{b64, proof_b64};
 use crate::entry::{EntryBody, LogEntry};
 use crate::problem::Problem;
-use crate::server::AppState;
 use crate::state::{CredentialStatus, IdentityStatus};
 use crate::unix_now;
 

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::decimal::{parse_canonical, DecimalError};
 use super::json;
+use crate::app::AppState;
 use crate::encoding::{b64, proof_b64};
 use crate::problem::Problem;
-use crate::server::AppState;
 
 #[derive(Serialize)]
 struct LogKey<'a> {

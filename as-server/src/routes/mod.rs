@@ -16,10 +16,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::app::AppState;
 use crate::encoding::{b64, proof_b64};
 use crate::problem::{Problem, ProblemKind};
 use crate::sequencer::Committed;
-use crate::server::AppState;
 
 /// Body limit of ordinary requests.
 pub const SMALL_BODY: usize = 64 * 1024;

@@ -3,9 +3,9 @@
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{web, HttpResponse};
 
+use crate::app::{AppState, CachedCrl};
 use crate::encoding::from_hex;
 use crate::problem::Problem;
-use crate::server::{AppState, CachedCrl};
 use crate::unix_now;
 
 /// A CRL is valid for a day and rebuilt after an hour even without new revocations.
