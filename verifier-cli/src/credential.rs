@@ -23,8 +23,6 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::spki::{AlgorithmIdentifierOwned, ObjectIdentifier};
 use x509_cert::Certificate;
 
-use crate::trust::Ca;
-
 /// id-Ed25519, RFC 8410.
 pub(crate) const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 /// The X.500 commonName attribute.
@@ -363,4 +361,41 @@ fn identity_of(cert: &Certificate) -> Result<String, CredentialError> {
         }
     }
     Ok(identity.to_owned())
+}
+
+/// The CA that signs credentials: its certificate (as given) and Ed25519 public key.
+#[derive(Clone, Debug)]
+pub(crate) struct Ca {
+    /// The exact DER of the CA certificate.
+    pub(crate) der: Vec<u8>,
+    /// The CA's Ed25519 key, which must have signed every credential and CRL.
+    pub(crate) key: VerifyingKey,
+    /// DER of the CA's subject name; credentials and CRLs must name it as issuer.
+    pub(crate) subject_der: Vec<u8>,
+}
+
+impl Ca {
+    /// Builds the trust anchor from a certificate in PEM or DER. The certificate is trusted
+    /// as given (it is the anchor); it must carry an Ed25519 key.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Ca, String> {
+        let parsed = parse_certificate(bytes).map_err(|e| e.to_string())?;
+        let tbs = parsed.cert.tbs_certificate();
+        let spki = tbs.subject_public_key_info();
+        if spki.algorithm.oid != ED25519_OID {
+            return Err("the CA key is not Ed25519".into());
+        }
+        let raw: [u8; 32] = spki
+            .subject_public_key
+            .as_bytes()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or("the CA key is not 32 bytes")?;
+        let key = VerifyingKey::from_bytes(&raw).map_err(|_| "the CA key is not a valid point")?;
+        let subject_der =
+            der::Encode::to_der(tbs.subject()).map_err(|e| format!("CA subject: {e}"))?;
+        Ok(Ca {
+            der: parsed.der,
+            key,
+            subject_der,
+        })
+    }
 }
