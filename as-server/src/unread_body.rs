@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::HttpMessage as _;
@@ -29,15 +30,21 @@ use futures_core::Stream;
 /// The request body, shared by the handler's stream and the answer that holds it.
 type SharedBody = Rc<RefCell<Payload>>;
 
-/// See the module doc.
+/// See the module doc. A request without a body (no `Content-Length` or
+/// `Transfer-Encoding`: most GETs) has nothing to drain and is passed on as it is.
 pub async fn close_if_unread(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<HoldingBody>, actix_web::Error> {
-    let body: SharedBody = Rc::new(RefCell::new(req.take_payload()));
-    req.set_payload(Payload::Stream {
-        payload: Box::pin(ReadShared(Rc::clone(&body))),
-    });
+    let headers = req.headers();
+    let has_body = headers.contains_key(header::CONTENT_LENGTH)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    let body: Option<SharedBody> = has_body.then(|| Rc::new(RefCell::new(req.take_payload())));
+    if let Some(body) = &body {
+        req.set_payload(Payload::Stream {
+            payload: Box::pin(ReadShared(Rc::clone(body))),
+        });
+    }
     let response = next.call(req).await?;
     Ok(response.map_body(|_, answer| HoldingBody {
         answer: answer.boxed(),
@@ -63,7 +70,7 @@ impl Stream for ReadShared {
 /// An answer body that keeps the request body alive until it is sent.
 pub struct HoldingBody {
     answer: BoxBody,
-    _request_body: SharedBody,
+    _request_body: Option<SharedBody>,
 }
 
 impl MessageBody for HoldingBody {

@@ -316,6 +316,33 @@ pub struct LogEntry {
     pub body: EntryBody,
 }
 
+/// Bytes written as standard base64 straight into the output (no string in between).
+struct B64Of<'a>(&'a [u8]);
+
+impl Serialize for B64Of<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&base64::display::Base64Display::new(self.0, &B64))
+    }
+}
+
+/// Bytes written as lowercase hex straight into the output.
+struct HexOf<'a>(&'a [u8]);
+
+impl std::fmt::Display for HexOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for HexOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The wire form of issue and rotate entries, fields in canonical order.
 #[derive(Serialize)]
 struct WireBinding<'a> {
@@ -324,15 +351,15 @@ struct WireBinding<'a> {
     kind: &'static str,
     time: u64,
     identity: &'a str,
-    serial: String,
-    public_key: String,
+    serial: HexOf<'a>,
+    public_key: B64Of<'a>,
     not_before: u64,
     not_after: u64,
-    certificate: String,
+    certificate: B64Of<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    enrollment: Option<String>,
+    enrollment: Option<HexOf<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    replaces: Option<String>,
+    replaces: Option<HexOf<'a>>,
 }
 
 /// The wire form of revoke entries.
@@ -343,7 +370,7 @@ struct WireRevoke<'a> {
     kind: &'static str,
     time: u64,
     identity: &'a str,
-    serials: Vec<String>,
+    serials: Vec<HexOf<'a>>,
     scope: RevocationScope,
     reason: RevocationReason,
     admin: &'a str,
@@ -428,38 +455,35 @@ impl LogEntry {
 
     /// The entry's one byte form, what the log stores.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        // Serializing strings, integers and enums into a Vec cannot fail.
+        let _ = self.write_to(&mut out);
+        out
+    }
+
+    /// Writes the entry's one byte form to `out`.
+    fn write_to<W: std::io::Write>(&self, out: W) -> serde_json::Result<()> {
         let v = self.v;
         let kind = self.body.kind();
-        // Serializing strings, integers and enums into a Vec cannot fail.
         match &self.body {
             EntryBody::Issue {
                 time,
                 identity,
                 binding,
                 enrollment,
-            } => serde_json::to_vec(&wire_binding(
-                v,
-                kind,
-                *time,
-                identity,
-                binding,
-                Some(enrollment.to_hex()),
-                None,
-            )),
+            } => serde_json::to_writer(
+                out,
+                &wire_binding(v, kind, *time, identity, binding, Some(&enrollment.0), None),
+            ),
             EntryBody::Rotate {
                 time,
                 identity,
                 binding,
                 replaces,
-            } => serde_json::to_vec(&wire_binding(
-                v,
-                kind,
-                *time,
-                identity,
-                binding,
-                None,
-                Some(replaces.to_hex()),
-            )),
+            } => serde_json::to_writer(
+                out,
+                &wire_binding(v, kind, *time, identity, binding, None, Some(&replaces.0)),
+            ),
             EntryBody::Revoke {
                 time,
                 identity,
@@ -467,29 +491,34 @@ impl LogEntry {
                 scope,
                 reason,
                 admin,
-            } => serde_json::to_vec(&WireRevoke {
-                v,
-                kind,
-                time: *time,
-                identity,
-                serials: serials.iter().map(Serial::to_hex).collect(),
-                scope: *scope,
-                reason: *reason,
-                admin,
-            }),
+            } => serde_json::to_writer(
+                out,
+                &WireRevoke {
+                    v,
+                    kind,
+                    time: *time,
+                    identity,
+                    serials: serials.iter().map(|s| HexOf(&s.0)).collect(),
+                    scope: *scope,
+                    reason: *reason,
+                    admin,
+                },
+            ),
             EntryBody::Enable {
                 time,
                 identity,
                 admin,
-            } => serde_json::to_vec(&WireEnable {
-                v,
-                kind,
-                time: *time,
-                identity,
-                admin,
-            }),
+            } => serde_json::to_writer(
+                out,
+                &WireEnable {
+                    v,
+                    kind,
+                    time: *time,
+                    identity,
+                    admin,
+                },
+            ),
         }
-        .unwrap_or_default()
     }
 
     /// Parses entry bytes (see the module guarantees).
@@ -497,10 +526,38 @@ impl LogEntry {
         let raw: RawEntry<'_> =
             serde_json::from_slice(bytes).map_err(|e| EntryError::Json(e.to_string()))?;
         let entry = from_raw(raw)?;
-        if entry.to_bytes() != bytes {
+        // The canonical form, compared as it is written: no copy of the entry is made.
+        let mut compare = CompareWriter {
+            expected: bytes,
+            at: 0,
+            equal: true,
+        };
+        if entry.write_to(&mut compare).is_err() || !compare.equal || compare.at != bytes.len() {
             return Err(EntryError::NotCanonical);
         }
         Ok(entry)
+    }
+}
+
+/// A writer that only compares what it is given with `expected`.
+struct CompareWriter<'a> {
+    expected: &'a [u8],
+    at: usize,
+    equal: bool,
+}
+
+impl std::io::Write for CompareWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let end = self.at + buf.len();
+        if self.expected.get(self.at..end) != Some(buf) {
+            self.equal = false;
+        }
+        self.at = end;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -509,22 +566,22 @@ fn wire_binding<'a>(
     kind: &'static str,
     time: u64,
     identity: &'a str,
-    binding: &Binding,
-    enrollment: Option<String>,
-    replaces: Option<String>,
+    binding: &'a Binding,
+    enrollment: Option<&'a [u8]>,
+    replaces: Option<&'a [u8]>,
 ) -> WireBinding<'a> {
     WireBinding {
         v,
         kind,
         time,
         identity,
-        serial: binding.serial.to_hex(),
-        public_key: B64.encode(binding.public_key),
+        serial: HexOf(&binding.serial.0),
+        public_key: B64Of(&binding.public_key),
         not_before: binding.not_before,
         not_after: binding.not_after,
-        certificate: B64.encode(&binding.certificate),
-        enrollment,
-        replaces,
+        certificate: B64Of(&binding.certificate),
+        enrollment: enrollment.map(HexOf),
+        replaces: replaces.map(HexOf),
     }
 }
 
