@@ -108,7 +108,9 @@ fn inclusion_proof_len(index: u64, size: u64) -> usize {
     // last index differ, plus the levels above it that the right edge still has.
     let last = size - 1;
     let inner = 64 - (index ^ last).leading_zeros();
-    let border = (index >> inner).count_ones();
+    // `inner` is 64 when the top bits differ: nothing is left above it (a plain `>>` by 64
+    // would overflow; found by fuzzing).
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner + border) as usize
 }
 
@@ -179,7 +181,7 @@ fn consistency_proof_len(old: u64, new: u64) -> usize {
     let f_n = (old - 1) >> shift;
     let s_n = (new - 1) >> shift;
     let inner = 64 - (f_n ^ s_n).leading_zeros();
-    let border = (f_n >> inner).count_ones();
+    let border = f_n.checked_shr(inner).unwrap_or(0).count_ones();
     // A power-of-two old tree is its own first hash, which the proof then omits.
     let first = usize::from(!old.is_power_of_two());
     (inner + border) as usize + first

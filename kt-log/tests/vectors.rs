@@ -308,3 +308,25 @@ fn key_text_forms_reject_garbage() {
     )
     .is_err());
 }
+
+/// Trees whose sizes use the top bit of a u64: the expected proof length is computed without
+/// a shift overflow (a panic in debug builds before; found by fuzzing, inputs kept in
+/// fuzz/regressions/verify), and a proof of the wrong length is refused, not a panic.
+#[test]
+fn proofs_of_the_largest_trees_are_checked_without_overflow() {
+    use kt_log::verify::{verify_consistency, verify_inclusion};
+    let h = kt_log::Hash([7; 32]);
+    for (index, size) in [(0, u64::MAX), (0, (1 << 63) + 1), ((1 << 63) - 1, 1 << 63)] {
+        assert!(verify_inclusion(index, size, &h, &[], &h).is_err());
+        // The length that fits: 64 levels at most.
+        assert!(verify_inclusion(index, size, &h, &[h; 64], &h).is_err());
+    }
+    for (old, new) in [
+        (1, (1 << 63) + 2),
+        (16, u64::MAX),
+        ((1 << 63) + 1, u64::MAX),
+    ] {
+        assert!(verify_consistency(old, new, &h, &h, &[]).is_err());
+        assert!(verify_consistency(old, new, &h, &h, &[h; 64]).is_err());
+    }
+}
