@@ -1,0 +1,25 @@
+//! as_server::entry::LogEntry::parse (the log entry format, kt_protocol::entry) on raw bytes.
+//! Properties: never panics; an entry that parses re-serialises (to_bytes) to bytes that parse
+//! to an equal entry, and to_bytes is a fixed point; and, as the module promises one byte form
+//! per entry, those bytes are exactly the input.
+#![no_main]
+
+use as_server::entry::LogEntry;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(entry) = LogEntry::parse(data) {
+        let bytes = entry.to_bytes();
+        assert!(!bytes.is_empty(), "to_bytes gave nothing for {entry:?}");
+        let again = LogEntry::parse(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "re-serialised entry does not parse: {e}: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert_eq!(again, entry, "round trip changed the entry");
+        assert_eq!(again.to_bytes(), bytes, "to_bytes is not a fixed point");
+        assert_eq!(bytes, data, "parse accepted a non-canonical byte form");
+        let _ = (entry.body.identity(), entry.body.kind(), entry.body.time());
+    }
+});
