@@ -388,7 +388,8 @@ mod tests {
     #[test]
     fn tokens_expire_and_are_used_once_within_a_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         state
             .add_enrollments(&[
                 (enrollment_hex("e1"), "a@b.co".into(), 100),
@@ -427,7 +428,8 @@ mod tests {
     #[test]
     fn revocation_and_enabling_follow_the_identity_status() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         state
             .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), 100)])
             .unwrap()
@@ -481,7 +483,8 @@ mod tests {
     #[test]
     fn rotations_spend_the_identity_budget_in_log_order() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         state
             .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), 1_000)])
             .unwrap()
@@ -530,7 +533,8 @@ mod tests {
     #[test]
     fn the_shared_log_rules_have_the_last_word() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         state
             .add_enrollments(&[
                 (enrollment_hex("e1"), "a@b.co".into(), 100),

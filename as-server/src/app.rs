@@ -70,10 +70,8 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
     // cover them now, before the state (and so lookups and proofs) can show them.
     log.sign_checkpoint()
         .map_err(|e| format!("signing a checkpoint over the stored log: {e}"))?;
-    let state = State::open(&paths.file("state")).map_err(|e| e.to_string())?;
-    let replayed = state
-        .catch_up(log.size(), |i| log.entry(i).map_err(|e| e.to_string()))
-        .map_err(|e| e.to_string())?;
+    let (state, replayed) =
+        crate::recovery::open_state(&paths.file("state"), &paths.file("enrollments"), &log)?;
     if replayed > 0 {
         tracing::info!(replayed, "state caught up with the log");
     }

@@ -13,7 +13,8 @@
 //! - [`ca`]: X.509 credentials, the CA certificate and the CRL;
 //! - [`entry`] (`kt_protocol::entry`): the log entry format; [`encoding`]: base64 and hex on
 //!   the wire;
-//! - [`state`]: the AS's view of identities and credentials, derived from the log;
+//! - [`state`]: the AS's view of identities and credentials, a cache derived from the log and
+//!   the [`enrollment_journal`]; [`recovery`]: opening it, and rebuilding it when it must;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //! - [`sequencer`]: the group-committing writer of the log and the state;
 //! - [`app`]: the state every handler shares; [`server`], [`routes`], [`problem`],
@@ -28,12 +29,14 @@ pub mod app;
 pub mod ca;
 pub mod config;
 pub mod encoding;
+pub mod enrollment_journal;
 /// The log entry format, from the protocol crate (one definition for server and verifiers).
 pub use kt_protocol::entry;
 pub mod logging;
 pub mod metrics;
 pub mod pop;
 pub mod problem;
+pub mod recovery;
 pub mod rotation;
 pub mod routes;
 pub mod secret_file;

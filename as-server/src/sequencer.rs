@@ -196,7 +196,7 @@ impl Worker {
         let entries: Vec<&[u8]> = admitted.iter().map(|(_, _, b)| b.as_slice()).collect();
         let (range, checkpoint) = match self.log.append_and_sign(&entries) {
             Ok((range, checkpoint)) => {
-                self.commit_state(base, range.clone(), overlay);
+                self.commit_state(base, range.clone(), checkpoint.checkpoint.root.0, overlay);
                 (range, checkpoint)
             }
             Err(e) => match self.recover_after_failure(base, admitted.len(), overlay, &e) {
@@ -224,12 +224,13 @@ impl Worker {
     /// Writes the batch's state changes once its entries are durable at `range`. If that is not
     /// possible the state is behind the log, and the sequencer stops taking actions until a
     /// restart re-applies the log (`State::catch_up`).
-    fn commit_state(&self, base: u64, range: Range<u64>, overlay: Overlay<'_>) {
+    /// `root` is the log's root hash at `range.end`, recorded with the state.
+    fn commit_state(&self, base: u64, range: Range<u64>, root: [u8; 32], overlay: Overlay<'_>) {
         if range.start != base {
             // Only this thread appends; a different start means the log changed under it.
             tracing::error!(base, start = range.start, "log grew outside the sequencer");
             self.poisoned.store(true, Ordering::Relaxed);
-        } else if let Err(e) = overlay.commit(range.end) {
+        } else if let Err(e) = overlay.commit(range.end, root) {
             tracing::error!(error = %e, "state write failed after a log commit; stopping");
             self.poisoned.store(true, Ordering::Relaxed);
         }
@@ -256,7 +257,11 @@ impl Worker {
             self.poisoned.store(true, Ordering::Relaxed);
             return None;
         }
-        self.commit_state(base, range.clone(), overlay);
+        let Ok(root) = self.log.root_at(size) else {
+            self.poisoned.store(true, Ordering::Relaxed);
+            return None;
+        };
+        self.commit_state(base, range.clone(), root.0, overlay);
         match self.log.sign_checkpoint() {
             Ok(checkpoint) if checkpoint.checkpoint.size >= size => Some((range, checkpoint)),
             _ => {

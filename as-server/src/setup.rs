@@ -75,11 +75,23 @@ impl DataPaths {
 
 /// Loads the key material for `config`, creating what is missing.
 pub fn load_or_create(config: &Config) -> Result<Material, String> {
+    let existed = config.data.exists();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&config.data)
         .map_err(io_err(&config.data))?;
+    if !existed {
+        // A new folder must survive a crash too: sync the folder that names it.
+        let parent = config
+            .data
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(parent))?;
+    }
     let paths = DataPaths::new(&config.data);
 
     let ca = load_or_create_ca(&paths, &config.ca_name)?;

@@ -6,14 +6,17 @@
 //! ahead of the log, and [`State::catch_up`] (run at start) re-applies whatever a crash lost,
 //! so the state is not fsynced per batch: the log is.
 //!
-//! Only enrollments are not in the log (their tokens are secrets); [`State::add_enrollments`]
-//! makes them durable (across power loss) before returning. Which enrollment an issuance used
-//! is in its entry, so re-applying it marks the enrollment used again.
+//! Only enrollments are not in the log (their tokens are secrets): [`State::add_enrollments`]
+//! writes them to the [`EnrollmentJournal`] (synced) before the store, and [`State::open`]
+//! puts back every journaled enrollment the store lacks. Which enrollment an issuance used is
+//! in its entry, so re-applying it marks the enrollment used again. The store is therefore a
+//! cache of the log and the journal: [`crate::recovery`] rebuilds it from them when it is
+//! damaged or disagrees with the log.
 //!
 //! Keys of the one sled tree (one tree, so that one batch is atomic):
 //! `i/<identity>` → [`IdentityRecord`], `c/<serial>` → [`CredentialRecord`],
 //! `e/<enrollment id>` → [`EnrollmentRecord`], `r/<serial>` → [`RevocationRecord`] (the CRL),
-//! `m/applied` → u64 big-endian.
+//! `m/applied` → u64 big-endian, `m/applied-root` → the log's root hash at that size.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::enrollment_journal::{EnrollmentJournal, JournalRecord};
 use crate::entry::{EntryBody, LogEntry, RevocationReason, RevocationScope};
 
 /// Why the state failed.
@@ -38,6 +42,12 @@ pub enum StateError {
         /// The decode error.
         error: String,
     },
+    /// The enrollment journal cannot be read or written: not a fault of the store.
+    #[error("enrollment journal: {0}")]
+    Journal(std::io::Error),
+    /// sled panicked while opening its files (it does on some damaged files).
+    #[error("state store: sled panicked while opening it")]
+    Panicked,
     /// A log entry does not decode.
     #[error("log entry {index} does not parse: {error}")]
     BadEntry {
@@ -160,6 +170,8 @@ fn revocation_key(serial: &str) -> Vec<u8> {
     [b"r/", serial.as_bytes()].concat()
 }
 const APPLIED_KEY: &[u8] = b"m/applied";
+/// The log's root hash at `m/applied` entries, written with it: which log the state is of.
+const APPLIED_ROOT_KEY: &[u8] = b"m/applied-root";
 /// Enrollments written per sled transaction (see [`State::add_enrollments`]).
 pub const ENROLLMENT_CHUNK: usize = 1_000;
 /// Index of the latest revocation entry applied (JSON number): what the CRL cache checks.
@@ -181,6 +193,12 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Journaled enrollments that expired this long ago are dropped from the journal at start
+/// (no token can use them any more), once they are at least half of it.
+const JOURNAL_KEEPS_EXPIRED_FOR: u64 = 24 * 3600;
+/// ... and at least this many: small journals are not worth rewriting.
+const JOURNAL_COMPACTS_FROM: usize = 1_024;
+
 /// The state store.
 #[derive(Clone)]
 pub struct State {
@@ -188,27 +206,92 @@ pub struct State {
     tree: sled::Tree,
     /// sled's data file, synced after a flush that must survive power loss.
     data_file: std::path::PathBuf,
+    /// The durable record of enrollments.
+    journal: std::sync::Arc<EnrollmentJournal>,
 }
 
 impl State {
-    /// Opens (or creates) the state in `dir`.
-    pub fn open(dir: &std::path::Path) -> Result<State, StateError> {
+    /// Opens (or creates) the state store in `dir` and the enrollment journal at `journal`,
+    /// and puts every journaled enrollment the store lacks back into it (see the module doc).
+    /// The store may still be behind the log: [`State::catch_up`] brings it level.
+    pub fn open(dir: &std::path::Path, journal: &std::path::Path) -> Result<State, StateError> {
+        let opened = EnrollmentJournal::open(journal).map_err(StateError::Journal)?;
+        if opened.torn_bytes > 0 {
+            tracing::warn!(
+                bytes = opened.torn_bytes,
+                "the enrollment journal ended in a torn record (a crash during an enrollment \
+                 that was never answered); cut off, and kept beside it"
+            );
+        }
         // The log is the durable record and catch_up re-applies what a crash loses, so the
-        // state is not flushed per batch (enrollments flush explicitly). sled's background
-        // flush every 500 ms still writes it out in small steps: left to the kernel's 30-second
-        // writeback, it leaves in bursts of over 100 MB that stall the log's syncs behind them.
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(500))
-            .open()?;
+        // state is not flushed per batch. sled's background flush every 500 ms still writes it
+        // out in small steps: left to the kernel's 30-second writeback, it leaves in bursts of
+        // over 100 MB that stall the log's syncs behind them. sled panics on some damaged
+        // files instead of answering an error: that is a damaged store too.
+        let config = sled::Config::new().path(dir).flush_every_ms(Some(500));
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
+            .map_err(|_| StateError::Panicked)??;
         let tree = db.open_tree("as")?;
         let state = State {
             db,
             tree,
             data_file: dir.join("db"),
+            journal: std::sync::Arc::new(opened.journal),
         };
         state.upgrade()?;
+        state.restore_enrollments(&opened.records)?;
+        state.compact_journal(opened.records, crate::unix_now())?;
         Ok(state)
+    }
+
+    /// Writes each journaled enrollment the store does not hold (with its identity's record,
+    /// if that is missing too), in atomic batches; records present are left alone, since the
+    /// store's own copy may already say which issuance used it.
+    fn restore_enrollments(&self, records: &[JournalRecord]) -> Result<(), StateError> {
+        let mut restored = 0usize;
+        for chunk in records.chunks(ENROLLMENT_CHUNK) {
+            let mut batch = sled::Batch::default();
+            let mut new_identities = std::collections::HashSet::new();
+            for record in chunk {
+                let key = enrollment_key(&record.id);
+                if self.tree.get(&key)?.is_some() {
+                    continue;
+                }
+                let identity = identity_key(&record.identity);
+                if self.tree.get(&identity)?.is_none() && new_identities.insert(identity.clone()) {
+                    batch.insert(identity, encode(&IdentityRecord::new()));
+                }
+                let enrollment = EnrollmentRecord {
+                    identity: record.identity.clone(),
+                    expires_at: record.expires_at,
+                    epoch: record.epoch,
+                    used_by: None,
+                };
+                batch.insert(key, encode(&enrollment));
+                restored += 1;
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        if restored > 0 {
+            tracing::info!(restored, "enrollments restored from the enrollment journal");
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal without the enrollments that expired more than a day ago, when
+    /// they are most of it, so that it does not grow without bound.
+    fn compact_journal(&self, records: Vec<JournalRecord>, now: u64) -> Result<(), StateError> {
+        let total = records.len();
+        let keep: Vec<JournalRecord> = records
+            .into_iter()
+            .filter(|r| r.expires_at.saturating_add(JOURNAL_KEEPS_EXPIRED_FOR) > now)
+            .collect();
+        let dropped = total - keep.len();
+        if dropped >= JOURNAL_COMPACTS_FROM && dropped * 2 >= total {
+            self.journal.rewrite(&keep).map_err(StateError::Journal)?;
+            tracing::info!(dropped, kept = keep.len(), "enrollment journal compacted");
+        }
+        Ok(())
     }
 
     /// Brings records of an earlier layout to [`FORMAT`], in one atomic batch with the new
@@ -281,6 +364,11 @@ impl State {
         self.get(&enrollment_key(id))
     }
 
+    /// A revoked credential's CRL record.
+    pub fn revocation(&self, serial: &str) -> Result<Option<RevocationRecord>, StateError> {
+        self.get(&revocation_key(serial))
+    }
+
     /// Every revoked credential: (serial, record), in serial order.
     pub fn revocations(&self) -> Result<Vec<(String, RevocationRecord)>, StateError> {
         self.tree
@@ -299,6 +387,25 @@ impl State {
         self.get(LAST_REVOCATION_KEY)
     }
 
+    /// The log's root hash at [`State::applied`] entries, as recorded with it (`None` in a store
+    /// of an earlier layout, or one that applied nothing).
+    pub fn applied_root(&self) -> Result<Option<[u8; 32]>, StateError> {
+        Ok(self
+            .tree
+            .get(APPLIED_ROOT_KEY)?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()))
+    }
+
+    /// Whether the store holds any credential or revocation: only log entries make them.
+    pub fn has_logged_records(&self) -> Result<bool, StateError> {
+        for prefix in [b"c/", b"r/"] {
+            if self.tree.scan_prefix(prefix).next().transpose()?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// How many log entries the state reflects.
     pub fn applied(&self) -> Result<u64, StateError> {
         Ok(self
@@ -309,8 +416,8 @@ impl State {
             .unwrap_or(0))
     }
 
-    /// Records new enrollments durably (across power loss) before returning, creating the
-    /// identity records that do not exist yet. `enrollments` are (enrollment id, identity,
+    /// Records new enrollments durably (across power loss: in the journal) before returning,
+    /// creating the identity records that do not exist yet. `enrollments` are (enrollment id, identity,
     /// expires_at). Refuses the whole set, writing nothing, if any identity is revoked
     /// (returns it).
     ///
@@ -320,8 +427,9 @@ impl State {
     /// transaction keeps the garbage of every page it rewrites until it commits: about 12 KB
     /// an identity, 1.2 GB for one of 100,000). Each identity is decided at its read: a
     /// revocation that lands after it voids the new token through the epoch it carries, as if
-    /// the enrollment had come first. A crash between the steps leaves enrollments whose
-    /// tokens were never answered, so nobody can use them; they expire.
+    /// the enrollment had come first. The journal is written between the two steps; a crash
+    /// before the store has them is repaired by [`State::open`]. A crash before the answer
+    /// leaves enrollments whose tokens were never answered, so nobody can use them; they expire.
     pub fn add_enrollments(
         &self,
         enrollments: &[(String, String, u64)],
@@ -340,6 +448,18 @@ impl State {
             };
             epochs.insert(identity, epoch);
         }
+        let journaled: Vec<JournalRecord> = enrollments
+            .iter()
+            .map(|(id, identity, expires_at)| JournalRecord {
+                id: id.clone(),
+                identity: identity.clone(),
+                expires_at: *expires_at,
+                epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        self.journal
+            .append(&journaled)
+            .map_err(StateError::Journal)?;
         for chunk in enrollments.chunks(ENROLLMENT_CHUNK) {
             let written: Result<(), sled::transaction::TransactionError<std::convert::Infallible>> =
                 self.tree.transaction(|tx| {
@@ -365,7 +485,6 @@ impl State {
                 Err(sled::transaction::TransactionError::Abort(never)) => match never {},
             }
         }
-        self.make_durable()?;
         Ok(Ok(()))
     }
 
@@ -380,11 +499,13 @@ impl State {
     }
 
     /// Re-applies the log entries the state has not seen (`applied .. log_size`), reading each
-    /// with `entry_at`. Returns how many it applied.
+    /// with `entry_at` and the log's root hash at a size with `root_at`. Returns how many it
+    /// applied.
     pub fn catch_up(
         &self,
         log_size: u64,
         mut entry_at: impl FnMut(u64) -> Result<Vec<u8>, String>,
+        mut root_at: impl FnMut(u64) -> Result<[u8; 32], String>,
     ) -> Result<u64, StateError> {
         let start = self.applied()?;
         let mut index = start;
@@ -400,7 +521,11 @@ impl State {
                 })?;
                 overlay.apply_entry(i, &entry)?;
             }
-            overlay.commit(end)?;
+            let root = root_at(end).map_err(|error| StateError::BadEntry {
+                index: end - 1,
+                error,
+            })?;
+            overlay.commit(end, root)?;
             index = end;
         }
         self.make_durable()?;
@@ -571,14 +696,15 @@ impl Overlay<'_> {
         Ok(())
     }
 
-    /// Writes the collected changes and `applied` as one atomic batch (not flushed: see the
-    /// module doc).
-    pub fn commit(self, applied: u64) -> Result<(), StateError> {
+    /// Writes the collected changes, `applied` and the log's root hash at that size as one
+    /// atomic batch (not flushed: see the module doc).
+    pub fn commit(self, applied: u64, root: [u8; 32]) -> Result<(), StateError> {
         let mut batch = sled::Batch::default();
         for (key, value) in self.changes {
             batch.insert(key, value);
         }
         batch.insert(APPLIED_KEY, &applied.to_be_bytes());
+        batch.insert(APPLIED_ROOT_KEY, &root);
         self.state.tree.apply_batch(batch)?;
         Ok(())
     }
@@ -642,7 +768,8 @@ mod tests {
     #[test]
     fn entries_drive_identities_and_credentials() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         state
             .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), 100)])
             .unwrap()
@@ -675,7 +802,7 @@ mod tests {
             .unwrap();
         // Nothing is visible in the store before the commit.
         assert_eq!(state.credential(&serial_hex("s1")).unwrap(), None);
-        overlay.commit(2).unwrap();
+        overlay.commit(2, [2; 32]).unwrap();
         assert_eq!(state.applied().unwrap(), 2);
         let identity = state.identity("a@b.co").unwrap().unwrap();
         assert_eq!(identity.status, IdentityStatus::Revoked);
@@ -725,7 +852,8 @@ mod tests {
     #[test]
     fn a_failed_apply_leaves_no_change_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         state
             .tree
             .insert(credential_key(&serial_hex("bad")), b"not json".as_slice())
@@ -754,7 +882,8 @@ mod tests {
     #[test]
     fn catch_up_replays_what_the_state_missed() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         let log = [
             issue("a@b.co", "s1", "x").to_bytes(),
             issue("a@b.co", "s2", "y").to_bytes(),
@@ -763,21 +892,27 @@ mod tests {
         overlay
             .apply_entry(0, &LogEntry::parse(&log[0]).unwrap())
             .unwrap();
-        overlay.commit(1).unwrap();
-        let applied = state.catch_up(2, |i| Ok(log[i as usize].clone())).unwrap();
+        overlay.commit(1, [1; 32]).unwrap();
+        let applied = state
+            .catch_up(2, |i| Ok(log[i as usize].clone()), |_| Ok([2; 32]))
+            .unwrap();
         assert_eq!(applied, 1);
         assert_eq!(
             state.identity("a@b.co").unwrap().unwrap().current,
             [serial_hex("s1"), serial_hex("s2")]
         );
-        assert!(state.catch_up(3, |_| Ok(b"not json".to_vec())).is_err());
+        assert_eq!(state.applied_root().unwrap(), Some([2; 32]));
+        assert!(state
+            .catch_up(3, |_| Ok(b"not json".to_vec()), |_| Ok([3; 32]))
+            .is_err());
     }
 
     #[test]
     fn records_of_the_earlier_layout_learn_whether_they_are_logged() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let state = State::open(dir.path()).unwrap();
+            let state =
+                State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
             let old = |status: &str, epoch: u64, current: &str| {
                 format!(r#"{{"status":"{status}","epoch":{epoch},"current":[{current}]}}"#)
             };
@@ -809,7 +944,8 @@ mod tests {
             state.tree.remove(FORMAT_KEY).unwrap();
             state.db.flush().unwrap();
         }
-        let state = State::open(dir.path()).unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         let logged = |name: &str| state.identity(name).unwrap().unwrap().logged;
         assert!(!logged("pending@b.co"));
         assert!(logged("holder@b.co"));

@@ -45,7 +45,7 @@ proptest! {
     #[test]
     fn every_admitted_entry_passes_the_auditors_rules(steps in steps()) {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path()).unwrap();
+        let state = State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
         let mut enrollments = Vec::new();
         for (i, identity) in IDENTITIES.iter().enumerate() {
             for n in 0..TOKENS_EACH {

@@ -153,7 +153,12 @@ impl FileStore {
     /// Opens the store in `dir`, creating it if needed.
     pub fn open(dir: impl AsRef<Path>) -> Result<FileStore, StoreError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)?;
+        if !dir.try_exists()? {
+            std::fs::create_dir_all(dir)?;
+            // The new folder must survive a crash too: sync the folder that names it.
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
+        }
         let legacy = open_legacy(dir)?;
         let (commit, record) = CommitFile::open(dir, || initial_record(dir, legacy.as_ref()))?;
         if let Some(legacy) = &legacy {

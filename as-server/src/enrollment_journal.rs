@@ -1,0 +1,362 @@
+//! The enrollment journal: the one durable record of what the log deliberately does not hold.
+//!
+//! Enrollments are not logged (their tokens are secrets, and a pending enrollment is not
+//! public), so without this file a lost state store would void every token not yet used. The
+//! journal is append-only and holds one checksummed record per enrollment (hashed token,
+//! identity, expiry, the identity's epoch when enrolled). The state store (sled) is a cache
+//! rebuilt from the log plus this journal ([`crate::recovery`]).
+//!
+//! Guarantees:
+//! - [`EnrollmentJournal::append`] returns only after the records and the file's new length
+//!   are on the device (`fdatasync`); the folder that names the file was synced when it was
+//!   created. A caller answers an enrollment only after it returns.
+//! - A record torn by a crash (short, or failing its SHA-256 checksum) is detected at open and
+//!   never trusted: it and everything after it (all written after the last acknowledged
+//!   append, since appends are serialised and each is synced before the next begins) are cut
+//!   off, copied first to a `.torn-<time>` file beside the journal for inspection.
+//! - A failed write or sync is cut off again before the error is returned, so a later record
+//!   never follows a partial one; if even that fails, the journal refuses every later append
+//!   until a restart, which cuts it at open.
+//! - A file that does not start with the journal's header is refused, never overwritten: that
+//!   is not a crash but a wrong or damaged file, and an operator must look.
+//!
+//! Layout: the 8-byte header `KTASENR1`, then records `[u32 length][8-byte checksum][payload]`,
+//! big-endian, where the payload is the record's JSON and the checksum the first 8 bytes of
+//! SHA-256 over a domain label, the length and the payload.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const HEADER: &[u8; 8] = b"KTASENR1";
+const CHECKSUM_LABEL: &[u8] = b"kt-as enrollment journal record v1\0";
+/// Longest payload a record may have: an identity is at most 254 bytes, so a longer length
+/// field can only be a torn one.
+const MAX_PAYLOAD: usize = 4096;
+
+/// One enrollment, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalRecord {
+    /// The enrollment id (lowercase hex SHA-256 of the token), as the state keys it.
+    pub id: String,
+    /// For whom.
+    pub identity: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// The identity's epoch when it was made (a revocation since voids it).
+    pub epoch: u64,
+}
+
+/// What opening the journal found.
+pub struct Opened {
+    /// The journal, ready for appends.
+    pub journal: EnrollmentJournal,
+    /// Every intact record, oldest first.
+    pub records: Vec<JournalRecord>,
+    /// Bytes of a torn tail that were cut off (0 after a clean stop).
+    pub torn_bytes: u64,
+}
+
+/// The append-only enrollment journal.
+pub struct EnrollmentJournal {
+    path: PathBuf,
+    file: Mutex<Writer>,
+}
+
+struct Writer {
+    file: File,
+    /// Length of the intact records: where the next append goes.
+    len: u64,
+    /// Set when a failed append could not be cut off.
+    poisoned: bool,
+}
+
+fn frame(record: &JournalRecord) -> Vec<u8> {
+    // A record of strings and integers always serializes.
+    let payload = serde_json::to_vec(record).unwrap_or_default();
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut out = Vec::with_capacity(12 + payload.len());
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&checksum(&len, &payload));
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn checksum(len: &[u8; 4], payload: &[u8]) -> [u8; 8] {
+    let digest = Sha256::new()
+        .chain_update(CHECKSUM_LABEL)
+        .chain_update(len)
+        .chain_update(payload)
+        .finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
+}
+
+/// Parses intact records from `bytes` (after the header); returns them and the length of the
+/// intact prefix.
+fn parse(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while let Some(head) = bytes.get(at..at + 12) {
+        let len: [u8; 4] = [head[0], head[1], head[2], head[3]];
+        let size = u32::from_be_bytes(len) as usize;
+        if size > MAX_PAYLOAD {
+            break;
+        }
+        let Some(payload) = bytes.get(at + 12..at + 12 + size) else {
+            break;
+        };
+        if checksum(&len, payload) != head[4..12] {
+            break;
+        }
+        let Ok(record) = serde_json::from_slice::<JournalRecord>(payload) else {
+            break;
+        };
+        records.push(record);
+        at += 12 + size;
+    }
+    (records, at)
+}
+
+fn sync_folder(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
+}
+
+/// Creates `path` holding `contents` (after the header) atomically: a temp file, synced,
+/// renamed into place, and the folder synced, so a crash leaves no file or a whole one.
+fn create_with(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
+    let tmp = path.with_extension("new");
+    let mut bytes = HEADER.to_vec();
+    for record in records {
+        bytes.extend_from_slice(&frame(record));
+    }
+    {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_folder(path)
+}
+
+impl EnrollmentJournal {
+    /// Opens the journal at `path`, creating it if absent, and reads every intact record.
+    pub fn open(path: &Path) -> io::Result<Opened> {
+        if !path.exists() {
+            create_with(path, &[])?;
+        }
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        if bytes.get(..HEADER.len()) != Some(HEADER.as_slice()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not an enrollment journal (wrong header); it is kept as it is",
+                    path.display()
+                ),
+            ));
+        }
+        let (records, intact) = parse(&bytes[HEADER.len()..]);
+        let len = (HEADER.len() + intact) as u64;
+        let torn_bytes = bytes.len() as u64 - len;
+        if torn_bytes > 0 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let kept = path.with_extension(format!("torn-{nanos}"));
+            {
+                let mut copy = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&kept)?;
+                copy.write_all(&bytes[len as usize..])?;
+                copy.sync_all()?;
+            }
+            sync_folder(&kept)?;
+            file.set_len(len)?;
+            file.sync_all()?;
+        }
+        Ok(Opened {
+            journal: EnrollmentJournal {
+                path: path.to_path_buf(),
+                file: Mutex::new(Writer {
+                    file,
+                    len,
+                    poisoned: false,
+                }),
+            },
+            records,
+            torn_bytes,
+        })
+    }
+
+    /// Appends `records` and syncs them to the device before returning (see the module doc).
+    pub fn append(&self, records: &[JournalRecord]) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(records.len() * 160);
+        for record in records {
+            bytes.extend_from_slice(&frame(record));
+        }
+        let mut writer = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("enrollment journal lock poisoned"))?;
+        if writer.poisoned {
+            return Err(io::Error::other(
+                "the enrollment journal failed to cut off a failed append; restart the server",
+            ));
+        }
+        let at = writer.len;
+        let written = writer
+            .file
+            .write_all_at(&bytes, at)
+            .and_then(|()| writer.file.sync_data());
+        match written {
+            Ok(()) => {
+                writer.len = at + bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                if writer
+                    .file
+                    .set_len(at)
+                    .and_then(|()| writer.file.sync_data())
+                    .is_err()
+                {
+                    writer.poisoned = true;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Replaces the journal by one holding only `keep` (those records still useful), atomically.
+    /// For the start, before any append.
+    pub fn rewrite(&self, keep: &[JournalRecord]) -> io::Result<()> {
+        let mut writer = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("enrollment journal lock poisoned"))?;
+        create_with(&self.path, keep)?;
+        let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let len = file.metadata()?.len();
+        *writer = Writer {
+            file,
+            len,
+            poisoned: false,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64) -> JournalRecord {
+        JournalRecord {
+            id: format!("{n:064x}"),
+            identity: format!("user{n}@example.com"),
+            expires_at: 1_000 + n,
+            epoch: n % 3,
+        }
+    }
+
+    #[test]
+    fn records_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enrollments");
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        assert!(opened.records.is_empty());
+        opened.journal.append(&[record(1), record(2)]).unwrap();
+        opened.journal.append(&[record(3)]).unwrap();
+        drop(opened);
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        assert_eq!(opened.records, [record(1), record(2), record(3)]);
+        assert_eq!(opened.torn_bytes, 0);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_kept_aside_and_later_appends_follow_the_intact_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enrollments");
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        opened.journal.append(&[record(1), record(2)]).unwrap();
+        drop(opened);
+        let whole = std::fs::read(&path).unwrap();
+        // Every way a crash can cut or damage the last record: each length, and a flipped bit.
+        let last = frame(&record(2)).len();
+        for cut in 1..last {
+            std::fs::write(&path, &whole[..whole.len() - cut]).unwrap();
+            let opened = EnrollmentJournal::open(&path).unwrap();
+            assert_eq!(opened.records, [record(1)], "cut {cut}");
+            assert_eq!(opened.torn_bytes, (last - cut) as u64);
+        }
+        let mut flipped = whole.clone();
+        let at = whole.len() - 3;
+        flipped[at] ^= 0x20;
+        std::fs::write(&path, &flipped).unwrap();
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        assert_eq!(opened.records, [record(1)]);
+        opened.journal.append(&[record(5)]).unwrap();
+        drop(opened);
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        assert_eq!(opened.records, [record(1), record(5)]);
+        assert_eq!(opened.torn_bytes, 0);
+        let kept = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("torn-")
+            })
+            .count();
+        assert_eq!(kept, last);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_journal_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enrollments");
+        std::fs::write(&path, b"something else entirely").unwrap();
+        assert!(EnrollmentJournal::open(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"something else entirely");
+    }
+
+    #[test]
+    fn a_rewrite_keeps_only_what_it_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enrollments");
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        opened
+            .journal
+            .append(&[record(1), record(2), record(3)])
+            .unwrap();
+        opened.journal.rewrite(&[record(2)]).unwrap();
+        opened.journal.append(&[record(4)]).unwrap();
+        drop(opened);
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        assert_eq!(opened.records, [record(2), record(4)]);
+    }
+}

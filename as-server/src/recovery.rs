@@ -1,0 +1,276 @@
+//! Opening the AS state so that the server starts by itself after any crash.
+//!
+//! Guarantee: the state store is only a cache of the log and the enrollment journal (see
+//! [`crate::state`]), so a store that cannot be opened, fails while catching up, or disagrees
+//! with the log is never trusted and never a reason to stay down: it is moved aside (kept
+//! for inspection as `state.broken-<time>`, logged as an error) and rebuilt from the log and
+//! the journal, and every enrollment token not yet used keeps working. Only a fault of the
+//! durable record itself (the log's entries, the journal's header) stops the start, because
+//! rebuilding cannot repair it and an operator must look.
+
+use std::path::{Path, PathBuf};
+
+use crate::entry::{EntryBody, LogEntry};
+use crate::sequencer::AsLog;
+use crate::state::{CredentialStatus, IdentityStatus, State, StateError};
+
+/// Why one attempt to open the state failed.
+enum Failure {
+    /// The store is damaged or disagrees with the log: rebuild it.
+    Store(String),
+    /// The log or the journal is at fault: rebuilding cannot help.
+    Fatal(String),
+}
+
+impl From<StateError> for Failure {
+    fn from(error: StateError) -> Failure {
+        match error {
+            StateError::Journal(_) | StateError::BadEntry { .. } => {
+                Failure::Fatal(error.to_string())
+            }
+            _ => Failure::Store(error.to_string()),
+        }
+    }
+}
+
+/// Opens the state in `state_dir` (journal at `journal`) level with `log`, rebuilding it if it
+/// must (see the module doc). Returns the state and how many log entries were replayed.
+pub fn open_state(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(State, u64), String> {
+    match attempt(state_dir, journal, log) {
+        Ok(opened) => Ok(opened),
+        Err(Failure::Fatal(error)) => Err(error),
+        Err(Failure::Store(problem)) => {
+            let kept = move_aside(state_dir).map_err(|e| {
+                format!("the state store is unusable ({problem}), and moving it aside failed: {e}")
+            })?;
+            tracing::error!(
+                problem = %problem,
+                kept = %kept.display(),
+                "the state store was unusable: moved aside, rebuilding it from the log and \
+                 the enrollment journal"
+            );
+            attempt(state_dir, journal, log).map_err(|failure| match failure {
+                Failure::Store(e) | Failure::Fatal(e) => {
+                    format!("rebuilding the state from the log failed: {e}")
+                }
+            })
+        }
+    }
+}
+
+fn attempt(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(State, u64), Failure> {
+    let state = State::open(state_dir, journal)?;
+    agrees_with_log(&state, log)?;
+    let replayed = state.catch_up(
+        log.size(),
+        |i| log.entry(i).map_err(|e| e.to_string()),
+        |size| log.root_at(size).map(|h| h.0).map_err(|e| e.to_string()),
+    )?;
+    Ok((state, replayed))
+}
+
+/// Whether the store can be what the log's first `applied` entries made: never ahead of the
+/// log, of this log (the root hash recorded with its counter is the log's at that size), and
+/// the last entry it says it applied visible in it. This catches a store that lost writes
+/// while keeping its counter, or a store of another log, which a plain catch-up would build on.
+fn agrees_with_log(state: &State, log: &AsLog) -> Result<(), Failure> {
+    let applied = state.applied()?;
+    if applied > log.size() {
+        return Err(Failure::Store(format!(
+            "it has applied {applied} entries, and the log holds {}",
+            log.size()
+        )));
+    }
+    let Some(last) = applied.checked_sub(1) else {
+        if state.has_logged_records()? {
+            return Err(Failure::Store(
+                "it applied no entry but holds credentials or revocations".into(),
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(root) = state.applied_root()? {
+        let expected = log
+            .root_at(applied)
+            .map_err(|e| Failure::Fatal(e.to_string()))?;
+        if root != expected.0 {
+            return Err(Failure::Store(format!(
+                "the root hash it recorded at {applied} entries is not the log's"
+            )));
+        }
+    }
+    let bytes = log.entry(last).map_err(|e| Failure::Fatal(e.to_string()))?;
+    let entry = LogEntry::parse(&bytes)
+        .map_err(|e| Failure::Fatal(format!("log entry {last} does not parse: {e}")))?;
+    let missing = |what: String| {
+        Failure::Store(format!(
+            "it does not show {what} of entry {last}, the last one it says it applied"
+        ))
+    };
+    let identity = state.identity(entry.body.identity())?;
+    let logged = identity.as_ref().is_some_and(|record| record.logged);
+    if !logged {
+        return Err(missing("the identity".into()));
+    }
+    match &entry.body {
+        EntryBody::Issue { binding, .. } | EntryBody::Rotate { binding, .. } => {
+            let serial = binding.serial.to_hex();
+            let shown = state
+                .credential(&serial)?
+                .is_some_and(|c| c.log_index == last && c.status == CredentialStatus::Current)
+                && identity.is_some_and(|record| record.current.contains(&serial));
+            if !shown {
+                return Err(missing(format!("credential {serial}")));
+            }
+        }
+        EntryBody::Revoke { serials, .. } => {
+            if state.last_revocation()? != Some(last) {
+                return Err(missing("the revocation".into()));
+            }
+            for serial in serials {
+                let serial = serial.to_hex();
+                if state.revocation(&serial)?.is_none() {
+                    return Err(missing(format!("the revocation of {serial}")));
+                }
+            }
+        }
+        EntryBody::Enable { .. } => {
+            if identity.is_none_or(|record| record.status != IdentityStatus::Active) {
+                return Err(missing("the re-enabling".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renames `state_dir` to a free `state.broken-<unix seconds>[-n]` beside it, and syncs the
+/// folder so that the rename survives a crash.
+fn move_aside(state_dir: &Path) -> std::io::Result<PathBuf> {
+    let parent = state_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = state_dir
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    if !state_dir.exists() {
+        return Ok(state_dir.to_path_buf());
+    }
+    let now = crate::unix_now();
+    let mut kept = parent.join(format!("{name}.broken-{now}"));
+    let mut n = 1;
+    while kept.exists() {
+        kept = parent.join(format!("{name}.broken-{now}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(state_dir, &kept)?;
+    std::fs::File::open(parent)?.sync_all()?;
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Binding;
+    use crate::state::test_ids::{enrollment, enrollment_hex, serial};
+    use kt_log::log::Log;
+    use kt_log::note::NoteSigner;
+    use kt_log::store::FileStore;
+
+    fn issue(identity: &str, name: &str) -> Vec<u8> {
+        LogEntry::new(EntryBody::Issue {
+            time: 1,
+            identity: identity.into(),
+            binding: Binding {
+                serial: serial(name),
+                public_key: [7; 32],
+                not_before: 0,
+                not_after: 10,
+                certificate: vec![0x30, 0x00],
+            },
+            enrollment: enrollment(name),
+        })
+        .to_bytes()
+    }
+
+    fn log_of(dir: &Path, entries: &[Vec<u8>]) -> AsLog {
+        let signer = NoteSigner::generate("example.com/test").unwrap();
+        let log = Log::open(FileStore::open(dir).unwrap(), signer).unwrap();
+        log.append_and_sign(entries).unwrap();
+        log
+    }
+
+    fn broken_copies(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("state.broken-")
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_store_of_another_log_of_the_same_size_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = log_of(&dir.path().join("log"), &[issue("a@b.co", "s1")]);
+        let theirs = log_of(&dir.path().join("other"), &[issue("x@b.co", "s9")]);
+        let (state_dir, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        drop(open_state(&state_dir, &journal, &theirs).unwrap());
+        let (state, replayed) = open_state(&state_dir, &journal, &ours).unwrap();
+        assert_eq!(replayed, 1);
+        assert_eq!(broken_copies(dir.path()), 1);
+        assert!(state.identity("x@b.co").unwrap().is_none());
+        assert!(state.identity("a@b.co").unwrap().unwrap().logged);
+    }
+
+    #[test]
+    fn a_store_that_lost_its_counter_but_not_its_records_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_of(&dir.path().join("log"), &[issue("x@b.co", "s9")]);
+        let (state_dir, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        drop(open_state(&state_dir, &journal, &log).unwrap());
+        {
+            let db = sled::open(&state_dir).unwrap();
+            let tree = db.open_tree("as").unwrap();
+            tree.remove(b"m/applied").unwrap();
+            tree.remove(b"m/applied-root").unwrap();
+            db.flush().unwrap();
+        }
+        // Counter at 0 and a credential record left: only a damaged store looks like that.
+        let (state, replayed) = open_state(&state_dir, &journal, &log).unwrap();
+        assert_eq!((replayed, broken_copies(dir.path())), (1, 1));
+        assert_eq!(state.applied().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_intact_store_is_kept_and_journaled_enrollments_come_back_after_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_of(&dir.path().join("log"), &[issue("a@b.co", "s1")]);
+        let (state_dir, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        let (state, _) = open_state(&state_dir, &journal, &log).unwrap();
+        state
+            .add_enrollments(&[
+                (enrollment_hex("s1"), "a@b.co".into(), u64::MAX),
+                (enrollment_hex("e2"), "c@b.co".into(), u64::MAX),
+            ])
+            .unwrap()
+            .unwrap();
+        drop(state);
+        let (state, replayed) = open_state(&state_dir, &journal, &log).unwrap();
+        assert_eq!((replayed, broken_copies(dir.path())), (0, 0));
+        drop(state);
+        std::fs::remove_dir_all(&state_dir).unwrap();
+        let (state, replayed) = open_state(&state_dir, &journal, &log).unwrap();
+        assert_eq!(replayed, 1);
+        // The journaled enrollment the log used is used again; the other is pending.
+        let used = state.enrollment(&enrollment_hex("s1")).unwrap().unwrap();
+        assert_eq!(used.used_by, Some(serial("s1").to_hex()));
+        let pending = state.enrollment(&enrollment_hex("e2")).unwrap().unwrap();
+        assert_eq!(
+            (pending.identity.as_str(), pending.used_by),
+            ("c@b.co", None)
+        );
+        assert!(!state.identity("c@b.co").unwrap().unwrap().logged);
+    }
+}
