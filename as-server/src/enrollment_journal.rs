@@ -155,9 +155,14 @@ fn create_with(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
 }
 
 impl EnrollmentJournal {
+    /// Creates the journal at `path` holding `records`, atomically (no file or a whole one).
+    pub fn create(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
+        create_with(path, records)
+    }
+
     /// Opens the journal at `path`, creating it if absent, and reads every intact record.
     pub fn open(path: &Path) -> io::Result<Opened> {
-        if !path.exists() {
+        if !path.try_exists()? {
             create_with(path, &[])?;
         }
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;

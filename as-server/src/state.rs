@@ -199,6 +199,25 @@ const JOURNAL_KEEPS_EXPIRED_FOR: u64 = 24 * 3600;
 /// ... and at least this many: small journals are not worth rewriting.
 const JOURNAL_COMPACTS_FROM: usize = 1_024;
 
+/// The enrollments of `tree` still usable (unused, unexpired), as journal records.
+fn pending_enrollments(tree: &sled::Tree) -> Result<Vec<JournalRecord>, StateError> {
+    let now = crate::unix_now();
+    let mut pending = Vec::new();
+    for item in tree.scan_prefix(b"e/") {
+        let (key, value) = item?;
+        let record: EnrollmentRecord = decode(&key, &value)?;
+        if record.used_by.is_none() && record.expires_at > now {
+            pending.push(JournalRecord {
+                id: String::from_utf8_lossy(&key[2..]).into_owned(),
+                identity: record.identity,
+                expires_at: record.expires_at,
+                epoch: record.epoch,
+            });
+        }
+    }
+    Ok(pending)
+}
+
 /// The state store.
 #[derive(Clone)]
 pub struct State {
@@ -215,14 +234,6 @@ impl State {
     /// and puts every journaled enrollment the store lacks back into it (see the module doc).
     /// The store may still be behind the log: [`State::catch_up`] brings it level.
     pub fn open(dir: &std::path::Path, journal: &std::path::Path) -> Result<State, StateError> {
-        let opened = EnrollmentJournal::open(journal).map_err(StateError::Journal)?;
-        if opened.torn_bytes > 0 {
-            tracing::warn!(
-                bytes = opened.torn_bytes,
-                "the enrollment journal ended in a torn record (a crash during an enrollment \
-                 that was never answered); cut off, and kept beside it"
-            );
-        }
         // The log is the durable record and catch_up re-applies what a crash loses, so the
         // state is not flushed per batch. sled's background flush every 500 ms still writes it
         // out in small steps: left to the kernel's 30-second writeback, it leaves in bursts of
@@ -232,6 +243,26 @@ impl State {
         let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
             .map_err(|_| StateError::Panicked)??;
         let tree = db.open_tree("as")?;
+        if !journal.try_exists().map_err(StateError::Journal)? {
+            // A store from before the journal holds the only copy of its pending enrollments:
+            // the journal starts with them, created whole or not at all.
+            let pending = pending_enrollments(&tree)?;
+            EnrollmentJournal::create(journal, &pending).map_err(StateError::Journal)?;
+            if !pending.is_empty() {
+                tracing::info!(
+                    copied = pending.len(),
+                    "pending enrollments copied into the new enrollment journal"
+                );
+            }
+        }
+        let opened = EnrollmentJournal::open(journal).map_err(StateError::Journal)?;
+        if opened.torn_bytes > 0 {
+            tracing::warn!(
+                bytes = opened.torn_bytes,
+                "the enrollment journal ended in a torn record (a crash during an enrollment \
+                 that was never answered); cut off, and kept beside it"
+            );
+        }
         let state = State {
             db,
             tree,
@@ -905,6 +936,62 @@ mod tests {
         assert!(state
             .catch_up(3, |_| Ok(b"not json".to_vec()), |_| Ok([3; 32]))
             .is_err());
+    }
+
+    #[test]
+    fn a_store_from_before_the_journal_hands_its_pending_enrollments_to_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        {
+            let state = State::open(&store, &journal).unwrap();
+            state
+                .add_enrollments(&[
+                    (enrollment_hex("e1"), "a@b.co".into(), u64::MAX),
+                    (enrollment_hex("e2"), "b@b.co".into(), u64::MAX),
+                    (enrollment_hex("old"), "c@b.co".into(), 1),
+                ])
+                .unwrap()
+                .unwrap();
+            let mut overlay = state.overlay();
+            overlay
+                .apply_entry(0, &issue("a@b.co", "s1", "e1"))
+                .unwrap();
+            overlay.commit(1, [1; 32]).unwrap();
+            state.db.flush().unwrap();
+        }
+        // The earlier layout: enrollments in the store only.
+        std::fs::remove_file(&journal).unwrap();
+        drop(State::open(&store, &journal).unwrap());
+        std::fs::remove_dir_all(&store).unwrap();
+        let state = State::open(&store, &journal).unwrap();
+        // Only the unused, unexpired one was worth keeping.
+        let restored = state.enrollment(&enrollment_hex("e2")).unwrap().unwrap();
+        assert_eq!(restored.identity, "b@b.co");
+        assert_eq!(state.enrollment(&enrollment_hex("e1")).unwrap(), None);
+        assert_eq!(state.enrollment(&enrollment_hex("old")).unwrap(), None);
+    }
+
+    #[test]
+    fn long_expired_enrollments_leave_the_journal_once_they_are_most_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        let id = |n: usize| format!("{n:064x}");
+        let mut enrollments: Vec<(String, String, u64)> = (0..JOURNAL_COMPACTS_FROM)
+            .map(|n| (id(n), "old@b.co".to_string(), 1))
+            .collect();
+        enrollments.push((id(99_999), "new@b.co".into(), u64::MAX));
+        drop(State::open(&store, &journal).unwrap());
+        State::open(&store, &journal)
+            .unwrap()
+            .add_enrollments(&enrollments)
+            .unwrap()
+            .unwrap();
+        let journaled = || EnrollmentJournal::open(&journal).unwrap().records;
+        assert_eq!(journaled().len(), JOURNAL_COMPACTS_FROM + 1);
+        drop(State::open(&store, &journal).unwrap());
+        let kept = journaled();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].identity, "new@b.co");
     }
 
     #[test]
