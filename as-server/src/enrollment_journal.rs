@@ -20,9 +20,11 @@
 //! - A file that does not start with the journal's header is refused, never overwritten: that
 //!   is not a crash but a wrong or damaged file, and an operator must look.
 //!
-//! Layout: the 8-byte header `KTASENR1`, then records `[u32 length][8-byte checksum][payload]`,
-//! big-endian, where the payload is the record's JSON and the checksum the first 8 bytes of
-//! SHA-256 over a domain label, the length and the payload.
+//! Layout: the 8-byte magic `KTASENR1` and a random 16-byte generation (new at each creation
+//! or rewrite, so that a position in one journal is never taken for a position in another),
+//! then records `[u32 length][8-byte checksum][payload]`, big-endian, where the payload is the
+//! record's JSON and the checksum the first 8 bytes of SHA-256 over a domain label, the length
+//! and the payload.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -33,7 +35,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-const HEADER: &[u8; 8] = b"KTASENR1";
+const MAGIC: &[u8; 8] = b"KTASENR1";
+/// Magic and generation.
+const HEADER_LEN: usize = 24;
 const CHECKSUM_LABEL: &[u8] = b"kt-as enrollment journal record v1\0";
 /// Longest payload a record may have: an identity is at most 254 bytes, so a longer length
 /// field can only be a torn one.
@@ -59,6 +63,8 @@ pub struct Opened {
     pub journal: EnrollmentJournal,
     /// Every intact record, oldest first.
     pub records: Vec<JournalRecord>,
+    /// Where each record ends in the file (the journal's length just after it).
+    pub ends: Vec<u64>,
     /// Bytes of a torn tail that were cut off (0 after a clean stop).
     pub torn_bytes: u64,
 }
@@ -66,6 +72,7 @@ pub struct Opened {
 /// The append-only enrollment journal.
 pub struct EnrollmentJournal {
     path: PathBuf,
+    generation: Mutex<[u8; 16]>,
     file: Mutex<Writer>,
 }
 
@@ -99,10 +106,11 @@ fn checksum(len: &[u8; 4], payload: &[u8]) -> [u8; 8] {
     out
 }
 
-/// Parses intact records from `bytes` (after the header); returns them and the length of the
-/// intact prefix.
-fn parse(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
+/// Parses intact records from `bytes` (after the header); returns them, where each ends
+/// (counted from the start of `bytes`) and the length of the intact prefix.
+fn parse(bytes: &[u8]) -> (Vec<JournalRecord>, Vec<u64>, usize) {
     let mut records = Vec::new();
+    let mut ends = Vec::new();
     let mut at = 0;
     while let Some(head) = bytes.get(at..at + 12) {
         let len: [u8; 4] = [head[0], head[1], head[2], head[3]];
@@ -121,8 +129,9 @@ fn parse(bytes: &[u8]) -> (Vec<JournalRecord>, usize) {
         };
         records.push(record);
         at += 12 + size;
+        ends.push(at as u64);
     }
-    (records, at)
+    (records, ends, at)
 }
 
 fn sync_folder(path: &Path) -> io::Result<()> {
@@ -136,7 +145,10 @@ fn sync_folder(path: &Path) -> io::Result<()> {
 /// renamed into place, and the folder synced, so a crash leaves no file or a whole one.
 fn create_with(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
     let tmp = path.with_extension("new");
-    let mut bytes = HEADER.to_vec();
+    let mut generation = [0u8; 16];
+    getrandom::fill(&mut generation).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&generation);
     for record in records {
         bytes.extend_from_slice(&frame(record));
     }
@@ -168,7 +180,7 @@ impl EnrollmentJournal {
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        if bytes.get(..HEADER.len()) != Some(HEADER.as_slice()) {
+        if bytes.len() < HEADER_LEN || bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -177,8 +189,13 @@ impl EnrollmentJournal {
                 ),
             ));
         }
-        let (records, intact) = parse(&bytes[HEADER.len()..]);
-        let len = (HEADER.len() + intact) as u64;
+        let mut generation = [0u8; 16];
+        generation.copy_from_slice(&bytes[MAGIC.len()..HEADER_LEN]);
+        let (records, mut ends, intact) = parse(&bytes[HEADER_LEN..]);
+        for end in &mut ends {
+            *end += HEADER_LEN as u64;
+        }
+        let len = (HEADER_LEN + intact) as u64;
         let torn_bytes = bytes.len() as u64 - len;
         if torn_bytes > 0 {
             let nanos = std::time::SystemTime::now()
@@ -201,6 +218,7 @@ impl EnrollmentJournal {
         Ok(Opened {
             journal: EnrollmentJournal {
                 path: path.to_path_buf(),
+                generation: Mutex::new(generation),
                 file: Mutex::new(Writer {
                     file,
                     len,
@@ -208,12 +226,24 @@ impl EnrollmentJournal {
                 }),
             },
             records,
+            ends,
             torn_bytes,
         })
     }
 
+    /// The journal's length: where the next record will start.
+    pub fn end(&self) -> u64 {
+        self.file.lock().map_or(0, |w| w.len)
+    }
+
+    /// This journal's generation (see the module doc).
+    pub fn generation(&self) -> [u8; 16] {
+        self.generation.lock().map_or([0; 16], |g| *g)
+    }
+
     /// Appends `records` and syncs them to the device before returning (see the module doc).
-    pub fn append(&self, records: &[JournalRecord]) -> io::Result<()> {
+    /// Returns the journal's length after them.
+    pub fn append(&self, records: &[JournalRecord]) -> io::Result<u64> {
         let mut bytes = Vec::with_capacity(records.len() * 160);
         for record in records {
             bytes.extend_from_slice(&frame(record));
@@ -235,7 +265,7 @@ impl EnrollmentJournal {
         match written {
             Ok(()) => {
                 writer.len = at + bytes.len() as u64;
-                Ok(())
+                Ok(writer.len)
             }
             Err(error) => {
                 if writer
@@ -251,22 +281,27 @@ impl EnrollmentJournal {
         }
     }
 
-    /// Replaces the journal by one holding only `keep` (those records still useful), atomically.
-    /// For the start, before any append.
-    pub fn rewrite(&self, keep: &[JournalRecord]) -> io::Result<()> {
+    /// Replaces the journal by one holding only `keep` (those records still useful), atomically,
+    /// with a new generation. For the start, before any append. Returns the new length.
+    pub fn rewrite(&self, keep: &[JournalRecord]) -> io::Result<u64> {
         let mut writer = self
             .file
             .lock()
             .map_err(|_| io::Error::other("enrollment journal lock poisoned"))?;
         create_with(&self.path, keep)?;
-        let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let mut file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let mut header = [0u8; HEADER_LEN];
+        file.read_exact(&mut header)?;
         let len = file.metadata()?.len();
         *writer = Writer {
             file,
             len,
             poisoned: false,
         };
-        Ok(())
+        if let Ok(mut generation) = self.generation.lock() {
+            generation.copy_from_slice(&header[MAGIC.len()..]);
+        }
+        Ok(len)
     }
 }
 
@@ -289,11 +324,15 @@ mod tests {
         let path = dir.path().join("enrollments");
         let opened = EnrollmentJournal::open(&path).unwrap();
         assert!(opened.records.is_empty());
+        let generation = opened.journal.generation();
         opened.journal.append(&[record(1), record(2)]).unwrap();
-        opened.journal.append(&[record(3)]).unwrap();
+        let end = opened.journal.append(&[record(3)]).unwrap();
         drop(opened);
         let opened = EnrollmentJournal::open(&path).unwrap();
         assert_eq!(opened.records, [record(1), record(2), record(3)]);
+        assert_eq!(opened.ends.last(), Some(&end));
+        assert_eq!(end, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(opened.journal.generation(), generation);
         assert_eq!(opened.torn_bytes, 0);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -358,10 +397,14 @@ mod tests {
             .journal
             .append(&[record(1), record(2), record(3)])
             .unwrap();
+        let generation = opened.journal.generation();
         opened.journal.rewrite(&[record(2)]).unwrap();
+        assert_ne!(opened.journal.generation(), generation);
+        let generation = opened.journal.generation();
         opened.journal.append(&[record(4)]).unwrap();
         drop(opened);
         let opened = EnrollmentJournal::open(&path).unwrap();
         assert_eq!(opened.records, [record(2), record(4)]);
+        assert_eq!(opened.journal.generation(), generation);
     }
 }

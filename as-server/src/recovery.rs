@@ -244,6 +244,29 @@ mod tests {
     }
 
     #[test]
+    fn a_store_that_lost_an_enrollment_it_claims_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_of(&dir.path().join("log"), &[]);
+        let (state_dir, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        let (state, _) = open_state(&state_dir, &journal, &log).unwrap();
+        state
+            .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), u64::MAX)])
+            .unwrap()
+            .unwrap();
+        drop(state);
+        {
+            let db = sled::open(&state_dir).unwrap();
+            let tree = db.open_tree("as").unwrap();
+            let key = [b"e/".as_slice(), enrollment_hex("e1").as_bytes()].concat();
+            assert!(tree.remove(key).unwrap().is_some());
+            db.flush().unwrap();
+        }
+        let (state, _) = open_state(&state_dir, &journal, &log).unwrap();
+        assert_eq!(broken_copies(dir.path()), 1);
+        assert!(state.enrollment(&enrollment_hex("e1")).unwrap().is_some());
+    }
+
+    #[test]
     fn an_intact_store_is_kept_and_journaled_enrollments_come_back_after_a_rebuild() {
         let dir = tempfile::tempdir().unwrap();
         let log = log_of(&dir.path().join("log"), &[issue("a@b.co", "s1")]);

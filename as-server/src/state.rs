@@ -16,7 +16,8 @@
 //! Keys of the one sled tree (one tree, so that one batch is atomic):
 //! `i/<identity>` → [`IdentityRecord`], `c/<serial>` → [`CredentialRecord`],
 //! `e/<enrollment id>` → [`EnrollmentRecord`], `r/<serial>` → [`RevocationRecord`] (the CRL),
-//! `m/applied` → u64 big-endian, `m/applied-root` → the log's root hash at that size.
+//! `m/applied` → u64 big-endian, `m/applied-root` → the log's root hash at that size,
+//! `m/journal-end` → how much of the enrollment journal the store holds.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +46,9 @@ pub enum StateError {
     /// The enrollment journal cannot be read or written: not a fault of the store.
     #[error("enrollment journal: {0}")]
     Journal(std::io::Error),
+    /// The store disagrees with the enrollment journal: it lost records it says it holds.
+    #[error("state store disagrees with the enrollment journal: {0}")]
+    Disagrees(String),
     /// sled panicked while opening its files (it does on some damaged files).
     #[error("state store: sled panicked while opening it")]
     Panicked,
@@ -172,6 +176,9 @@ fn revocation_key(serial: &str) -> Vec<u8> {
 const APPLIED_KEY: &[u8] = b"m/applied";
 /// The log's root hash at `m/applied` entries, written with it: which log the state is of.
 const APPLIED_ROOT_KEY: &[u8] = b"m/applied-root";
+/// The enrollment journal's generation (16 bytes) and a length (u64 big-endian) up to which
+/// every journaled enrollment is in the store.
+const JOURNAL_END_KEY: &[u8] = b"m/journal-end";
 /// Enrollments written per sled transaction (see [`State::add_enrollments`]).
 pub const ENROLLMENT_CHUNK: usize = 1_000;
 /// Index of the latest revocation entry applied (JSON number): what the CRL cache checks.
@@ -227,6 +234,9 @@ pub struct State {
     data_file: std::path::PathBuf,
     /// The durable record of enrollments.
     journal: std::sync::Arc<EnrollmentJournal>,
+    /// Held while enrollments are journaled and stored, so that the journal's records reach
+    /// the store in journal order and [`JOURNAL_END_KEY`] can say up to where they are in it.
+    enrolling: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl State {
@@ -268,19 +278,61 @@ impl State {
             tree,
             data_file: dir.join("db"),
             journal: std::sync::Arc::new(opened.journal),
+            enrolling: Default::default(),
         };
         state.upgrade()?;
-        state.restore_enrollments(&opened.records)?;
+        state.restore_enrollments(&opened.records, &opened.ends)?;
         state.compact_journal(opened.records, crate::unix_now())?;
         Ok(state)
     }
 
+    /// Where the store says the journal's records are all in it, if it is this journal.
+    fn journal_end(&self) -> Result<Option<u64>, StateError> {
+        let Some(value) = self.tree.get(JOURNAL_END_KEY)? else {
+            return Ok(None);
+        };
+        let generation = self.journal.generation();
+        if value.len() != 24 || value[..16] != generation {
+            return Ok(None);
+        }
+        let mut end = [0u8; 8];
+        end.copy_from_slice(&value[16..]);
+        Ok(Some(u64::from_be_bytes(end)))
+    }
+
+    fn journal_end_value(&self, end: u64) -> Vec<u8> {
+        [&self.journal.generation()[..], &end.to_be_bytes()].concat()
+    }
+
     /// Writes each journaled enrollment the store does not hold (with its identity's record,
     /// if that is missing too), in atomic batches; records present are left alone, since the
-    /// store's own copy may already say which issuance used it.
-    fn restore_enrollments(&self, records: &[JournalRecord]) -> Result<(), StateError> {
+    /// store's own copy may already say which issuance used it. `ends` are where the records
+    /// end in the journal: those up to [`JOURNAL_END_KEY`] are in the store already (the last
+    /// of them is checked), so a start reads only the store for the newer ones.
+    fn restore_enrollments(
+        &self,
+        records: &[JournalRecord],
+        ends: &[u64],
+    ) -> Result<(), StateError> {
+        let mut from = 0;
+        if let Some(end) = self.journal_end()? {
+            let stored = ends.partition_point(|&e| e <= end);
+            let on_boundary = stored == 0 || ends[stored - 1] == end;
+            if on_boundary && stored > 0 {
+                let last = &records[stored - 1];
+                if self.tree.get(enrollment_key(&last.id))?.is_none() {
+                    return Err(StateError::Disagrees(format!(
+                        "it says it holds the journal's enrollments up to {end}, but not {}",
+                        last.id
+                    )));
+                }
+            }
+            if on_boundary {
+                from = stored;
+            }
+        }
         let mut restored = 0usize;
-        for chunk in records.chunks(ENROLLMENT_CHUNK) {
+        for chunk in records[from..].chunks(ENROLLMENT_CHUNK) {
             let mut batch = sled::Batch::default();
             let mut new_identities = std::collections::HashSet::new();
             for record in chunk {
@@ -303,6 +355,8 @@ impl State {
             }
             self.tree.apply_batch(batch)?;
         }
+        self.tree
+            .insert(JOURNAL_END_KEY, self.journal_end_value(self.journal.end()))?;
         if restored > 0 {
             tracing::info!(restored, "enrollments restored from the enrollment journal");
         }
@@ -319,7 +373,10 @@ impl State {
             .collect();
         let dropped = total - keep.len();
         if dropped >= JOURNAL_COMPACTS_FROM && dropped * 2 >= total {
-            self.journal.rewrite(&keep).map_err(StateError::Journal)?;
+            let end = self.journal.rewrite(&keep).map_err(StateError::Journal)?;
+            // Every kept record is in the store: restored above.
+            self.tree
+                .insert(JOURNAL_END_KEY, self.journal_end_value(end))?;
             tracing::info!(dropped, kept = keep.len(), "enrollment journal compacted");
         }
         Ok(())
@@ -479,6 +536,10 @@ impl State {
             };
             epochs.insert(identity, epoch);
         }
+        let _enrolling = self
+            .enrolling
+            .lock()
+            .map_err(|_| StateError::Journal(std::io::Error::other("enrollment lock poisoned")))?;
         let journaled: Vec<JournalRecord> = enrollments
             .iter()
             .map(|(id, identity, expires_at)| JournalRecord {
@@ -488,7 +549,8 @@ impl State {
                 epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
             })
             .collect();
-        self.journal
+        let journal_end = self
+            .journal
             .append(&journaled)
             .map_err(StateError::Journal)?;
         for chunk in enrollments.chunks(ENROLLMENT_CHUNK) {
@@ -516,6 +578,8 @@ impl State {
                 Err(sled::transaction::TransactionError::Abort(never)) => match never {},
             }
         }
+        self.tree
+            .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end))?;
         Ok(Ok(()))
     }
 
