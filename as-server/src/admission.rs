@@ -108,6 +108,20 @@ pub fn admit(
     Ok(entry.body)
 }
 
+/// The history rules' verdict on `entry` as the next entry after what `view` shows: the check
+/// [`admit`] makes after the server's own rules, on the server's view of the log. Public so
+/// that a test can hold this view against an auditor's, entry by entry.
+pub fn history_verdict(
+    view: &Overlay<'_>,
+    entry: &LogEntry,
+) -> Result<Result<(), Violation>, crate::state::StateError> {
+    match history::check(&LoggedHistory(view), entry) {
+        Ok(()) => Ok(Ok(())),
+        Err(Refused::Violation(violation)) => Ok(Err(violation)),
+        Err(Refused::View(e)) => Err(e),
+    }
+}
+
 /// The problem a broken log rule is answered with (the server's own checks, which run first,
 /// give the same answers with more detail).
 fn violation_problem(violation: &Violation) -> Problem {
