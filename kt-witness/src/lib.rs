@@ -1,0 +1,25 @@
+//! `kt-witness`: a C2SP tlog-witness (<https://c2sp.org/tlog-witness>) for any C2SP log.
+//!
+//! It cosigns a log's checkpoint only if the checkpoint is signed by the log and consistent
+//! with every checkpoint of that log it cosigned before, so that a log cannot show two
+//! parties two different histories (a split view) and get both cosigned by it.
+//!
+//! - [`request`]: the add-checkpoint body, parsed strictly (pure);
+//! - [`cosignature`]: C2SP tlog-cosignature v1 Ed25519 cosignatures (pure);
+//! - [`evidence`]: evidence files of inconsistent checkpoints, re-checkable offline (pure);
+//! - [`config`]: the TOML file of the witness's name and its logs;
+//! - [`witness`]: the check-and-update per log, durable state, the spec's answers;
+//! - [`files`]: durable atomic file writes;
+//! - [`http`], [`metrics`], [`tls`]: the HTTP(S) server.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+pub mod cosignature;
+pub mod evidence;
+pub mod files;
+pub mod http;
+pub mod metrics;
+pub mod request;
+pub mod tls;
+pub mod witness;
