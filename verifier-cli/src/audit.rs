@@ -34,9 +34,7 @@ use kt_protocol::entry::LogEntry;
 
 use crate::audit_index::AuditIndex;
 use crate::download::{progress_bar, scan, Edge, EntryWorker, TileSource};
-use crate::entry::view_of;
 use crate::error::Error;
-use crate::fork::Evidence;
 use crate::output::Outcome;
 use crate::state::{write_atomic, StateDir};
 use crate::sync::{check_consistent, Advance, ProofSource};
@@ -112,32 +110,18 @@ struct AuditWorker<'a> {
 impl EntryWorker for AuditWorker<'_> {
     type Out = Vec<Fact>;
     fn process(&self, first: u64, entries: &[&[u8]]) -> Vec<Fact> {
-        let mut facts = Vec::with_capacity(entries.len());
-        for (i, bytes) in entries.iter().enumerate() {
-            let index = first + i as u64;
-            let mut entry = match LogEntry::parse(bytes) {
-                Ok(e) => e,
-                Err(e) => {
-                    facts.push(Fact::Problem(index, e.to_string()));
-                    continue;
+        let ca = self.check_certs.then_some(self.ca);
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                let index = first + i as u64;
+                match kt_verify::audit::check_entry(bytes, ca) {
+                    Ok(entry) => Fact::Entry(index, entry),
+                    Err(e) => Fact::Problem(index, e.to_string()),
                 }
-            };
-            if self.check_certs {
-                if let Some(b) = view_of(&entry).binding() {
-                    if let Err(e) = b.check_certificate(self.ca) {
-                        facts.push(Fact::Problem(index, e.to_string()));
-                        continue;
-                    }
-                }
-            }
-            if let kt_protocol::entry::EntryBody::Issue { binding, .. }
-            | kt_protocol::entry::EntryBody::Rotate { binding, .. } = &mut entry.body
-            {
-                binding.certificate = Vec::new();
-            }
-            facts.push(Fact::Entry(index, entry));
-        }
-        facts
+            })
+            .collect()
     }
 }
 
@@ -291,7 +275,10 @@ fn audit_once(
                 cp.size(),
                 cp.root()
             );
-            return Err(Evidence::new(cp, &target, &[], reason, None).report(state_dir.root()));
+            return Err(crate::fork::report(
+                crate::fork::evidence(cp, &target, &[], reason, None),
+                state_dir.root(),
+            ));
         }
         Ok(())
     };

@@ -24,8 +24,10 @@ use ed25519_dalek::pkcs8::{
 use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::json;
 
-use crate::bundle::{describe, verify_bundle};
-use crate::entry::is_valid_identity;
+use kt_verify::bundle::{verify_bundle, VerifiedBundle};
+use kt_verify::entry::is_valid_identity;
+
+use crate::describe::{bundle_json, describe};
 use crate::error::Error;
 use crate::offline::read_bundle;
 use crate::online::Online;
@@ -107,7 +109,8 @@ pub(crate) fn enroll(
         signature: B64.encode(key.sign(text.as_bytes()).to_bytes()),
     };
     let bundle: Credential = online.client.post_json("/v1/credentials", &request)?;
-    let verified = verify_bundle(&bundle, &online.verifier, ca, crate::now())?;
+    let verified =
+        verify_bundle(&bundle, &online.verifier, ca, crate::now()).map_err(Error::verify)?;
     if verified.logged.binding.identity != identity {
         return Err(Error::verify("the credential is for another identity"));
     }
@@ -122,7 +125,7 @@ pub(crate) fn enroll(
 fn save_verified(
     online: &Online,
     bundle: &Credential,
-    verified: &crate::bundle::VerifiedBundle,
+    verified: &VerifiedBundle,
     key_out: &Path,
     out: &Path,
     what: &str,
@@ -131,7 +134,7 @@ fn save_verified(
     let json_bytes = serde_json::to_vec_pretty(bundle)
         .map_err(|e| Error::Network(format!("cannot encode the credential: {e}")))?;
     write_atomic(out, &json_bytes)?;
-    let mut json = verified.to_json();
+    let mut json = bundle_json(verified);
     json["key_file"] = json!(key_out.display().to_string());
     json["credential_file"] = json!(out.display().to_string());
     json["consistency"] = json!(consistency.word());
@@ -165,7 +168,8 @@ pub(crate) fn rotate(
         ))
     })?;
     let held = read_bundle(credential_file)?;
-    let held_verified = verify_bundle(&held, &online.verifier, ca, crate::now())?;
+    let held_verified =
+        verify_bundle(&held, &online.verifier, ca, crate::now()).map_err(Error::verify)?;
     let identity = held_verified.logged.binding.identity.clone();
     let serial = held_verified.logged.binding.serial_hex.clone();
     if held_verified.logged.binding.public_key != current.verifying_key().to_bytes() {
@@ -193,7 +197,8 @@ pub(crate) fn rotate(
     let bundle: Credential = online
         .client
         .post_json("/v1/credentials/rotate", &request)?;
-    let verified = verify_bundle(&bundle, &online.verifier, ca, crate::now())?;
+    let verified =
+        verify_bundle(&bundle, &online.verifier, ca, crate::now()).map_err(Error::verify)?;
     let binding = &verified.logged.binding;
     if binding.identity != identity {
         return Err(Error::verify("the credential is for another identity"));

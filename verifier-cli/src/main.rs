@@ -4,22 +4,22 @@
 //! certificate (`--ca`); everything fetched is verified against them. It depends on kt-log's
 //! verification half only (no storage, no async runtime). See docs/auditing.md.
 //!
-//! One job per file: `trust` (anchors), `client` (HTTPS), `wire` (API objects), `entry` (log
-//! entries), `credential` (X.509 and CRL), `bundle` (logged credentials), `state` (state
-//! folder), `sync` (consistency with saved state), `fork` (evidence), `download` (tiles and
-//! tree recomputation), `offline`, `online`, `audit`, `monitor`, `enroll` (commands),
-//! `output` (human/JSON), `error` (exit codes).
+//! Every check is a function of the `kt_verify` library (no network, file or clock access);
+//! this binary reads arguments and files, fetches, keeps state, and prints. One job per file:
+//! `trust` (anchors), `client` (HTTPS), `wire` (requests, problems, proof files), `describe`
+//! (how verified credentials are shown), `state` (state folder), `sync` (consistency with
+//! saved state), `fork` (evidence on disk), `download` (tiles and tree recomputation),
+//! `audit_index` (the audit's history index), `offline`, `online`, `audit`, `monitor`,
+//! `enroll` (commands), `output` (human/JSON), `error` (exit codes).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod audit;
 mod audit_index;
-mod bundle;
 mod client;
-mod credential;
+mod describe;
 mod download;
 mod enroll;
-mod entry;
 mod error;
 mod fork;
 mod monitor;
@@ -415,7 +415,7 @@ fn online(key: &LogKey, server: &ServerArgs, state: &StateArg) -> Result<online:
 }
 
 fn ca(arg: &CaArg) -> Result<Ca, Error> {
-    Ca::load(&arg.ca)
+    trust::load_ca(&arg.ca)
 }
 
 fn tiles_and_proofs(

@@ -16,9 +16,9 @@ use kt_log::note::NoteVerifier;
 use serde_json::{json, Value};
 
 use crate::download::{progress_bar, scan, Edge, EntryWorker, TileSource};
-use crate::entry::{is_valid_identity, parse_entry, Entry};
+use kt_verify::entry::{is_valid_identity, parse_entry, Entry};
+
 use crate::error::{read_file, Error};
-use crate::fork::Evidence;
 use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::sync::{check_consistent, Advance, ProofSource};
@@ -215,9 +215,10 @@ pub(crate) fn monitor(
                         target.size(),
                         cp.size()
                     );
-                        return Err(
-                            Evidence::new(cp, &target, &[], reason, None).report(state_dir.root())
-                        );
+                        return Err(crate::fork::report(
+                            crate::fork::evidence(cp, &target, &[], reason, None),
+                            state_dir.root(),
+                        ));
                     }
                 }
             }

@@ -11,9 +11,11 @@ use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
 use serde_json::json;
 
-use crate::bundle::{describe, verify_bundle};
+use kt_verify::bundle::verify_bundle;
+use kt_verify::fork::{self, Evidence};
+
+use crate::describe::{bundle_json, describe};
 use crate::error::{read_file, Error};
-use crate::fork::{self, Evidence};
 use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::sync::{check_consistent, GivenProof, ProofSource};
@@ -150,13 +152,13 @@ pub(crate) fn bundle_verify(
     file: &Path,
 ) -> Result<Outcome, Error> {
     let bundle = read_bundle(file)?;
-    let verified = verify_bundle(&bundle, verifier, ca, crate::now())?;
+    let verified = verify_bundle(&bundle, verifier, ca, crate::now()).map_err(Error::verify)?;
     let human = format!(
         "credential verified: {}\nin checkpoint of size {}",
         describe(&verified.logged),
         verified.checkpoint.size()
     );
-    Ok(Outcome::ok(verified.to_json(), human))
+    Ok(Outcome::ok(bundle_json(&verified), human))
 }
 
 /// `fork verify`: exit 4 when the evidence proves a fork. JSON `fork` (bool), `reason`,
@@ -164,7 +166,7 @@ pub(crate) fn bundle_verify(
 pub(crate) fn fork_verify(verifier: &NoteVerifier, file: &Path) -> Result<Outcome, Error> {
     let evidence: Evidence = serde_json::from_slice(&read_file(file)?)
         .map_err(|e| Error::verify(format!("{} is not fork evidence: {e}", file.display())))?;
-    let proven = fork::check(&evidence, verifier)?;
+    let proven = fork::check(&evidence, verifier).map_err(Error::verify)?;
     let json = json!({
         "fork": true,
         "reason": proven.why,

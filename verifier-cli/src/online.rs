@@ -12,12 +12,13 @@ use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
 use serde_json::{json, Value};
 
-use crate::bundle::{
-    check_api_fields, describe, serial_hex, verify_logged_credential, LoggedCredential,
-};
+use kt_verify::credential::{parse_certificate, CredentialError, Crl};
+use kt_verify::entry::is_valid_identity;
+use kt_verify::lookup::{answer_checkpoint, verify_lookup, VerifiedLookup};
+use kt_verify::validate::ValidateError;
+
 use crate::client::{Client, Fetched};
-use crate::credential::{parse_certificate, Crl};
-use crate::entry::is_valid_identity;
+use crate::describe::{crl_json, describe, logged_json, serial_hex};
 use crate::error::{read_file, Error};
 use crate::offline::checkpoint_json;
 use crate::output::Outcome;
@@ -53,9 +54,14 @@ impl Online {
         advance(&self.state, saved.as_ref(), cp, &self.client)
     }
 
+    /// Fetches the CRL, unverified.
+    fn fetch_crl_der(&self) -> Result<Vec<u8>, Error> {
+        self.client.get_bytes("/v1/crl", 64 << 20)
+    }
+
     /// Fetches and verifies the CRL.
     pub(crate) fn fetch_crl(&self, ca: &Ca) -> Result<Crl, Error> {
-        let der = self.client.get_bytes("/v1/crl", 64 << 20)?;
+        let der = self.fetch_crl_der()?;
         ca.verify_crl(&der, crate::now()).map_err(Error::verify)
     }
 
@@ -74,53 +80,26 @@ impl Online {
         };
         let answer: IdentityAnswer = serde_json::from_slice(&body)
             .map_err(|e| Error::verify(format!("answer of GET {path} is malformed: {e}")))?;
-        if answer.identity != identity {
-            return Err(Error::verify("the answer is about another identity"));
-        }
-        let checkpoint = open_checkpoint(answer.checkpoint.as_bytes(), &self.verifier)
-            .map_err(|e| Error::verify(format!("identity answer checkpoint: {e}")))?;
+        let checkpoint =
+            answer_checkpoint(&answer, identity, &self.verifier).map_err(Error::verify)?;
         let consistency = self.sync(&checkpoint)?;
-        let mut credentials = Vec::with_capacity(answer.credentials.len());
-        for c in &answer.credentials {
-            let logged = verify_logged_credential(
-                ca,
-                &checkpoint,
-                &c.certificate,
-                &c.entry,
-                c.log_index,
-                &c.inclusion_proof,
-            )?;
-            if logged.binding.identity != identity {
-                return Err(Error::verify(format!(
-                    "credential at index {} is for {}",
-                    c.log_index, logged.binding.identity
-                )));
-            }
-            check_api_fields(&logged, &c.serial, &c.public_key, c.not_before, c.not_after)?;
-            credentials.push(logged);
-        }
+        let lookup = verify_lookup(&answer, identity, checkpoint, ca).map_err(Error::verify)?;
         Ok(Some(VerifiedIdentity {
-            status: answer.status.clone(),
             answer,
-            checkpoint,
+            lookup,
             consistency,
-            credentials,
         }))
     }
 }
 
 /// An identity answer whose every proof verified.
 pub(crate) struct VerifiedIdentity {
-    /// `active` or `revoked`, as the server says.
-    pub(crate) status: String,
     /// The raw answer (for handing on the proofs).
     pub(crate) answer: IdentityAnswer,
-    /// The answer's checkpoint.
-    pub(crate) checkpoint: VerifiedCheckpoint,
-    /// How it relates to the saved checkpoint.
+    /// What verified in it.
+    pub(crate) lookup: VerifiedLookup,
+    /// How its checkpoint relates to the saved checkpoint.
     pub(crate) consistency: Advance,
-    /// The current credentials, verified.
-    pub(crate) credentials: Vec<LoggedCredential>,
 }
 
 fn consistency_json(a: Advance) -> Value {
@@ -181,12 +160,12 @@ pub(crate) fn lookup(online: &Online, ca: &Ca, identity: &str) -> Result<Outcome
     };
     let mut human = format!(
         "{identity}: {} ({} current credential(s)), proofs verified against checkpoint size {} ({} with saved state)\n",
-        v.status,
-        v.credentials.len(),
-        v.checkpoint.size(),
+        v.lookup.status,
+        v.lookup.credentials.len(),
+        v.lookup.checkpoint.size(),
         v.consistency.word()
     );
-    for c in &v.credentials {
+    for c in &v.lookup.credentials {
         human.push_str(&format!("  {}\n", describe(c)));
     }
     let json = merge(
@@ -194,9 +173,9 @@ pub(crate) fn lookup(online: &Online, ca: &Ca, identity: &str) -> Result<Outcome
             "identity": identity,
             "found": true,
             // Not `status`: that common field is the command's outcome (output.rs).
-            "identity_status": v.status,
-            "checkpoint": checkpoint_json(&v.checkpoint),
-            "credentials": v.credentials.iter().map(LoggedCredential::to_json).collect::<Vec<_>>(),
+            "identity_status": v.lookup.status,
+            "checkpoint": checkpoint_json(&v.lookup.checkpoint),
+            "credentials": v.lookup.credentials.iter().map(logged_json).collect::<Vec<_>>(),
         }),
         consistency_json(v.consistency),
     );
@@ -215,10 +194,10 @@ pub(crate) fn validate(
     public_key: &str,
 ) -> Result<Outcome, Error> {
     check_identity_arg(identity)?;
-    let key = B64
+    let key: [u8; 32] = B64
         .decode(public_key.trim())
         .ok()
-        .filter(|k| k.len() == 32)
+        .and_then(|k| k.try_into().ok())
         .ok_or_else(|| Error::Usage("PUBLIC_KEY must be base64 of 32 bytes".into()))?;
     let fail = |reason: String, extra: Value| {
         let json = merge(
@@ -234,47 +213,29 @@ pub(crate) fn validate(
     let Some(v) = online.verified_identity(ca, identity)? else {
         // No checkpoint was compared: null, as `lookup` and `credential` say it.
         return Ok(fail(
-            "identity is not enrolled".into(),
+            kt_verify::validate::Invalid::NotEnrolled.to_string(),
             json!({"consistency": null, "previous_size": null}),
         ));
     };
     let extra = consistency_json(v.consistency);
-    if v.status != "active" {
-        return Ok(fail(format!("identity is {}", v.status), extra));
-    }
-    let Some((i, c)) = v
-        .credentials
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.binding.public_key[..] == key[..])
-    else {
-        return Ok(fail(
-            "no current logged credential of this identity has this key".into(),
-            extra,
-        ));
+    let valid = match kt_verify::validate::validate(&v.lookup, &key, ca, crate::now(), || {
+        online.fetch_crl_der()
+    }) {
+        Ok(valid) => valid,
+        Err(ValidateError::Invalid(invalid)) => return Ok(fail(invalid.to_string(), extra)),
+        Err(ValidateError::CrlUnavailable(e)) => return Err(e),
+        Err(e) => return Err(Error::verify(e)),
     };
-    if let Err(e) = c.facts.check_time(crate::now()) {
-        return Ok(fail(e.to_string(), extra));
-    }
-    let crl = online.fetch_crl(ca)?;
-    if crl.is_revoked(&c.binding.serial) {
-        return Ok(fail(
-            format!(
-                "credential {} is revoked (on the CRL)",
-                c.binding.serial_hex
-            ),
-            extra,
-        ));
-    }
-    let raw = &v.answer.credentials[i];
+    let c = valid.credential;
+    let raw = &v.answer.credentials[valid.index];
     let json = merge(
         json!({
             "identity": identity,
             "public_key": public_key,
             "valid": true,
             "reason": "current, logged, unexpired, unrevoked",
-            "crl": crl.to_json(),
-            "credential": c.to_json(),
+            "crl": crl_json(&valid.crl),
+            "credential": logged_json(c),
             "proof": {
                 "log_index": raw.log_index,
                 "entry": raw.entry,
@@ -289,7 +250,7 @@ pub(crate) fn validate(
         format!(
             "VALID: {}\nproven in checkpoint of size {}",
             describe(c),
-            v.checkpoint.size()
+            v.lookup.checkpoint.size()
         ),
     ))
 }
@@ -314,7 +275,7 @@ pub(crate) fn credential(online: &Online, ca: &Ca, cert_path: &Path) -> Result<O
     let (consistency, checkpoint) = match &found {
         Some(v) => (
             consistency_json(v.consistency),
-            checkpoint_json(&v.checkpoint),
+            checkpoint_json(&v.lookup.checkpoint),
         ),
         None => (
             json!({"consistency": null, "previous_size": null}),
@@ -322,13 +283,14 @@ pub(crate) fn credential(online: &Online, ca: &Ca, cert_path: &Path) -> Result<O
         ),
     };
     let logged = found.as_ref().and_then(|v| {
-        v.credentials
+        v.lookup
+            .credentials
             .iter()
             .find(|c| c.binding.certificate == parsed.der)
     });
     let time = facts.check_time(crate::now());
     let state = match (&time, crl.is_revoked(&facts.serial), logged, &found) {
-        (Err(crate::credential::CredentialError::Expired { .. }), _, _, _) => "expired",
+        (Err(CredentialError::Expired { .. }), _, _, _) => "expired",
         (Err(_), _, _, _) => "not_yet_valid",
         (Ok(()), true, _, _) => "revoked",
         (Ok(()), false, _, None) => "not_enrolled",
@@ -342,7 +304,7 @@ pub(crate) fn credential(online: &Online, ca: &Ca, cert_path: &Path) -> Result<O
                 "state": state,
                 "log_index": logged.map(|c| c.log_index),
                 "checkpoint": checkpoint,
-                "crl": crl.to_json(),
+                "crl": crl_json(&crl),
             }),
         ),
         consistency,

@@ -1,18 +1,19 @@
 //! Moving the saved checkpoint forward, only along proven consistency.
 //!
-//! Guarantee of [`advance`]: the saved checkpoint is replaced by a newer one only after a
-//! consistency proof from the saved one to it has verified; a checkpoint of equal size must
-//! have the same root. Anything else is a fork: evidence is written to the state folder and
-//! [`Error::Fork`] returned (exit 4).
+//! Guarantee of [`advance`]: the saved checkpoint is replaced by a newer one only after
+//! `kt_verify::consistency::check` showed it consistent with the saved one (a verified proof;
+//! at equal size, the same root). A fork it finds has its evidence written to the state
+//! folder and [`Error::Fork`] returned (exit 4).
 
 use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_log::Hash;
 
 use crate::client::{Client, Fetched};
 use crate::error::Error;
-use crate::fork::Evidence;
 use crate::state::StateDir;
 use crate::wire::{decode_hashes, ConsistencyAnswer};
+pub(crate) use kt_verify::consistency::Advance;
+use kt_verify::consistency::{self, ConsistencyError};
 
 /// Where consistency proofs come from.
 pub(crate) trait ProofSource {
@@ -63,47 +64,6 @@ impl ProofSource for GivenProof {
     }
 }
 
-/// How the new checkpoint relates to the saved one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Advance {
-    /// Nothing was saved: the new checkpoint is the first (trust on first use).
-    First,
-    /// Same size and root as the saved one.
-    Unchanged,
-    /// Proven to extend the saved checkpoint of size `from`.
-    Extended {
-        /// The saved size.
-        from: u64,
-    },
-    /// Older than the saved one (of size `saved`) and proven to be its prefix: a stale view,
-    /// not saved.
-    Behind {
-        /// The saved size.
-        saved: u64,
-    },
-}
-
-impl Advance {
-    /// The word printed for this outcome.
-    pub(crate) fn word(self) -> &'static str {
-        match self {
-            Advance::First => "first",
-            Advance::Unchanged => "unchanged",
-            Advance::Extended { .. } => "extended",
-            Advance::Behind { .. } => "behind",
-        }
-    }
-    /// The saved size compared against, if any.
-    pub(crate) fn previous_size(self) -> Option<u64> {
-        match self {
-            Advance::First => None,
-            Advance::Unchanged => None,
-            Advance::Extended { from } => Some(from),
-            Advance::Behind { saved } => Some(saved),
-        }
-    }
-}
-
 /// Checks `new` against the saved checkpoint of its log and saves it when it extends it (see
 /// the module guarantee).
 pub(crate) fn advance(
@@ -126,49 +86,24 @@ pub(crate) fn check_consistent(
     new: &VerifiedCheckpoint,
     proofs: &dyn ProofSource,
 ) -> Result<Advance, Error> {
-    let Some(saved) = saved else {
-        return Ok(Advance::First);
-    };
-    if saved.size() == new.size() {
-        if saved.root() == new.root() {
-            return Ok(Advance::Unchanged);
+    consistency::check(saved, new, |from, to| proofs.consistency(from, to)).map_err(|e| match e {
+        ConsistencyError::Fork(fork) => {
+            crate::fork::report(crate::fork::evidence_of(&fork, proofs.name()), state.root())
         }
-        let reason = format!("two different roots for size {}", new.size());
-        return Err(Evidence::new(saved, new, &[], reason, proofs.name()).report(state.root()));
-    }
-    let (older, newer) = if saved.size() < new.size() {
-        (saved, new)
-    } else {
-        (new, saved)
-    };
-    let proof = if older.size() == 0 {
-        Vec::new()
-    } else {
-        proofs
-            .consistency(older.size(), newer.size())
-            .map_err(|e| match e {
-                // The log shows a smaller tree than one it signed before and cannot show that
-                // it is a prefix of it: rolled back (an old backup restored?) or a stale
-                // mirror. Not yet a fork, but nothing to trust; once it grows again with other
-                // entries, the next check finds the fork.
-                Error::Verification(msg) if saved.size() > new.size() => Error::verify(format!(
-                    "the server's checkpoint (size {}) is older than the saved one (size {}) \
-                     and is not proven to be its prefix: {msg}",
-                    new.size(),
-                    saved.size()
-                )),
-                other => other,
-            })?
-    };
-    if let Err(e) = older.verify_extended_by(newer, &proof) {
-        let reason = format!("consistency proof does not verify: {e}");
-        return Err(Evidence::new(older, newer, &proof, reason, proofs.name()).report(state.root()));
-    }
-    Ok(if saved.size() < new.size() {
-        Advance::Extended { from: saved.size() }
-    } else {
-        Advance::Behind {
-            saved: saved.size(),
-        }
+        // The log shows a smaller tree than one it signed before and cannot show that it is
+        // a prefix of it: rolled back (an old backup restored?) or a stale mirror. Not yet a
+        // fork, but nothing to trust; once it grows again with other entries, the next check
+        // finds the fork.
+        ConsistencyError::NoProof {
+            source: Error::Verification(msg),
+            rolled_back: true,
+        } => Error::verify(format!(
+            "the server's checkpoint (size {}) is older than the saved one (size {}) and is \
+             not proven to be its prefix: {msg}",
+            new.size(),
+            saved.map(VerifiedCheckpoint::size).unwrap_or_default()
+        )),
+        ConsistencyError::NoProof { source, .. } => source,
+        other => Error::verify(other),
     })
 }

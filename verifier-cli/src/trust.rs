@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use kt_log::note::NoteVerifier;
+pub(crate) use kt_verify::credential::Ca;
 
 use crate::error::{read_file, Error};
 
@@ -30,13 +31,8 @@ pub(crate) fn load_log_key(arg: &str) -> Result<NoteVerifier, Error> {
         .map_err(|e| Error::Usage(format!("log key file {}: {e}", path.display())))
 }
 
-/// The CA trust anchor (defined with the certificate checks that use it).
-pub(crate) use crate::credential::Ca;
-
-impl Ca {
-    /// Loads `--ca FILE`. An unreadable file is exit 3, an unusable certificate exit 2.
-    pub(crate) fn load(path: &Path) -> Result<Ca, Error> {
-        let bytes = read_file(path)?;
-        Ca::from_bytes(&bytes).map_err(|e| Error::Usage(format!("--ca {}: {e}", path.display())))
-    }
+/// Loads `--ca FILE`. An unreadable file is exit 3, an unusable certificate exit 2.
+pub(crate) fn load_ca(path: &Path) -> Result<Ca, Error> {
+    let bytes = read_file(path)?;
+    Ca::from_bytes(&bytes).map_err(|e| Error::Usage(format!("--ca {}: {e}", path.display())))
 }

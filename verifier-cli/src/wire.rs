@@ -1,91 +1,11 @@
-//! The server's JSON objects (docs/api.md), parsed with strict types.
-//!
-//! Required fields must be present with the documented types; fields the contract does not
-//! name are ignored (nothing in them is used). Nothing parsed here is trusted: every value is
-//! checked by the verification functions before it is believed.
+//! The tool's own JSON objects: the requests it sends, problem documents, proof files. The
+//! server's answers that carry proofs are `kt_verify::wire`.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use kt_log::Hash;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-
-/// `Credential`, the answer of `POST /v1/credentials` (and of rotation, with `replaces`).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub(crate) struct Credential {
-    /// The identity bound.
-    pub(crate) identity: String,
-    /// Certificate serial, lowercase hex.
-    pub(crate) serial: String,
-    /// The certificate, PEM.
-    pub(crate) certificate: String,
-    /// CA chain, PEM (the tool trusts its own `--ca`, not this).
-    #[serde(default)]
-    pub(crate) chain: Vec<String>,
-    /// Validity start, Unix seconds.
-    pub(crate) not_before: u64,
-    /// Validity end, Unix seconds.
-    pub(crate) not_after: u64,
-    /// The Ed25519 public key, base64.
-    pub(crate) public_key: String,
-    /// The logged entry's index.
-    pub(crate) log_index: u64,
-    /// The entry's exact bytes, base64.
-    pub(crate) entry: String,
-    /// Inclusion proof of `entry` at `log_index` in `checkpoint`, base64 hashes.
-    pub(crate) inclusion_proof: Vec<String>,
-    /// Signed checkpoint note.
-    pub(crate) checkpoint: String,
-    /// Rotation only: the serial replaced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) replaces: Option<String>,
-}
-
-/// One credential of `GET /v1/identities/{identity}`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub(crate) struct IdentityCredential {
-    /// Serial, lowercase hex.
-    pub(crate) serial: String,
-    /// Ed25519 key, base64.
-    pub(crate) public_key: String,
-    /// Validity start.
-    pub(crate) not_before: u64,
-    /// Validity end.
-    pub(crate) not_after: u64,
-    /// Certificate PEM.
-    pub(crate) certificate: String,
-    /// Entry index.
-    pub(crate) log_index: u64,
-    /// Entry bytes, base64.
-    pub(crate) entry: String,
-    /// Inclusion proof against the answer's checkpoint.
-    pub(crate) inclusion_proof: Vec<String>,
-}
-
-/// `GET /v1/identities/{identity}`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub(crate) struct IdentityAnswer {
-    /// The identity.
-    pub(crate) identity: String,
-    /// `active` or `revoked`.
-    pub(crate) status: String,
-    /// Signed checkpoint every proof is against.
-    pub(crate) checkpoint: String,
-    /// Current credentials.
-    pub(crate) credentials: Vec<IdentityCredential>,
-}
-
-/// `GET /v1/log/proof/consistency`.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct ConsistencyAnswer {
-    /// Older size.
-    pub(crate) from: u64,
-    /// Newer size.
-    pub(crate) to: u64,
-    /// Proof hashes, base64.
-    pub(crate) proof: Vec<String>,
-}
+pub(crate) use kt_verify::wire::{encode_hashes, ConsistencyAnswer, Credential, IdentityAnswer};
 
 /// An RFC 9457 problem document.
 #[derive(Clone, Debug, Deserialize)]
@@ -129,29 +49,9 @@ pub(crate) struct RotationRequest<'a> {
     pub(crate) signature_new: String,
 }
 
-/// Decodes base64 hashes of a proof; any bad element fails the whole proof.
-pub(crate) fn decode_hashes(items: &[String], what: &str) -> Result<Vec<Hash>, Error> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            B64.decode(s)
-                .ok()
-                .and_then(|b| Hash::from_slice(&b))
-                .ok_or_else(|| Error::verify(format!("{what}[{i}] is not a base64 32-byte hash")))
-        })
-        .collect()
-}
-
-/// Base64 of hashes, for output and evidence.
-pub(crate) fn encode_hashes(hashes: &[Hash]) -> Vec<String> {
-    hashes.iter().map(|h| B64.encode(h.0)).collect()
-}
-
-/// Decodes standard base64 or fails verification naming `what`.
-pub(crate) fn b64(text: &str, what: &str) -> Result<Vec<u8>, Error> {
-    B64.decode(text)
-        .map_err(|_| Error::verify(format!("{what} is not standard base64")))
+/// Decodes base64 hashes, failing verification (exit 1) on any bad element.
+pub(crate) fn decode_hashes(items: &[String], what: &'static str) -> Result<Vec<Hash>, Error> {
+    kt_verify::wire::decode_hashes(items, what).map_err(Error::verify)
 }
 
 /// A proof file: a JSON array of base64 hashes, or an object with a `proof` array and the

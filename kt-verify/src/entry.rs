@@ -9,13 +9,12 @@
 use kt_protocol::entry::{EntryBody, LogEntry, Serial};
 use thiserror::Error;
 
-use crate::credential::{self, CertFacts, CredentialError};
-use crate::trust::Ca;
+use crate::credential::{self, Ca, CertFacts, CredentialError};
 
 /// Why an entry was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub(crate) enum EntryError {
+pub enum EntryError {
     /// Not an entry of the protocol's format (see `kt_protocol::entry::EntryError`).
     #[error(transparent)]
     Format(#[from] kt_protocol::entry::EntryError),
@@ -32,7 +31,7 @@ pub(crate) enum EntryError {
 
 /// A parsed, schema-checked log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Entry {
+pub enum Entry {
     /// A credential issued on enrollment.
     Issue(Binding),
     /// A credential issued by rotation, replacing `replaces`.
@@ -45,7 +44,7 @@ pub(crate) enum Entry {
 
 impl Entry {
     /// The entry's identity.
-    pub(crate) fn identity(&self) -> &str {
+    pub fn identity(&self) -> &str {
         match self {
             Entry::Issue(b) | Entry::Rotate(b) => &b.identity,
             Entry::Revoke(r) => &r.identity,
@@ -53,7 +52,7 @@ impl Entry {
         }
     }
     /// The entry's `type` word.
-    pub(crate) fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Entry::Issue(_) => "issue",
             Entry::Rotate(_) => "rotate",
@@ -62,7 +61,7 @@ impl Entry {
         }
     }
     /// The entry's `time`.
-    pub(crate) fn time(&self) -> u64 {
+    pub fn time(&self) -> u64 {
         match self {
             Entry::Issue(b) | Entry::Rotate(b) => b.time,
             Entry::Revoke(r) => r.time,
@@ -70,7 +69,7 @@ impl Entry {
         }
     }
     /// The binding of an issue or rotate entry.
-    pub(crate) fn binding(&self) -> Option<&Binding> {
+    pub fn binding(&self) -> Option<&Binding> {
         match self {
             Entry::Issue(b) | Entry::Rotate(b) => Some(b),
             _ => None,
@@ -80,38 +79,38 @@ impl Entry {
 
 /// An identity→key binding (issue or rotate entry).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Binding {
+pub struct Binding {
     /// Entry time, Unix seconds.
-    pub(crate) time: u64,
+    pub time: u64,
     /// The identity bound.
-    pub(crate) identity: String,
+    pub identity: String,
     /// Serial as written in the entry (lowercase hex).
-    pub(crate) serial_hex: String,
+    pub serial_hex: String,
     /// Serial bytes, leading zeros dropped.
-    pub(crate) serial: Vec<u8>,
+    pub serial: Vec<u8>,
     /// The Ed25519 key bound.
-    pub(crate) public_key: [u8; 32],
+    pub public_key: [u8; 32],
     /// Validity start, Unix seconds.
-    pub(crate) not_before: u64,
+    pub not_before: u64,
     /// Validity end, Unix seconds.
-    pub(crate) not_after: u64,
+    pub not_after: u64,
     /// The credential's DER.
-    pub(crate) certificate: Vec<u8>,
+    pub certificate: Vec<u8>,
     /// Rotate: serial replaced (normalized), with its hex.
-    pub(crate) replaces: Option<(Vec<u8>, String)>,
+    pub replaces: Option<(Vec<u8>, String)>,
 }
 
 impl Binding {
     /// Verifies the certificate under the CA and checks that it says exactly what the entry
     /// says: serial, key, validity and identity. Returns the certificate's facts.
-    pub(crate) fn check_certificate(&self, ca: &Ca) -> Result<CertFacts, EntryError> {
+    pub fn check_certificate(&self, ca: &Ca) -> Result<CertFacts, EntryError> {
         let facts = ca.verify_certificate(&self.certificate)?;
         self.check_facts(&facts)?;
         Ok(facts)
     }
 
     /// Checks that a certificate's facts match this entry.
-    pub(crate) fn check_facts(&self, facts: &CertFacts) -> Result<(), EntryError> {
+    pub fn check_facts(&self, facts: &CertFacts) -> Result<(), EntryError> {
         let field = if facts.serial != self.serial {
             "serial"
         } else if facts.public_key != self.public_key {
@@ -131,36 +130,36 @@ impl Binding {
 
 /// A revoke entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Revoke {
+pub struct Revoke {
     /// Entry time, Unix seconds.
-    pub(crate) time: u64,
+    pub time: u64,
     /// The identity whose credentials are revoked.
-    pub(crate) identity: String,
+    pub identity: String,
     /// Revoked serials, normalized, with their hex.
-    pub(crate) serials: Vec<(Vec<u8>, String)>,
+    pub serials: Vec<(Vec<u8>, String)>,
     /// `credential` or `identity`.
-    pub(crate) scope: String,
+    pub scope: String,
     /// RFC 5280 reason name.
-    pub(crate) reason: String,
+    pub reason: String,
     /// Label of the admin token used.
-    pub(crate) admin: String,
+    pub admin: String,
 }
 
 /// An enable entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Enable {
+pub struct Enable {
     /// Entry time, Unix seconds.
-    pub(crate) time: u64,
+    pub time: u64,
     /// The identity re-enabled.
-    pub(crate) identity: String,
+    pub identity: String,
     /// Label of the admin token used.
-    pub(crate) admin: String,
+    pub admin: String,
 }
 
 /// Whether `identity` follows the syntax every logged identity follows
 /// ([`kt_protocol::identity::check_syntax`], docs/api.md "Identities"): no honest AS ever
 /// logged a name that breaks it.
-pub(crate) fn is_valid_identity(identity: &str) -> bool {
+pub fn is_valid_identity(identity: &str) -> bool {
     kt_protocol::identity::check_syntax(identity).is_ok()
 }
 
@@ -173,12 +172,12 @@ fn serial_pair(serial: &Serial) -> (Vec<u8>, String) {
 }
 
 /// Parses one entry with the protocol's parser (see the module doc).
-pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
+pub fn parse_entry(bytes: &[u8]) -> Result<Entry, EntryError> {
     Ok(view_of(&LogEntry::parse(bytes)?))
 }
 
 /// The verifier's view of a parsed entry.
-pub(crate) fn view_of(entry: &LogEntry) -> Entry {
+pub fn view_of(entry: &LogEntry) -> Entry {
     match &entry.body {
         EntryBody::Issue {
             time,

@@ -1,18 +1,19 @@
 //! X.509 credentials and the CA's CRL: parsing and verification against the trusted CA.
+//! No clock is read: every check of time takes the time as a value.
 //!
 //! A credential is an X.509 v3 certificate with an Ed25519 subject key, signed by the CA's
 //! Ed25519 key; its identity is the one `rfc822Name` of its subjectAltName. Guarantees:
 //! - [`Ca::verify_certificate`] returns [`CertFacts`] only if the certificate parses as strict
 //!   DER, names the CA as issuer, uses Ed25519 for its signature, and that signature verifies
 //!   (`verify_strict`) under the CA key over the exact `tbsCertificate` bytes given. It does not
-//!   look at the clock: [`CertFacts::check_time`] does.
+//!   look at the time: [`CertFacts::check_time`] does, at the time it is given.
 //! - [`Ca::verify_crl`] returns a [`Crl`] only if the CRL is signed the same way by the CA and is
-//!   not past its `nextUpdate`.
+//!   not past its `nextUpdate` at the time given. A [`Crl`] can be made in no other way.
 //!
 //! Serial numbers are compared as integers: leading zero bytes are dropped on both sides (a DER
 //! INTEGER never has them, the API's fixed-width hex may).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use der::{Decode, Encode};
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -24,14 +25,14 @@ use x509_cert::spki::{AlgorithmIdentifierOwned, ObjectIdentifier};
 use x509_cert::Certificate;
 
 /// id-Ed25519, RFC 8410.
-pub(crate) const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+pub const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 /// The X.500 commonName attribute.
 const CN_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 
 /// Why a certificate or CRL was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub(crate) enum CredentialError {
+pub enum CredentialError {
     /// Not PEM of a certificate, nor DER.
     #[error("malformed certificate: {0}")]
     Malformed(String),
@@ -76,17 +77,38 @@ pub(crate) enum CredentialError {
     },
 }
 
+/// Why a certificate cannot be the CA trust anchor.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CaError {
+    /// Not a certificate at all.
+    #[error(transparent)]
+    Certificate(#[from] CredentialError),
+    /// Its key is not an Ed25519 key.
+    #[error("the CA key is not Ed25519")]
+    NotEd25519,
+    /// Its Ed25519 key is not 32 bytes.
+    #[error("the CA key is not 32 bytes")]
+    KeyLength,
+    /// Its key is not a point of the curve.
+    #[error("the CA key is not a valid point")]
+    NotAPoint,
+    /// Its subject name cannot be encoded again.
+    #[error("CA subject: {0}")]
+    Subject(String),
+}
+
 /// A certificate with the exact DER it was parsed from.
 #[derive(Clone, Debug)]
-pub(crate) struct ParsedCert {
+pub struct ParsedCert {
     /// The DER bytes (from the PEM, if it was PEM).
-    pub(crate) der: Vec<u8>,
+    pub der: Vec<u8>,
     /// The parsed certificate.
-    pub(crate) cert: Certificate,
+    pub cert: Certificate,
 }
 
 /// Parses one certificate from PEM (`CERTIFICATE` label) or DER.
-pub(crate) fn parse_certificate(bytes: &[u8]) -> Result<ParsedCert, CredentialError> {
+pub fn parse_certificate(bytes: &[u8]) -> Result<ParsedCert, CredentialError> {
     let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
         let (label, der) = der::pem::decode_vec(bytes.trim_ascii())
             .map_err(|e| CredentialError::Malformed(format!("PEM: {e}")))?;
@@ -106,22 +128,22 @@ pub(crate) fn parse_certificate(bytes: &[u8]) -> Result<ParsedCert, CredentialEr
 
 /// What a verified credential says, in the log entry's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct CertFacts {
+pub struct CertFacts {
     /// Serial number, big-endian, leading zeros dropped.
-    pub(crate) serial: Vec<u8>,
+    pub serial: Vec<u8>,
     /// The subjectAltName rfc822Name.
-    pub(crate) identity: String,
+    pub identity: String,
     /// The Ed25519 subject key.
-    pub(crate) public_key: [u8; 32],
+    pub public_key: [u8; 32],
     /// notBefore, Unix seconds.
-    pub(crate) not_before: u64,
+    pub not_before: u64,
     /// notAfter, Unix seconds.
-    pub(crate) not_after: u64,
+    pub not_after: u64,
 }
 
 impl CertFacts {
     /// Fails unless `not_before ≤ now ≤ not_after`.
-    pub(crate) fn check_time(&self, now: u64) -> Result<(), CredentialError> {
+    pub fn check_time(&self, now: u64) -> Result<(), CredentialError> {
         if now < self.not_before {
             return Err(CredentialError::NotYetValid {
                 not_before: self.not_before,
@@ -139,72 +161,42 @@ impl CertFacts {
 }
 
 /// A CRL verified under the CA: the set of revoked serials (leading zeros dropped).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Crl {
-    revoked: HashSet<Vec<u8>>,
+#[derive(Clone, Debug)]
+pub struct Crl {
+    revoked: BTreeSet<Vec<u8>>,
     /// thisUpdate, Unix seconds.
-    pub(crate) this_update: u64,
+    pub this_update: u64,
     /// nextUpdate, Unix seconds, if the CRL has one.
-    pub(crate) next_update: Option<u64>,
+    pub next_update: Option<u64>,
 }
 
 impl Crl {
     /// Whether `serial` (any leading zeros) is on the CRL.
-    pub(crate) fn is_revoked(&self, serial: &[u8]) -> bool {
+    pub fn is_revoked(&self, serial: &[u8]) -> bool {
         self.revoked.contains(normalize_serial(serial))
     }
-    /// JSON fields: `this_update`, `next_update`, `revoked_count`.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "this_update": self.this_update,
-            "next_update": self.next_update,
-            "revoked_count": self.revoked.len(),
-        })
+    /// How many serials the CRL lists.
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.len()
     }
 }
 
 /// Drops leading zero bytes so that equal integers compare equal.
-pub(crate) fn normalize_serial(serial: &[u8]) -> &[u8] {
+pub fn normalize_serial(serial: &[u8]) -> &[u8] {
     let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
     &serial[start..]
 }
 
-/// Parses an API serial: lowercase hex, even length, 2 to 42 digits. Returns the normalized
-/// bytes (leading zeros dropped).
-pub(crate) fn parse_serial_hex(text: &str) -> Option<Vec<u8>> {
-    let bytes = decode_lower_hex(text)?;
-    if bytes.is_empty() || bytes.len() > 21 {
+/// Parses an API serial: lowercase hex, even length, 2 to 42 digits (at most 21 bytes, as
+/// RFC 5280 allows 20 octets and a leading zero). Returns the normalized bytes (leading zeros
+/// dropped). Decoded by the protocol's hex rule ([`kt_protocol::entry::decode_hex`]) after
+/// padding with zeros to 42 digits, which does not change the integer.
+pub fn parse_serial_hex(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || text.len() > 42 || !text.len().is_multiple_of(2) {
         return None;
     }
+    let bytes = kt_protocol::entry::decode_hex::<21>(&format!("{text:0>42}"))?;
     Some(normalize_serial(&bytes).to_vec())
-}
-
-/// Decodes lowercase hexadecimal (even length); `None` for anything else.
-pub(crate) fn decode_lower_hex(text: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
-}
-
-/// Lowercase hex of bytes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The exact bytes of the first element of a DER SEQUENCE (the signed part of a certificate
@@ -251,7 +243,7 @@ fn verify_sig(key: &VerifyingKey, message: &[u8], sig: Option<&[u8]>) -> bool {
 
 impl Ca {
     /// Verifies a credential certificate given as DER (see the module guarantees).
-    pub(crate) fn verify_certificate(&self, der: &[u8]) -> Result<CertFacts, CredentialError> {
+    pub fn verify_certificate(&self, der: &[u8]) -> Result<CertFacts, CredentialError> {
         let cert =
             Certificate::from_der(der).map_err(|e| CredentialError::Malformed(e.to_string()))?;
         let tbs = cert.tbs_certificate();
@@ -291,7 +283,7 @@ impl Ca {
     }
 
     /// Verifies a DER CRL (see the module guarantees) at time `now`.
-    pub(crate) fn verify_crl(&self, der: &[u8], now: u64) -> Result<Crl, CredentialError> {
+    pub fn verify_crl(&self, der: &[u8], now: u64) -> Result<Crl, CredentialError> {
         let crl = CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
             .map_err(|e| CredentialError::BadCrl(e.to_string()))?;
         let tbs = &crl.tbs_cert_list;
@@ -365,33 +357,38 @@ fn identity_of(cert: &Certificate) -> Result<String, CredentialError> {
 
 /// The CA that signs credentials: its certificate (as given) and Ed25519 public key.
 #[derive(Clone, Debug)]
-pub(crate) struct Ca {
+pub struct Ca {
     /// The exact DER of the CA certificate.
-    pub(crate) der: Vec<u8>,
+    der: Vec<u8>,
     /// The CA's Ed25519 key, which must have signed every credential and CRL.
-    pub(crate) key: VerifyingKey,
+    key: VerifyingKey,
     /// DER of the CA's subject name; credentials and CRLs must name it as issuer.
-    pub(crate) subject_der: Vec<u8>,
+    subject_der: Vec<u8>,
 }
 
 impl Ca {
+    /// The exact DER of the CA certificate, as given.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
     /// Builds the trust anchor from a certificate in PEM or DER. The certificate is trusted
     /// as given (it is the anchor); it must carry an Ed25519 key.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Ca, String> {
-        let parsed = parse_certificate(bytes).map_err(|e| e.to_string())?;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Ca, CaError> {
+        let parsed = parse_certificate(bytes)?;
         let tbs = parsed.cert.tbs_certificate();
         let spki = tbs.subject_public_key_info();
         if spki.algorithm.oid != ED25519_OID {
-            return Err("the CA key is not Ed25519".into());
+            return Err(CaError::NotEd25519);
         }
         let raw: [u8; 32] = spki
             .subject_public_key
             .as_bytes()
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or("the CA key is not 32 bytes")?;
-        let key = VerifyingKey::from_bytes(&raw).map_err(|_| "the CA key is not a valid point")?;
+            .ok_or(CaError::KeyLength)?;
+        let key = VerifyingKey::from_bytes(&raw).map_err(|_| CaError::NotAPoint)?;
         let subject_der =
-            der::Encode::to_der(tbs.subject()).map_err(|e| format!("CA subject: {e}"))?;
+            der::Encode::to_der(tbs.subject()).map_err(|e| CaError::Subject(e.to_string()))?;
         Ok(Ca {
             der: parsed.der,
             key,
