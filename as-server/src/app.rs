@@ -101,7 +101,7 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         credential_lifetime: config.credential_lifetime,
         verifier_key,
         crl: Mutex::new(None),
-        identity_policy: config.identity_policy,
+        identity_policy: config.identity_policy.clone(),
         rotation_budget: config.rotation_budget,
         body_timeout: std::time::Duration::from_secs(config.body_timeout),
     })

@@ -1,8 +1,8 @@
 //! The certificate authority: X.509 v3 credentials, the self-signed CA certificate, the CRL.
 //!
 //! Guarantees: every certificate and CRL is signed by the CA's Ed25519 key (pure Ed25519,
-//! RFC 8410). A credential carries exactly one identity (subjectAltName `rfc822Name`, also the
-//! subject CN), the subject's Ed25519 key, `basicConstraints CA:FALSE`, `keyUsage
+//! RFC 8410). A credential carries exactly one identity (subjectAltName `rfc822Name` for a
+//! mailbox, `uniformResourceIdentifier` for a URI identity; also the subject CN), the subject's Ed25519 key, `basicConstraints CA:FALSE`, `keyUsage
 //! digitalSignature` (critical), and key identifiers, so `openssl verify -CAfile ca.pem`
 //! accepts it and an MLS implementation can use it as an `X509Credential`. The CA certificate
 //! has `basicConstraints CA:TRUE, pathlen:0` and `keyUsage keyCertSign, cRLSign` (both
@@ -234,9 +234,13 @@ impl Ca {
             key_identifier: Some(key_id(self.cert.tbs_certificate().subject_public_key_info())?.0),
             ..Default::default()
         };
-        let san = SubjectAltName(vec![GeneralName::Rfc822Name(
-            Ia5String::new(identity).map_err(build_err)?,
-        )]);
+        let name = Ia5String::new(identity).map_err(build_err)?;
+        let san = SubjectAltName(vec![match kt_protocol::identity::kind(identity) {
+            kt_protocol::identity::IdentityKind::Mailbox => GeneralName::Rfc822Name(name),
+            kt_protocol::identity::IdentityKind::Uri => {
+                GeneralName::UniformResourceIdentifier(name)
+            }
+        }]);
         let extensions = vec![
             extension(
                 &BasicConstraints {

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// Enroll `+` sub-addresses such as alice+work@example.com [default: true].
     #[arg(long, env = "AS_ALLOW_SUBADDRESS")]
     pub allow_subaddress: Option<bool>,
+    /// URI schemes of the URI identities it enrolls, comma-separated; "" for mailboxes only
+    /// [default: im,xmpp,tel,https].
+    #[arg(long, env = "AS_IDENTITY_SCHEMES", value_delimiter = ',')]
+    pub identity_schemes: Option<Vec<String>>,
     /// Least time between two rotations of one identity, seconds; 0 for none [default: 60].
     #[arg(long, env = "AS_ROTATION_MIN_INTERVAL")]
     pub rotation_min_interval: Option<u64>,
@@ -121,6 +125,7 @@ struct FileConfig {
     workers: Option<usize>,
     allow_punycode: Option<bool>,
     allow_subaddress: Option<bool>,
+    identity_schemes: Option<Vec<String>>,
     rotation_min_interval: Option<u64>,
     rotations_per_day: Option<u32>,
     body_timeout: Option<u64>,
@@ -162,6 +167,25 @@ pub struct Config {
     pub body_timeout: u64,
     /// Open connections, all workers together.
     pub max_connections: usize,
+}
+
+/// The URI schemes setting: the default list unless given; empty names dropped, so that ""
+/// means mailboxes only; each must be a scheme as URI identities spell it.
+fn uri_schemes(given: Option<Vec<String>>) -> Result<Vec<String>, String> {
+    let Some(given) = given else {
+        return Ok(kt_protocol::identity::DEFAULT_URI_SCHEMES
+            .map(String::from)
+            .to_vec());
+    };
+    let schemes: Vec<String> = given.into_iter().filter(|s| !s.is_empty()).collect();
+    for scheme in &schemes {
+        if !kt_protocol::identity::is_scheme(scheme) {
+            return Err(format!(
+                "identity_schemes: {scheme:?} is not a lowercase URI scheme"
+            ));
+        }
+    }
+    Ok(schemes)
 }
 
 impl ServeArgs {
@@ -220,6 +244,7 @@ impl ServeArgs {
                     .allow_subaddress
                     .or(file.allow_subaddress)
                     .unwrap_or(true),
+                uri_schemes: uri_schemes(self.identity_schemes.clone().or(file.identity_schemes))?,
             },
             rotation_budget: RotationBudget {
                 min_interval: self

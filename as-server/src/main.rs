@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTPS service (creates keys, certificates and an admin token on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Call a running server's admin API.
     Admin(AdminArgs),
     /// Replace the admin token(s) of a data folder with a new one (restart the server after).

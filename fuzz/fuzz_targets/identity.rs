@@ -4,11 +4,17 @@
 //! check_syntax accepts; a name check_syntax accepts is 1..=254 bytes of lowercase ASCII with
 //! exactly one '@'; and check_new agrees with an independent statement of the documented
 //! mailbox rules (dot-atom local part, no reserved `??--` label but `xn--`, no all-digit
-//! top-level label) and policy (xn-- labels, '+' sub-addresses), error by error.
+//! top-level label) and policy (xn-- labels, '+' sub-addresses), error by error. A URI
+//! identity (one with ':') that check_syntax accepts is printable ASCII without '#', '%XX'
+//! escapes are uppercase, its scheme is lowercase, and check_new accepts it exactly when the
+//! policy lists its scheme.
 #![no_main]
 
 use kt_fuzz::split_mode;
-use kt_protocol::identity::{check_syntax, IdentityError, IdentityPolicy, MAX_IDENTITY_LEN};
+use kt_protocol::identity::{
+    check_syntax, kind, IdentityError, IdentityKind, IdentityPolicy, DEFAULT_URI_SCHEMES,
+    MAX_IDENTITY_LEN,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let policy = IdentityPolicy {
         allow_punycode: mode & 1 != 0,
         allow_subaddress: mode & 2 != 0,
+        uri_schemes: if mode & 4 != 0 {
+            DEFAULT_URI_SCHEMES.map(String::from).to_vec()
+        } else {
+            vec!["sip".into()]
+        },
     };
     let syntax = check_syntax(identity);
     let new = policy.check_new(identity);
@@ -29,6 +40,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!identity.is_empty() && identity.len() <= MAX_IDENTITY_LEN);
+    if kind(identity) == IdentityKind::Uri {
+        assert!(identity.bytes().all(|b| b.is_ascii_graphic() && b != b'#'), "{identity:?}");
+        let (scheme, _) = identity.split_once(':').expect("has :");
+        assert!(scheme.bytes().all(|b| !b.is_ascii_uppercase()), "{identity:?}");
+        for (i, _) in identity.match_indices('%') {
+            let hex = &identity.as_bytes()[i + 1..i + 3];
+            assert!(hex.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)));
+        }
+        let listed = policy.uri_schemes.iter().any(|s| s == scheme);
+        assert_eq!(new.is_ok(), listed, "{identity:?}: {new:?}");
+        if !listed {
+            assert_eq!(new, Err(IdentityError::Scheme));
+        }
+        return;
+    }
     assert!(identity.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
     assert_eq!(identity.matches('@').count(), 1, "{identity:?}");
     let (local, domain) = identity.split_once('@').expect("has @");

@@ -1,0 +1,126 @@
+//! URI identities (`im:`, `xmpp:`, `tel:`, `https:`) as a client meets them: enrolled when in
+//! canonical form and of a listed scheme, refused with 422 `bad-identity` otherwise (never
+//! rewritten), issued with a `uniformResourceIdentifier` subjectAltName, looked up and revoked
+//! under their percent-encoded path segment, and every answer valid under schemas/.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{assert_problem, new_key, Schemas, Server};
+use serde_json::json;
+
+/// `identity` as one path segment: everything but unreserved characters and `@` as `%XX`.
+fn segment(identity: &str) -> String {
+    identity
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn san_of(pem: &str) -> Vec<x509_cert::ext::pkix::name::GeneralName> {
+    use der::{Decode as _, DecodePem as _};
+    let cert = x509_cert::Certificate::from_pem(pem).unwrap();
+    let extension = cert
+        .tbs_certificate()
+        .extensions()
+        .unwrap()
+        .iter()
+        .find(|e| e.extn_id.to_string() == "2.5.29.17")
+        .unwrap()
+        .clone();
+    x509_cert::ext::pkix::SubjectAltName::from_der(extension.extn_value.as_bytes())
+        .unwrap()
+        .0
+}
+
+#[test]
+fn uri_identities_are_enrolled_issued_looked_up_and_revoked() {
+    let server = Server::start();
+    let schemas = Schemas::load();
+    let identities = [
+        "https://example.com/alice",
+        "im:wireapp=ZjI0ZDQ1/a1b2@wire.example.com",
+        "im:a%20b@example.com",
+        "tel:+15551234567",
+        "xmpp:juliet@example.com",
+    ];
+    let tokens = server.enroll(&identities);
+    for (identity, token) in identities.iter().zip(&tokens) {
+        let issued = server.issue(identity, token, &new_key());
+        assert_eq!(
+            issued.status,
+            201,
+            "{identity}: {}",
+            String::from_utf8_lossy(&issued.body)
+        );
+        let issued = issued.json();
+        schemas.check("credential", &issued);
+        let san = san_of(issued["certificate"].as_str().unwrap());
+        assert_eq!(san.len(), 1, "{identity}");
+        match &san[0] {
+            x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(uri) => {
+                assert_eq!(uri.as_str(), *identity)
+            }
+            other => panic!("{identity}: {other:?}"),
+        }
+        let lookup = server.get(&format!("/v1/identities/{}", segment(identity)));
+        assert_eq!(lookup.status, 200, "{identity}");
+        let lookup = lookup.json();
+        schemas.check("identity", &lookup);
+        assert_eq!(lookup["identity"], *identity);
+        assert_eq!(lookup["credentials"][0]["serial"], issued["serial"]);
+        server.verify_logged(
+            &lookup["credentials"][0],
+            lookup["checkpoint"].as_str().unwrap(),
+        );
+    }
+    // Revoked and enabled under the same encoded name.
+    let path = segment(identities[0]);
+    let revoked = server.admin_post(&format!("/v1/admin/identities/{path}/revoke"), &json!({}));
+    assert_eq!(
+        revoked.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&revoked.body)
+    );
+    assert_eq!(revoked.json()["identity"], identities[0]);
+    let enabled = server.admin_post(&format!("/v1/admin/identities/{path}/enable"), &json!({}));
+    assert_eq!(enabled.status, 200);
+
+    // Mailboxes keep their rfc822Name.
+    let token = server.enroll(&["alice@example.com"]).remove(0);
+    let issued = server.issue("alice@example.com", &token, &new_key()).json();
+    assert!(matches!(
+        &san_of(issued["certificate"].as_str().unwrap())[..],
+        [x509_cert::ext::pkix::name::GeneralName::Rfc822Name(name)] if name.as_str() == "alice@example.com"
+    ));
+}
+
+#[test]
+fn uris_not_in_canonical_form_or_of_unlisted_schemes_are_refused() {
+    let server = Server::start_with(&["--identity-schemes", "im,https"]);
+    let schemas = Schemas::load();
+    for bad in [
+        "https://Example.com/alice",
+        "https://example.com",
+        "https://example.com:443/alice",
+        "https://bob@example.com/",
+        "im:alice@example.com#work",
+        "im:a%2fb",
+        "im:%61lice",
+        "IM:alice@example.com",
+        // Listed by default, but not by this server.
+        "tel:+15551234567",
+        "xmpp:juliet@example.com",
+    ] {
+        let answer = server.admin_post("/v1/admin/enrollments", &json!({ "identities": [bad] }));
+        assert_problem(&answer, 422, "bad-identity", &schemas);
+    }
+    assert_eq!(server.enroll(&["im:alice@example.com"]).len(), 1);
+}
