@@ -15,6 +15,7 @@ use base64::Engine as _;
 use clap::Parser;
 use ed25519_dalek::SigningKey;
 use kt_log::note::NoteVerifier;
+use kt_verify::credential::Ca;
 use mls_demo::as_api;
 use mls_demo::https::HttpsClient;
 use mls_demo::mls::{self, Check, MlsIdentity};
@@ -37,6 +38,10 @@ struct Args {
     /// The log's note verifier key (`name+id+base64`, as in <data>/log-key.pub).
     #[arg(long, env = "AS_LOG_KEY", default_value = "as-data/log-key.pub")]
     log_key: PathBuf,
+    /// The CA certificate (PEM or DER, as in <data>/ca-cert.pem) that must have signed every
+    /// credential and the CRL.
+    #[arg(long, env = "AS_CA", default_value = "as-data/ca-cert.pem")]
+    ca: PathBuf,
     /// File holding the admin token (to enroll and revoke).
     #[arg(long, env = "AS_ADMIN_TOKEN_FILE")]
     admin_token_file: PathBuf,
@@ -223,7 +228,7 @@ fn expect_text(
 fn enroll_and_issue(
     admin: &HttpsClient,
     admin_token: &str,
-    log_key: &NoteVerifier,
+    trust: &(NoteVerifier, Ca),
     identities: &[String],
     tally: &mut Tally,
 ) -> Result<Vec<Client>, String> {
@@ -243,7 +248,7 @@ fn enroll_and_issue(
             answer["log_index"],
             B64.encode(key.verifying_key().as_bytes())
         );
-        let validator = AsValidator::new(admin.clone(), log_key.clone());
+        let validator = AsValidator::new(admin.clone(), trust.0.clone(), trust.1.clone());
         // Each client checks its own credential through the log before using it.
         let own = validator.validate(identity, key.verifying_key().as_bytes());
         tally.expect_accept(identity, "its own credential", &own);
@@ -312,6 +317,9 @@ fn run(args: &Args) -> Result<Tally, String> {
     let vkey = std::fs::read_to_string(&args.log_key)
         .map_err(|e| format!("{}: {e}", args.log_key.display()))?;
     let log_key = NoteVerifier::parse(vkey.trim()).map_err(err("log key"))?;
+    let ca_bytes = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    let ca = Ca::from_bytes(&ca_bytes).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    let trust = (log_key.clone(), ca);
     let admin_token = std::fs::read_to_string(&args.admin_token_file)
         .map_err(|e| format!("{}: {e}", args.admin_token_file.display()))?
         .trim()
@@ -331,7 +339,7 @@ fn run(args: &Args) -> Result<Tally, String> {
         log_key.name()
     );
 
-    let clients = enroll_and_issue(&client, &admin_token, &log_key, &identities, &mut tally)?;
+    let clients = enroll_and_issue(&client, &admin_token, &trust, &identities, &mut tally)?;
     let [mut alice, mut bob, mut charlie]: [Client; 3] = clients
         .try_into()
         .map_err(|_| "three clients".to_string())?;
@@ -425,7 +433,7 @@ fn run(args: &Args) -> Result<Tally, String> {
         &bob.identity,
         &mallory_key,
         &bob_cert,
-        AsValidator::new(client.clone(), log_key.clone()),
+        AsValidator::new(client.clone(), trust.0.clone(), trust.1.clone()),
     )?;
     let (_, result) = receive_key_package(&alice, &publish_key_package(&forged)?)?;
     println!("  openmls accepts its signature (it is self-signed by the forged key)");
@@ -439,7 +447,7 @@ fn run(args: &Args) -> Result<Tally, String> {
         &format!("dave@{domain}"),
         &mallory_key,
         &bob_cert,
-        AsValidator::new(client.clone(), log_key.clone()),
+        AsValidator::new(client.clone(), trust.0.clone(), trust.1.clone()),
     )?;
     let (_, result) = receive_key_package(&alice, &publish_key_package(&dave)?)?;
     tally.expect_refuse(

@@ -4,10 +4,12 @@
 //!
 //! # What [`AsValidator::validate`] guarantees
 //!
-//! It returns a [`Proof`] only if all of these hold:
+//! It makes exactly the checks `verifier-cli validate` makes, with the same functions
+//! (`kt_verify::lookup`, `kt_verify::consistency`, `kt_verify::validate`). It returns a
+//! [`Proof`] only if all of these hold:
 //!
 //! 1. the AS answered `GET /v1/identities/{identity}` over TLS pinned to the configured
-//!    certificate, with `status: active`;
+//!    certificate, about this identity, with `status: active`;
 //! 2. the answer's checkpoint is signed by the log key given to the validator (not merely by
 //!    the AS's TLS key or CA: the log key is the root of trust), and its origin is that key's;
 //! 3. that checkpoint is consistent with the newest checkpoint this validator saw before
@@ -15,20 +17,23 @@
 //!    same size must have the same root. So the log this validator trusts only ever grows:
 //!    an AS that rewrites history, or shows this validator a fork, is refused
 //!    ([`Refusal::Inconsistent`]), never silently followed;
-//! 4. one of the identity's current credentials has exactly this public key, and the exact
-//!    bytes of its log entry are proven included (inclusion proof) in that signed checkpoint;
-//! 5. that entry is an `issue` or `rotate` entry (`"v": 1`) for exactly this identity and this
-//!    public key, with the serial the answer states, and its certificate is the one served;
-//! 6. the entry's `not_after` has not passed.
+//! 4. every credential the answer lists is signed by the CA given to the validator
+//!    ([`Refusal::BadCertificate`] otherwise), is logged in an `issue` or `rotate` entry that
+//!    holds exactly that certificate and says what it says (identity, key, serial, validity),
+//!    and the exact bytes of that entry are proven included in the signed checkpoint;
+//! 5. one of them binds exactly this public key, and its certificate is within its validity
+//!    now (`not_before ≤ now ≤ not_after`);
+//! 6. the CA's CRL, fetched from the AS and verified under the CA (signature, issuer, not
+//!    past its `nextUpdate`), does not list its serial ([`Refusal::CredentialRevoked`]).
 //!
 //! # What it does not guarantee
 //!
 //! - That the binding is *legitimate*: a logged binding that the identity's owner never asked
 //!   for is found by the owner's monitor (`verifier-cli monitor`), not here.
-//! - Revocation freshness beyond what the AS says: `status` and the list of *current*
-//!   credentials are the AS's statement at the time of the query. A key the AS no longer lists
-//!   is refused; an AS that hides a logged revocation is caught by monitors and auditors that
-//!   replay the log, not by this check. A validator that cannot reach the AS refuses
+//! - Revocation freshness beyond what the AS says: `status`, the list of *current*
+//!   credentials and the CRL are the AS's statements (the CRL signed by the CA) at the time of
+//!   the query. A key the AS no longer lists is refused; an AS that hides a logged revocation
+//!   is caught by monitors and auditors that replay the log, not by this check. A validator that cannot reach the AS refuses
 //!   ([`Refusal::Network`]): it fails closed.
 //! - Split views across parties: consistency is checked against this validator's own saved
 //!   checkpoint; comparing views between parties is `verifier-cli compare`.
@@ -36,12 +41,15 @@
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
+use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_log::note::NoteVerifier;
 use kt_log::Hash;
-use serde_json::Value;
+use kt_verify::bundle::BundleError;
+use kt_verify::consistency::{self, Advance, ConsistencyError};
+use kt_verify::credential::{Ca, CredentialError};
+use kt_verify::lookup::{answer_checkpoint, verify_lookup, LookupError};
+use kt_verify::validate::{validate, Invalid, ValidateError};
+use kt_verify::wire::{decode_hashes, ConsistencyAnswer, IdentityAnswer};
 use thiserror::Error;
 
 use crate::https::HttpsClient;
@@ -63,15 +71,33 @@ pub enum Refusal {
     #[error("identity is revoked")]
     Revoked,
     /// No current logged credential of the identity has this key (never issued to it,
-    /// superseded, revoked on its own, or expired).
+    /// superseded, or revoked on its own).
     #[error("no current logged credential of this identity has this key")]
     NotLogged,
     /// The logged credential with this key has expired.
     #[error("credential expired at {not_after}")]
     Expired {
-        /// The entry's `not_after` (Unix seconds).
+        /// The certificate's `notAfter` (Unix seconds).
         not_after: u64,
     },
+    /// The logged credential with this key is not valid yet.
+    #[error("credential not valid before {not_before}")]
+    NotYetValid {
+        /// The certificate's `notBefore` (Unix seconds).
+        not_before: u64,
+    },
+    /// The CA's CRL lists the credential with this key.
+    #[error("credential {serial} is revoked (on the CRL)")]
+    CredentialRevoked {
+        /// Its serial, lowercase hex.
+        serial: String,
+    },
+    /// A credential the AS lists is not signed by the trusted CA (or is not a credential).
+    #[error("certificate does not verify under the CA: {0}")]
+    BadCertificate(CredentialError),
+    /// The CRL is not the CA's, or is past its `nextUpdate`.
+    #[error("CRL does not verify: {0}")]
+    BadCrl(CredentialError),
     /// A proof does not verify: checkpoint signature, inclusion proof, or the entry does not
     /// say what the answer claims.
     #[error("proof does not verify: {0}")]
@@ -151,6 +177,7 @@ pub struct Proof {
 pub struct AsValidator {
     client: HttpsClient,
     log_key: NoteVerifier,
+    ca: Ca,
     latest: Mutex<Option<VerifiedCheckpoint>>,
 }
 
@@ -172,43 +199,50 @@ fn malformed(what: &str) -> Refusal {
     Refusal::Malformed(what.to_owned())
 }
 
-fn str_field<'a>(value: &'a Value, name: &str) -> Result<&'a str, Refusal> {
-    value[name]
-        .as_str()
-        .ok_or_else(|| Refusal::Malformed(format!("missing string field {name:?}")))
+/// A refusal for an answer whose proofs do not verify.
+fn unverified(e: LookupError) -> Refusal {
+    match e {
+        LookupError::OtherIdentity => malformed("answer is about another identity"),
+        LookupError::Credential(BundleError::Certificate(e)) => Refusal::BadCertificate(e),
+        other => Refusal::BadProof(other.to_string()),
+    }
 }
 
-fn hashes(value: &Value) -> Result<Vec<Hash>, Refusal> {
-    value
-        .as_array()
-        .ok_or_else(|| malformed("proof is not an array"))?
-        .iter()
-        .map(|h| {
-            h.as_str()
-                .and_then(|h| B64.decode(h).ok())
-                .and_then(|h| Hash::from_slice(&h))
-                .ok_or_else(|| malformed("proof hash is not base64 of 32 bytes"))
-        })
-        .collect()
-}
-
-/// The DER inside a PEM certificate (one block).
-fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
-        .collect();
-    B64.decode(body).ok()
+/// A refusal for a key that is not valid.
+fn invalid(e: ValidateError<Refusal>) -> Refusal {
+    match e {
+        ValidateError::Invalid(Invalid::NotActive { status }) if status == "revoked" => {
+            Refusal::Revoked
+        }
+        ValidateError::Invalid(Invalid::NotActive { status }) => {
+            Refusal::Malformed(format!("unknown status {status:?}"))
+        }
+        ValidateError::Invalid(Invalid::NoSuchKey) => Refusal::NotLogged,
+        ValidateError::Invalid(Invalid::Validity(CredentialError::Expired {
+            not_after, ..
+        })) => Refusal::Expired { not_after },
+        ValidateError::Invalid(Invalid::Validity(CredentialError::NotYetValid {
+            not_before,
+            ..
+        })) => Refusal::NotYetValid { not_before },
+        ValidateError::Invalid(Invalid::Revoked { serial }) => {
+            Refusal::CredentialRevoked { serial }
+        }
+        ValidateError::CrlUnavailable(refusal) => refusal,
+        ValidateError::BadCrl(e) => Refusal::BadCrl(e),
+        other => Refusal::BadProof(other.to_string()),
+    }
 }
 
 impl AsValidator {
-    /// A validator of the AS at `client`, trusting checkpoints signed by `log_key`, with no
-    /// saved checkpoint yet (the first one is trusted on its signature alone).
-    pub fn new(client: HttpsClient, log_key: NoteVerifier) -> AsValidator {
+    /// A validator of the AS at `client`, trusting checkpoints signed by `log_key` and
+    /// credentials and CRLs signed by `ca`, with no saved checkpoint yet (the first one is
+    /// trusted on its signature alone).
+    pub fn new(client: HttpsClient, log_key: NoteVerifier, ca: Ca) -> AsValidator {
         AsValidator {
             client,
             log_key,
+            ca,
             latest: Mutex::new(None),
         }
     }
@@ -241,65 +275,59 @@ impl AsValidator {
                 answer.text()
             )));
         }
-        let json = answer
-            .json()
-            .ok_or_else(|| malformed("consistency proof is not JSON"))?;
-        if json["from"].as_u64() != Some(from) || json["to"].as_u64() != Some(to) {
+        let proof: ConsistencyAnswer = serde_json::from_slice(&answer.body)
+            .map_err(|_| malformed("consistency proof is not JSON"))?;
+        if proof.from != from || proof.to != to {
             return Err(malformed("consistency proof for other sizes"));
         }
-        hashes(&json["proof"])
+        decode_hashes(&proof.proof, "proof").map_err(|e| Refusal::Malformed(e.to_string()))
     }
 
-    /// Proves `new` consistent with the saved checkpoint, and saves it if it is newer.
+    /// The CA's CRL (DER), unverified.
+    fn crl_der(&self) -> Result<Vec<u8>, Refusal> {
+        let answer = self.client.get("/v1/crl").map_err(Refusal::Network)?;
+        if answer.status != 200 {
+            return Err(Refusal::Network(format!(
+                "CRL: HTTP {}: {}",
+                answer.status,
+                answer.text()
+            )));
+        }
+        Ok(answer.body)
+    }
+
+    /// Proves `new` consistent with the saved checkpoint (`kt_verify::consistency::check`),
+    /// and saves it if it is newer.
     fn sync(&self, new: &VerifiedCheckpoint) -> Result<Consistency, Refusal> {
         let saved = self.lock().clone();
-        let consistency = match saved {
-            None => Consistency::First,
-            Some(old) if old.size() == new.size() => {
-                if old.root() != new.root() {
-                    return Err(Refusal::Inconsistent(format!(
-                        "two signed checkpoints of size {} with different roots",
-                        new.size()
-                    )));
-                }
-                Consistency::Same
-            }
-            Some(old) if old.size() < new.size() => {
-                if old.size() > 0 {
-                    let proof = self.consistency_proof(old.size(), new.size())?;
-                    old.verify_extended_by(new, &proof).map_err(|e| {
-                        Refusal::Inconsistent(format!(
-                            "size {} does not extend saved size {}: {e}",
-                            new.size(),
-                            old.size()
-                        ))
-                    })?;
-                }
-                Consistency::Extended { from: old.size() }
-            }
-            Some(old) => {
-                if new.size() > 0 {
-                    let proof = self.consistency_proof(new.size(), old.size())?;
-                    new.verify_extended_by(&old, &proof).map_err(|e| {
-                        Refusal::Inconsistent(format!(
-                            "size {} is not a prefix of saved size {}: {e}",
-                            new.size(),
-                            old.size()
-                        ))
-                    })?;
-                }
-                Consistency::Behind { saved: old.size() }
-            }
-        };
+        let advance = consistency::check(saved.as_ref(), new, |from, to| {
+            self.consistency_proof(from, to)
+        })
+        .map_err(|e| match e {
+            ConsistencyError::NoProof { source, .. } => source,
+            ConsistencyError::Fork(fork) => Refusal::Inconsistent(format!(
+                "sizes {} and {}: {}",
+                fork.older.size(),
+                fork.newer.size(),
+                fork.reason
+            )),
+            other => Refusal::Inconsistent(other.to_string()),
+        })?;
         let mut latest = self.lock();
         if latest.as_ref().is_none_or(|l| l.size() < new.size()) {
             *latest = Some(new.clone());
         }
-        Ok(consistency)
+        Ok(match advance {
+            Advance::First => Consistency::First,
+            Advance::Unchanged => Consistency::Same,
+            Advance::Extended { from } => Consistency::Extended { from },
+            Advance::Behind { saved } => Consistency::Behind { saved },
+        })
     }
 
-    /// Validates that `signature_public_key` is the key of a current, logged credential of
-    /// the active `identity`. See the module documentation for what an `Ok` guarantees.
+    /// Validates that `signature_public_key` is the key of a current, logged, unexpired,
+    /// unrevoked credential of the active `identity`. See the module documentation for what
+    /// an `Ok` guarantees.
     pub fn validate(&self, identity: &str, signature_public_key: &[u8]) -> Result<Proof, Refusal> {
         check_identity(identity)?;
         let key: [u8; 32] = signature_public_key.try_into().map_err(|_| {
@@ -319,89 +347,24 @@ impl AsValidator {
                 )))
             }
         }
-        let json = answer
-            .json()
-            .ok_or_else(|| malformed("identity answer is not JSON"))?;
-        if str_field(&json, "identity")? != identity {
-            return Err(malformed("answer is about another identity"));
-        }
-        let checkpoint = open_checkpoint(str_field(&json, "checkpoint")?.as_bytes(), &self.log_key)
-            .map_err(|e| Refusal::BadProof(format!("checkpoint: {e}")))?;
+        let answer: IdentityAnswer = serde_json::from_slice(&answer.body)
+            .map_err(|e| Refusal::Malformed(format!("identity answer: {e}")))?;
+        let checkpoint = answer_checkpoint(&answer, identity, &self.log_key).map_err(unverified)?;
         let consistency = self.sync(&checkpoint)?;
-        match str_field(&json, "status")? {
-            "active" => {}
-            "revoked" => return Err(Refusal::Revoked),
-            other => return Err(Refusal::Malformed(format!("unknown status {other:?}"))),
-        }
-        let credentials = json["credentials"]
-            .as_array()
-            .ok_or_else(|| malformed("credentials is not an array"))?;
-        let credential = credentials
-            .iter()
-            .find(|c| {
-                c["public_key"]
-                    .as_str()
-                    .and_then(|k| B64.decode(k).ok())
-                    .is_some_and(|k| k == key)
-            })
-            .ok_or(Refusal::NotLogged)?;
-
-        let log_index = credential["log_index"]
-            .as_u64()
-            .ok_or_else(|| malformed("log_index"))?;
-        let entry = B64
-            .decode(str_field(credential, "entry")?)
-            .map_err(|_| malformed("entry is not base64"))?;
-        let proof = hashes(&credential["inclusion_proof"])?;
-        checkpoint
-            .verify_inclusion(log_index, &entry, &proof)
-            .map_err(|e| {
-                Refusal::BadProof(format!(
-                    "entry {log_index} not included in checkpoint of size {}: {e}",
-                    checkpoint.size()
-                ))
-            })?;
-
-        // The protocol's one strict parser: exactly the schema's fields, in canonical form.
-        let bad = |why: String| Err(Refusal::BadProof(format!("logged entry {log_index} {why}")));
-        let logged = match kt_protocol::entry::LogEntry::parse(&entry) {
-            Ok(logged) => logged,
-            Err(e) => return bad(format!("does not parse: {e}")),
-        };
-        let entry_type = logged.body.kind().to_owned();
-        let Some(binding) = logged.body.binding() else {
-            return bad("is not an issue or rotate entry".into());
-        };
-        if logged.body.identity() != identity {
-            return bad("is for another identity".into());
-        }
-        if binding.public_key != key {
-            return bad("binds another key".into());
-        }
-        let serial = str_field(credential, "serial")?;
-        if binding.serial.to_hex() != serial {
-            return bad("has another serial".into());
-        }
-        let certificate_der = binding.certificate.clone();
-        if pem_to_der(str_field(credential, "certificate")?).as_deref()
-            != Some(&certificate_der[..])
-        {
-            return bad("logs another certificate than the one served".into());
-        }
-        let not_after = binding.not_after;
-        if not_after <= now() {
-            return Err(Refusal::Expired { not_after });
-        }
+        let checkpoint_size = checkpoint.size();
+        let lookup = verify_lookup(&answer, identity, checkpoint, &self.ca).map_err(unverified)?;
+        let valid = validate(&lookup, &key, &self.ca, now(), || self.crl_der()).map_err(invalid)?;
+        let c = valid.credential;
         Ok(Proof {
             identity: identity.to_owned(),
             public_key: key,
-            serial: serial.to_owned(),
-            entry_type,
-            log_index,
-            entry,
-            certificate_der,
-            not_after,
-            checkpoint_size: checkpoint.size(),
+            serial: c.binding.serial_hex.clone(),
+            entry_type: c.kind.to_owned(),
+            log_index: c.log_index,
+            entry: c.entry.clone(),
+            certificate_der: c.binding.certificate.clone(),
+            not_after: c.binding.not_after,
+            checkpoint_size,
             consistency,
         })
     }
@@ -428,11 +391,5 @@ mod tests {
         ] {
             assert!(check_identity(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn pem() {
-        let pem = "-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n";
-        assert_eq!(pem_to_der(pem), Some(vec![0, 1, 2, 3]));
     }
 }

@@ -18,6 +18,8 @@ fn mls_scenario_against_a_real_server() {
         .arg(server.data.join("tls-cert.pem"))
         .arg("--log-key")
         .arg(server.data.join("log-key.pub"))
+        .arg("--ca")
+        .arg(server.data.join("ca-cert.pem"))
         .arg("--admin-token-file")
         .arg(&token_file)
         .args(["--domain", "example.com"])

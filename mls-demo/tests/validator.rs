@@ -101,8 +101,11 @@ fn validator_accepts_logged_keys_and_refuses_the_rest() {
 
     // A checkpoint signed by another key is not the log's.
     let other = common::Server::start();
-    let validator =
-        mls_demo::validator::AsValidator::new(server.client.clone(), other.log_key.clone());
+    let validator = mls_demo::validator::AsValidator::new(
+        server.client.clone(),
+        other.log_key.clone(),
+        server.ca(),
+    );
     assert!(matches!(
         validator.validate(alice, alice_key.verifying_key().as_bytes()),
         Err(Refusal::BadProof(_))

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use kt_log::note::NoteVerifier;
+use kt_verify::credential::Ca;
 use mls_demo::https::HttpsClient;
 use mls_demo::validator::AsValidator;
 use test_support::{workspace_binary, ServerProcess};
@@ -41,7 +42,12 @@ impl Server {
         }
     }
 
+    /// The server's CA, as an MLS member would be given it.
+    pub fn ca(&self) -> Ca {
+        Ca::from_bytes(&std::fs::read(self.data.join("ca-cert.pem")).unwrap()).unwrap()
+    }
+
     pub fn validator(&self) -> AsValidator {
-        AsValidator::new(self.client.clone(), self.log_key.clone())
+        AsValidator::new(self.client.clone(), self.log_key.clone(), self.ca())
     }
 }
