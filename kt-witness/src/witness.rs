@@ -394,7 +394,8 @@ impl Witness {
     /// The note to store and serve: the text, the submitted signatures but any line under
     /// this witness's name (a stale or forged one), then this witness's cosignature.
     fn stored_note(&self, note: &[u8], text: &str, line: &str) -> Vec<u8> {
-        let signatures = &note[text.len() + 1..];
+        // `note::open` split the note as text, "\n", signature lines: this slice is in bounds.
+        let signatures = note.get(text.len() + 1..).unwrap_or_default();
         let own = format!("\u{2014} {} ", self.signer.name());
         let mut out = Vec::with_capacity(note.len() + line.len());
         out.extend_from_slice(text.as_bytes());

@@ -182,3 +182,41 @@ fn the_key_file_is_0600_and_bound_to_the_name() {
     let renamed = Config::parse(&config_text("other.example/w", &[&log])).unwrap();
     assert!(Witness::open(&renamed, dir.path()).is_err());
 }
+
+#[test]
+fn mutated_requests_never_panic_and_never_roll_back() {
+    // Untrusted input: random byte flips, truncations and insertions of valid requests.
+    let dir = tempfile::tempdir().unwrap();
+    let log = TestLog::new("example.com/log", 30);
+    let w = open(dir.path(), &log);
+    w.add_checkpoint(&log.request(0, 7)).unwrap();
+    let valid = log.request(7, 30);
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).unwrap();
+    let mut state = u64::from_le_bytes(seed) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let mut body = valid.clone();
+        for _ in 0..=(next() % 3) {
+            let at = (next() as usize) % body.len();
+            match next() % 3 {
+                0 => body[at] = next() as u8,
+                1 => body.truncate(at),
+                _ => body.insert(at, [b'\n', b'0', b' ', 0xe2, b'A'][(next() % 5) as usize]),
+            }
+            if body.is_empty() {
+                break;
+            }
+        }
+        if let Ok(line) = w.add_checkpoint(&body) {
+            // Only the genuine request (or an equivalent encoding of it) may pass.
+            independent_verify(&w.verifier_key(), &note_text(&log.note(30)), &line).unwrap();
+        }
+        assert!(w.latest_size("example.com/log").unwrap() >= 7);
+    }
+}
