@@ -14,6 +14,9 @@ use crate::entry::{EntryBody, LogEntry};
 use crate::sequencer::AsLog;
 use crate::state::{CredentialStatus, IdentityStatus, State, StateError};
 
+/// How many moved-aside stores are kept.
+pub const KEPT_BROKEN: usize = 3;
+
 /// Why one attempt to open the state failed.
 enum Failure {
     /// The store is damaged or disagrees with the log: rebuild it.
@@ -165,7 +168,33 @@ fn move_aside(state_dir: &Path) -> std::io::Result<PathBuf> {
     }
     std::fs::rename(state_dir, &kept)?;
     std::fs::File::open(parent)?.sync_all()?;
+    forget_old_copies(parent, &format!("{name}.broken-"));
     Ok(kept)
+}
+
+/// Deletes all but the [`KEPT_BROKEN`] newest folders in `parent` whose names start with
+/// `prefix`. Best effort: a copy that cannot be deleted is only logged.
+fn forget_old_copies(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let mut copies: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    copies.sort();
+    let old = copies.len().saturating_sub(KEPT_BROKEN);
+    for (_, path) in copies.into_iter().take(old) {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::warn!(path = %path.display(), "deleted an old moved-aside state store")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete an old moved-aside state store")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +237,21 @@ mod tests {
                 name.to_string_lossy().starts_with("state.broken-")
             })
             .count()
+    }
+
+    #[test]
+    fn only_the_newest_moved_aside_stores_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_of(&dir.path().join("log"), &[issue("a@b.co", "s1")]);
+        let (state_dir, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        for _ in 0..KEPT_BROKEN + 2 {
+            drop(open_state(&state_dir, &journal, &log).unwrap());
+            // Garbage where sled keeps its configuration: the next open must move it aside.
+            std::fs::write(state_dir.join("conf"), [0xffu8; 64]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(open_state(&state_dir, &journal, &log).unwrap());
+        assert_eq!(broken_copies(dir.path()), KEPT_BROKEN);
     }
 
     #[test]
