@@ -220,3 +220,33 @@ fn mutated_requests_never_panic_and_never_roll_back() {
         assert!(w.latest_size("example.com/log").unwrap() >= 7);
     }
 }
+
+#[test]
+fn extension_lines_are_cosigned_and_unknown_signatures_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = TestLog::new("example.com/log", 4);
+    let w = open(dir.path(), &log);
+    let body = format!(
+        "example.com/log\n4\n{}\nextension line\n",
+        base64_root(log.root(4))
+    );
+    let other = NoteSigner::generate("other.example/witness").unwrap();
+    let mut note = log.signer.sign(&body).unwrap();
+    note.push_str(&other.signature_line(&body));
+    let line = w
+        .add_checkpoint(&TestLog::body(0, &[], note.as_bytes()))
+        .unwrap();
+    // The cosigned message is the whole body, extension line included.
+    independent_verify(&w.verifier_key(), &body, &line).unwrap();
+    assert!(independent_verify(&w.verifier_key(), &note_text(&log.note(4)), &line).is_err());
+    let served = w
+        .latest_by_origin_hash(&kt_witness::witness::origin_hash("example.com/log"))
+        .unwrap();
+    let served = String::from_utf8(served.to_vec()).unwrap();
+    assert!(served.contains("\u{2014} other.example/witness "));
+}
+
+fn base64_root(root: Hash) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(root.0)
+}
