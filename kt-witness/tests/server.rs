@@ -410,3 +410,47 @@ fn concurrent_add_checkpoints_never_roll_back() {
         .body
         .starts_with(&note_text(&log.note(previous))));
 }
+
+/// Throughput of valid add-checkpoints (each durable before its answer) over many logs:
+/// `cargo test --release --test server -- --ignored --nocapture throughput`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn throughput() {
+    const LOGS: usize = 64;
+    const CLIENTS: usize = 16;
+    const STEPS: usize = 60;
+    let logs: Vec<Arc<TestLog>> = (0..LOGS)
+        .map(|i| Arc::new(TestLog::new(&format!("example.com/log{i}"), STEPS + 1)))
+        .collect();
+    let refs: Vec<&TestLog> = logs.iter().map(|l| l.as_ref()).collect();
+    let (_dir, config, data) = setup(&refs);
+    let w = Arc::new(Server::start(&config, &data, false));
+    // Requests made in advance: the clients only send.
+    let bodies: Vec<Vec<Vec<u8>>> = logs
+        .iter()
+        .map(|l| (0..STEPS).map(|s| l.request(s, s + 1)).collect())
+        .collect();
+    let bodies = Arc::new(bodies);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (w, bodies) = (w.clone(), bodies.clone());
+            std::thread::spawn(move || {
+                for step in 0..STEPS {
+                    for log in (c..LOGS).step_by(CLIENTS) {
+                        assert_eq!(w.post(&bodies[log][step]).status, 200);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let n = LOGS * STEPS;
+    println!(
+        "{n} add-checkpoints over {LOGS} logs, {CLIENTS} clients: {seconds:.2} s, {:.0}/s",
+        n as f64 / seconds
+    );
+}
