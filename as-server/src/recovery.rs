@@ -200,26 +200,13 @@ fn forget_old_copies(parent: &Path, prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::Binding;
-    use crate::state::test_ids::{enrollment, enrollment_hex, serial};
+    use crate::state::test_ids::{enrollment_hex, serial};
     use kt_log::log::Log;
     use kt_log::note::NoteSigner;
     use kt_log::store::FileStore;
 
     fn issue(identity: &str, name: &str) -> Vec<u8> {
-        LogEntry::new(EntryBody::Issue {
-            time: 1,
-            identity: identity.into(),
-            binding: Binding {
-                serial: serial(name),
-                public_key: [7; 32],
-                not_before: 0,
-                not_after: 10,
-                certificate: vec![0x30, 0x00],
-            },
-            enrollment: enrollment(name),
-        })
-        .to_bytes()
+        crate::state::test_ids::issue(identity, name, name).to_bytes()
     }
 
     fn log_of(dir: &Path, entries: &[Vec<u8>]) -> AsLog {

@@ -1,0 +1,274 @@
+//! The state's side of the enrollment journal: new enrollments go to the journal (synced)
+//! before the store; journaled ones the store lacks are put back at open; long-expired ones
+//! leave the journal.
+
+use super::*;
+use crate::enrollment_journal::JournalRecord;
+
+/// Journaled enrollments that expired this long ago are dropped from the journal at start
+/// (no token can use them any more), once they are at least half of it.
+const JOURNAL_KEEPS_EXPIRED_FOR: u64 = 24 * 3600;
+/// ... and at least this many: small journals are not worth rewriting.
+const JOURNAL_COMPACTS_FROM: usize = 1_024;
+
+/// The enrollments of `tree` still usable (unused, unexpired), as journal records.
+pub(super) fn pending_enrollments(tree: &sled::Tree) -> Result<Vec<JournalRecord>, StateError> {
+    let now = crate::unix_now();
+    let mut pending = Vec::new();
+    for item in tree.scan_prefix(b"e/") {
+        let (key, value) = item?;
+        let record: EnrollmentRecord = decode(&key, &value)?;
+        if record.used_by.is_none() && record.expires_at > now {
+            pending.push(JournalRecord {
+                id: String::from_utf8_lossy(&key[2..]).into_owned(),
+                identity: record.identity,
+                expires_at: record.expires_at,
+                epoch: record.epoch,
+            });
+        }
+    }
+    Ok(pending)
+}
+
+impl State {
+    /// Where the store says the journal's records are all in it, if it is this journal.
+    fn journal_end(&self) -> Result<Option<u64>, StateError> {
+        let Some(value) = self.tree.get(JOURNAL_END_KEY)? else {
+            return Ok(None);
+        };
+        let generation = self.journal.generation();
+        if value.len() != 24 || value[..16] != generation {
+            return Ok(None);
+        }
+        let mut end = [0u8; 8];
+        end.copy_from_slice(&value[16..]);
+        Ok(Some(u64::from_be_bytes(end)))
+    }
+
+    fn journal_end_value(&self, end: u64) -> Vec<u8> {
+        [&self.journal.generation()[..], &end.to_be_bytes()].concat()
+    }
+
+    /// Writes each journaled enrollment the store does not hold (with its identity's record,
+    /// if that is missing too), in atomic batches; records present are left alone, since the
+    /// store's own copy may already say which issuance used it. `ends` are where the records
+    /// end in the journal: those up to [`JOURNAL_END_KEY`] are in the store already (the last
+    /// of them is checked), so a start reads only the store for the newer ones.
+    pub(super) fn restore_enrollments(
+        &self,
+        records: &[JournalRecord],
+        ends: &[u64],
+    ) -> Result<(), StateError> {
+        let mut from = 0;
+        if let Some(end) = self.journal_end()? {
+            let stored = ends.partition_point(|&e| e <= end);
+            let on_boundary = stored == 0 || ends[stored - 1] == end;
+            if on_boundary && stored > 0 {
+                let last = &records[stored - 1];
+                if self.tree.get(enrollment_key(&last.id))?.is_none() {
+                    return Err(StateError::Disagrees(format!(
+                        "it says it holds the journal's enrollments up to {end}, but not {}",
+                        last.id
+                    )));
+                }
+            }
+            if on_boundary {
+                from = stored;
+            }
+        }
+        let mut restored = 0usize;
+        for chunk in records[from..].chunks(ENROLLMENT_CHUNK) {
+            let mut batch = sled::Batch::default();
+            let mut new_identities = std::collections::HashSet::new();
+            for record in chunk {
+                let key = enrollment_key(&record.id);
+                if self.tree.get(&key)?.is_some() {
+                    continue;
+                }
+                let identity = identity_key(&record.identity);
+                if self.tree.get(&identity)?.is_none() && new_identities.insert(identity.clone()) {
+                    batch.insert(identity, encode(&IdentityRecord::new()));
+                }
+                let enrollment = EnrollmentRecord {
+                    identity: record.identity.clone(),
+                    expires_at: record.expires_at,
+                    epoch: record.epoch,
+                    used_by: None,
+                };
+                batch.insert(key, encode(&enrollment));
+                restored += 1;
+            }
+            self.tree.apply_batch(batch)?;
+        }
+        self.tree
+            .insert(JOURNAL_END_KEY, self.journal_end_value(self.journal.end()))?;
+        if restored > 0 {
+            tracing::info!(restored, "enrollments restored from the enrollment journal");
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal without the enrollments that expired more than a day ago, when
+    /// they are most of it, so that it does not grow without bound.
+    pub(super) fn compact_journal(
+        &self,
+        records: Vec<JournalRecord>,
+        now: u64,
+    ) -> Result<(), StateError> {
+        let total = records.len();
+        let keep: Vec<JournalRecord> = records
+            .into_iter()
+            .filter(|r| r.expires_at.saturating_add(JOURNAL_KEEPS_EXPIRED_FOR) > now)
+            .collect();
+        let dropped = total - keep.len();
+        if dropped >= JOURNAL_COMPACTS_FROM && dropped * 2 >= total {
+            let end = self.journal.rewrite(&keep).map_err(StateError::Journal)?;
+            // Every kept record is in the store: restored above.
+            self.tree
+                .insert(JOURNAL_END_KEY, self.journal_end_value(end))?;
+            tracing::info!(dropped, kept = keep.len(), "enrollment journal compacted");
+        }
+        Ok(())
+    }
+
+    /// Records new enrollments durably (across power loss: in the journal) before returning,
+    /// creating the identity records that do not exist yet. `enrollments` are (enrollment id, identity,
+    /// expires_at). Refuses the whole set, writing nothing, if any identity is revoked
+    /// (returns it).
+    ///
+    /// Two steps. First every identity's record is read: if one is revoked, the set is refused
+    /// before anything is written; otherwise each enrollment takes its identity's epoch as read
+    /// then. Then the records are written in transactions of [`ENROLLMENT_CHUNK`] (a sled
+    /// transaction keeps the garbage of every page it rewrites until it commits: about 12 KB
+    /// an identity, 1.2 GB for one of 100,000). Each identity is decided at its read: a
+    /// revocation that lands after it voids the new token through the epoch it carries, as if
+    /// the enrollment had come first. The journal is written between the two steps; a crash
+    /// before the store has them is repaired by [`State::open`]. A crash before the answer
+    /// leaves enrollments whose tokens were never answered, so nobody can use them; they expire.
+    pub fn add_enrollments(
+        &self,
+        enrollments: &[(String, String, u64)],
+    ) -> Result<Result<(), String>, StateError> {
+        let mut epochs: std::collections::HashMap<&str, u64> = Default::default();
+        for (_, identity, _) in enrollments {
+            if epochs.contains_key(identity.as_str()) {
+                continue;
+            }
+            let epoch = match self.identity(identity)? {
+                Some(record) if record.status == IdentityStatus::Revoked => {
+                    return Ok(Err(identity.clone()))
+                }
+                Some(record) => record.epoch,
+                None => 0,
+            };
+            epochs.insert(identity, epoch);
+        }
+        let _enrolling = self
+            .enrolling
+            .lock()
+            .map_err(|_| StateError::Journal(std::io::Error::other("enrollment lock poisoned")))?;
+        let journaled: Vec<JournalRecord> = enrollments
+            .iter()
+            .map(|(id, identity, expires_at)| JournalRecord {
+                id: id.clone(),
+                identity: identity.clone(),
+                expires_at: *expires_at,
+                epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        let journal_end = self
+            .journal
+            .append(&journaled)
+            .map_err(StateError::Journal)?;
+        for chunk in enrollments.chunks(ENROLLMENT_CHUNK) {
+            let written: Result<(), sled::transaction::TransactionError<std::convert::Infallible>> =
+                self.tree.transaction(|tx| {
+                    for (id, identity, expires_at) in chunk {
+                        let key = identity_key(identity);
+                        // Only created, never overwritten: the sequencer owns existing ones.
+                        if tx.get(&key)?.is_none() {
+                            tx.insert(key, encode(&IdentityRecord::new()))?;
+                        }
+                        let record = EnrollmentRecord {
+                            identity: identity.clone(),
+                            expires_at: *expires_at,
+                            epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
+                            used_by: None,
+                        };
+                        tx.insert(enrollment_key(id), encode(&record))?;
+                    }
+                    Ok(())
+                });
+            match written {
+                Ok(()) => {}
+                Err(sled::transaction::TransactionError::Storage(e)) => return Err(e.into()),
+                Err(sled::transaction::TransactionError::Abort(never)) => match never {},
+            }
+        }
+        self.tree
+            .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end))?;
+        Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::test_ids::{enrollment_hex, issue};
+
+    #[test]
+    fn a_store_from_before_the_journal_hands_its_pending_enrollments_to_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        {
+            let state = State::open(&store, &journal).unwrap();
+            state
+                .add_enrollments(&[
+                    (enrollment_hex("e1"), "a@b.co".into(), u64::MAX),
+                    (enrollment_hex("e2"), "b@b.co".into(), u64::MAX),
+                    (enrollment_hex("old"), "c@b.co".into(), 1),
+                ])
+                .unwrap()
+                .unwrap();
+            let mut overlay = state.overlay();
+            overlay
+                .apply_entry(0, &issue("a@b.co", "s1", "e1"))
+                .unwrap();
+            overlay.commit(1, [1; 32]).unwrap();
+            state.db.flush().unwrap();
+        }
+        // The earlier layout: enrollments in the store only.
+        std::fs::remove_file(&journal).unwrap();
+        drop(State::open(&store, &journal).unwrap());
+        std::fs::remove_dir_all(&store).unwrap();
+        let state = State::open(&store, &journal).unwrap();
+        // Only the unused, unexpired one was worth keeping.
+        let restored = state.enrollment(&enrollment_hex("e2")).unwrap().unwrap();
+        assert_eq!(restored.identity, "b@b.co");
+        assert_eq!(state.enrollment(&enrollment_hex("e1")).unwrap(), None);
+        assert_eq!(state.enrollment(&enrollment_hex("old")).unwrap(), None);
+    }
+
+    #[test]
+    fn long_expired_enrollments_leave_the_journal_once_they_are_most_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        let id = |n: usize| format!("{n:064x}");
+        let mut enrollments: Vec<(String, String, u64)> = (0..JOURNAL_COMPACTS_FROM)
+            .map(|n| (id(n), "old@b.co".to_string(), 1))
+            .collect();
+        enrollments.push((id(99_999), "new@b.co".into(), u64::MAX));
+        drop(State::open(&store, &journal).unwrap());
+        State::open(&store, &journal)
+            .unwrap()
+            .add_enrollments(&enrollments)
+            .unwrap()
+            .unwrap();
+        let journaled = || EnrollmentJournal::open(&journal).unwrap().records;
+        assert_eq!(journaled().len(), JOURNAL_COMPACTS_FROM + 1);
+        drop(State::open(&store, &journal).unwrap());
+        let kept = journaled();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].identity, "new@b.co");
+    }
+}
