@@ -9,19 +9,7 @@ mod common;
 use common::{assert_problem, new_key, Schemas, Server};
 use serde_json::json;
 
-/// `identity` as one path segment: everything but unreserved characters and `@` as `%XX`.
-fn segment(identity: &str) -> String {
-    identity
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+use kt_protocol::identity::path_segment as segment;
 
 fn san_of(pem: &str) -> Vec<x509_cert::ext::pkix::name::GeneralName> {
     use der::{Decode as _, DecodePem as _};
@@ -51,6 +39,7 @@ fn uri_identities_are_enrolled_issued_looked_up_and_revoked() {
         "xmpp:juliet@example.com",
     ];
     let tokens = server.enroll(&identities);
+    let ca = kt_verify::credential::Ca::from_bytes(&server.get("/v1/ca").body).unwrap();
     for (identity, token) in identities.iter().zip(&tokens) {
         let issued = server.issue(identity, token, &new_key());
         assert_eq!(
@@ -61,6 +50,12 @@ fn uri_identities_are_enrolled_issued_looked_up_and_revoked() {
         );
         let issued = issued.json();
         schemas.check("credential", &issued);
+        // What verifier-cli and mls-demo check, and what identity they read from it.
+        let bundle: kt_verify::wire::Credential = serde_json::from_value(issued.clone()).unwrap();
+        let verified =
+            kt_verify::bundle::verify_bundle(&bundle, &server.log_key, &ca, as_server::unix_now())
+                .unwrap();
+        assert_eq!(verified.logged.facts.identity, *identity);
         let san = san_of(issued["certificate"].as_str().unwrap());
         assert_eq!(san.len(), 1, "{identity}");
         match &san[0] {

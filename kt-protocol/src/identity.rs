@@ -165,6 +165,21 @@ pub fn is_scheme(scheme: &str) -> bool {
         })
 }
 
+/// `identity` as one path segment of a request (`/v1/identities/{segment}`): every byte but
+/// the unreserved characters and `@` percent-encoded, so that a URI identity's `/`, `%`, `?`
+/// and `:` stay inside the segment; the server decodes it exactly once.
+pub fn path_segment(identity: &str) -> String {
+    let mut out = String::with_capacity(identity.len());
+    for b in identity.bytes() {
+        if is_unreserved(b) || b == b'@' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -531,6 +546,17 @@ mod tests {
             assert!(check_syntax(bad).is_err(), "{bad:?}");
             assert!(IdentityPolicy::default().check_new(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn path_segments_keep_an_identity_in_one_segment() {
+        assert_eq!(path_segment("alice@example.com"), "alice@example.com");
+        assert_eq!(path_segment("a+b@example.com"), "a%2Bb@example.com");
+        assert_eq!(
+            path_segment("https://example.com/a?b"),
+            "https%3A%2F%2Fexample.com%2Fa%3Fb"
+        );
+        assert_eq!(path_segment("im:a%20b"), "im%3Aa%2520b");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! No clock is read: every check of time takes the time as a value.
 //!
 //! A credential is an X.509 v3 certificate with an Ed25519 subject key, signed by the CA's
-//! Ed25519 key; its identity is the one `rfc822Name` of its subjectAltName. Guarantees:
+//! Ed25519 key; its identity is the one `rfc822Name` (mailbox) or `uniformResourceIdentifier`
+//! (URI identity) of its subjectAltName. Guarantees:
 //! - [`Ca::verify_certificate`] returns [`CertFacts`] only if the certificate parses as strict
 //!   DER, names the CA as issuer, uses Ed25519 for its signature, and that signature verifies
 //!   (`verify_strict`) under the CA key over the exact `tbsCertificate` bytes given. It does not
@@ -45,7 +46,8 @@ pub enum CredentialError {
     /// The subject key is not an Ed25519 key.
     #[error("subject key is not a 32-byte Ed25519 key")]
     BadSubjectKey,
-    /// The subjectAltName does not carry exactly one rfc822Name, or the CN disagrees.
+    /// The subjectAltName does not carry exactly one identity (rfc822Name or URI), or the CN
+    /// disagrees.
     #[error("certificate identity: {0}")]
     BadIdentity(&'static str),
     /// Now is past notAfter.
@@ -131,7 +133,7 @@ pub fn parse_certificate(bytes: &[u8]) -> Result<ParsedCert, CredentialError> {
 pub struct CertFacts {
     /// Serial number, big-endian, leading zeros dropped.
     pub serial: Vec<u8>,
-    /// The subjectAltName rfc822Name.
+    /// The subjectAltName identity (rfc822Name or uniformResourceIdentifier).
     pub identity: String,
     /// The Ed25519 subject key.
     pub public_key: [u8; 32],
@@ -326,22 +328,31 @@ impl Ca {
     }
 }
 
-/// The one rfc822Name of the subjectAltName; the subject CN, if present, must equal it.
+/// The one identity of the subjectAltName: an `rfc822Name` holding a mailbox or a
+/// `uniformResourceIdentifier` holding a URI identity (never one kind in the other's place,
+/// so a name has one encoding); the subject CN, if present, must equal it.
 fn identity_of(cert: &Certificate) -> Result<String, CredentialError> {
     let tbs = cert.tbs_certificate();
     let (_, san) = tbs
         .get_extension::<SubjectAltName>()
         .map_err(|_| CredentialError::BadIdentity("malformed or repeated subjectAltName"))?
         .ok_or(CredentialError::BadIdentity("no subjectAltName"))?;
+    use kt_protocol::identity::{kind, IdentityKind};
     let mut names = san.0.iter().filter_map(|n| match n {
-        GeneralName::Rfc822Name(name) => Some(name.as_str()),
+        GeneralName::Rfc822Name(name) => Some((name.as_str(), IdentityKind::Mailbox)),
+        GeneralName::UniformResourceIdentifier(uri) => Some((uri.as_str(), IdentityKind::Uri)),
         _ => None,
     });
-    let (Some(identity), None) = (names.next(), names.next()) else {
+    let (Some((identity, encoded_as)), None) = (names.next(), names.next()) else {
         return Err(CredentialError::BadIdentity(
-            "subjectAltName must hold exactly one rfc822Name",
+            "subjectAltName must hold exactly one rfc822Name or uniformResourceIdentifier",
         ));
     };
+    if kind(identity) != encoded_as {
+        return Err(CredentialError::BadIdentity(
+            "a mailbox must be an rfc822Name and a URI identity a uniformResourceIdentifier",
+        ));
+    }
     for atv in tbs.subject().iter().filter(|atv| atv.oid == CN_OID) {
         let cn = DirectoryString::try_from(&atv.value)
             .map(String::from)

@@ -335,7 +335,10 @@ impl AsValidator {
         })?;
         let answer = self
             .client
-            .get(&format!("/v1/identities/{identity}"))
+            .get(&format!(
+                "/v1/identities/{}",
+                kt_protocol::identity::path_segment(identity)
+            ))
             .map_err(Refusal::Network)?;
         match answer.status {
             200 => {}

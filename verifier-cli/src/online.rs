@@ -73,7 +73,10 @@ impl Online {
         ca: &Ca,
         identity: &str,
     ) -> Result<Option<VerifiedIdentity>, Error> {
-        let path = format!("/v1/identities/{identity}");
+        let path = format!(
+            "/v1/identities/{}",
+            kt_protocol::identity::path_segment(identity)
+        );
         let body = match self.client.get(&path, 64 << 20)? {
             Fetched::Body(body) => body,
             Fetched::NotFound => return Ok(None),
