@@ -12,7 +12,7 @@ use kt_protocol::history::{self, CredentialFacts, HistoryView, Refused, Violatio
 use crate::entry::{
     Binding, EnrollmentId, EntryBody, LogEntry, RevocationReason, RevocationScope, Serial,
 };
-use crate::problem::{Problem, ProblemKind};
+use crate::refusal::{Refusal, RefusalKind};
 use crate::rotation::RotationBudget;
 use crate::state::{CredentialStatus, IdentityStatus, Overlay};
 
@@ -73,23 +73,22 @@ pub struct Limits {
     pub rotation_budget: RotationBudget,
 }
 
-fn internal(e: impl std::fmt::Display) -> Problem {
-    Problem::internal(e)
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    Refusal::failed(e)
 }
 
-/// 429 with `Retry-After`: the identity spent its rotation budget.
-pub fn rotation_refused(identity: &str, wait: u64) -> Problem {
-    let mut problem = Problem::new(
-        ProblemKind::RateLimited,
+/// The identity spent its rotation budget: retry in `wait` seconds (429 with `Retry-After`).
+pub fn rotation_refused(identity: &str, wait: u64) -> Refusal {
+    Refusal::new(
+        RefusalKind::RateLimited,
         format!("{identity} rotated too often; retry in {wait} s"),
-    );
-    problem.retry_after = Some(u32::try_from(wait).unwrap_or(u32::MAX));
-    problem
+    )
+    .retry_after(wait)
 }
 
 /// Decides whether `action` may be logged now, and if so returns the entry body.
 ///
-/// Two layers. The server's own rules come first and give each refusal its precise problem
+/// Two layers. The server's own rules come first and give each refusal its precise kind
 /// (tokens, their expiry and epoch, the credential limit, the rotation budget, and the log
 /// rules in the server's wording). Then the entry must pass [`history::check`], the log rules
 /// the auditor checks too, on the same view: so the server never logs an entry that an
@@ -99,11 +98,11 @@ pub fn admit(
     action: &Action,
     now: u64,
     limits: &Limits,
-) -> Result<EntryBody, Problem> {
+) -> Result<EntryBody, Refusal> {
     let entry = LogEntry::new(decide(view, action, now, limits)?);
     history::check(&LoggedHistory(view), &entry).map_err(|refused| match refused {
         Refused::View(e) => internal(e),
-        Refused::Violation(violation) => violation_problem(&violation),
+        Refused::Violation(violation) => violation_refusal(&violation),
     })?;
     Ok(entry.body)
 }
@@ -122,19 +121,19 @@ pub fn history_verdict(
     }
 }
 
-/// The problem a broken log rule is answered with (the server's own checks, which run first,
+/// The refusal a broken log rule is answered with (the server's own checks, which run first,
 /// give the same answers with more detail).
-fn violation_problem(violation: &Violation) -> Problem {
+fn violation_refusal(violation: &Violation) -> Refusal {
     let kind = match violation {
-        Violation::EnrollmentUsed(_) => ProblemKind::TokenUsed,
-        Violation::IdentityRevoked(_) => ProblemKind::IdentityRevoked,
-        Violation::UnknownSerial(_) | Violation::OtherIdentity(_) => ProblemKind::NotFound,
-        Violation::NotCurrent(_) | Violation::Expired(_) => ProblemKind::CredentialNotCurrent,
-        Violation::NotRevoked(_) => ProblemKind::Conflict,
+        Violation::EnrollmentUsed(_) => RefusalKind::TokenUsed,
+        Violation::IdentityRevoked(_) => RefusalKind::IdentityRevoked,
+        Violation::UnknownSerial(_) | Violation::OtherIdentity(_) => RefusalKind::NotFound,
+        Violation::NotCurrent(_) | Violation::Expired(_) => RefusalKind::CredentialNotCurrent,
+        Violation::NotRevoked(_) => RefusalKind::Conflict,
         // A random 128-bit serial drawn twice, or a rule added later.
-        _ => return Problem::internal(format!("log rule: {violation}")),
+        _ => return Refusal::failed(format!("log rule: {violation}")),
     };
-    Problem::new(kind, violation.to_string())
+    Refusal::new(kind, violation.to_string())
 }
 
 /// The sequencer's view of the state as the history rules read it.
@@ -183,7 +182,7 @@ fn decide(
     action: &Action,
     now: u64,
     limits: &Limits,
-) -> Result<EntryBody, Problem> {
+) -> Result<EntryBody, Refusal> {
     let max_credentials = limits.max_credentials;
     match action {
         Action::Issue {
@@ -196,30 +195,30 @@ fn decide(
                 .map_err(internal)?
                 .filter(|e| &e.identity == identity)
                 .ok_or_else(|| {
-                    Problem::new(
-                        ProblemKind::BadToken,
+                    Refusal::new(
+                        RefusalKind::BadToken,
                         "unknown enrollment token for this identity",
                     )
                 })?;
             if record.used_by.is_some() {
-                return Err(Problem::new(
-                    ProblemKind::TokenUsed,
+                return Err(Refusal::new(
+                    RefusalKind::TokenUsed,
                     "the token was already used",
                 ));
             }
             if record.expires_at <= now {
-                return Err(Problem::new(ProblemKind::BadToken, "the token has expired"));
+                return Err(Refusal::new(RefusalKind::BadToken, "the token has expired"));
             }
             let holder = view
                 .identity(identity)
                 .map_err(internal)?
-                .ok_or_else(|| Problem::new(ProblemKind::BadToken, "identity not enrolled"))?;
+                .ok_or_else(|| Refusal::new(RefusalKind::BadToken, "identity not enrolled"))?;
             if holder.status == IdentityStatus::Revoked {
-                return Err(Problem::new(ProblemKind::IdentityRevoked, identity.clone()));
+                return Err(Refusal::new(RefusalKind::IdentityRevoked, identity.clone()));
             }
             if holder.epoch != record.epoch {
-                return Err(Problem::new(
-                    ProblemKind::BadToken,
+                return Err(Refusal::new(
+                    RefusalKind::BadToken,
                     "the token was made before the identity was revoked",
                 ));
             }
@@ -232,8 +231,8 @@ fn decide(
                 }
             }
             if live >= max_credentials {
-                return Err(Problem::new(
-                    ProblemKind::TooManyCredentials,
+                return Err(Refusal::new(
+                    RefusalKind::TooManyCredentials,
                     format!(
                         "{identity} holds {live} credentials, the maximum is {max_credentials}"
                     ),
@@ -254,20 +253,20 @@ fn decide(
             let holder = view
                 .identity(identity)
                 .map_err(internal)?
-                .ok_or_else(|| Problem::not_found(format!("no identity {identity}")))?;
+                .ok_or_else(|| Refusal::not_found(format!("no identity {identity}")))?;
             if holder.status == IdentityStatus::Revoked {
-                return Err(Problem::new(ProblemKind::IdentityRevoked, identity.clone()));
+                return Err(Refusal::new(RefusalKind::IdentityRevoked, identity.clone()));
             }
             let current = view
                 .credential(&replaces.to_hex())
                 .map_err(internal)?
                 .filter(|c| &c.identity == identity)
                 .ok_or_else(|| {
-                    Problem::not_found(format!("{identity} has no credential {replaces}"))
+                    Refusal::not_found(format!("{identity} has no credential {replaces}"))
                 })?;
             if current.status != CredentialStatus::Current || current.not_after <= now {
-                return Err(Problem::new(
-                    ProblemKind::CredentialNotCurrent,
+                return Err(Refusal::new(
+                    RefusalKind::CredentialNotCurrent,
                     format!("credential {replaces} is superseded, revoked or expired"),
                 ));
             }
@@ -289,10 +288,10 @@ fn decide(
             let holder = view
                 .identity(identity)
                 .map_err(internal)?
-                .ok_or_else(|| Problem::not_found(format!("no identity {identity}")))?;
+                .ok_or_else(|| Refusal::not_found(format!("no identity {identity}")))?;
             if holder.status == IdentityStatus::Revoked {
-                return Err(Problem::new(
-                    ProblemKind::Conflict,
+                return Err(Refusal::new(
+                    RefusalKind::Conflict,
                     format!("{identity} is already revoked"),
                 ));
             }
@@ -321,10 +320,10 @@ fn decide(
             let credential = view
                 .credential(&serial.to_hex())
                 .map_err(internal)?
-                .ok_or_else(|| Problem::not_found(format!("no credential {serial}")))?;
+                .ok_or_else(|| Refusal::not_found(format!("no credential {serial}")))?;
             if credential.status != CredentialStatus::Current {
-                return Err(Problem::new(
-                    ProblemKind::CredentialNotCurrent,
+                return Err(Refusal::new(
+                    RefusalKind::CredentialNotCurrent,
                     format!("credential {serial} is already superseded or revoked"),
                 ));
             }
@@ -341,10 +340,10 @@ fn decide(
             let holder = view
                 .identity(identity)
                 .map_err(internal)?
-                .ok_or_else(|| Problem::not_found(format!("no identity {identity}")))?;
+                .ok_or_else(|| Refusal::not_found(format!("no identity {identity}")))?;
             if holder.status == IdentityStatus::Active {
-                return Err(Problem::new(
-                    ProblemKind::Conflict,
+                return Err(Refusal::new(
+                    RefusalKind::Conflict,
                     format!("{identity} is not revoked"),
                 ));
             }
@@ -360,7 +359,6 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::problem::ProblemKind;
     use crate::state::test_ids::{enrollment, enrollment_hex, serial};
     use crate::state::State;
 
@@ -392,9 +390,9 @@ mod tests {
         }
     }
 
-    fn kind(result: Result<EntryBody, Problem>) -> ProblemKind {
+    fn kind(result: Result<EntryBody, Refusal>) -> RefusalKind {
         match result {
-            Err(problem) => problem.kind,
+            Err(refusal) => refusal.kind,
             Ok(body) => panic!("admitted {body:?}"),
         }
     }
@@ -414,12 +412,12 @@ mod tests {
         let mut view = state.overlay();
         assert_eq!(
             kind(admit(&view, &issue("e1", "s1"), 100, &limits(10))),
-            ProblemKind::BadToken,
+            RefusalKind::BadToken,
             "expired at 100"
         );
         assert_eq!(
             kind(admit(&view, &issue("zz", "s1"), 50, &limits(10))),
-            ProblemKind::BadToken,
+            RefusalKind::BadToken,
             "unknown"
         );
         let body = admit(&view, &issue("e1", "s1"), 50, &limits(10)).unwrap();
@@ -428,12 +426,12 @@ mod tests {
         // The same token again in the same batch: the overlay already has it used.
         assert_eq!(
             kind(admit(&view, &issue("e1", "s2"), 50, &limits(10))),
-            ProblemKind::TokenUsed
+            RefusalKind::TokenUsed
         );
         // The credential limit counts what the batch already issued.
         assert_eq!(
             kind(admit(&view, &issue("e2", "s2"), 50, &limits(1))),
-            ProblemKind::TooManyCredentials
+            RefusalKind::TooManyCredentials
         );
         // With room under the limit, the second token is admitted.
         assert!(admit(&view, &issue("e2", "s2"), 50, &limits(2)).is_ok());
@@ -455,7 +453,7 @@ mod tests {
         };
         assert_eq!(
             kind(admit(&view, &enable, 1, &limits(10))),
-            ProblemKind::Conflict,
+            RefusalKind::Conflict,
             "not revoked"
         );
         let revoke = Action::RevokeIdentity {
@@ -468,12 +466,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             kind(admit(&view, &revoke, 1, &limits(10))),
-            ProblemKind::Conflict,
+            RefusalKind::Conflict,
             "already revoked"
         );
         assert_eq!(
             kind(admit(&view, &issue("e1", "s1"), 1, &limits(10))),
-            ProblemKind::IdentityRevoked
+            RefusalKind::IdentityRevoked
         );
         let body = admit(&view, &enable, 1, &limits(10)).unwrap();
         view.apply_entry(1, &crate::entry::LogEntry::new(body))
@@ -481,7 +479,7 @@ mod tests {
         // Enabled again, but the token predates the revocation.
         assert_eq!(
             kind(admit(&view, &issue("e1", "s1"), 1, &limits(10))),
-            ProblemKind::BadToken
+            RefusalKind::BadToken
         );
         let unknown = Action::RevokeCredential {
             serial: serial("nope"),
@@ -490,7 +488,7 @@ mod tests {
         };
         assert_eq!(
             kind(admit(&view, &unknown, 1, &limits(10))),
-            ProblemKind::NotFound
+            RefusalKind::NotFound
         );
     }
 
@@ -526,14 +524,14 @@ mod tests {
         // Within the least interval (60 s), even in the same batch: 429, retry in 50 s.
         assert_eq!(
             rotate_at(&mut view, "s2", "s3", 110),
-            Err((ProblemKind::RateLimited, Some(50)))
+            Err((RefusalKind::RateLimited, Some(50)))
         );
         assert!(rotate_at(&mut view, "s2", "s3", 160).is_ok());
         // Two a day: the third waits until the first leaves the window.
         assert_eq!(
             rotate_at(&mut view, "s3", "s4", 300),
             Err((
-                ProblemKind::RateLimited,
+                RefusalKind::RateLimited,
                 Some((100 + crate::rotation::WINDOW - 300) as u32)
             ))
         );
@@ -564,7 +562,7 @@ mod tests {
         // but it reuses a serial: the history rules refuse it, so it is never logged.
         assert_eq!(
             kind(admit(&view, &issue("e2", "s1"), 50, &limits(10))),
-            ProblemKind::Internal
+            RefusalKind::Failed
         );
         assert!(admit(&view, &issue("e2", "s2"), 50, &limits(10)).is_ok());
     }

@@ -16,6 +16,7 @@
 //! - [`state`]: the AS's view of identities and credentials, a cache derived from the log and
 //!   the [`enrollment_journal`]; [`recovery`]: opening it, and rebuilding it when it must;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
+//!   [`refusal`]: why an action is refused, in the domain's terms (problems only at the edge);
 //! - [`sequencer`]: the group-committing writer of the log and the state;
 //! - [`app`]: the state every handler shares; [`server`], [`routes`], [`problem`],
 //!   [`metrics`], [`tls`], [`logging`], [`unread_body`]: the HTTPS service over it;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod pop;
 pub mod problem;
 pub mod recovery;
+pub mod refusal;
 pub mod rotation;
 pub mod routes;
 pub mod secret_file;

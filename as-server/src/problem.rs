@@ -170,6 +170,29 @@ impl Problem {
     }
 }
 
+/// The HTTP edge of the domain's refusals ([`crate::refusal`]): each kind has its problem; a
+/// failure's detail is logged and not sent.
+impl From<crate::refusal::Refusal> for Problem {
+    fn from(refusal: crate::refusal::Refusal) -> Problem {
+        use crate::refusal::RefusalKind as R;
+        let kind = match refusal.kind {
+            R::BadToken => ProblemKind::BadToken,
+            R::TokenUsed => ProblemKind::TokenUsed,
+            R::IdentityRevoked => ProblemKind::IdentityRevoked,
+            R::NotFound => ProblemKind::NotFound,
+            R::CredentialNotCurrent => ProblemKind::CredentialNotCurrent,
+            R::TooManyCredentials => ProblemKind::TooManyCredentials,
+            R::Conflict => ProblemKind::Conflict,
+            R::RateLimited => ProblemKind::RateLimited,
+            R::Overloaded => ProblemKind::Overloaded,
+            R::Failed => return Problem::internal(refusal.detail),
+        };
+        let mut problem = Problem::new(kind, refusal.detail);
+        problem.retry_after = refusal.retry_after;
+        problem
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.kind.code(), self.detail)

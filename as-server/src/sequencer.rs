@@ -28,7 +28,7 @@ pub use crate::admission::Action;
 use crate::admission::{admit, Limits};
 use crate::entry::{EntryBody, LogEntry};
 use crate::metrics::Metrics;
-use crate::problem::{Problem, ProblemKind};
+use crate::refusal::{Refusal, RefusalKind};
 use crate::state::{Overlay, State};
 use crate::unix_now;
 
@@ -50,7 +50,7 @@ pub struct Committed {
 
 struct Job {
     action: Action,
-    reply: oneshot::Sender<Result<Committed, Problem>>,
+    reply: oneshot::Sender<Result<Committed, Refusal>>,
 }
 
 /// Tuning of the sequencer.
@@ -96,7 +96,7 @@ impl Sequencer {
     }
 
     /// Queues `action` and waits for its commit (or refusal).
-    pub async fn submit(&self, action: Action) -> Result<Committed, Problem> {
+    pub async fn submit(&self, action: Action) -> Result<Committed, Refusal> {
         let (reply, answer) = oneshot::channel();
         // Counted before the send, so the worker never takes a job it was not counted for.
         self.depth.fetch_add(1, Ordering::Relaxed);
@@ -104,19 +104,19 @@ impl Sequencer {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
-                let mut problem =
-                    Problem::new(ProblemKind::Overloaded, "the sequencer queue is full");
-                problem.retry_after = Some(1);
-                return Err(problem);
+                return Err(
+                    Refusal::new(RefusalKind::Overloaded, "the sequencer queue is full")
+                        .retry_after(1),
+                );
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
-                return Err(Problem::internal("the sequencer has stopped"));
+                return Err(Refusal::failed("the sequencer has stopped"));
             }
         }
         answer
             .await
-            .unwrap_or_else(|_| Err(Problem::internal("the sequencer dropped a request")))
+            .unwrap_or_else(|_| Err(Refusal::failed("the sequencer dropped a request")))
     }
 
     /// Actions waiting in the queue.
@@ -152,7 +152,7 @@ impl Worker {
     fn commit(&self, batch: Vec<Job>) {
         if self.poisoned.load(Ordering::Relaxed) {
             for job in batch {
-                let _gone = job.reply.send(Err(Problem::internal(
+                let _gone = job.reply.send(Err(Refusal::failed(
                     "the state is behind the log; restart the server",
                 )));
             }
@@ -169,8 +169,8 @@ impl Worker {
                     let bytes = entry.to_bytes();
                     if bytes.len() > MAX_ENTRY_LEN {
                         // Refuse this action alone; the rest of the batch goes on.
-                        let _gone = job.reply.send(Err(Problem::new(
-                            ProblemKind::Conflict,
+                        let _gone = job.reply.send(Err(Refusal::new(
+                            RefusalKind::Conflict,
                             format!(
                                 "the log entry would be {} bytes; entries are limited to {MAX_ENTRY_LEN}",
                                 bytes.len()
@@ -180,13 +180,13 @@ impl Worker {
                     }
                     let index = base + admitted.len() as u64;
                     if let Err(e) = overlay.apply_entry(index, &entry) {
-                        let _gone = job.reply.send(Err(Problem::internal(e)));
+                        let _gone = job.reply.send(Err(Refusal::failed(e)));
                         continue;
                     }
                     admitted.push((job, entry, bytes));
                 }
-                Err(problem) => {
-                    let _gone = job.reply.send(Err(problem));
+                Err(refusal) => {
+                    let _gone = job.reply.send(Err(refusal));
                 }
             }
         }
@@ -204,7 +204,7 @@ impl Worker {
                 None => {
                     let detail = e.to_string();
                     for (job, _, _) in admitted {
-                        let _gone = job.reply.send(Err(Problem::internal(&detail)));
+                        let _gone = job.reply.send(Err(Refusal::failed(&detail)));
                     }
                     return;
                 }

@@ -239,7 +239,7 @@ pub async fn rotate(
         .map(|record| record.recent_rotations)
         .unwrap_or_default();
     if let Some(wait) = app.rotation_budget.wait(&recent, unix_now()) {
-        return Err(rotation_refused(&request.identity, wait));
+        return Err(rotation_refused(&request.identity, wait).into());
     }
     let binding = build_binding(&app, &request.identity, &new_key)?;
     let committed = app
