@@ -392,3 +392,32 @@ fn untrusted_bytes_never_panic() {
         );
     }
 }
+
+/// A certificate's identity is the one rfc822Name (a mailbox) or uniformResourceIdentifier (a
+/// URI identity) of its subjectAltName; one kind in the other's place is refused.
+#[test]
+fn identities_are_read_from_the_san_of_their_kind_only() {
+    use x509_cert::ext::pkix::name::GeneralName;
+    let ca = TestCa::new(1);
+    let anchor = Ca::from_bytes(ca.pem().as_bytes()).unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&fixtures::seed(9)).verifying_key();
+    let ia5 = |s: &str| der::asn1::Ia5String::new(s).unwrap();
+    let cert = |identity: &str, name: GeneralName| {
+        ca.issue_named(identity, name, &key, &[7], now() - 60, now() + 60)
+    };
+    let uri = "im:alice@example.com";
+    let facts = anchor
+        .verify_certificate(&cert(uri, GeneralName::UniformResourceIdentifier(ia5(uri))))
+        .unwrap();
+    assert_eq!(facts.identity, uri);
+    for wrong in [
+        cert(uri, GeneralName::Rfc822Name(ia5(uri))),
+        cert(ALICE, GeneralName::UniformResourceIdentifier(ia5(ALICE))),
+        cert(uri, GeneralName::DnsName(ia5("example.com"))),
+    ] {
+        assert!(matches!(
+            anchor.verify_certificate(&wrong),
+            Err(CredentialError::BadIdentity(_))
+        ));
+    }
+}

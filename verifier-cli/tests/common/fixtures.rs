@@ -219,9 +219,20 @@ impl TestCa {
         not_before: u64,
         not_after: u64,
     ) -> Vec<u8> {
-        let san = SubjectAltName(vec![GeneralName::Rfc822Name(
-            Ia5String::new(identity).unwrap(),
-        )]);
+        let name = GeneralName::Rfc822Name(Ia5String::new(identity).unwrap());
+        self.issue_named(identity, name, subject, serial, not_before, not_after)
+    }
+    /// Like [`TestCa::issue`], with the subjectAltName `name`.
+    pub fn issue_named(
+        &self,
+        identity: &str,
+        name: GeneralName,
+        subject: &VerifyingKey,
+        serial: &[u8],
+        not_before: u64,
+        not_after: u64,
+    ) -> Vec<u8> {
+        let san = SubjectAltName(vec![name]);
         let ext = Extension {
             extn_id: <SubjectAltName as der::oid::AssociatedOid>::OID,
             critical: false,
