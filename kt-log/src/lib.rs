@@ -9,6 +9,8 @@
 //! - [`verify`]: inclusion and consistency proof verification with typed errors;
 //! - [`note`]: C2SP signed notes with Ed25519 keys;
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies, signing and verification;
+//! - [`cosignature`]: C2SP tlog-cosignature v1 Ed25519 cosignatures (witnesses' signatures
+//!   on checkpoints), signing and verification;
 //! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and hash tiles.
 //!
 //! **Storage (feature `storage`, on by default).** The durable log the server runs:
@@ -18,6 +20,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod hash;
 pub mod note;
 pub mod tiles;

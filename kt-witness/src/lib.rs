@@ -5,7 +5,8 @@
 //! parties two different histories (a split view) and get both cosigned by it.
 //!
 //! - [`request`]: the add-checkpoint body, parsed strictly (pure);
-//! - [`cosignature`]: C2SP tlog-cosignature v1 Ed25519 cosignatures (pure);
+//! - [`cosignature`]: C2SP tlog-cosignature v1 Ed25519 cosignatures, re-exported from
+//!   [`kt_log::cosignature`] (pure, shared with the verifiers);
 //! - [`evidence`]: evidence files of inconsistent checkpoints, re-checkable offline (pure);
 //! - [`config`]: the TOML file of the witness's name and its logs;
 //! - [`witness`]: the check-and-update per log, durable state, the spec's answers;
@@ -15,7 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod config;
-pub mod cosignature;
+pub use kt_log::cosignature;
 pub mod evidence;
 pub mod files;
 pub mod http;

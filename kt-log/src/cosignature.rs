@@ -40,6 +40,9 @@ pub enum CosignatureError {
     /// No line by this cosigner, or it is not a valid cosignature.
     #[error("no valid cosignature by {0}")]
     Invalid(String),
+    /// Two lines by one cosigner (name and key id) in one note.
+    #[error("more than one cosignature by {0}")]
+    Duplicate(String),
     /// The operating system gave no randomness for a new key.
     #[error("no randomness for a new key")]
     NoRandomness,
@@ -221,14 +224,37 @@ impl CosignatureVerifier {
         format!("{}+{}+{}", self.name, hex(&self.id), B64.encode(raw))
     }
 
+    /// The 4-byte key id.
+    pub fn key_id(&self) -> [u8; 4] {
+        self.id
+    }
+
     /// Finds this cosigner's line among `lines` (signature lines, newline-separated) and
     /// verifies it over `body`; returns its timestamp.
     ///
     /// Guarantee: `Ok(t)` only if a line names this cosigner with its key id and carries a
     /// valid Ed25519 signature over `cosignature/v1`, `time t` and `body`, with `t` in
-    /// `1..2^63`. Lines by other keys are ignored.
+    /// `1..2^63`, and no other line names this cosigner with its key id. Lines by other keys
+    /// are ignored. No line at all is [`CosignatureError::Invalid`] too; use
+    /// [`CosignatureVerifier::find`] to tell a missing cosignature from a bad one.
     pub fn verify(&self, body: &str, lines: &str) -> Result<u64, CosignatureError> {
+        self.find(body, lines)?
+            .ok_or_else(|| CosignatureError::Invalid(self.name.clone()))
+    }
+
+    /// Looks for this cosigner's line among `lines` (signature lines, newline-separated) and,
+    /// if there is one, verifies it over `body`.
+    ///
+    /// Guarantee: `Ok(Some(t))` only if exactly one line names this cosigner with its key id
+    /// (its name and the first four bytes of its signature) and that line is a valid Ed25519
+    /// signature over `cosignature/v1`, `time t` and `body`, with `t` in `1..2^63`.
+    /// `Ok(None)` if no line names this cosigner with its key id. A line that does but fails
+    /// (wrong length, bad timestamp, bad signature), or a second one, is an error: it is a
+    /// forged or broken cosignature, never noise. Lines by other keys, and lines that are not
+    /// `— <name> <base64>`, are ignored. Never panics.
+    pub fn find(&self, body: &str, lines: &str) -> Result<Option<u64>, CosignatureError> {
         let invalid = || CosignatureError::Invalid(self.name.clone());
+        let mut found = None;
         for line in lines.lines() {
             let Some(rest) = line.strip_prefix("\u{2014} ") else {
                 continue;
@@ -236,28 +262,34 @@ impl CosignatureVerifier {
             let Some((name, b64)) = rest.split_once(' ') else {
                 continue;
             };
+            if name != self.name {
+                continue;
+            }
             let Ok(raw) = B64.decode(b64) else {
                 continue;
             };
-            if name != self.name || raw.get(..4) != Some(&self.id[..]) {
+            if raw.get(..4) != Some(&self.id[..]) {
                 continue;
             }
-            let (Some(ts), Some(sig)) = (raw.get(4..12), raw.get(12..)) else {
+            if found.is_some() {
+                return Err(CosignatureError::Duplicate(self.name.clone()));
+            }
+            if raw.len() != 4 + 8 + 64 {
                 return Err(invalid());
-            };
+            }
             let mut ts_bytes = [0u8; 8];
-            ts_bytes.copy_from_slice(ts);
+            ts_bytes.copy_from_slice(&raw[4..12]);
             let timestamp = u64::from_be_bytes(ts_bytes);
             if timestamp == 0 || timestamp > MAX_TIMESTAMP {
                 return Err(CosignatureError::BadTimestamp(timestamp));
             }
-            let sig = Signature::from_slice(sig).map_err(|_| invalid())?;
+            let sig = Signature::from_slice(&raw[12..]).map_err(|_| invalid())?;
             self.key
                 .verify_strict(&signed_message(body, timestamp), &sig)
                 .map_err(|_| invalid())?;
-            return Ok(timestamp);
+            found = Some(timestamp);
         }
-        Err(invalid())
+        Ok(found)
     }
 }
 
@@ -292,6 +324,29 @@ mod tests {
         assert_eq!(verifier.verify(BODY, &line), Ok(1679315147));
         let other = BODY.replace("20852163", "20852164");
         assert!(verifier.verify(&other, &line).is_err());
+        assert_eq!(verifier.find(BODY, ""), Ok(None));
+        assert_eq!(
+            verifier.find(&other, &line),
+            Err(CosignatureError::Invalid("witness.example/w1".into()))
+        );
+        let twice = format!("{line}{line}");
+        assert_eq!(
+            verifier.find(BODY, &twice),
+            Err(CosignatureError::Duplicate("witness.example/w1".into()))
+        );
+        // Another key of the same name, and junk lines, are ignored.
+        let other_key = CosignatureSigner::from_seed("witness.example/w1", &[8; 32]).unwrap();
+        let mixed = format!(
+            "junk\n\u{2014} x\n{}{line}",
+            other_key.cosign(BODY, 5).unwrap()
+        );
+        assert_eq!(verifier.find(BODY, &mixed), Ok(Some(1679315147)));
+        // A truncated line by this key is an error, not absent.
+        let short = format!(
+            "\u{2014} witness.example/w1 {}\n",
+            B64.encode(verifier.key_id())
+        );
+        assert!(verifier.find(BODY, &short).is_err());
         assert!(signer.cosign(BODY, 0).is_err());
         assert!(signer.cosign(BODY, 1 << 63).is_err());
     }
@@ -306,7 +361,7 @@ mod tests {
         raw.extend_from_slice(&public);
         let note_type = format!(
             "w+{:08x}+{}",
-            kt_log::note::key_id("w", &public),
+            crate::note::key_id("w", &public),
             B64.encode(raw)
         );
         assert!(CosignatureVerifier::parse(&vkey).is_ok());
