@@ -229,6 +229,11 @@ impl CosignatureVerifier {
         self.id
     }
 
+    /// The Ed25519 public key.
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// Finds this cosigner's line among `lines` (signature lines, newline-separated) and
     /// verifies it over `body`; returns its timestamp.
     ///

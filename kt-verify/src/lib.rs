@@ -15,7 +15,9 @@
 //! - [`validate`]: is this key a current, logged, unexpired, unrevoked key of this identity;
 //! - [`consistency`]: a new checkpoint against the saved one;
 //! - [`fork`]: fork evidence, made and re-checked;
-//! - [`audit`]: the audit's rules for one entry (then `kt_protocol::history`).
+//! - [`audit`]: the audit's rules for one entry (then `kt_protocol::history`);
+//! - [`witness_policy`]: C2SP tlog-policy files and the check that a checkpoint is cosigned
+//!   by their quorum of witnesses (C2SP tlog-cosignature v1).
 //!
 //! Every error is a typed, non-exhaustive enum whose variant says what failed.
 #![forbid(unsafe_code)]
@@ -30,3 +32,4 @@ pub mod fork;
 pub mod lookup;
 pub mod validate;
 pub mod wire;
+pub mod witness_policy;
