@@ -25,6 +25,9 @@
 //!    now (`not_before ≤ now ≤ not_after`);
 //! 6. the CA's CRL, fetched from the AS and verified under the CA (signature, issuer, not
 //!    past its `nextUpdate`), does not list its serial ([`Refusal::CredentialRevoked`]).
+//! 7. with a witness policy ([`AsValidator::with_witness_policy`]), that checkpoint is also
+//!    cosigned by the policy's quorum of witnesses, checked before step 3
+//!    ([`Refusal::NotWitnessed`] otherwise).
 //!
 //! # What it does not guarantee
 //!
@@ -50,6 +53,7 @@ use kt_verify::credential::{Ca, CredentialError};
 use kt_verify::lookup::{answer_checkpoint, verify_lookup, LookupError};
 use kt_verify::validate::{validate, Invalid, ValidateError};
 use kt_verify::wire::{decode_hashes, ConsistencyAnswer, IdentityAnswer};
+use kt_verify::witness_policy::{check_witnessed, WitnessPolicy};
 use thiserror::Error;
 
 use crate::https::HttpsClient;
@@ -106,6 +110,11 @@ pub enum Refusal {
     /// rewritten history, or a rollback that cannot be proven to be a prefix).
     #[error("log inconsistent with the saved checkpoint: {0}")]
     Inconsistent(String),
+    /// The answer's checkpoint does not satisfy the validator's witness policy: not
+    /// cosigned by its quorum (the message names the witnesses missing), a bad cosignature
+    /// by one of its witnesses, or a log the policy does not list.
+    #[error("checkpoint not witnessed: {0}")]
+    NotWitnessed(String),
     /// The AS answered something that is not the documented JSON.
     #[error("malformed answer from the AS: {0}")]
     Malformed(String),
@@ -178,6 +187,7 @@ pub struct AsValidator {
     client: HttpsClient,
     log_key: NoteVerifier,
     ca: Ca,
+    policy: Option<WitnessPolicy>,
     latest: Mutex<Option<VerifiedCheckpoint>>,
 }
 
@@ -243,8 +253,19 @@ impl AsValidator {
             client,
             log_key,
             ca,
+            policy: None,
             latest: Mutex::new(None),
         }
+    }
+
+    /// Requires every answer's checkpoint to satisfy `policy` (C2SP tlog-policy): signed by
+    /// the log and cosigned by the policy's quorum of witnesses
+    /// ([`kt_verify::witness_policy::check_witnessed`]); anything else is
+    /// [`Refusal::NotWitnessed`], before the checkpoint is compared with or saved as the
+    /// latest. Without it, the log's signature suffices.
+    pub fn with_witness_policy(mut self, policy: WitnessPolicy) -> AsValidator {
+        self.policy = Some(policy);
+        self
     }
 
     /// Starts from a checkpoint saved earlier (e.g. by a previous run): every answer must
@@ -353,6 +374,10 @@ impl AsValidator {
         let answer: IdentityAnswer = serde_json::from_slice(&answer.body)
             .map_err(|e| Refusal::Malformed(format!("identity answer: {e}")))?;
         let checkpoint = answer_checkpoint(&answer, identity, &self.log_key).map_err(unverified)?;
+        if let Some(policy) = &self.policy {
+            check_witnessed(checkpoint.clone(), &self.log_key, policy)
+                .map_err(|e| Refusal::NotWitnessed(e.to_string()))?;
+        }
         let consistency = self.sync(&checkpoint)?;
         let checkpoint_size = checkpoint.size();
         let lookup = verify_lookup(&answer, identity, checkpoint, &self.ca).map_err(unverified)?;

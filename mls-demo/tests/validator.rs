@@ -111,3 +111,35 @@ fn validator_accepts_logged_keys_and_refuses_the_rest() {
         Err(Refusal::BadProof(_))
     ));
 }
+
+#[test]
+fn validator_with_a_witness_policy_refuses_checkpoints_not_cosigned() {
+    use kt_log::cosignature::CosignatureSigner;
+    use kt_verify::witness_policy::WitnessPolicy;
+
+    let server = common::Server::start();
+    let alice = "alice@example.com";
+    let tokens = as_api::enroll(&server.client, &server.admin_token, &[alice]).unwrap();
+    let key = as_api::new_key().unwrap();
+    as_api::issue(&server.client, alice, &tokens[0], &key).unwrap();
+
+    // `quorum none`: the log's signature suffices, as without a policy.
+    let none = WitnessPolicy::parse(b"quorum none\n").unwrap();
+    let validator = server.validator().with_witness_policy(none);
+    assert!(validator
+        .validate(alice, key.verifying_key().as_bytes())
+        .is_ok());
+
+    // A witness this AS never had cosign: refused, naming it; nothing saved.
+    let w = CosignatureSigner::from_seed("witness.example/w", &[5; 32]).unwrap();
+    let text = format!("witness W {}\nquorum W\n", w.verifier().to_vkey());
+    let policy = WitnessPolicy::parse(text.as_bytes()).unwrap();
+    let validator = server.validator().with_witness_policy(policy);
+    match validator.validate(alice, key.verifying_key().as_bytes()) {
+        Err(Refusal::NotWitnessed(msg)) => {
+            assert!(msg.contains("missing cosignatures by W"), "{msg}")
+        }
+        other => panic!("expected NotWitnessed, got {other:?}"),
+    }
+    assert_eq!(validator.latest_checkpoint(), None);
+}

@@ -7,3 +7,4 @@ mod online;
 mod restart;
 mod scenario;
 mod schemas;
+mod witness;

@@ -63,6 +63,7 @@ impl Run {
             .env_remove("KT_CA")
             .env_remove("KT_SERVER")
             .env_remove("KT_STATE")
+            .env_remove("KT_WITNESS_POLICY")
             .env_remove("AS_ADMIN_TOKEN")
             .stdin(Stdio::null())
             .output()

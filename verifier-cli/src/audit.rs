@@ -133,6 +133,8 @@ pub(crate) struct AuditOptions {
     pub(crate) check_certs: bool,
     /// Show a progress bar (when stderr is a terminal).
     pub(crate) progress: bool,
+    /// The witness policy the log's checkpoint must satisfy (if any).
+    pub(crate) witnesses: crate::trust::Witnesses,
 }
 
 fn snapshot_edge(s: &Snapshot) -> Result<Edge, Error> {
@@ -200,6 +202,7 @@ fn audit_once(
     let started = Instant::now();
     let target = open_checkpoint(&source.checkpoint()?, verifier)
         .map_err(|e| Error::verify(format!("checkpoint: {e}")))?;
+    options.witnesses.check(&target, verifier, "checkpoint")?;
     let origin = target.checkpoint().origin.clone();
     let saved = state_dir.load_checkpoint(verifier)?;
     let dir = state_dir.log_dir(&origin)?;

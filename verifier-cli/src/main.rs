@@ -107,6 +107,20 @@ struct LogKey {
 }
 
 #[derive(Args, Debug)]
+struct PolicyArg {
+    /// A witness policy (C2SP tlog-policy): refuse every checkpoint that is not cosigned by
+    /// its quorum of witnesses (docs/auditing.md). Without it, the log's signature suffices.
+    #[arg(long, env = "KT_WITNESS_POLICY", value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
+}
+
+impl PolicyArg {
+    fn load(&self) -> Result<trust::Witnesses, Error> {
+        trust::Witnesses::load(self.witness_policy.as_deref())
+    }
+}
+
+#[derive(Args, Debug)]
 struct CaArg {
     /// The CA certificate (PEM or DER) that signs credentials.
     #[arg(long, env = "KT_CA", value_name = "FILE")]
@@ -141,6 +155,8 @@ enum CheckpointCmd {
     Verify {
         #[command(flatten)]
         key: LogKey,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// The signed checkpoint note.
         file: PathBuf,
     },
@@ -148,6 +164,8 @@ enum CheckpointCmd {
     Fetch {
         #[command(flatten)]
         key: LogKey,
+        #[command(flatten)]
+        policy: PolicyArg,
         #[command(flatten)]
         server: ServerArgs,
         #[command(flatten)]
@@ -161,6 +179,8 @@ enum InclusionCmd {
     Verify {
         #[command(flatten)]
         key: LogKey,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// The signed checkpoint note.
         #[arg(long)]
         checkpoint: PathBuf,
@@ -182,6 +202,8 @@ enum ConsistencyCmd {
     Verify {
         #[command(flatten)]
         key: LogKey,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// The older checkpoint.
         #[arg(long)]
         old: PathBuf,
@@ -200,6 +222,8 @@ enum BundleCmd {
     Verify {
         #[command(flatten)]
         key: LogKey,
+        #[command(flatten)]
+        policy: PolicyArg,
         #[command(flatten)]
         ca: CaArg,
         /// The Credential JSON.
@@ -233,9 +257,18 @@ struct OnlineTrust {
 }
 
 impl OnlineTrust {
-    /// The verified-trust client and the CA.
+    /// The verified-trust client and the CA (no witness policy).
     fn open(&self) -> Result<(online::Online, Ca), Error> {
-        Ok((online(&self.key, &self.server, &self.state)?, ca(&self.ca)?))
+        self.open_with(&PolicyArg {
+            witness_policy: None,
+        })
+    }
+
+    /// The verified-trust client requiring `policy`, and the CA.
+    fn open_with(&self, policy: &PolicyArg) -> Result<(online::Online, Ca), Error> {
+        let mut online = online(&self.key, &self.server, &self.state)?;
+        online.witnesses = policy.load()?;
+        Ok((online, ca(&self.ca)?))
     }
 }
 
@@ -243,6 +276,8 @@ impl OnlineTrust {
 struct CredentialArgs {
     #[command(flatten)]
     trust: OnlineTrust,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// The certificate (PEM or DER).
     cert: PathBuf,
 }
@@ -251,6 +286,8 @@ struct CredentialArgs {
 struct LookupArgs {
     #[command(flatten)]
     trust: OnlineTrust,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// The identity (local@domain).
     identity: String,
 }
@@ -259,6 +296,8 @@ struct LookupArgs {
 struct ValidateArgs {
     #[command(flatten)]
     trust: OnlineTrust,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// The identity (local@domain).
     identity: String,
     /// The Ed25519 public key, base64 of 32 bytes.
@@ -285,6 +324,8 @@ struct AuditArgs {
     #[command(flatten)]
     ca: CaArg,
     #[command(flatten)]
+    policy: PolicyArg,
+    #[command(flatten)]
     source: TileArgs,
     #[command(flatten)]
     state: StateArg,
@@ -298,6 +339,8 @@ struct AuditArgs {
 struct MonitorArgs {
     #[command(flatten)]
     key: LogKey,
+    #[command(flatten)]
+    policy: PolicyArg,
     #[command(flatten)]
     source: TileArgs,
     #[command(flatten)]
@@ -411,6 +454,7 @@ fn online(key: &LogKey, server: &ServerArgs, state: &StateArg) -> Result<online:
         verifier: trust::load_log_key(&key.log_key)?,
         client: server.client()?,
         state: state.open()?,
+        witnesses: trust::Witnesses::none(),
     })
 }
 
@@ -437,45 +481,62 @@ fn tiles_and_proofs(
 fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
     use trust::load_log_key as key;
     match command {
-        Command::Checkpoint(CheckpointCmd::Verify { key: k, file }) => {
-            offline::checkpoint_verify(file, &key(&k.log_key)?)
-        }
+        Command::Checkpoint(CheckpointCmd::Verify {
+            key: k,
+            policy,
+            file,
+        }) => offline::checkpoint_verify(file, &key(&k.log_key)?, &policy.load()?),
         Command::Checkpoint(CheckpointCmd::Fetch {
             key: k,
+            policy,
             server,
             state,
-        }) => online::checkpoint_fetch(&online(k, server, state)?),
+        }) => {
+            let mut online = online(k, server, state)?;
+            online.witnesses = policy.load()?;
+            online::checkpoint_fetch(&online)
+        }
         Command::Inclusion(InclusionCmd::Verify {
             key: k,
+            policy,
             checkpoint,
             index,
             entry,
             proof,
-        }) => offline::inclusion_verify(&key(&k.log_key)?, checkpoint, *index, entry, proof),
+        }) => offline::inclusion_verify(
+            &key(&k.log_key)?,
+            &policy.load()?,
+            checkpoint,
+            *index,
+            entry,
+            proof,
+        ),
         Command::Consistency(ConsistencyCmd::Verify {
             key: k,
+            policy,
             old,
             new,
             proof,
-        }) => offline::consistency_verify(&key(&k.log_key)?, old, new, proof),
+        }) => offline::consistency_verify(&key(&k.log_key)?, &policy.load()?, old, new, proof),
         Command::Bundle(BundleCmd::Verify {
             key: k,
+            policy,
             ca: c,
             file,
-        }) => offline::bundle_verify(&key(&k.log_key)?, &ca(c)?, file),
+        }) => offline::bundle_verify(&key(&k.log_key)?, &policy.load()?, &ca(c)?, file),
         Command::Fork(ForkCmd::Verify { key: k, file }) => {
             offline::fork_verify(&key(&k.log_key)?, file)
         }
         Command::Credential(a) => {
-            let (online, ca) = a.trust.open()?;
+            let (online, ca) = a.trust.open_with(&a.policy)?;
             online::credential(&online, &ca, &a.cert)
         }
         Command::Lookup(a) => {
-            let (online, ca) = a.trust.open()?;
+            let (online, ca) = a.trust.open_with(&a.policy)?;
             online::lookup(&online, &ca, &a.identity)
         }
         Command::Validate(a) => {
-            let (online, ca) = a.trust.open()?;
+            let (online, ca) = a.trust.open_with(&a.policy)?;
             online::validate(&online, &ca, &a.identity, &a.public_key)
         }
         Command::Audit(a) => {
@@ -486,6 +547,7 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
                 threads: a.source.threads,
                 check_certs: !a.skip_cert_signatures,
                 progress: !json,
+                witnesses: a.policy.load()?,
             };
             tiles_and_proofs(&a.source, |tiles, proofs| {
                 audit::audit(tiles, proofs, &verifier, &ca, &state, &options)
@@ -493,6 +555,7 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
         }
         Command::Monitor(a) => {
             let verifier = key(&a.key.log_key)?;
+            let witnesses = a.policy.load()?;
             let state = a.state.open()?;
             tiles_and_proofs(&a.source, |tiles, proofs| {
                 monitor::monitor(
@@ -504,6 +567,7 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
                     &a.expect_keys,
                     a.source.threads,
                     !json,
+                    &witnesses,
                 )
             })
         }

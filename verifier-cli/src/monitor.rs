@@ -145,6 +145,7 @@ pub(crate) fn monitor(
     expect_keys: &Path,
     threads: usize,
     progress: bool,
+    witnesses: &crate::trust::Witnesses,
 ) -> Result<Outcome, Error> {
     for i in identities {
         if !is_valid_identity(i) {
@@ -157,6 +158,7 @@ pub(crate) fn monitor(
         .map_err(|e| Error::Usage(format!("--expect-keys {}: {e}", expect_keys.display())))?;
     let target = open_checkpoint(&source.checkpoint()?, verifier)
         .map_err(|e| Error::verify(format!("checkpoint: {e}")))?;
+    witnesses.check(&target, verifier, "checkpoint")?;
     let saved = state_dir.load_checkpoint(verifier)?;
     let consistency = match proofs {
         Some(p) => check_consistent(state_dir, saved.as_ref(), &target, p)?,

@@ -19,17 +19,20 @@ use crate::error::{read_file, Error};
 use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::sync::{check_consistent, GivenProof, ProofSource};
-use crate::trust::Ca;
+use crate::trust::{Ca, Witnesses};
 use crate::wire::{parse_proof_file, Credential};
 
-/// Reads and verifies a checkpoint file under the log key.
+/// Reads and verifies a checkpoint file under the log key and the witness policy.
 pub(crate) fn read_checkpoint(
     path: &Path,
     verifier: &NoteVerifier,
+    witnesses: &Witnesses,
 ) -> Result<VerifiedCheckpoint, Error> {
     let bytes = read_file(path)?;
-    open_checkpoint(&bytes, verifier)
-        .map_err(|e| Error::verify(format!("checkpoint {}: {e}", path.display())))
+    let cp = open_checkpoint(&bytes, verifier)
+        .map_err(|e| Error::verify(format!("checkpoint {}: {e}", path.display())))?;
+    witnesses.check(&cp, verifier, &format!("checkpoint {}", path.display()))?;
+    Ok(cp)
 }
 
 /// JSON of a checkpoint: `origin`, `size`, `root` (base64).
@@ -42,8 +45,12 @@ pub(crate) fn checkpoint_json(cp: &VerifiedCheckpoint) -> serde_json::Value {
 }
 
 /// `checkpoint verify`: JSON `origin`, `size`, `root`.
-pub(crate) fn checkpoint_verify(file: &Path, verifier: &NoteVerifier) -> Result<Outcome, Error> {
-    let cp = read_checkpoint(file, verifier)?;
+pub(crate) fn checkpoint_verify(
+    file: &Path,
+    verifier: &NoteVerifier,
+    witnesses: &Witnesses,
+) -> Result<Outcome, Error> {
+    let cp = read_checkpoint(file, verifier, witnesses)?;
     let human = format!(
         "checkpoint verified: origin {} size {} root {}",
         cp.checkpoint().origin,
@@ -56,12 +63,13 @@ pub(crate) fn checkpoint_verify(file: &Path, verifier: &NoteVerifier) -> Result<
 /// `inclusion verify`: JSON `origin`, `size`, `root`, `index`, `leaf_hash` (base64).
 pub(crate) fn inclusion_verify(
     verifier: &NoteVerifier,
+    witnesses: &Witnesses,
     checkpoint: &Path,
     index: Option<u64>,
     entry: &Path,
     proof: &Path,
 ) -> Result<Outcome, Error> {
-    let cp = read_checkpoint(checkpoint, verifier)?;
+    let cp = read_checkpoint(checkpoint, verifier, witnesses)?;
     let entry = read_file(entry)?;
     let proof = parse_proof_file(&read_file(proof)?)?;
     let index = match (index, proof.index) {
@@ -102,12 +110,13 @@ pub(crate) fn inclusion_verify(
 /// `consistency verify`: JSON `origin`, `old_size`, `old_root`, `new_size`, `new_root`.
 pub(crate) fn consistency_verify(
     verifier: &NoteVerifier,
+    witnesses: &Witnesses,
     old: &Path,
     new: &Path,
     proof: &Path,
 ) -> Result<Outcome, Error> {
-    let old = read_checkpoint(old, verifier)?;
-    let new = read_checkpoint(new, verifier)?;
+    let old = read_checkpoint(old, verifier, witnesses)?;
+    let new = read_checkpoint(new, verifier, witnesses)?;
     let proof = parse_proof_file(&read_file(proof)?)?;
     if let (Some(from), Some(to)) = (proof.from, proof.to) {
         if from != old.size() || to != new.size() {
@@ -148,11 +157,13 @@ pub(crate) fn read_bundle(path: &Path) -> Result<Credential, Error> {
 /// `bundle verify`: JSON as `VerifiedBundle::to_json`.
 pub(crate) fn bundle_verify(
     verifier: &NoteVerifier,
+    witnesses: &Witnesses,
     ca: &Ca,
     file: &Path,
 ) -> Result<Outcome, Error> {
     let bundle = read_bundle(file)?;
     let verified = verify_bundle(&bundle, verifier, ca, crate::now()).map_err(Error::verify)?;
+    witnesses.check(&verified.checkpoint, verifier, "checkpoint of the bundle")?;
     let human = format!(
         "credential verified: {}\nin checkpoint of size {}",
         describe(&verified.logged),
@@ -199,7 +210,7 @@ fn checkpoint_at(path: &Path, verifier: &NoteVerifier) -> Result<VerifiedCheckpo
                 ))
             })
     } else {
-        read_checkpoint(path, verifier)
+        read_checkpoint(path, verifier, &Witnesses::none())
     }
 }
 

@@ -24,7 +24,7 @@ use crate::offline::checkpoint_json;
 use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::sync::{advance, Advance};
-use crate::trust::Ca;
+use crate::trust::{Ca, Witnesses};
 use crate::wire::IdentityAnswer;
 
 /// Largest checkpoint note accepted.
@@ -38,14 +38,19 @@ pub(crate) struct Online {
     pub(crate) verifier: NoteVerifier,
     /// The state folder.
     pub(crate) state: StateDir,
+    /// The witness policy every checkpoint of the server must satisfy (if any).
+    pub(crate) witnesses: Witnesses,
 }
 
 impl Online {
     /// Fetches `/log/checkpoint` and verifies it under the log key.
     pub(crate) fn fetch_checkpoint(&self) -> Result<VerifiedCheckpoint, Error> {
         let note = self.client.get_bytes("/log/checkpoint", NOTE_LIMIT)?;
-        open_checkpoint(&note, &self.verifier)
-            .map_err(|e| Error::verify(format!("server checkpoint: {e}")))
+        let cp = open_checkpoint(&note, &self.verifier)
+            .map_err(|e| Error::verify(format!("server checkpoint: {e}")))?;
+        self.witnesses
+            .check(&cp, &self.verifier, "server checkpoint")?;
+        Ok(cp)
     }
 
     /// Proves `cp` consistent with the saved checkpoint and saves it if it is newer.
@@ -85,6 +90,8 @@ impl Online {
             .map_err(|e| Error::verify(format!("answer of GET {path} is malformed: {e}")))?;
         let checkpoint =
             answer_checkpoint(&answer, identity, &self.verifier).map_err(Error::verify)?;
+        self.witnesses
+            .check(&checkpoint, &self.verifier, "checkpoint of the answer")?;
         let consistency = self.sync(&checkpoint)?;
         let lookup = verify_lookup(&answer, identity, checkpoint, ca).map_err(Error::verify)?;
         Ok(Some(VerifiedIdentity {

@@ -31,6 +31,7 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
         .env_remove("KT_CA")
         .env_remove("KT_SERVER")
         .env_remove("KT_STATE")
+        .env_remove("KT_WITNESS_POLICY")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

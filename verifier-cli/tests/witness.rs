@@ -1,0 +1,312 @@
+//! `--witness-policy`: checkpoints cosigned (by the shared cosignature/v1 code) by a quorum
+//! pass; one missing a witness is refused (exit 1) naming it; a bad cosignature by a policy
+//! witness is refused; an unusable policy is a usage error; without the option nothing
+//! changes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use kt_log::cosignature::CosignatureSigner;
+use kt_log::note::NoteSigner;
+use serde_json::json;
+
+fn witness(i: u8) -> CosignatureSigner {
+    CosignatureSigner::from_seed(&format!("w{i}.example/witness"), &seed(40 + i)).unwrap()
+}
+
+/// The checkpoint note of `log` at `size` with cosignatures by the witnesses `by`.
+fn cosigned(log: &MemLog, size: u64, by: &[u8]) -> String {
+    let note = log.checkpoint(size);
+    let body = &note[..note.rfind("\n\n").unwrap() + 1];
+    let mut out = note.clone();
+    for &i in by {
+        out.push_str(&witness(i).cosign(body, 1_700_000_000).unwrap());
+    }
+    out
+}
+
+/// A 2-of-3 policy for `log`.
+fn policy(log: &MemLog) -> String {
+    format!(
+        "# two of three witnesses\nlog {}\nwitness A {}\nwitness B {}\nwitness C {}\ngroup two 2 A B C\nquorum two\n",
+        log.vkey(),
+        witness(1).verifier().to_vkey(),
+        witness(2).verifier().to_vkey(),
+        witness(3).verifier().to_vkey()
+    )
+}
+
+fn log_of(n: u64) -> MemLog {
+    let mut log = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    for i in 0..n {
+        log.push(format!("entry {i}").into_bytes());
+    }
+    log
+}
+
+#[test]
+fn checkpoint_verify_requires_the_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(4);
+    let key = log.vkey();
+    let pol = write(dir.path(), "policy", policy(&log));
+    let verify = |note: &str, extra: &[&str]| {
+        let f = write(dir.path(), "cp", note);
+        let mut args = vec!["checkpoint", "verify", "--log-key", &key];
+        args.extend_from_slice(extra);
+        args.push(p(&f));
+        run(&args)
+    };
+    let with = ["--witness-policy", p(&pol)];
+    // Two of three: verified.
+    let (code, out, err) = verify(&cosigned(&log, 4, &[1, 3]), &with);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(verify(&cosigned(&log, 4, &[1, 2, 3]), &with).0 == 0);
+    // One of three: refused, naming the witnesses missing.
+    let (code, out, err) = verify(&cosigned(&log, 4, &[2]), &with);
+    assert_eq!(code, 1, "{out}{err}");
+    let said = format!("{out}{err}");
+    assert!(said.contains("missing cosignatures by A, C"), "{said}");
+    assert!(said.contains("two (1 of 2 needed)"), "{said}");
+    // Log-signed only: refused with the option, verified without it (as before).
+    assert_eq!(verify(&log.checkpoint(4), &with).0, 1);
+    assert_eq!(verify(&log.checkpoint(4), &[]).0, 0);
+    // A cosignature of another checkpoint, pasted on: refused, naming the witness.
+    let other = cosigned(&log, 3, &[3]);
+    let pasted = format!(
+        "{}{}",
+        cosigned(&log, 4, &[1, 2]),
+        &other[other.rfind('\u{2014}').unwrap()..]
+    );
+    let (code, out, err) = verify(&pasted, &with);
+    assert_eq!(code, 1);
+    assert!(
+        format!("{out}{err}").contains("bad cosignature by witness \"C\""),
+        "{out}{err}"
+    );
+    // JSON: the failure is a verification failure.
+    let f = write(dir.path(), "cp1", cosigned(&log, 4, &[1]));
+    let (code, out) = run_json(&[
+        "checkpoint",
+        "verify",
+        "--log-key",
+        &key,
+        "--witness-policy",
+        p(&pol),
+        p(&f),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(out["status"], json!("verification_failed"), "{out}");
+    // An unusable policy is a usage error (2), an unreadable one an I/O error (3).
+    let bad = write(dir.path(), "bad", "witness A nokey\nquorum A\n");
+    assert_eq!(
+        verify(&log.checkpoint(4), &["--witness-policy", p(&bad)]).0,
+        2
+    );
+    assert_eq!(
+        verify(
+            &log.checkpoint(4),
+            &["--witness-policy", "/nonexistent/policy"]
+        )
+        .0,
+        3
+    );
+    // A policy for another log refuses this one.
+    let other_log = MemLog::new(NoteSigner::from_seed("other.example/log", &seed(9)).unwrap());
+    let foreign = write(dir.path(), "foreign", policy(&other_log));
+    assert_eq!(
+        verify(
+            &cosigned(&log, 4, &[1, 2]),
+            &["--witness-policy", p(&foreign)]
+        )
+        .0,
+        1
+    );
+}
+
+#[test]
+fn the_environment_variable_sets_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(2);
+    let pol = write(dir.path(), "policy", policy(&log));
+    let f = write(dir.path(), "cp", cosigned(&log, 2, &[1]));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_verifier-cli"))
+        .args(["checkpoint", "verify", "--log-key", &log.vkey(), p(&f)])
+        .env("KT_WITNESS_POLICY", &pol)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing cosignatures by B, C"), "{err}");
+}
+
+#[test]
+fn inclusion_and_consistency_and_bundles_require_the_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(1);
+    let t = now();
+    let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
+    let mut log = log_of(2);
+    log.push(alice.entry.clone());
+    let key = log.vkey();
+    let pol = write(dir.path(), "policy", policy(&log));
+    let ca_file = write(dir.path(), "ca.pem", ca.pem());
+    // bundle verify: the bundle's checkpoint must be cosigned.
+    let mut bundle = alice.bundle(&ca, &log, 2, 3);
+    let bundle_file = write(dir.path(), "plain.json", bundle.to_string());
+    let args = |file: &std::path::Path, with: bool| {
+        let mut a = vec![
+            "bundle".to_owned(),
+            "verify".into(),
+            "--log-key".into(),
+            key.clone(),
+            "--ca".into(),
+            p(&ca_file).into(),
+        ];
+        if with {
+            a.extend(["--witness-policy".into(), p(&pol).into()]);
+        }
+        a.push(p(file).into());
+        a
+    };
+    let go = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&refs)
+    };
+    assert_eq!(go(args(&bundle_file, false)).0, 0);
+    let (code, out, err) = go(args(&bundle_file, true));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(format!("{out}{err}").contains("missing cosignatures by A, B, C"));
+    bundle["checkpoint"] = json!(cosigned(&log, 3, &[2, 3]));
+    let cosigned_file = write(dir.path(), "cosigned.json", bundle.to_string());
+    let (code, out, err) = go(args(&cosigned_file, true));
+    assert_eq!(code, 0, "{out}{err}");
+
+    // inclusion verify and consistency verify read checkpoint files: both checked.
+    let cp3 = write(dir.path(), "cp3", cosigned(&log, 3, &[1, 2]));
+    let cp1 = write(dir.path(), "cp1", cosigned(&log, 1, &[1]));
+    let proof = write(
+        dir.path(),
+        "proof",
+        hashes_json(&log.inclusion(2, 3)).to_string(),
+    );
+    let entry = write(dir.path(), "entry", &log.entries[2]);
+    let incl = |cp: &std::path::Path| {
+        run(&[
+            "inclusion",
+            "verify",
+            "--log-key",
+            &key,
+            "--witness-policy",
+            p(&pol),
+            "--checkpoint",
+            p(cp),
+            "--index",
+            "2",
+            "--entry",
+            p(&entry),
+            "--proof",
+            p(&proof),
+        ])
+        .0
+    };
+    assert_eq!(incl(&cp3), 0);
+    let cp3_one = write(dir.path(), "cp3one", cosigned(&log, 3, &[1]));
+    assert_eq!(incl(&cp3_one), 1);
+    let cproof = write(
+        dir.path(),
+        "cproof",
+        hashes_json(&log.consistency(1, 3)).to_string(),
+    );
+    let cons = |old: &std::path::Path| {
+        run(&[
+            "consistency",
+            "verify",
+            "--log-key",
+            &key,
+            "--witness-policy",
+            p(&pol),
+            "--old",
+            p(old),
+            "--new",
+            p(&cp3),
+            "--proof",
+            p(&cproof),
+        ])
+        .0
+    };
+    assert_eq!(cons(&cp1), 1, "the old checkpoint lacks the quorum");
+    let cp1_two = write(dir.path(), "cp1two", cosigned(&log, 1, &[1, 3]));
+    assert_eq!(cons(&cp1_two), 0);
+}
+
+#[test]
+fn online_commands_require_the_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(1);
+    let t = now();
+    let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
+    let mut log = log_of(1);
+    log.push(alice.entry.clone());
+    let key = log.vkey();
+    let pol = write(dir.path(), "policy", policy(&log));
+    let ca_file = write(dir.path(), "ca.pem", ca.pem());
+    let server = MockServer::start();
+    server.serve_log(&log, 2);
+    server.set("/v1/crl", 200, ca.crl(&[]));
+    let serve = |checkpoint: String| {
+        server.set("/log/checkpoint", 200, checkpoint.clone());
+        server.set(
+            "/v1/identities/alice@example.com",
+            200,
+            json!({"identity": "alice@example.com", "status": "active",
+                   "checkpoint": checkpoint,
+                   "credentials": [alice.identity_item(&log, 1, 2)]})
+            .to_string(),
+        );
+    };
+    let go = |state: &str, cmd: &[&str], with: bool| {
+        let state = dir.path().join(state);
+        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--log-key".into(),
+            key.clone(),
+            "--server".into(),
+            server.url.clone(),
+            "--state".into(),
+            p(&state).into(),
+        ]);
+        if cmd[0] != "checkpoint" {
+            a.extend(["--ca".into(), p(&ca_file).into()]);
+        }
+        if with {
+            a.extend(["--witness-policy".into(), p(&pol).into()]);
+        }
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&refs)
+    };
+    let pub_key = alice.public_b64();
+    let commands: [&[&str]; 3] = [
+        &["checkpoint", "fetch"],
+        &["lookup", "alice@example.com"],
+        &["validate", "alice@example.com", &pub_key],
+    ];
+    // Log-signed only: accepted without the option, refused with it, naming the missing.
+    serve(log.checkpoint(2));
+    for (i, cmd) in commands.iter().enumerate() {
+        assert_eq!(go(&format!("plain{i}"), cmd, false).0, 0, "{cmd:?}");
+        let (code, out, err) = go(&format!("refused{i}"), cmd, true);
+        assert_eq!(code, 1, "{cmd:?}: {out}{err}");
+        assert!(
+            format!("{out}{err}").contains("missing cosignatures by A, B, C"),
+            "{cmd:?}: {out}{err}"
+        );
+    }
+    // Cosigned by two: accepted.
+    serve(cosigned(&log, 2, &[1, 2]));
+    for (i, cmd) in commands.iter().enumerate() {
+        let (code, out, err) = go(&format!("cosigned{i}"), cmd, true);
+        assert_eq!(code, 0, "{cmd:?}: {out}{err}");
+    }
+}
