@@ -38,8 +38,10 @@
 //!   the query. A key the AS no longer lists is refused; an AS that hides a logged revocation
 //!   is caught by monitors and auditors that replay the log, not by this check. A validator that cannot reach the AS refuses
 //!   ([`Refusal::Network`]): it fails closed.
-//! - Split views across parties: consistency is checked against this validator's own saved
-//!   checkpoint; comparing views between parties is `verifier-cli compare`.
+//! - Split views across parties, without a witness policy: consistency is checked against
+//!   this validator's own saved checkpoint; comparing views between parties is
+//!   `verifier-cli compare`. With one (point 7), a split view needs the quorum's witnesses to
+//!   collude.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
