@@ -20,6 +20,8 @@
 //! Names are compared as exact strings; the file must be UTF-8 (the spec treats octets with
 //! the high bit set as opaque, and a note key name is UTF-8 anyway).
 
+use std::collections::{HashMap, HashSet};
+
 use kt_log::checkpoint::{open_checkpoint, CheckpointError, VerifiedCheckpoint};
 use kt_log::cosignature::{CosignatureError, CosignatureVerifier};
 use kt_log::note::NoteVerifier;
@@ -70,7 +72,7 @@ pub struct PolicyWitness {
     pub url: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Member {
     Witness(usize),
     Group(usize),
@@ -91,6 +93,8 @@ pub struct WitnessPolicy {
     groups: Vec<Group>,
     /// `None` is `quorum none`.
     quorum: Option<Member>,
+    /// Every witness and group name (one namespace).
+    names: HashMap<String, Member>,
 }
 
 fn line_error(line: usize, reason: impl Into<String>) -> PolicyError {
@@ -124,6 +128,7 @@ impl WitnessPolicy {
             witnesses: Vec::new(),
             groups: Vec::new(),
             quorum: None,
+            names: HashMap::new(),
         };
         let mut quorum_seen = false;
         for (index, line) in text.split('\n').enumerate() {
@@ -168,13 +173,7 @@ impl WitnessPolicy {
     }
 
     fn lookup(&self, name: &str) -> Option<Member> {
-        if let Some(i) = self.witnesses.iter().position(|w| w.name == name) {
-            return Some(Member::Witness(i));
-        }
-        self.groups
-            .iter()
-            .position(|g| g.name == name)
-            .map(Member::Group)
+        self.names.get(name).copied()
     }
 
     fn check_new_name(&self, n: usize, name: &str) -> Result<(), PolicyError> {
@@ -234,6 +233,8 @@ impl WitnessPolicy {
                 ),
             ));
         }
+        self.names
+            .insert(name.to_owned(), Member::Witness(self.witnesses.len()));
         self.witnesses.push(PolicyWitness {
             name: name.to_owned(),
             verifier,
@@ -257,6 +258,7 @@ impl WitnessPolicy {
             return Err(line_error(n, "too many groups"));
         }
         let mut resolved: Vec<Member> = Vec::with_capacity(members.len());
+        let mut seen: HashSet<Member> = HashSet::with_capacity(members.len());
         for member in members {
             if *member == "none" {
                 return Err(line_error(n, "\"none\" cannot be a group member"));
@@ -264,7 +266,7 @@ impl WitnessPolicy {
             let m = self.lookup(member).ok_or_else(|| {
                 line_error(n, format!("group member {member:?} is not defined above"))
             })?;
-            if resolved.contains(&m) {
+            if !seen.insert(m) {
                 return Err(line_error(
                     n,
                     format!("group member {member:?} is listed twice"),
@@ -293,6 +295,8 @@ impl WitnessPolicy {
                 ))
             }
         };
+        self.names
+            .insert((*name).to_owned(), Member::Group(self.groups.len()));
         self.groups.push(Group {
             name: (*name).to_owned(),
             threshold,

@@ -356,3 +356,31 @@ fn a_verifier_of_the_wrong_key_kind_is_refused() {
     ))
     .contains("witness \"A\" key"));
 }
+
+#[test]
+fn a_large_policy_parses_quickly() {
+    // The limits: 1024 witnesses, then groups over all of them; well under a second.
+    let mut text = String::new();
+    for i in 0..1024u32 {
+        let s = CosignatureSigner::from_seed(&format!("w{i}"), &{
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_be_bytes());
+            seed
+        })
+        .unwrap();
+        text.push_str(&format!("witness n{i} {}\n", s.verifier().to_vkey()));
+    }
+    let members: Vec<String> = (0..1024).map(|i| format!("n{i}")).collect();
+    for g in 0..8 {
+        text.push_str(&format!("group g{g} 512 {}\n", members.join(" ")));
+    }
+    text.push_str("quorum g7\n");
+    let started = std::time::Instant::now();
+    let p = WitnessPolicy::parse(text.as_bytes()).unwrap();
+    assert_eq!(p.witnesses().len(), 1024);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let over = format!("{text}witness extra {}\n", vkey(1));
+    assert!(parse_err(&over).contains("too many witnesses"));
+    let (m, _) = missing(check(&[1], &p));
+    assert_eq!(m.len(), 1024);
+}
