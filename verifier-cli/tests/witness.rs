@@ -310,3 +310,72 @@ fn online_commands_require_the_quorum() {
         assert_eq!(code, 0, "{cmd:?}: {out}{err}");
     }
 }
+
+#[test]
+fn audit_and_monitor_require_the_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(1);
+    let t = now();
+    let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
+    let mut log = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    log.push(alice.entry.clone());
+    let key = log.vkey();
+    let pol = write(dir.path(), "policy", policy(&log));
+    let ca_file = write(dir.path(), "ca.pem", ca.pem());
+    let expect = write(dir.path(), "expect", format!("{}\n", alice.public_b64()));
+    let tiles = dir.path().join("tiles");
+    log.write_tiles(&tiles, 1);
+    let audit = |state: &str, with: bool| {
+        let state = dir.path().join(state);
+        let mut a = vec![
+            "audit",
+            "--log-key",
+            &key,
+            "--ca",
+            p(&ca_file),
+            "--tiles",
+            p(&tiles),
+            "--state",
+            p(&state),
+        ];
+        if with {
+            a.extend(["--witness-policy", p(&pol)]);
+        }
+        run(&a)
+    };
+    let monitor = |state: &str, with: bool| {
+        let state = dir.path().join(state);
+        let mut a = vec![
+            "monitor",
+            "alice@example.com",
+            "--log-key",
+            &key,
+            "--expect-keys",
+            p(&expect),
+            "--tiles",
+            p(&tiles),
+            "--state",
+            p(&state),
+        ];
+        if with {
+            a.extend(["--witness-policy", p(&pol)]);
+        }
+        run(&a)
+    };
+    // Log-signed only: as before without the option, refused with it.
+    assert_eq!(audit("a0", false).0, 0);
+    assert_eq!(monitor("m0", false).0, 0);
+    for (code, out, err) in [audit("a1", true), monitor("m1", true)] {
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            format!("{out}{err}").contains("missing cosignatures by A, B, C"),
+            "{out}{err}"
+        );
+    }
+    // Cosigned by the quorum: accepted.
+    std::fs::write(tiles.join("checkpoint"), cosigned(&log, 1, &[1, 2])).unwrap();
+    let (code, out, err) = audit("a2", true);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = monitor("m2", true);
+    assert_eq!(code, 0, "{out}{err}");
+}
