@@ -27,13 +27,15 @@
 //! and the payload.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::secret_file::write_atomic;
 
 const MAGIC: &[u8; 8] = b"KTASENR1";
 /// Magic and generation.
@@ -134,17 +136,9 @@ fn parse(bytes: &[u8]) -> (Vec<JournalRecord>, Vec<u64>, usize) {
     (records, ends, at)
 }
 
-fn sync_folder(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
-        _ => File::open(".")?.sync_all(),
-    }
-}
-
-/// Creates `path` holding `contents` (after the header) atomically: a temp file, synced,
-/// renamed into place, and the folder synced, so a crash leaves no file or a whole one.
+/// Creates `path` holding `records` after a new header, atomically and with mode 0600
+/// ([`write_atomic`]), so a crash leaves no file or a whole one.
 fn create_with(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
-    let tmp = path.with_extension("new");
     let mut generation = [0u8; 16];
     getrandom::fill(&mut generation).map_err(|e| io::Error::other(e.to_string()))?;
     let mut bytes = MAGIC.to_vec();
@@ -152,18 +146,7 @@ fn create_with(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
     for record in records {
         bytes.extend_from_slice(&frame(record));
     }
-    {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    sync_folder(path)
+    write_atomic(path, &bytes, true)
 }
 
 impl EnrollmentJournal {
@@ -202,16 +185,7 @@ impl EnrollmentJournal {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());
             let kept = path.with_extension(format!("torn-{nanos}"));
-            {
-                let mut copy = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&kept)?;
-                copy.write_all(&bytes[len as usize..])?;
-                copy.sync_all()?;
-            }
-            sync_folder(&kept)?;
+            write_atomic(&kept, &bytes[len as usize..], true)?;
             file.set_len(len)?;
             file.sync_all()?;
         }
