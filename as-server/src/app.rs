@@ -57,6 +57,8 @@ pub struct AppState {
     pub rotation_budget: RotationBudget,
     /// Deadline for a request body.
     pub body_timeout: std::time::Duration,
+    /// The data folder's lock, held for as long as the server runs (see [`setup`]).
+    _folder_lock: std::fs::File,
 }
 
 /// Opens the log and the state in the data folder, brings the state level with the log, and
@@ -104,5 +106,6 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         identity_policy: config.identity_policy.clone(),
         rotation_budget: config.rotation_budget,
         body_timeout: std::time::Duration::from_secs(config.body_timeout),
+        _folder_lock: material.folder_lock,
     })
 }

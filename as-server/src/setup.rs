@@ -12,6 +12,13 @@
 //! | `admin-tokens.json` (secret) | labels and SHA-256 hashes of the admin tokens |
 //! | `log/` | the transparency log (kt-log `FileStore`) |
 //! | `state/` | the AS state (sled) |
+//! | `lock` | empty; its exclusive `flock` is held by the running server |
+//!
+//! **One server per folder.** A start takes the folder's lock before it reads or creates
+//! anything, and holds it until the process ends (the kernel drops it however the process
+//! ends, so a crash leaves no stale lock). A second server on the same folder is refused at
+//! once: without the lock it would append to the log beside the first, and take the first's
+//! locked state store for a broken one and move it aside.
 //!
 //! Each file is created only if missing and written atomically, so an interrupted first start
 //! is finished by the next one. A new admin token is shown once (stdout or
@@ -49,6 +56,30 @@ pub struct Material {
     pub new_admin_token: Option<String>,
     /// Whether an admin token was created now and written to `--admin-token-out`.
     pub admin_token_written: bool,
+    /// The data folder's lock (see the module doc); keep it for as long as the server runs.
+    pub folder_lock: fs::File,
+}
+
+/// Takes the data folder's exclusive lock (see the module doc).
+fn lock_data_folder(paths: &DataPaths) -> Result<fs::File, String> {
+    let path = paths.file("lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(format!(
+            "the data folder {} is in use by another as-server (it holds {}); stop that one \
+             first, or give this one another --data",
+            paths.root.display(),
+            path.display()
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
@@ -93,6 +124,7 @@ pub fn load_or_create(config: &Config) -> Result<Material, String> {
             .map_err(io_err(parent))?;
     }
     let paths = DataPaths::new(&config.data);
+    let folder_lock = lock_data_folder(&paths)?;
 
     let ca = load_or_create_ca(&paths, &config.ca_name)?;
     let log_signer = load_or_create_log_key(&paths, &config.origin)?;
@@ -118,6 +150,7 @@ pub fn load_or_create(config: &Config) -> Result<Material, String> {
         admin_tokens,
         new_admin_token,
         admin_token_written,
+        folder_lock,
     })
 }
 

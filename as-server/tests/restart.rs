@@ -87,3 +87,52 @@ fn killed_and_restarted_nothing_acknowledged_is_lost() {
     );
     assert_eq!(server.enroll(&["d@example.com"]).len(), 1);
 }
+
+#[test]
+fn a_second_server_on_the_same_folder_is_refused_and_the_first_keeps_serving() {
+    let server = Server::start();
+    let tokens = server.enroll(&["a@example.com", "b@example.com"]);
+    assert_eq!(
+        server.issue("a@example.com", &tokens[0], &new_key()).status,
+        201
+    );
+    let state_before: Vec<_> = std::fs::read_dir(&server.data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_as-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&server.data)
+        .env("AS_LOG", "warn")
+        .env_remove("AS_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A second server that started would serve forever: give it a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("a second server on the same data folder kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = child.wait_with_output().unwrap();
+    assert!(!second.status.success(), "the second server must not start");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another as-server"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&second.stdout).contains("listening:"));
+    // It touched nothing: no state moved aside, and the first serves on.
+    let state_after: Vec<_> = std::fs::read_dir(&server.data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(state_before, state_after);
+    assert_eq!(
+        server.issue("b@example.com", &tokens[1], &new_key()).status,
+        201
+    );
+    assert_eq!(server.checkpoint().size(), 2);
+}

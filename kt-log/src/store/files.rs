@@ -6,7 +6,11 @@
 //! - `offsets.bin`: for entry `i`, the end offset of its bytes in `entries.bin` (`u64` LE), so
 //!   entry `i` spans `offsets[i-1] .. offsets[i]`;
 //! - `nodes.bin`: every complete tree node's 32-byte hash, in post-order;
-//! - `commit.bin`: the committed size and the latest checkpoint ([`super::commit_file`]).
+//! - `commit.bin`: the committed size and the latest checkpoint ([`super::commit_file`]);
+//! - `lock`: empty; an exclusive `flock` on it is held while the store is open, so a second
+//!   store on the folder (another process started on the same data) is refused with
+//!   [`StoreError::InUse`] before it reads or writes anything. The kernel releases it when the
+//!   process ends, however it ends, so a crash leaves no stale lock.
 //!
 //! **Commit protocol.** An append writes the batch past the committed ends of the three data
 //! files, `fdatasync`s each, and only then writes the new size to the commit record and
@@ -47,6 +51,8 @@ use crate::tree::node_count;
 const LEGACY_STATE: &str = "state";
 const LEGACY_SIZE_KEY: &[u8] = b"size";
 const LEGACY_CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// The file whose `flock` marks the folder as open (see the module documentation).
+const LOCK_FILE: &str = "lock";
 /// The data files, in the order they are synced.
 const DATA_FILES: [&str; 3] = ["entries.bin", "offsets.bin", "nodes.bin"];
 
@@ -60,6 +66,24 @@ pub struct FileStore {
     /// The latest durable checkpoint note.
     checkpoint: RwLock<Option<Vec<u8>>>,
     writer: Mutex<Writer>,
+    /// Holds the folder's exclusive lock for as long as the store is open.
+    _lock: File,
+}
+
+/// Takes the folder's exclusive lock, or refuses with [`StoreError::InUse`].
+fn lock_folder(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
 
 /// What only the (single) writer touches.
@@ -159,6 +183,7 @@ impl FileStore {
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
             File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
         }
+        let lock = lock_folder(dir)?;
         let legacy = open_legacy(dir)?;
         let (commit, record) = CommitFile::open(dir, || initial_record(dir, legacy.as_ref()))?;
         if let Some(legacy) = &legacy {
@@ -192,6 +217,7 @@ impl FileStore {
                 commit,
                 poisoned: false,
             }),
+            _lock: lock,
         })
     }
 

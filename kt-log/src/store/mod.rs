@@ -47,6 +47,10 @@ pub enum StoreError {
         /// The index or position asked for.
         index: u64,
     },
+    /// Another open store (in this process or another) holds the folder: two writers would
+    /// interleave their appends, so the second is refused.
+    #[error("{0} is in use by another open store (another process?)")]
+    InUse(std::path::PathBuf),
     /// Failure injected by a test ([`MemoryStore`] only).
     #[error("injected failure")]
     Injected,
