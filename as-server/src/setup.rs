@@ -280,11 +280,20 @@ mod tests {
         let stored = fs::read_to_string(data.join("admin-tokens.json")).unwrap();
         assert!(!stored.contains(&token), "the token itself is never stored");
 
+        // While one start holds the folder, another is refused.
+        let Err(in_use) = load_or_create(&config) else {
+            panic!("a second start on a held folder must be refused");
+        };
+        assert!(in_use.contains("in use by another as-server"), "{in_use}");
+        let (first_cert, first_key) = (first.ca.cert_der().to_vec(), first.log_signer.to_skey());
+        drop(first);
+
         let second = load_or_create(&config).unwrap();
         assert!(second.new_admin_token.is_none());
-        assert_eq!(second.ca.cert_der(), first.ca.cert_der());
-        assert_eq!(second.log_signer.to_skey(), first.log_signer.to_skey());
+        assert_eq!(second.ca.cert_der(), first_cert);
+        assert_eq!(second.log_signer.to_skey(), first_key);
         assert_eq!(second.admin_tokens.check(&token), Some("admin"));
+        drop(second);
 
         let other_origin = Config {
             origin: "other.example/log".into(),
