@@ -1,0 +1,346 @@
+//! The map in memory: every label's leaf, the root over them, and proofs.
+//!
+//! **The tree** (what the root commits to; [`super::proof`] verifies against it). Over a set
+//! of leaves whose labels share their first `d` bits, the subtree hash is [`EMPTY`] for no
+//! leaf, the leaf's [`leaf_hash`] for one, and otherwise `inner_hash(left, right)` of the
+//! subtrees of the leaves whose bit `d` is 0 and 1. The root is the subtree of all leaves at
+//! depth 0. So the tree has one shape per set of leaves, whatever order they came in, and a
+//! path is as deep as the label's longest common prefix with another label (about `log2 n`
+//! for VRF labels).
+//!
+//! **The layout** (how it is kept, not part of the protocol). Leaves sit in 2^16 buckets by
+//! their first 16 bits, each sorted by label and shared (`Arc`), so that a copy of the whole
+//! map for a snapshot costs 2^16 reference counts. Above the buckets a complete binary heap
+//! holds each of the top 16 levels' subtree hashes and leaf counts; inside a bucket (about
+//! `n / 65,536` leaves) the hashes are recomputed when needed. A proof therefore costs about
+//! two hashes per leaf of one bucket, and a change of `k` labels about `k` bucket hashes plus
+//! `16 k` heap hashes at most.
+//!
+//! **Changes come in batches**: [`Map::stage`] computes a batch's new buckets, heap nodes
+//! and root beside the map without changing it, and [`Map::commit`] swaps them in. The AS
+//! stages a batch, makes the log durable, and only then commits, so that a reader always sees
+//! a map whose root is in the log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::hash::{inner_hash, leaf_hash, Hash32, LeafValue, EMPTY};
+use super::proof::{MapProof, Terminal};
+use super::vrf::Label;
+
+/// Bits of a label that choose its bucket.
+const BUCKET_BITS: usize = 16;
+/// Number of buckets; also the heap index of the first bucket node.
+const BUCKETS: usize = 1 << BUCKET_BITS;
+
+/// One label's leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// Where.
+    pub label: Label,
+    /// What.
+    pub value: LeafValue,
+}
+
+/// The map; see the module documentation.
+#[derive(Clone)]
+pub struct Map {
+    buckets: Vec<Arc<Vec<Leaf>>>,
+    /// Heap of subtree hashes: node 1 is the root, node `i` has children `2i` and `2i + 1`,
+    /// nodes `BUCKETS..2 * BUCKETS` are the buckets' subtrees (depth 16).
+    nodes: Vec<Hash32>,
+    /// Leaves under each heap node, indexed like `nodes`.
+    counts: Vec<u64>,
+}
+
+impl Default for Map {
+    fn default() -> Self {
+        Map::new()
+    }
+}
+
+impl std::fmt::Debug for Map {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Map")
+            .field("len", &self.len())
+            .field("root", &self.root())
+            .finish()
+    }
+}
+
+/// A batch's changes, computed by [`Map::stage`] and applied by [`Map::commit`].
+#[derive(Debug)]
+pub struct Staged {
+    buckets: Vec<(usize, Arc<Vec<Leaf>>)>,
+    nodes: Vec<(usize, Hash32, u64)>,
+    root: Hash32,
+    len: u64,
+}
+
+impl Staged {
+    /// The map's root once committed.
+    pub fn root(&self) -> Hash32 {
+        self.root
+    }
+
+    /// The map's number of labels once committed.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the map will be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Map {
+    /// The empty map.
+    pub fn new() -> Map {
+        Map {
+            // One shared empty bucket: buckets are never changed in place, only replaced.
+            buckets: std::iter::repeat_n(Arc::new(Vec::new()), BUCKETS).collect(),
+            nodes: vec![EMPTY; 2 * BUCKETS],
+            counts: vec![0; 2 * BUCKETS],
+        }
+    }
+
+    /// The map of `leaves`, which must be sorted by label with no label twice (`None`
+    /// otherwise).
+    pub fn from_sorted(leaves: impl IntoIterator<Item = Leaf>) -> Option<Map> {
+        let mut buckets: Vec<Vec<Leaf>> = vec![Vec::new(); BUCKETS];
+        let mut last: Option<Label> = None;
+        for leaf in leaves {
+            if last.is_some_and(|l| l >= leaf.label) || leaf.value.version == 0 {
+                return None;
+            }
+            last = Some(leaf.label);
+            buckets[bucket_of(&leaf.label)].push(leaf);
+        }
+        let mut map = Map::new();
+        for (b, leaves) in buckets.into_iter().enumerate() {
+            map.counts[BUCKETS + b] = leaves.len() as u64;
+            map.nodes[BUCKETS + b] = subtree(&leaves, BUCKET_BITS);
+            map.buckets[b] = Arc::new(leaves);
+        }
+        for i in (1..BUCKETS).rev() {
+            let (hash, count) = map.combine(2 * i, 2 * i + 1, |j| (map.nodes[j], map.counts[j]));
+            map.nodes[i] = hash;
+            map.counts[i] = count;
+        }
+        Some(map)
+    }
+
+    /// The root hash.
+    pub fn root(&self) -> Hash32 {
+        self.nodes[1]
+    }
+
+    /// The number of labels.
+    pub fn len(&self) -> u64 {
+        self.counts[1]
+    }
+
+    /// Whether the map holds no label.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of `label`, if it is in the map.
+    pub fn get(&self, label: &Label) -> Option<LeafValue> {
+        let bucket = &self.buckets[bucket_of(label)];
+        bucket
+            .binary_search_by(|leaf| leaf.label.cmp(label))
+            .ok()
+            .map(|i| bucket[i].value)
+    }
+
+    /// Every leaf, sorted by label.
+    pub fn leaves(&self) -> impl Iterator<Item = &Leaf> + '_ {
+        self.buckets.iter().flat_map(|b| b.iter())
+    }
+
+    /// The proof of `label` against [`Map::root`], and its value if present.
+    pub fn prove(&self, label: &Label) -> (MapProof, Option<LeafValue>) {
+        (self.path(label), self.get(label))
+    }
+
+    /// The path of `label` (see [`super::proof`]).
+    fn path(&self, label: &Label) -> MapProof {
+        let mut siblings = Vec::new();
+        let mut i = 1;
+        while i < BUCKETS {
+            if self.counts[i] <= 1 {
+                let terminal = match self.counts[i] {
+                    0 => Terminal::Empty,
+                    _ => {
+                        let mut j = i;
+                        while j < BUCKETS {
+                            j = if self.counts[2 * j] == 1 {
+                                2 * j
+                            } else {
+                                2 * j + 1
+                            };
+                        }
+                        terminal_of(label, &self.buckets[j - BUCKETS][0])
+                    }
+                };
+                return finish(siblings, terminal);
+            }
+            let depth = siblings.len();
+            let (near, far) = if label.bit(depth) {
+                (2 * i + 1, 2 * i)
+            } else {
+                (2 * i, 2 * i + 1)
+            };
+            siblings.push(self.nodes[far]);
+            i = near;
+        }
+        let mut leaves: &[Leaf] = &self.buckets[i - BUCKETS];
+        loop {
+            match leaves {
+                [] => return finish(siblings, Terminal::Empty),
+                [leaf] => return finish(siblings, terminal_of(label, leaf)),
+                _ => {
+                    let depth = siblings.len();
+                    let split = leaves.partition_point(|l| !l.label.bit(depth));
+                    let (zero, one) = leaves.split_at(split);
+                    let (near, far) = if label.bit(depth) {
+                        (one, zero)
+                    } else {
+                        (zero, one)
+                    };
+                    siblings.push(subtree(far, depth + 1));
+                    leaves = near;
+                }
+            }
+        }
+    }
+
+    /// The map's changes if each `(label, value)` is set (later ones win), without changing
+    /// the map.
+    pub fn stage(&self, changes: &[(Label, LeafValue)]) -> Staged {
+        let mut touched: BTreeMap<usize, Vec<Leaf>> = BTreeMap::new();
+        for (label, value) in changes {
+            let b = bucket_of(label);
+            let leaves = touched
+                .entry(b)
+                .or_insert_with(|| self.buckets[b].as_ref().clone());
+            let leaf = Leaf {
+                label: *label,
+                value: *value,
+            };
+            match leaves.binary_search_by(|l| l.label.cmp(label)) {
+                Ok(at) => leaves[at] = leaf,
+                Err(at) => leaves.insert(at, leaf),
+            }
+        }
+        let mut nodes: BTreeMap<usize, (Hash32, u64)> = BTreeMap::new();
+        let mut level: BTreeSet<usize> = BTreeSet::new();
+        let mut buckets = Vec::with_capacity(touched.len());
+        for (b, leaves) in touched {
+            nodes.insert(
+                BUCKETS + b,
+                (subtree(&leaves, BUCKET_BITS), leaves.len() as u64),
+            );
+            level.insert((BUCKETS + b) / 2);
+            buckets.push((b, Arc::new(leaves)));
+        }
+        while !level.is_empty() {
+            let mut above = BTreeSet::new();
+            for i in level {
+                let read = |j: usize| {
+                    nodes
+                        .get(&j)
+                        .copied()
+                        .unwrap_or((self.nodes[j], self.counts[j]))
+                };
+                let node = self.combine(2 * i, 2 * i + 1, read);
+                nodes.insert(i, node);
+                if i > 1 {
+                    above.insert(i / 2);
+                }
+            }
+            level = above;
+        }
+        let (root, len) = nodes
+            .get(&1)
+            .copied()
+            .unwrap_or((self.nodes[1], self.counts[1]));
+        Staged {
+            buckets,
+            nodes: nodes.into_iter().map(|(i, (h, c))| (i, h, c)).collect(),
+            root,
+            len,
+        }
+    }
+
+    /// Applies a batch that [`Map::stage`] computed on this map as it is now.
+    pub fn commit(&mut self, staged: Staged) {
+        for (b, leaves) in staged.buckets {
+            self.buckets[b] = leaves;
+        }
+        for (i, hash, count) in staged.nodes {
+            self.nodes[i] = hash;
+            self.counts[i] = count;
+        }
+    }
+
+    /// The hash and count of a heap node from its children's (read through `read`).
+    fn combine(
+        &self,
+        left: usize,
+        right: usize,
+        read: impl Fn(usize) -> (Hash32, u64),
+    ) -> (Hash32, u64) {
+        let (l, lc) = read(left);
+        let (r, rc) = read(right);
+        let hash = match lc + rc {
+            0 => EMPTY,
+            // One leaf below: the subtree is that leaf.
+            1 => {
+                if lc == 1 {
+                    l
+                } else {
+                    r
+                }
+            }
+            _ => inner_hash(&l, &r),
+        };
+        (hash, lc + rc)
+    }
+}
+
+/// The bucket of `label`: its first 16 bits.
+fn bucket_of(label: &Label) -> usize {
+    usize::from(u16::from_be_bytes([label.0[0], label.0[1]]))
+}
+
+/// The subtree hash of `leaves` (sorted, sharing their first `depth` bits).
+fn subtree(leaves: &[Leaf], depth: usize) -> Hash32 {
+    match leaves {
+        [] => EMPTY,
+        [leaf] => leaf_hash(&leaf.label, &leaf.value),
+        _ => {
+            let split = leaves.partition_point(|l| !l.label.bit(depth));
+            let (zero, one) = leaves.split_at(split);
+            inner_hash(&subtree(zero, depth + 1), &subtree(one, depth + 1))
+        }
+    }
+}
+
+/// What a path for `asked` that ends at `leaf` ends in.
+fn terminal_of(asked: &Label, leaf: &Leaf) -> Terminal {
+    if leaf.label == *asked {
+        Terminal::Asked
+    } else {
+        Terminal::Other {
+            label: leaf.label,
+            value: leaf.value,
+        }
+    }
+}
+
+fn finish(siblings: Vec<Hash32>, terminal: Terminal) -> MapProof {
+    MapProof { siblings, terminal }
+}
