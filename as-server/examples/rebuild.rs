@@ -15,8 +15,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use as_server::directory::keys::DirectoryKeys;
 use as_server::enrollment_journal::{EnrollmentJournal, JournalRecord};
-use as_server::entry::{EntryBody, LogEntry};
+use as_server::entry::EntryBody;
 use clap::Parser;
 use kt_log::log::Log;
 use kt_log::note::NoteSigner;
@@ -38,17 +39,19 @@ fn main() {
     let signer = NoteSigner::parse(key.trim()).unwrap();
     let log = Log::open(FileStore::open(args.data.join("log")).unwrap(), signer).unwrap();
     let size = log.size();
+    let keys = DirectoryKeys::load_or_create(&args.data).unwrap();
 
     let journal = args.data.join("enrollments");
     if !journal.exists() {
         let mut records = Vec::new();
         for start in (0..size).step_by(4096) {
             for bytes in log.entries(start, size.min(start + 4096)).unwrap() {
-                if let EntryBody::Issue {
+                let change = as_server::directory::open_change(&keys, &bytes).unwrap();
+                if let Some(EntryBody::Issue {
                     identity,
                     enrollment,
                     ..
-                } = LogEntry::parse(&bytes).unwrap().body
+                }) = change.map(|c| c.entry.body)
                 {
                     records.push(JournalRecord {
                         id: enrollment.to_hex(),
@@ -74,7 +77,8 @@ fn main() {
             std::fs::remove_dir_all(&state).unwrap();
         }
         let started = Instant::now();
-        let (opened, replayed) = as_server::recovery::open_state(&state, &journal, &log).unwrap();
+        let (opened, replayed) =
+            as_server::recovery::open_state(&state, &journal, &log, &keys).unwrap();
         let rebuilt = started.elapsed();
         drop(opened);
         (rebuilt, replayed)
@@ -83,7 +87,7 @@ fn main() {
     drop(sled::open(&state).unwrap());
     let sled_open = started.elapsed();
     let started = Instant::now();
-    let (opened, again) = as_server::recovery::open_state(&state, &journal, &log).unwrap();
+    let (opened, again) = as_server::recovery::open_state(&state, &journal, &log, &keys).unwrap();
     let reopened = started.elapsed();
     drop(opened);
     assert_eq!((replayed, again), (size, 0));

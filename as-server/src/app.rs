@@ -12,6 +12,8 @@ use kt_protocol::identity::IdentityPolicy;
 use crate::admission::Limits;
 use crate::ca::Ca;
 use crate::config::Config;
+use crate::directory::snapshot::FileMapStore;
+use crate::directory::{empty_map_entry, Directory};
 use crate::metrics::Metrics;
 use crate::rotation::RotationBudget;
 use crate::sequencer::{AsLog, Sequencer, SequencerConfig};
@@ -37,6 +39,8 @@ pub struct AppState {
     pub log: Arc<AsLog>,
     /// The AS state.
     pub state: State,
+    /// The directory: the map, its keys, and the proofs of identities.
+    pub directory: Arc<Directory>,
     /// The writer.
     pub sequencer: Sequencer,
     /// The CA.
@@ -68,20 +72,40 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
     let store = FileStore::open(paths.file("log")).map_err(|e| format!("log store: {e}"))?;
     let verifier_key = material.log_signer.verifier().to_vkey();
     let log = Arc::new(Log::open(store, material.log_signer).map_err(|e| format!("log: {e}"))?);
+    if log.size() == 0 {
+        // A new log starts with the empty map's entry, so that every checkpoint it signs ends
+        // in a map entry.
+        log.append(&[empty_map_entry()])
+            .map_err(|e| format!("starting the log: {e}"))?;
+    }
     // A crash between a batch's append and its checkpoint leaves entries no checkpoint covers:
     // cover them now, before the state (and so lookups and proofs) can show them.
-    log.sign_checkpoint()
+    let checkpoint = log
+        .sign_checkpoint()
         .map_err(|e| format!("signing a checkpoint over the stored log: {e}"))?;
-    let (state, replayed) =
-        crate::recovery::open_state(&paths.file("state"), &paths.file("enrollments"), &log)?;
+    let keys = material.directory_keys;
+    let (state, replayed) = crate::recovery::open_state(
+        &paths.file("state"),
+        &paths.file("enrollments"),
+        &log,
+        &keys,
+    )?;
     if replayed > 0 {
         tracing::info!(replayed, "state caught up with the log");
     }
+    let snapshots = Arc::new(FileMapStore::new(&paths.file("directory.snapshot")));
+    let (directory, replayed) = Directory::open(keys, snapshots, &log, checkpoint)
+        .map_err(|e| format!("directory: {e}"))?;
+    if replayed > 0 {
+        tracing::info!(replayed, "directory map caught up with the log");
+    }
+    let directory = Arc::new(directory);
     let metrics = Arc::new(Metrics::new());
     metrics.set_log_size(log.size());
     let sequencer = Sequencer::start(
         Arc::clone(&log),
         state.clone(),
+        Arc::clone(&directory),
         SequencerConfig {
             queue_capacity: config.queue_capacity,
             max_batch: config.max_batch,
@@ -96,6 +120,7 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
     Ok(AppState {
         log,
         state,
+        directory,
         sequencer,
         ca: material.ca,
         admin_tokens: material.admin_tokens,

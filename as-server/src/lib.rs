@@ -29,6 +29,7 @@ pub mod admission;
 pub mod app;
 pub mod ca;
 pub mod config;
+pub mod directory;
 pub mod encoding;
 pub mod enrollment_journal;
 /// The log entry format, from the protocol crate (one definition for server and verifiers).

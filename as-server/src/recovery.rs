@@ -10,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::entry::{EntryBody, LogEntry};
+use crate::directory::keys::DirectoryKeys;
+use crate::directory::open_change;
+use crate::entry::EntryBody;
 use crate::sequencer::AsLog;
 use crate::state::{CredentialStatus, IdentityStatus, State, StateError};
 
@@ -38,8 +40,13 @@ impl From<StateError> for Failure {
 
 /// Opens the state in `state_dir` (journal at `journal`) level with `log`, rebuilding it if it
 /// must (see the module doc). Returns the state and how many log entries were replayed.
-pub fn open_state(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(State, u64), String> {
-    match attempt(state_dir, journal, log) {
+pub fn open_state(
+    state_dir: &Path,
+    journal: &Path,
+    log: &AsLog,
+    keys: &DirectoryKeys,
+) -> Result<(State, u64), String> {
+    match attempt(state_dir, journal, log, keys) {
         Ok(opened) => Ok(opened),
         Err(Failure::Fatal(error)) => Err(error),
         Err(Failure::Store(problem)) => {
@@ -52,7 +59,7 @@ pub fn open_state(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(Stat
                 "the state store was unusable: moved aside, rebuilding it from the log and \
                  the enrollment journal"
             );
-            attempt(state_dir, journal, log).map_err(|failure| match failure {
+            attempt(state_dir, journal, log, keys).map_err(|failure| match failure {
                 Failure::Store(e) | Failure::Fatal(e) => {
                     format!("rebuilding the state from the log failed: {e}")
                 }
@@ -61,12 +68,20 @@ pub fn open_state(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(Stat
     }
 }
 
-fn attempt(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(State, u64), Failure> {
+fn attempt(
+    state_dir: &Path,
+    journal: &Path,
+    log: &AsLog,
+    keys: &DirectoryKeys,
+) -> Result<(State, u64), Failure> {
     let state = State::open(state_dir, journal)?;
-    agrees_with_log(&state, log)?;
+    agrees_with_log(&state, log, keys)?;
     let replayed = state.catch_up(
         log.size(),
-        |i| log.entry(i).map_err(|e| e.to_string()),
+        |i| {
+            let bytes = log.entry(i).map_err(|e| e.to_string())?;
+            open_change(keys, &bytes)
+        },
         |size| log.root_at(size).map(|h| h.0).map_err(|e| e.to_string()),
     )?;
     Ok((state, replayed))
@@ -76,7 +91,7 @@ fn attempt(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(State, u64)
 /// log, of this log (the root hash recorded with its counter is the log's at that size), and
 /// the last entry it says it applied visible in it. This catches a store that lost writes
 /// while keeping its counter, or a store of another log, which a plain catch-up would build on.
-fn agrees_with_log(state: &State, log: &AsLog) -> Result<(), Failure> {
+fn agrees_with_log(state: &State, log: &AsLog, keys: &DirectoryKeys) -> Result<(), Failure> {
     let applied = state.applied()?;
     if applied > log.size() {
         return Err(Failure::Store(format!(
@@ -102,14 +117,27 @@ fn agrees_with_log(state: &State, log: &AsLog) -> Result<(), Failure> {
             )));
         }
     }
-    let bytes = log.entry(last).map_err(|e| Failure::Fatal(e.to_string()))?;
-    let entry = LogEntry::parse(&bytes)
-        .map_err(|e| Failure::Fatal(format!("log entry {last} does not parse: {e}")))?;
+    // The last change it says it applied (map entries change nothing in the state).
+    let mut last = last;
+    let change = loop {
+        let bytes = log.entry(last).map_err(|e| Failure::Fatal(e.to_string()))?;
+        let opened = open_change(keys, &bytes)
+            .map_err(|e| Failure::Fatal(format!("log entry {last}: {e}")))?;
+        match (opened, last.checked_sub(1)) {
+            (Some(change), _) => break change,
+            (None, Some(before)) => last = before,
+            (None, None) => return Ok(()),
+        }
+    };
+    let (version, entry) = (change.version, change.entry);
     let missing = |what: String| {
         Failure::Store(format!(
-            "it does not show {what} of entry {last}, the last one it says it applied"
+            "it does not show {what} of entry {last}, the last change it says it applied"
         ))
     };
+    if state.version_row(entry.body.identity(), version)?.is_none() {
+        return Err(missing(format!("version {version} of the identity")));
+    }
     let identity = state.identity(entry.body.identity())?;
     let logged = identity.as_ref().is_some_and(|record| record.logged);
     if !logged {
@@ -200,20 +228,21 @@ fn forget_old_copies(parent: &Path, prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::testing::{directory_log, keys};
+    use crate::entry::LogEntry;
     use crate::state::test_ids::{enrollment_hex, serial};
-    use kt_log::log::Log;
-    use kt_log::note::NoteSigner;
-    use kt_log::store::FileStore;
 
-    fn issue(identity: &str, name: &str) -> Vec<u8> {
-        crate::state::test_ids::issue(identity, name, name).to_bytes()
+    fn issue(identity: &str, name: &str) -> LogEntry {
+        crate::state::test_ids::issue(identity, name, name)
     }
 
-    fn log_of(dir: &Path, entries: &[Vec<u8>]) -> AsLog {
-        let signer = NoteSigner::generate("example.com/test").unwrap();
-        let log = Log::open(FileStore::open(dir).unwrap(), signer).unwrap();
-        log.append_and_sign(entries).unwrap();
-        log
+    /// The empty map's entry, then `changes` (updates and a map entry).
+    fn log_of(dir: &Path, changes: &[LogEntry]) -> AsLog {
+        directory_log(dir, changes)
+    }
+
+    fn open_state(state_dir: &Path, journal: &Path, log: &AsLog) -> Result<(State, u64), String> {
+        super::open_state(state_dir, journal, log, &keys())
     }
 
     fn broken_copies(dir: &Path) -> usize {
@@ -249,7 +278,8 @@ mod tests {
         let (state_dir, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
         drop(open_state(&state_dir, &journal, &theirs).unwrap());
         let (state, replayed) = open_state(&state_dir, &journal, &ours).unwrap();
-        assert_eq!(replayed, 1);
+        // The empty map's entry, the update and its map entry.
+        assert_eq!(replayed, 3);
         assert_eq!(broken_copies(dir.path()), 1);
         assert!(state.identity("x@b.co").unwrap().is_none());
         assert!(state.identity("a@b.co").unwrap().unwrap().logged);
@@ -270,8 +300,8 @@ mod tests {
         }
         // Counter at 0 and a credential record left: only a damaged store looks like that.
         let (state, replayed) = open_state(&state_dir, &journal, &log).unwrap();
-        assert_eq!((replayed, broken_copies(dir.path())), (1, 1));
-        assert_eq!(state.applied().unwrap(), 1);
+        assert_eq!((replayed, broken_copies(dir.path())), (3, 1));
+        assert_eq!(state.applied().unwrap(), 3);
     }
 
     #[test]
@@ -316,7 +346,7 @@ mod tests {
         drop(state);
         std::fs::remove_dir_all(&state_dir).unwrap();
         let (state, replayed) = open_state(&state_dir, &journal, &log).unwrap();
-        assert_eq!(replayed, 1);
+        assert_eq!(replayed, 3);
         // The journaled enrollment the log used is used again; the other is pending.
         let used = state.enrollment(&enrollment_hex("s1")).unwrap().unwrap();
         assert_eq!(used.used_by, Some(serial("s1").to_hex()));

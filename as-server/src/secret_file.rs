@@ -13,6 +13,16 @@ use std::path::Path;
 
 /// Atomically writes `contents` to `path`; with `secret`, mode 0600.
 pub fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> io::Result<()> {
+    write_atomic_with(path, secret, |file| file.write_all(contents))
+}
+
+/// Like [`write_atomic`], with the contents written by `write` (buffered), for files too
+/// large to build in memory first. A failed `write` leaves `path` as it was and no temp file.
+pub fn write_atomic_with(
+    path: &Path,
+    secret: bool,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no folder"))?;
@@ -31,10 +41,14 @@ pub fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> io::Result<()
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     options.mode(if secret { 0o600 } else { 0o644 });
-    {
-        let mut file = options.open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
+    let written = (|| {
+        let mut file = io::BufWriter::new(options.open(&tmp)?);
+        write(&mut file)?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _gone = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()

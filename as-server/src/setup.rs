@@ -8,6 +8,8 @@
 //! | `ca-cert.pem` | the self-signed CA certificate |
 //! | `log-key` (secret) | the log's note signing key, `PRIVATE+KEY+<origin>+…` |
 //! | `log-key.pub` | the log's note verifier key, what auditors trust |
+//! | `directory-key` (secret) | the directory's secret: VRF labels, openings, sealing ([`crate::directory::keys`]) |
+//! | `vrf-key.pub` | the directory's VRF public key, what clients trust beside the log key |
 //! | `tls-key.pem` (secret), `tls-cert.pem` | generated TLS key and certificate |
 //! | `admin-tokens.json` (secret) | labels and SHA-256 hashes of the admin tokens |
 //! | `log/` | the transparency log (kt-log `FileStore`) |
@@ -47,6 +49,8 @@ pub struct Material {
     pub ca: Ca,
     /// The log's checkpoint signer.
     pub log_signer: NoteSigner,
+    /// The directory's keys.
+    pub directory_keys: crate::directory::keys::DirectoryKeys,
     /// TLS certificate and key files to serve.
     pub tls_files: (PathBuf, PathBuf),
     /// Accepted admin tokens.
@@ -128,6 +132,7 @@ pub fn load_or_create(config: &Config) -> Result<Material, String> {
 
     let ca = load_or_create_ca(&paths, &config.ca_name)?;
     let log_signer = load_or_create_log_key(&paths, &config.origin)?;
+    let directory_keys = crate::directory::keys::DirectoryKeys::load_or_create(&config.data)?;
     let tls_files = match &config.tls_files {
         Some(files) => files.clone(),
         None => {
@@ -146,6 +151,7 @@ pub fn load_or_create(config: &Config) -> Result<Material, String> {
     Ok(Material {
         ca,
         log_signer,
+        directory_keys,
         tls_files,
         admin_tokens,
         new_admin_token,

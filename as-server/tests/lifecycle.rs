@@ -8,6 +8,8 @@ mod common;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use common::{new_key, Schemas, Server};
+use kt_protocol::directory::record::{Change, Status, VersionRecord};
+use kt_protocol::entry::RevocationScope;
 use serde_json::{json, Value};
 
 fn body(answer: &as_server::admin_client::Answer) -> Value {
@@ -44,34 +46,33 @@ fn identities_and_devices_live_their_whole_life() {
     );
     let first = body(&issued);
     schemas.check("credential", &first);
-    let entry = server.verify_logged(&first, first["checkpoint"].as_str().unwrap());
-    schemas.check("log-entry", &entry);
-    assert_eq!(entry["type"], "issue");
-    assert_eq!(entry["identity"], "alice@example.com");
-    assert_eq!(entry["serial"], first["serial"]);
-    assert_eq!(
-        entry["public_key"],
-        B64.encode(alice_phone.verifying_key().as_bytes())
+    // The answer proves alice's new state in its checkpoint: this credential is in it.
+    let record = state_of(&server, &first["directory"]);
+    assert_eq!(record.identity, "alice@example.com");
+    assert_eq!(record.version, 1);
+    assert!(
+        matches!(record.change, Change::Issue { serial, .. } if serial.to_hex() == first["serial"])
     );
-    // The certificate the client got is byte for byte the one in the log.
+    let credential = only(&record.credentials);
+    assert_eq!(
+        credential.public_key,
+        alice_phone.verifying_key().to_bytes()
+    );
+    // The certificate the client got is byte for byte the one the directory commits to.
     let pem = first["certificate"].as_str().unwrap();
-    let der_in_log = B64.decode(entry["certificate"].as_str().unwrap()).unwrap();
-    let der_answered = pem_to_der(pem);
-    assert_eq!(der_in_log, der_answered);
+    assert_eq!(credential.certificate, pem_to_der(pem));
 
     let second = body(&server.issue("alice@example.com", &tokens[1], &alice_laptop));
     let bob = body(&server.issue("bob@example.com", &tokens[2], &bob_phone));
-    assert!(bob["log_index"].as_u64() > second["log_index"].as_u64());
+    assert_eq!(state_of(&server, &second["directory"]).version, 2);
+    assert_eq!(state_of(&server, &bob["directory"]).version, 1);
 
-    // Lookup: both of alice's devices, each proven against the answer's checkpoint.
+    // Lookup: both of alice's devices, the complete set, proven in the answer's checkpoint.
     let lookup = body(&server.get("/v1/identities/alice@example.com"));
     schemas.check("identity", &lookup);
-    assert_eq!(lookup["status"], "active");
-    let creds = lookup["credentials"].as_array().unwrap();
-    assert_eq!(creds.len(), 2);
-    for credential in creds {
-        server.verify_logged(credential, lookup["checkpoint"].as_str().unwrap());
-    }
+    let record = state_of(&server, &lookup);
+    assert_eq!(record.status, Status::Active);
+    assert_eq!(record.credentials.len(), 2);
 
     // Rotation: the laptop moves to a new key; the old credential is no longer current.
     let laptop_new = new_key();
@@ -90,9 +91,10 @@ fn identities_and_devices_live_their_whole_life() {
     let rotated = body(&rotated);
     schemas.check("rotation-response", &rotated);
     assert_eq!(rotated["replaces"], second["serial"]);
-    let entry = server.verify_logged(&rotated, rotated["checkpoint"].as_str().unwrap());
-    assert_eq!(entry["type"], "rotate");
-    schemas.check("log-entry", &entry);
+    let record = state_of(&server, &rotated["directory"]);
+    assert!(
+        matches!(record.change, Change::Rotate { replaces, .. } if replaces.to_hex() == second["serial"])
+    );
     let serials = current_serials(&server, "alice@example.com");
     assert!(serials.contains(&rotated["serial"].as_str().unwrap().to_owned()));
     assert!(!serials.contains(&second["serial"].as_str().unwrap().to_owned()));
@@ -116,11 +118,11 @@ fn identities_and_devices_live_their_whole_life() {
     assert_eq!(revoked.status, 200);
     let revoked = body(&revoked);
     schemas.check("revocation-response", &revoked);
-    let entry = server.verify_logged(&revoked, revoked["checkpoint"].as_str().unwrap());
-    schemas.check("log-entry", &entry);
-    assert_eq!(entry["type"], "revoke");
-    assert_eq!(entry["scope"], "credential");
-    assert_eq!(entry["admin"], "admin");
+    let record = state_of(&server, &revoked["directory"]);
+    assert!(matches!(
+        &record.change,
+        Change::Revoke { scope: RevocationScope::Credential, admin, .. } if admin == "admin"
+    ));
     assert_eq!(
         current_serials(&server, "alice@example.com"),
         [rotated["serial"].as_str().unwrap()]
@@ -142,9 +144,9 @@ fn identities_and_devices_live_their_whole_life() {
         &json!({"reason": "affiliationChanged"}),
     ));
     assert_eq!(revoked["revoked"], json!([rotated["serial"]]));
-    let lookup = body(&server.get("/v1/identities/alice@example.com"));
-    assert_eq!(lookup["status"], "revoked");
-    assert_eq!(lookup["credentials"], json!([]));
+    let record = server.lookup("alice@example.com").state.unwrap().record;
+    assert_eq!(record.status, Status::Revoked);
+    assert!(record.credentials.is_empty());
     let refused = server.admin_post(
         "/v1/admin/enrollments",
         &json!({"identities": ["alice@example.com"]}),
@@ -175,8 +177,9 @@ fn identities_and_devices_live_their_whole_life() {
     assert_eq!(enabled.status, 200);
     let enabled = body(&enabled);
     schemas.check("enable-response", &enabled);
-    let entry = server.verify_logged(&enabled, enabled["checkpoint"].as_str().unwrap());
-    assert_eq!(entry["type"], "enable");
+    let record = state_of(&server, &enabled["directory"]);
+    assert!(matches!(record.change, Change::Enable { .. }));
+    assert_eq!(record.version, 6);
     let token = server.enroll(&["alice@example.com"]).remove(0);
     assert_eq!(
         server.issue("alice@example.com", &token, &new_key()).status,
@@ -184,24 +187,46 @@ fn identities_and_devices_live_their_whole_life() {
     );
     assert_eq!(current_serials(&server, "bob@example.com").len(), 1);
 
-    // Every entry is readable through the log API and the tiles, and the log only grew.
+    // Every entry is readable through the log API and the tiles: the empty map's entry, then
+    // each of the 8 changes as its update and its batch's map entry.
     let checkpoint = server.checkpoint();
-    assert_eq!(checkpoint.size(), 8);
-    let bundle = server.get("/log/tile/entries/000.p/8");
+    assert_eq!(checkpoint.size(), 17);
+    assert_eq!(server.changes(), 8);
+    let bundle = server.get("/log/tile/entries/000.p/17");
     assert_eq!(bundle.status, 200);
-    let entries = kt_log::tiles::decode_entry_bundle(&bundle.body, 8).unwrap();
+    let entries = kt_log::tiles::decode_entry_bundle(&bundle.body, 17).unwrap();
+    // Nothing of any identity is in the public log: no name, serial, key or certificate.
+    let mut secrets: Vec<String> = vec!["alice@example.com".into(), "bob@example.com".into()];
+    for answer in [&first, &second, &bob, &rotated] {
+        secrets.push(answer["serial"].as_str().unwrap().to_owned());
+        secrets.push(answer["public_key"].as_str().unwrap().to_owned());
+        let der = pem_to_der(answer["certificate"].as_str().unwrap());
+        secrets.push(B64.encode(&der));
+        // Any 12 bytes of the certificate, in base64 at any alignment, would show.
+        secrets.push(B64.encode(&der[der.len() / 2..der.len() / 2 + 12]));
+    }
     for (index, bytes) in entries.iter().enumerate() {
         let one = body(&server.get(&format!("/v1/log/entries/{index}")));
         schemas.check("log-entry-response", &one);
         assert_eq!(B64.decode(one["entry"].as_str().unwrap()).unwrap(), *bytes);
         schemas.check("log-entry", &serde_json::from_slice(bytes).unwrap());
+        let text = String::from_utf8_lossy(bytes);
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "entry {index} shows {secret}"
+            );
+            assert!(!bytes
+                .windows(12)
+                .any(|w| der_windows(secret).contains(&w.to_vec())));
+        }
     }
     let key = body(&server.get("/v1/log/key"));
     schemas.check("log-key", &key);
     assert_eq!(key["verifier_key"], server.log_key.to_vkey());
-    let proof = body(&server.get("/v1/log/proof/consistency?from=3&to=8"));
+    let proof = body(&server.get("/v1/log/proof/consistency?from=3&to=17"));
     schemas.check("consistency-proof", &proof);
-    let proof = body(&server.get("/v1/log/proof/inclusion?index=2&size=8"));
+    let proof = body(&server.get("/v1/log/proof/inclusion?index=2&size=17"));
     schemas.check("inclusion-proof", &proof);
 }
 
@@ -262,12 +287,24 @@ fn openssl_style_csr_gets_a_credential() {
 }
 
 fn current_serials(server: &Server, identity: &str) -> Vec<String> {
-    server.get(&format!("/v1/identities/{identity}")).json()["credentials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["serial"].as_str().unwrap().to_owned())
-        .collect()
+    server.current_serials(identity)
+}
+
+/// The record of a verified proof (an answer's `directory`, or a lookup).
+fn state_of(server: &Server, proof: &Value) -> VersionRecord {
+    server.verify_directory(proof).state.unwrap().record
+}
+
+fn only<T>(items: &[T]) -> &T {
+    assert_eq!(items.len(), 1);
+    &items[0]
+}
+
+/// The raw 12-byte windows of the bytes a base64 secret stands for (none for other text).
+fn der_windows(secret: &str) -> Vec<Vec<u8>> {
+    B64.decode(secret)
+        .map(|raw| raw.windows(12).map(<[u8]>::to_vec).collect())
+        .unwrap_or_default()
 }
 
 fn pem_to_der(pem: &str) -> Vec<u8> {

@@ -59,14 +59,14 @@ fn a_burst_of_rotations_waits_for_the_least_interval() {
         &dir.path().join("data"),
         &["--rotation-min-interval", "600"],
     );
-    let size = server.checkpoint().size();
+    let changes = server.changes();
     let (accepted, _, _, refusal) = spam(&server, serial, key, 30);
     assert_eq!(accepted, 1);
     let refusal = refusal.unwrap();
     assert_problem(&refusal, 429, "rate-limited", &schemas);
     let wait: u64 = refusal.retry_after.as_deref().unwrap().parse().unwrap();
     assert!((500..=600).contains(&wait), "Retry-After {wait}");
-    assert_eq!(server.checkpoint().size(), size + 1, "refusals log nothing");
+    assert_eq!(server.changes(), changes + 1, "refusals log nothing");
 }
 
 #[test]
@@ -76,14 +76,14 @@ fn the_daily_count_holds_across_a_restart() {
     let schemas = Schemas::load();
     let flags = ["--rotation-min-interval", "0", "--rotations-per-day", "3"];
     let (mut server, serial, key) = alice_on(&data, &flags);
-    let size = server.checkpoint().size();
+    let changes = server.changes();
     let (accepted, serial, key, refusal) = spam(&server, serial, key, 10);
     assert_eq!(accepted, 3);
     let refusal = refusal.unwrap();
     assert_problem(&refusal, 429, "rate-limited", &schemas);
     let wait: u64 = refusal.retry_after.unwrap().parse().unwrap();
     assert!(wait > 86_000, "Retry-After {wait}");
-    assert_eq!(server.checkpoint().size(), size + 3);
+    assert_eq!(server.changes(), changes + 3);
 
     // The budget is derived from the log, so a restart does not reset it.
     let admin_token = server.admin_token.clone();
@@ -92,7 +92,7 @@ fn the_daily_count_holds_across_a_restart() {
     let (accepted, _, _, refusal) = spam(&server, serial, key, 3);
     assert_eq!(accepted, 0);
     assert_problem(&refusal.unwrap(), 429, "rate-limited", &schemas);
-    assert_eq!(server.checkpoint().size(), size + 3);
+    assert_eq!(server.changes(), changes + 3);
 }
 
 #[test]

@@ -114,7 +114,7 @@ fn stalled_bodies_get_408_within_a_bounded_number_of_connections() {
         );
     }
     // Nothing was logged, and the server serves as before.
-    assert_eq!(server.checkpoint().size(), 0);
+    assert_eq!(server.changes(), 0);
     assert_eq!(server.get("/healthz").status, 200);
 }
 

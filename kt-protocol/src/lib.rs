@@ -5,11 +5,13 @@
 //! - [`entry`]: the log entry format, one strict parser and one serializer;
 //! - [`pop`]: the texts a client signs to prove possession of a key, and enrollment ids;
 //! - [`history`]: which entry may follow which, for the server's admission and the auditor;
+//! - [`api`]: the API's answers that carry the directory's proofs;
 //! - [`directory`]: the private, verifiable map of every identity's complete state (VRF labels,
 //!   commitments, the prefix tree and its proofs, the log's entries and their public rules).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod api;
 pub mod directory;
 pub mod entry;
 pub mod history;

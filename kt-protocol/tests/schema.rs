@@ -1,4 +1,4 @@
-//! The entry format against `schemas/log-entry.schema.json`: every entry the serializer makes
+//! The change format against `schemas/change.schema.json`: every entry the serializer makes
 //! is valid under the schema and parses back to itself byte for byte, and schema-invalid
 //! objects are refused by the parser.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -20,7 +20,7 @@ fn validator() -> jsonschema::Validator {
     let id = common["$id"].as_str().unwrap().to_owned();
     jsonschema::options()
         .with_resource(id, jsonschema::Resource::from_contents(common).unwrap())
-        .build(&load("log-entry.schema.json"))
+        .build(&load("change.schema.json"))
         .unwrap()
 }
 
@@ -152,5 +152,57 @@ fn schema_invalid_objects_are_refused_by_the_parser() {
             LogEntry::parse(bad.as_bytes()).is_err(),
             "parser accepts {bad}"
         );
+    }
+}
+
+/// A validator of `name` with every schema of `schemas/` as a resource.
+fn validator_of(name: &str) -> jsonschema::Validator {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let mut options = jsonschema::options();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".schema.json") {
+            let schema: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let id = schema["$id"].as_str().unwrap().to_owned();
+            options =
+                options.with_resource(id, jsonschema::Resource::from_contents(schema).unwrap());
+        }
+    }
+    let schema: Value = serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap();
+    options.build(&schema).unwrap()
+}
+
+proptest! {
+    /// The log's entries and the version records, as the directory makes them, are valid
+    /// under `log-entry.schema.json` and `version-record.schema.json`.
+    #[test]
+    fn public_entries_and_records_are_schema_valid(
+        label in any::<[u8; 32]>(),
+        version in 1u64..1 << 40,
+        commitment in any::<[u8; 32]>(),
+        sealed in proptest::collection::vec(any::<u8>(), 1..300),
+        labels in any::<u64>(),
+        entries in proptest::collection::vec(entry(), 1..6),
+    ) {
+        use kt_protocol::directory::public_entry::{MapRoot, PublicEntry, Update};
+        use kt_protocol::directory::record::VersionRecord;
+        use kt_protocol::directory::vrf::Label;
+        let entries_schema = validator_of("log-entry.schema.json");
+        for entry in [
+            PublicEntry::Update(Update { label: Label(label), version, commitment, sealed }),
+            PublicEntry::Map(MapRoot { root: commitment, labels }),
+        ] {
+            let value: Value = serde_json::from_slice(&entry.to_bytes()).unwrap();
+            prop_assert!(entries_schema.is_valid(&value), "{value}");
+        }
+        // Every record a run of changes makes that the transition rule accepts.
+        let records_schema = validator_of("version-record.schema.json");
+        let mut previous: Option<VersionRecord> = None;
+        for e in entries {
+            let Ok(next) = VersionRecord::next(previous.as_ref(), &e) else { continue };
+            let value = next.to_json();
+            prop_assert!(records_schema.is_valid(&value), "{value}");
+            previous = Some(next);
+        }
     }
 }

@@ -162,6 +162,21 @@ impl CertFacts {
     }
 }
 
+/// Which field of a credential its certificate contradicts.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum BindingError {
+    /// The certificate does not verify under the CA.
+    #[error(transparent)]
+    Certificate(#[from] CredentialError),
+    /// The certificate verifies but says something else than the credential.
+    #[error("the credential's {field} does not match its certificate")]
+    Mismatch {
+        /// The field that differs.
+        field: &'static str,
+    },
+}
+
 /// A CRL verified under the CA: the set of revoked serials (leading zeros dropped).
 #[derive(Clone, Debug)]
 pub struct Crl {
@@ -282,6 +297,31 @@ impl Ca {
             not_before: validity.not_before.to_unix_duration().as_secs(),
             not_after: validity.not_after.to_unix_duration().as_secs(),
         })
+    }
+
+    /// Verifies the certificate of a credential of `identity` (a version record's, or a
+    /// change's) under the CA, and checks that it says exactly what the credential says:
+    /// serial, key, validity and identity. Returns the certificate's facts.
+    pub fn check_binding(
+        &self,
+        identity: &str,
+        binding: &kt_protocol::entry::Binding,
+    ) -> Result<CertFacts, BindingError> {
+        let facts = self.verify_certificate(&binding.certificate)?;
+        let field = if facts.serial != normalize_serial(&binding.serial.0) {
+            "serial"
+        } else if facts.public_key != binding.public_key {
+            "public_key"
+        } else if facts.not_before != binding.not_before {
+            "not_before"
+        } else if facts.not_after != binding.not_after {
+            "not_after"
+        } else if facts.identity != identity {
+            "identity"
+        } else {
+            return Ok(facts);
+        };
+        Err(BindingError::Mismatch { field })
     }
 
     /// Verifies a DER CRL (see the module guarantees) at time `now`.

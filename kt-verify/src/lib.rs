@@ -3,19 +3,20 @@
 //! function). `verifier-cli` is a thin binary over it, and mls-demo's validator calls it, so
 //! an MLS member makes exactly the checks `verifier-cli validate` makes.
 //!
-//! It trusts two anchors, both given by the caller: the log's note verifier key
-//! (`kt_log::note::NoteVerifier`) and the CA certificate ([`credential::Ca`]).
+//! It trusts three anchors, all given by the caller: the log's note verifier key
+//! (`kt_log::note::NoteVerifier`), the directory's VRF public key
+//! (`kt_protocol::directory::vrf::VrfPublicKey`) and the CA certificate ([`credential::Ca`]).
 //!
 //! - [`credential`]: X.509 credentials and the CRL against the CA;
-//! - [`entry`]: the verifier's view of a log entry (`kt_protocol::entry`) and its match with
-//!   its certificate;
-//! - [`wire`]: the server's answers that carry proofs;
-//! - [`bundle`]: a logged credential (certificate + entry + inclusion), a `Credential` bundle;
-//! - [`lookup`]: an identity lookup;
+//! - [`wire`]: base64 forms of hashes and proofs in answers, and the consistency answer;
+//! - [`bundle`]: a credential bundle (an issuance's or rotation's answer);
+//! - [`lookup`]: an identity lookup, every credential checked under the CA;
+//! - [`directory`]: an identity's complete state, or its absence, in a checkpoint;
+//! - [`monitor`]: an owner's check of every change of its identity since its last run;
 //! - [`validate`]: is this key a current, logged, unexpired, unrevoked key of this identity;
 //! - [`consistency`]: a new checkpoint against the saved one;
 //! - [`fork`]: fork evidence, made and re-checked;
-//! - [`audit`]: the audit's rules for one entry (then `kt_protocol::history`);
+//! - [`audit`]: the public audit of the whole log through the directory's public rules;
 //! - [`witness_policy`]: C2SP tlog-policy files and the check that a checkpoint is cosigned
 //!   by their quorum of witnesses (C2SP tlog-cosignature v1).
 //!
@@ -27,9 +28,10 @@ pub mod audit;
 pub mod bundle;
 pub mod consistency;
 pub mod credential;
-pub mod entry;
+pub mod directory;
 pub mod fork;
 pub mod lookup;
+pub mod monitor;
 pub mod validate;
 pub mod wire;
 pub mod witness_policy;

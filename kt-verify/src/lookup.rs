@@ -1,110 +1,75 @@
-//! Verifying an identity lookup (`GET /v1/identities/{identity}`).
+//! Verifying a lookup: an identity's complete state, and every credential in it checked
+//! against the CA.
 //!
-//! In two steps, so that a caller can prove the answer's checkpoint consistent with what it
-//! saw before ([`crate::consistency`]) before it believes anything else in it:
-//! 1. [`answer_checkpoint`]: the answer is about the identity asked for, and its checkpoint
-//!    is signed by the log key;
-//! 2. [`verify_lookup`]: every credential listed is a logged credential of this identity in
-//!    that checkpoint ([`crate::bundle::verify_logged_credential`]: CA signature, entry,
-//!    inclusion), and the answer's copy of its fields equals the entry's. One credential that
-//!    fails fails the whole answer.
-//!
-//! What a [`VerifiedLookup`] does not say: that the list is complete, or that the `status`
-//! is true. Both are the AS's statement; auditors and monitors replaying the log catch an AS
-//! that hides a logged revocation or binding.
+//! [`verify_lookup`] takes the identity's verified state ([`crate::directory`]: complete as of
+//! its checkpoint, or absent) and checks each current credential's certificate under the CA
+//! and against what the directory's record says of it ([`Ca::check_binding`]). One credential
+//! that fails fails the whole answer: an MLS member and `verifier-cli` accept a key only from a
+//! state whose every credential is the CA's.
 
-use kt_log::checkpoint::{open_checkpoint, CheckpointError, VerifiedCheckpoint};
-use kt_log::note::NoteVerifier;
+use kt_protocol::directory::record::Status;
 use thiserror::Error;
 
-use crate::bundle::{check_api_fields, verify_logged_credential, BundleError, LoggedCredential};
-use crate::credential::Ca;
-use crate::wire::IdentityAnswer;
+use crate::credential::{BindingError, Ca, CertFacts};
+use crate::directory::VerifiedIdentity;
 
-/// Why an identity answer was rejected.
+/// Why a lookup was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum LookupError {
-    /// The answer is about another identity than the one asked for.
-    #[error("the answer is about another identity")]
-    OtherIdentity,
-    /// The answer's checkpoint is not signed by the log key.
-    #[error("identity answer checkpoint: {0}")]
-    Checkpoint(CheckpointError),
-    /// A listed credential does not verify.
-    #[error(transparent)]
-    Credential(#[from] BundleError),
-    /// A listed credential is logged for another identity.
-    #[error("credential at index {index} is for {identity}")]
-    CredentialOfOther {
-        /// Its log index.
-        index: u64,
-        /// The identity its entry binds.
-        identity: String,
+    /// A credential of the state does not verify under the CA.
+    #[error("credential {serial}: {source}")]
+    Credential {
+        /// Its serial.
+        serial: String,
+        /// Why.
+        source: BindingError,
     },
 }
 
-/// An identity answer whose every proof verified. Only [`verify_lookup`] makes one.
+/// One current credential, its certificate checked.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CheckedCredential {
+    /// What the directory's record says.
+    pub binding: kt_protocol::entry::Binding,
+    /// What its certificate says (the same, and signed by the CA).
+    pub facts: CertFacts,
+}
+
+/// A lookup whose every part verified. Only [`verify_lookup`] makes one.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct VerifiedLookup {
-    /// The identity.
-    pub identity: String,
-    /// `active` or `revoked`, as the AS says.
-    pub status: String,
-    /// The answer's checkpoint.
-    pub checkpoint: VerifiedCheckpoint,
-    /// The current credentials, verified, in the answer's order.
-    pub credentials: Vec<LoggedCredential>,
+    /// The identity's verified state (or absence).
+    pub identity: VerifiedIdentity,
+    /// Its status: `None` when absent from the directory.
+    pub status: Option<Status>,
+    /// Its current credentials, in the record's order (by serial).
+    pub credentials: Vec<CheckedCredential>,
 }
 
-/// Step 1 (see the module doc): the answer is about `identity` and its checkpoint verifies
-/// under the log key.
-pub fn answer_checkpoint(
-    answer: &IdentityAnswer,
-    identity: &str,
-    verifier: &NoteVerifier,
-) -> Result<VerifiedCheckpoint, LookupError> {
-    if answer.identity != identity {
-        return Err(LookupError::OtherIdentity);
-    }
-    open_checkpoint(answer.checkpoint.as_bytes(), verifier).map_err(LookupError::Checkpoint)
-}
-
-/// Step 2 (see the module doc): every credential of the answer, against `checkpoint` (the
-/// one [`answer_checkpoint`] returned).
-pub fn verify_lookup(
-    answer: &IdentityAnswer,
-    identity: &str,
-    checkpoint: VerifiedCheckpoint,
-    ca: &Ca,
-) -> Result<VerifiedLookup, LookupError> {
-    if answer.identity != identity {
-        return Err(LookupError::OtherIdentity);
-    }
-    let mut credentials = Vec::with_capacity(answer.credentials.len());
-    for c in &answer.credentials {
-        let logged = verify_logged_credential(
-            ca,
-            &checkpoint,
-            &c.certificate,
-            &c.entry,
-            c.log_index,
-            &c.inclusion_proof,
-        )?;
-        if logged.binding.identity != identity {
-            return Err(LookupError::CredentialOfOther {
-                index: c.log_index,
-                identity: logged.binding.identity,
+/// Checks every credential of a verified state under the CA (see the module doc).
+pub fn verify_lookup(identity: VerifiedIdentity, ca: &Ca) -> Result<VerifiedLookup, LookupError> {
+    let mut credentials = Vec::new();
+    let status = identity.state.as_ref().map(|s| s.record.status);
+    if let Some(state) = &identity.state {
+        for binding in &state.record.credentials {
+            let facts = ca
+                .check_binding(&state.record.identity, binding)
+                .map_err(|source| LookupError::Credential {
+                    serial: binding.serial.to_hex(),
+                    source,
+                })?;
+            credentials.push(CheckedCredential {
+                binding: binding.clone(),
+                facts,
             });
         }
-        check_api_fields(&logged, &c.serial, &c.public_key, c.not_before, c.not_after)?;
-        credentials.push(logged);
     }
     Ok(VerifiedLookup {
-        identity: identity.to_owned(),
-        status: answer.status.clone(),
-        checkpoint,
+        identity,
+        status,
         credentials,
     })
 }

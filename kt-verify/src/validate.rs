@@ -1,32 +1,33 @@
 //! `validate`: is this key a current, logged, unexpired, unrevoked key of this identity?
 //!
 //! Guarantee of [`validate`]: it returns [`Valid`] only if the lookup verified
-//! ([`crate::lookup`]), the AS says the identity is `active`, one of its current logged
-//! credentials binds exactly `key`, that credential's certificate is within its validity at
-//! `now` (`not_before ≤ now ≤ not_after`), and the CRL, fetched only once all of that held and
-//! verified under the CA at `now` (signature, issuer, not past `nextUpdate`), does not list
-//! its serial. `verifier-cli validate` and mls-demo's validator both decide with it.
+//! ([`crate::lookup`]: the identity's complete state as of its checkpoint, every credential
+//! the CA's), that state is `active`, one of its current credentials binds exactly `key`, that
+//! credential's certificate is within its validity at `now` (`not_before ≤ now ≤ not_after`),
+//! and the CRL, fetched only once all of that held and verified under the CA at `now`
+//! (signature, issuer, not past `nextUpdate`), does not list its serial. A revocation after
+//! the lookup's checkpoint is the caller's to exclude: it must refuse a lookup older than the
+//! newest checkpoint it verified. `verifier-cli validate` and mls-demo's validator both decide
+//! with it.
 
 use thiserror::Error;
 
-use crate::bundle::LoggedCredential;
+use kt_protocol::directory::record::Status;
+
 use crate::credential::{Ca, CredentialError, Crl};
-use crate::lookup::VerifiedLookup;
+use crate::lookup::{CheckedCredential, VerifiedLookup};
 
 /// Why a key is not valid for an identity.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum Invalid {
-    /// The AS has never enrolled the identity.
+    /// The directory proves the identity absent.
     #[error("identity is not enrolled")]
     NotEnrolled,
-    /// The AS says the identity is not active (`revoked`, or a status it does not document).
-    #[error("identity is {status}")]
-    NotActive {
-        /// The status the AS gave.
-        status: String,
-    },
-    /// No current logged credential of the identity binds this key.
+    /// The identity is revoked.
+    #[error("identity is revoked")]
+    NotActive,
+    /// No current credential of the identity binds this key.
     #[error("no current logged credential of this identity has this key")]
     NoSuchKey,
     /// The credential is expired or not yet valid at the time given.
@@ -61,7 +62,7 @@ pub struct Valid<'a> {
     /// Position of the credential in the lookup (and in the answer).
     pub index: usize,
     /// The credential.
-    pub credential: &'a LoggedCredential,
+    pub credential: &'a CheckedCredential,
     /// The verified CRL it is not on.
     pub crl: Crl,
 }
@@ -75,10 +76,10 @@ pub fn validate<'a, E>(
     now: u64,
     crl_der: impl FnOnce() -> Result<Vec<u8>, E>,
 ) -> Result<Valid<'a>, ValidateError<E>> {
-    if lookup.status != "active" {
-        return Err(ValidateError::Invalid(Invalid::NotActive {
-            status: lookup.status.clone(),
-        }));
+    match lookup.status {
+        None => return Err(ValidateError::Invalid(Invalid::NotEnrolled)),
+        Some(Status::Revoked) => return Err(ValidateError::Invalid(Invalid::NotActive)),
+        Some(Status::Active) => {}
     }
     let (index, credential) = lookup
         .credentials
@@ -92,9 +93,9 @@ pub fn validate<'a, E>(
         .map_err(|e| ValidateError::Invalid(Invalid::Validity(e)))?;
     let der = crl_der().map_err(ValidateError::CrlUnavailable)?;
     let crl = ca.verify_crl(&der, now).map_err(ValidateError::BadCrl)?;
-    if crl.is_revoked(&credential.binding.serial) {
+    if crl.is_revoked(&credential.binding.serial.0) {
         return Err(ValidateError::Invalid(Invalid::Revoked {
-            serial: credential.binding.serial_hex.clone(),
+            serial: credential.binding.serial.to_hex(),
         }));
     }
     Ok(Valid {

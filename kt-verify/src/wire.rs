@@ -1,5 +1,5 @@
-//! The server's answers that carry something to verify (docs/api.md), parsed with strict
-//! types, and the base64 forms of hashes and bytes in them.
+//! The base64 forms of hashes and bytes in the server's answers, and the consistency answer
+//! (the answers that carry the directory's proofs are `kt_protocol::api`'s).
 //!
 //! Required fields must be present with the documented types; fields the contract does not
 //! name are ignored (nothing in them is used). Nothing parsed here is trusted: every value is
@@ -8,7 +8,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use kt_log::Hash;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use thiserror::Error;
 
 /// A base64 value of an answer that does not decode.
@@ -29,71 +29,6 @@ pub enum EncodingError {
         /// Which field.
         what: &'static str,
     },
-}
-
-/// `Credential`, the answer of `POST /v1/credentials` (and of rotation, with `replaces`).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Credential {
-    /// The identity bound.
-    pub identity: String,
-    /// Certificate serial, lowercase hex.
-    pub serial: String,
-    /// The certificate, PEM.
-    pub certificate: String,
-    /// CA chain, PEM (the verifier trusts its own CA, not this).
-    #[serde(default)]
-    pub chain: Vec<String>,
-    /// Validity start, Unix seconds.
-    pub not_before: u64,
-    /// Validity end, Unix seconds.
-    pub not_after: u64,
-    /// The Ed25519 public key, base64.
-    pub public_key: String,
-    /// The logged entry's index.
-    pub log_index: u64,
-    /// The entry's exact bytes, base64.
-    pub entry: String,
-    /// Inclusion proof of `entry` at `log_index` in `checkpoint`, base64 hashes.
-    pub inclusion_proof: Vec<String>,
-    /// Signed checkpoint note.
-    pub checkpoint: String,
-    /// Rotation only: the serial replaced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replaces: Option<String>,
-}
-
-/// One credential of `GET /v1/identities/{identity}`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct IdentityCredential {
-    /// Serial, lowercase hex.
-    pub serial: String,
-    /// Ed25519 key, base64.
-    pub public_key: String,
-    /// Validity start.
-    pub not_before: u64,
-    /// Validity end.
-    pub not_after: u64,
-    /// Certificate PEM.
-    pub certificate: String,
-    /// Entry index.
-    pub log_index: u64,
-    /// Entry bytes, base64.
-    pub entry: String,
-    /// Inclusion proof against the answer's checkpoint.
-    pub inclusion_proof: Vec<String>,
-}
-
-/// `GET /v1/identities/{identity}`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct IdentityAnswer {
-    /// The identity.
-    pub identity: String,
-    /// `active` or `revoked`.
-    pub status: String,
-    /// Signed checkpoint every proof is against.
-    pub checkpoint: String,
-    /// Current credentials.
-    pub credentials: Vec<IdentityCredential>,
 }
 
 /// `GET /v1/log/proof/consistency`.

@@ -1,8 +1,10 @@
 //! `mls-demo`: Alice, Bob and Charlie form an openmls group with credentials from the AS, and
-//! every member validates every other member through the AS (signed checkpoint, consistency,
-//! inclusion proof) before accepting a KeyPackage, a Welcome or a commit. Then a forged
-//! KeyPackage for Bob is refused, Charlie is revoked and removed, and Bob checks the commit
-//! that removes him before merging it.
+//! every member validates every other member through the AS (signed checkpoint, consistency
+//! with and not older than the saved one, the identity's complete state proven in the
+//! directory) before accepting a KeyPackage, a Welcome or a commit. Then a forged KeyPackage
+//! for Bob is refused, Charlie is revoked and removed (Bob and Charlie check the commit that
+//! removes him before merging it), and Bob rotates his key: his old key is no longer in his
+//! complete current set, and Alice refuses it.
 //!
 //! Prints each step; exits 0 only if every expected acceptance and refusal happened, 1 if
 //! one did not, 2 if the scenario could not run (network, files, openmls errors).
@@ -15,11 +17,14 @@ use base64::Engine as _;
 use clap::Parser;
 use ed25519_dalek::SigningKey;
 use kt_log::note::NoteVerifier;
+use kt_protocol::directory::vrf::VrfPublicKey;
+use kt_protocol::entry::Serial;
 use kt_verify::credential::Ca;
+use kt_verify::witness_policy::WitnessPolicy;
 use mls_demo::as_api;
 use mls_demo::https::HttpsClient;
 use mls_demo::mls::{self, Check, MlsIdentity};
-use mls_demo::validator::{AsValidator, Proof, Refusal};
+use mls_demo::validator::{self, AsValidator, Proof, Refusal};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -38,10 +43,18 @@ struct Args {
     /// The log's note verifier key (`name+id+base64`, as in <data>/log-key.pub).
     #[arg(long, env = "AS_LOG_KEY", default_value = "as-data/log-key.pub")]
     log_key: PathBuf,
+    /// The directory's VRF public key (base64, as in <data>/vrf-key.pub) [default:
+    /// `vrf-key.pub` beside the log key]. Never fetched from the AS.
+    #[arg(long, env = "AS_VRF_KEY")]
+    vrf_key: Option<PathBuf>,
     /// The CA certificate (PEM or DER, as in <data>/ca-cert.pem) that must have signed every
     /// credential and the CRL.
     #[arg(long, env = "AS_CA", default_value = "as-data/ca-cert.pem")]
     ca: PathBuf,
+    /// A C2SP tlog-policy file: every checkpoint a member believes must be cosigned by its
+    /// quorum of witnesses [default: the log's signature suffices].
+    #[arg(long, env = "AS_WITNESS_POLICY")]
+    witness_policy: Option<PathBuf>,
     /// File holding the admin token (to enroll and revoke).
     #[arg(long, env = "AS_ADMIN_TOKEN_FILE")]
     admin_token_file: PathBuf,
@@ -113,15 +126,47 @@ impl Tally {
 
 fn proof(p: &Proof) -> String {
     format!(
-        "{} entry at log index {} (serial {}), included in checkpoint of size {} ({})",
-        p.entry_type, p.log_index, p.serial, p.checkpoint_size, p.consistency
+        "version {} of its state ({} current credential{}), proven in the map of checkpoint of size {} ({}); serial {}",
+        p.version,
+        p.current_credentials,
+        if p.current_credentials == 1 { "" } else { "s" },
+        p.checkpoint_size,
+        p.consistency,
+        p.serial
     )
+}
+
+/// What every member trusts: the log key, the directory's VRF key, the CA, and optionally a
+/// witness policy. None of it comes from the AS.
+struct Trust {
+    log_key: NoteVerifier,
+    vrf_key: VrfPublicKey,
+    ca: Ca,
+    witness_policy: Option<WitnessPolicy>,
+}
+
+impl Trust {
+    /// A fresh validator (no saved checkpoint) of the AS at `client`.
+    fn validator(&self, client: &HttpsClient) -> AsValidator {
+        let v = AsValidator::new(
+            client.clone(),
+            self.log_key.clone(),
+            self.vrf_key.clone(),
+            self.ca.clone(),
+        );
+        match &self.witness_policy {
+            Some(policy) => v.with_witness_policy(policy.clone()),
+            None => v,
+        }
+    }
 }
 
 /// One demo participant: an AS credential, the same key as MLS signer, its own provider and
 /// its own validator (with its own saved checkpoint).
 struct Client {
     identity: String,
+    /// The AS-certified key (also the MLS signer's), kept to sign a rotation.
+    key: SigningKey,
     mls: MlsIdentity,
     provider: OpenMlsRustCrypto,
     validator: AsValidator,
@@ -228,7 +273,7 @@ fn expect_text(
 fn enroll_and_issue(
     admin: &HttpsClient,
     admin_token: &str,
-    trust: &(NoteVerifier, Ca),
+    trust: &Trust,
     identities: &[String],
     tally: &mut Tally,
 ) -> Result<Vec<Client>, String> {
@@ -242,14 +287,21 @@ fn enroll_and_issue(
     for (identity, token) in identities.iter().zip(&tokens) {
         let key = as_api::new_key()?;
         let answer = as_api::issue(admin, identity, token, &key)?;
+        // The answer proves the credential in the identity's new state; the client keeps its
+        // checkpoint, so that it never believes an older state afterwards.
+        let bundle =
+            as_api::verify_issued(&answer, &key, &trust.log_key, &trust.vrf_key, &trust.ca)?;
         println!(
-            "  {identity}: credential serial {} at log index {}, key {}",
-            answer["serial"].as_str().unwrap_or("?"),
-            answer["log_index"],
+            "  {identity}: credential serial {}, proven in version {} of its state in checkpoint of size {}, key {}",
+            answer.serial,
+            bundle.identity.state.as_ref().map_or(0, |s| s.record.version),
+            bundle.identity.checkpoint.size(),
             B64.encode(key.verifying_key().as_bytes())
         );
-        let validator = AsValidator::new(admin.clone(), trust.0.clone(), trust.1.clone());
-        // Each client checks its own credential through the log before using it.
+        let validator = trust
+            .validator(admin)
+            .with_checkpoint(bundle.identity.checkpoint.clone());
+        // Each client checks its own credential through the directory before using it.
         let own = validator.validate(identity, key.verifying_key().as_bytes());
         tally.expect_accept(identity, "its own credential", &own);
         let own = own.map_err(err("own credential"))?;
@@ -271,6 +323,7 @@ fn new_client(
         .map_err(err("store signer"))?;
     Ok(Client {
         identity: identity.to_owned(),
+        key: key.clone(),
         mls,
         provider,
         validator,
@@ -311,15 +364,36 @@ fn is_revoked(r: &Refusal) -> bool {
     matches!(r, Refusal::Revoked)
 }
 
+/// Reads the trust anchors: the log key, the VRF key (beside it by default), the CA and the
+/// witness policy, all from files.
+fn read_trust(args: &Args) -> Result<Trust, String> {
+    let log_key = validator::read_log_key(&args.log_key)?;
+    let vrf_path = args
+        .vrf_key
+        .clone()
+        .unwrap_or_else(|| validator::vrf_key_beside(&args.log_key));
+    let vrf_key = validator::read_vrf_key(&vrf_path)?;
+    let ca_bytes = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    let ca = Ca::from_bytes(&ca_bytes).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    let witness_policy = match &args.witness_policy {
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(WitnessPolicy::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    Ok(Trust {
+        log_key,
+        vrf_key,
+        ca,
+        witness_policy,
+    })
+}
+
 fn run(args: &Args) -> Result<Tally, String> {
     let pem = std::fs::read(&args.tls_ca).map_err(|e| format!("{}: {e}", args.tls_ca.display()))?;
     let client = HttpsClient::new(&args.server, &pem)?;
-    let vkey = std::fs::read_to_string(&args.log_key)
-        .map_err(|e| format!("{}: {e}", args.log_key.display()))?;
-    let log_key = NoteVerifier::parse(vkey.trim()).map_err(err("log key"))?;
-    let ca_bytes = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
-    let ca = Ca::from_bytes(&ca_bytes).map_err(|e| format!("{}: {e}", args.ca.display()))?;
-    let trust = (log_key.clone(), ca);
+    let trust = read_trust(args)?;
     let admin_token = std::fs::read_to_string(&args.admin_token_file)
         .map_err(|e| format!("{}: {e}", args.admin_token_file.display()))?
         .trim()
@@ -336,7 +410,7 @@ fn run(args: &Args) -> Result<Tally, String> {
     println!(
         "AS {} (log {}), identities under {domain}",
         args.server,
-        log_key.name()
+        trust.log_key.name()
     );
 
     let clients = enroll_and_issue(&client, &admin_token, &trust, &identities, &mut tally)?;
@@ -433,7 +507,7 @@ fn run(args: &Args) -> Result<Tally, String> {
         &bob.identity,
         &mallory_key,
         &bob_cert,
-        AsValidator::new(client.clone(), trust.0.clone(), trust.1.clone()),
+        trust.validator(&client),
     )?;
     let (_, result) = receive_key_package(&alice, &publish_key_package(&forged)?)?;
     println!("  openmls accepts its signature (it is self-signed by the forged key)");
@@ -447,7 +521,7 @@ fn run(args: &Args) -> Result<Tally, String> {
         &format!("dave@{domain}"),
         &mallory_key,
         &bob_cert,
-        AsValidator::new(client.clone(), trust.0.clone(), trust.1.clone()),
+        trust.validator(&client),
     )?;
     let (_, result) = receive_key_package(&alice, &publish_key_package(&dave)?)?;
     tally.expect_refuse(
@@ -460,9 +534,12 @@ fn run(args: &Args) -> Result<Tally, String> {
     step("8. (b) The admin revokes charlie (POST /v1/admin/identities/.../revoke)");
     let revoked =
         as_api::revoke_identity(&client, &admin_token, &charlie.identity, "keyCompromise")?;
+    let state = as_api::verify_revoked(&revoked, true, &trust.log_key, &trust.vrf_key)?;
     println!(
-        "  revoke entry at log index {}, credentials revoked: {}",
-        revoked["log_index"], revoked["revoked"]
+        "  credentials revoked: {}; the answer proves version {} of charlie's state, revoked with no current credential, in checkpoint of size {}",
+        revoked.revoked.join(", "),
+        state.state.as_ref().map_or(0, |s| s.record.version),
+        state.checkpoint.size()
     );
 
     step("9. Before the next commit every member re-validates the others (checkpoints proven consistent with the saved ones)");
@@ -587,7 +664,71 @@ fn run(args: &Args) -> Result<Tally, String> {
         receive(&mut charlie, &bytes).is_err(),
         format!("{charlie_id} cannot read it"),
     );
+
+    rotate_bob(&client, &trust, &alice, &bob, &mut tally)?;
     Ok(tally)
+}
+
+/// Step 13: Bob rotates his key. His old key leaves his complete current set, so Alice
+/// refuses his leaf and a KeyPackage that still carry it — with his old certificate, which is
+/// superseded, not on the CRL, and still within its validity — and accepts his new key.
+fn rotate_bob(
+    client: &HttpsClient,
+    trust: &Trust,
+    alice: &Client,
+    bob: &Client,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    step("13. Bob rotates his key (POST /v1/credentials/rotate): Alice refuses his old key, no longer in his complete current set, and accepts the new one");
+    let current = bob
+        .validator
+        .validate(&bob.identity, &bob.mls.signer.to_public_vec())
+        .map_err(err("bob"))?;
+    let serial = Serial::parse_hex(&current.serial).ok_or("bob's serial is not hex")?;
+    let new_key = as_api::new_key()?;
+    let rotated = as_api::rotate(client, &bob.identity, &serial, &bob.key, &new_key)?;
+    let bundle = as_api::verify_issued(
+        &rotated,
+        &new_key,
+        &trust.log_key,
+        &trust.vrf_key,
+        &trust.ca,
+    )?;
+    println!(
+        "  {}: credential {} replaces {}, proven in version {} of his state in checkpoint of size {}; the old certificate is superseded, not on the CRL",
+        bob.identity,
+        rotated.serial,
+        rotated.replaces.as_deref().unwrap_or("?"),
+        bundle.identity.state.as_ref().map_or(0, |s| s.record.version),
+        bundle.identity.checkpoint.size()
+    );
+    let bob_id = bob.identity.clone();
+    let rotated_bob: [ExpectedRefusal<'_>; 1] = [(&bob_id, is_not_logged)];
+    let group = alice.group()?;
+    let checks = mls::validate_members(&alice.validator, group.members(), group.own_leaf_index());
+    tally.expect_checks(&alice.identity, &checks, &rotated_bob);
+    let (_, result) = receive_key_package(alice, &publish_key_package(bob)?)?;
+    tally.expect_refuse(
+        &alice.identity,
+        &format!("KeyPackage of {bob_id} with his rotated-away key and old certificate"),
+        &result,
+        is_not_logged,
+    );
+    let new_bob = new_client(
+        &bob.identity,
+        &new_key,
+        &bundle.binding.certificate,
+        trust
+            .validator(client)
+            .with_checkpoint(bundle.identity.checkpoint.clone()),
+    )?;
+    let (_, result) = receive_key_package(alice, &publish_key_package(&new_bob)?)?;
+    tally.expect_accept(
+        &alice.identity,
+        &format!("KeyPackage of {bob_id} with his new key"),
+        &result,
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

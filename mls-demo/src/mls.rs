@@ -16,8 +16,10 @@
 //!   leaf from the update path, every added member and every updated leaf).
 //!
 //! The X.509 credential the AS issued rides along in a private-use leaf node extension
-//! ([`AS_CERTIFICATE_EXTENSION`]); when present it must be the very certificate the log entry
-//! holds. The log, not the extension, is what is trusted.
+//! ([`AS_CERTIFICATE_EXTENSION`]); when present it must be the very certificate of the current
+//! credential the identity's proven state holds for the leaf's key. The directory, not the
+//! extension, is what is trusted: a certificate of a key rotated away or revoked is refused
+//! with its key, however valid it still is under the CA.
 
 use ed25519_dalek::SigningKey;
 use openmls::prelude::*;
@@ -138,7 +140,8 @@ pub fn validate_credential(
 }
 
 /// Validates a leaf node: its credential and signature key through the AS, and, if it
-/// carries the certificate extension, that the certificate is the logged one.
+/// carries the certificate extension, that the certificate is the one the identity's current
+/// credential with this key holds.
 pub fn validate_leaf_node(validator: &AsValidator, leaf: &LeafNode) -> Result<Proof, Refusal> {
     let proof = validate_credential(
         validator,

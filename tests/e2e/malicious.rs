@@ -7,8 +7,10 @@
 //! (d) a split view (two checkpoints of one size) is exposed by `compare`;
 //! (c') a log restored from an old backup is refused (exit 1) and, once it grows again, is a
 //!     fork;
-//! (e) entries that break the log's rules (a serial issued twice, a revocation or rotation of
-//!     another identity's credential, a certificate the CA did not sign) fail the audit.
+//! (e) entries that break the directory's public rules (a skipped or rewound version, a map
+//!     root or count the entries do not make) fail the audit at their indexes;
+//! (f) a history that breaks the history rules (an enrollment used twice) is caught by the
+//!     owner's monitor.
 
 use std::path::Path;
 
@@ -19,7 +21,6 @@ use e2e_tests::{
     EvilAs, Server, TestDir, Trust, Verifier,
 };
 use ed25519_dalek::SigningKey;
-use kt_log::Hash;
 use serde_json::{json, Value};
 
 const ALICE: &str = "alice@example.com";
@@ -79,18 +80,19 @@ fn a_logged_credential_for_alice_on_an_attackers_key_is_caught_by_her_monitor() 
     let attacker = new_key();
     let mut index = 0;
     while_stopped(&mut h.server, |data| {
-        let evil = EvilAs::open(data, None);
+        let mut evil = EvilAs::open(data, None);
         let (entry, _, _) = evil.credential(ALICE, &attacker.verifying_key());
         let (range, _) = evil.append(&[entry]);
         index = range.start;
     });
-    assert_eq!(index, 2);
+    // After the empty map's entry and two issuances (each an update and a map entry).
+    assert_eq!(index, 5);
 
-    // The entry is well-formed and CA-signed: the auditor cannot tell, and the AS vouches for
-    // the key to anyone who asks. Only the owner knows it is not hers.
+    // The update is well-formed and follows the public rules: the auditor cannot tell, and
+    // the AS vouches for the key to anyone who asks. Only the owner knows it is not hers.
     let (run, audit) = auditor.audit(&h.server.base);
     run.code(0);
-    assert_eq!(audit["size"], json!(3));
+    assert_eq!(audit["size"], json!(7));
     let bob = h.party("bob");
     let attacker_b64 = key_b64(&attacker.verifying_key());
     bob.validate(&h.server.base, ALICE, &attacker_b64).0.code(0);
@@ -100,33 +102,62 @@ fn a_logged_credential_for_alice_on_an_attackers_key_is_caught_by_her_monitor() 
     let unexpected = monitor["unexpected"].as_array().unwrap();
     assert_eq!(unexpected.len(), 1, "{monitor}");
     assert_eq!(unexpected[0]["public_key"], json!(attacker_b64));
-    assert_eq!(unexpected[0]["index"], json!(index));
+    assert_eq!(unexpected[0]["version"], json!(2));
     assert_eq!(unexpected[0]["identity"], json!(ALICE));
     assert_eq!(unexpected[0]["expected"], json!(false));
 
-    // The human report names the key and its log index.
+    // The human report names the key and the version.
     let mut args = vec!["monitor".into()];
     args.extend(alice.online_args(&h.server.base));
-    args.extend(["--expect-keys".into(), expect.into(), ALICE.into()]);
+    args.extend([
+        "--ca".into(),
+        alice.trust.ca.clone().into(),
+        "--expect-keys".into(),
+        expect.into(),
+        ALICE.into(),
+    ]);
     let human = Verifier::raw(&args);
     human.code(1);
     let text = format!("{}{}", human.stdout, human.stderr);
     assert!(text.contains(&attacker_b64), "{text}");
-    assert!(text.contains(&format!("log index {index}")), "{text}");
+    assert!(text.contains("at version 2"), "{text}");
 }
 
-/// `credential` with `certificate`, `entry` (and the fields they imply) swapped in.
-fn forged_bundle(real: &Value, der: &[u8], entry: &[u8], serial: &str, key: &str) -> Value {
-    let parsed: Value = serde_json::from_slice(entry).unwrap();
-    let mut forged = real.clone();
-    forged["identity"] = parsed["identity"].clone();
-    forged["serial"] = json!(serial);
-    forged["public_key"] = json!(key);
-    forged["not_before"] = parsed["not_before"].clone();
-    forged["not_after"] = parsed["not_after"].clone();
-    forged["certificate"] = json!(cert_pem(der));
-    forged["entry"] = json!(B64.encode(entry));
-    forged
+#[test]
+fn a_history_that_breaks_the_rules_is_caught_by_the_owners_monitor() {
+    let mut h = Honest::start();
+    let alice = h.party("alice");
+    let expect = h.dir.join("alice-keys");
+    let second = new_key();
+    write_expected_keys(
+        &expect,
+        &[
+            (ALICE, &h.alice.verifying_key()),
+            (ALICE, &second.verifying_key()),
+        ],
+    );
+    alice.monitor(&h.server.base, &[ALICE], &expect).0.code(0);
+    // A second credential on the enrollment alice's first one used: the directory's
+    // transition rule lets it through (enrollments are not state), the history rules do not.
+    let used = h.alice_credential["directory"]["state"]["record"]["change"]["enrollment"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    while_stopped(&mut h.server, |data| {
+        let mut evil = EvilAs::open(data, None);
+        let (mut entry, _, _) = evil.credential(ALICE, &second.verifying_key());
+        if let as_server::entry::EntryBody::Issue { enrollment, .. } = &mut entry.body {
+            *enrollment = kt_protocol::entry::EnrollmentId::parse_hex(&used).unwrap();
+        }
+        evil.append(&[entry]);
+    });
+    let (run, out) = alice.monitor(&h.server.base, &[ALICE], &expect);
+    run.code(1);
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("version 2 breaks the history rules"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -138,51 +169,51 @@ fn a_credential_that_is_not_in_the_log_is_refused() {
     let mut forged = Vec::new();
     let mut der = Vec::new();
     let private_log = h.dir.join("private-log");
-    let alice_index = h.alice_credential["log_index"].as_u64().unwrap();
-    let answer = h.server.get(&format!(
-        "/v1/log/proof/inclusion?index={alice_index}&size=2"
-    ));
-    let alice_proof = e2e_tests::expect_status(&answer, 200)["proof"].clone();
     let mut private_bundle = Value::Null;
     while_stopped(&mut h.server, |data| {
         let evil = EvilAs::open(data, None);
         let (logged, cert, serial) = evil.credential(ALICE, &attacker.verifying_key());
-        let entry = logged.to_bytes();
-        // A real proof and checkpoint (Bob's) for a forged entry and certificate.
-        forged.push(forged_bundle(
-            &h.bob_credential,
-            &cert,
-            &entry,
-            &serial,
-            &attacker_b64,
-        ));
-        // The same, claiming an index beyond the tree.
-        let mut beyond = forged[0].clone();
-        beyond["log_index"] = json!(evil.log.size());
-        forged.push(beyond);
-        // The same, claiming Alice's real index with its real proof in the checkpoint.
-        let mut hers = forged[0].clone();
-        hers["log_index"] = h.alice_credential["log_index"].clone();
-        hers["inclusion_proof"] = json!(alice_proof);
-        forged.push(hers);
+        let with_cert = |real: &Value| {
+            let mut forged = real.clone();
+            forged["identity"] = json!(ALICE);
+            forged["serial"] = json!(serial);
+            forged["public_key"] = json!(attacker_b64);
+            forged["certificate"] = json!(cert_pem(&cert));
+            forged
+        };
+        // Bob's real proof under a forged certificate for Alice.
+        forged.push(with_cert(&h.bob_credential));
+        // Alice's real proof (her complete state) under a forged certificate not in it.
+        forged.push(with_cert(&h.alice_credential));
+        // Alice's real proof with the forged credential slipped into its record.
+        let mut slipped = with_cert(&h.alice_credential);
+        slipped["directory"]["state"]["record"]["credentials"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"serial": serial, "public_key": attacker_b64,
+                         "not_before": 0, "not_after": u64::MAX / 2,
+                         "certificate": B64.encode(&cert)}));
+        forged.push(slipped);
         der = cert;
         drop(evil);
 
         // A self-consistent bundle over a private copy of the log that the AS never serves.
         copy_dir(&data.join("log"), &private_log);
-        let private = EvilAs::open(data, Some(&private_log));
-        let (range, checkpoint) = private.append(&[logged]);
-        let proof: Vec<String> = private
-            .log
-            .inclusion_proof(range.start, checkpoint.checkpoint.size)
+        let mut private = EvilAs::open(data, Some(&private_log));
+        private.append(&[logged]);
+        let mut bundle = forged[1].clone();
+        bundle["not_before"] = json!(as_server::unix_now());
+        let record = &private.proof(ALICE);
+        let state = record.state.as_ref().unwrap();
+        let credential = state.record["credentials"]
+            .as_array()
             .unwrap()
             .iter()
-            .map(|h: &Hash| B64.encode(h.0))
-            .collect();
-        let mut bundle = forged[0].clone();
-        bundle["log_index"] = json!(range.start);
-        bundle["inclusion_proof"] = json!(proof);
-        bundle["checkpoint"] = json!(String::from_utf8(checkpoint.note.clone()).unwrap());
+            .find(|c| c["public_key"] == json!(attacker_b64))
+            .unwrap();
+        bundle["not_before"] = credential["not_before"].clone();
+        bundle["not_after"] = credential["not_after"].clone();
+        bundle["directory"] = serde_json::to_value(record).unwrap();
         private_bundle = bundle;
     });
 
@@ -215,14 +246,13 @@ fn a_credential_that_is_not_in_the_log_is_refused() {
 }
 
 /// Makes a new log at `data/log` (which must not exist) holding one forged issuance per
-/// identity in `identities`, signed with the real keys.
+/// identity in `identities`, each its own batch, signed with the real keys.
 fn forge_log(data: &Path, identities: &[String]) {
-    let evil = EvilAs::open(data, None);
-    let entries: Vec<_> = identities
-        .iter()
-        .map(|identity| evil.credential(identity, &new_key().verifying_key()).0)
-        .collect();
-    evil.append(&entries);
+    let mut evil = EvilAs::open(data, None);
+    for identity in identities {
+        let entry = evil.credential(identity, &new_key().verifying_key()).0;
+        evil.append(&[entry]);
+    }
 }
 
 #[test]
@@ -232,7 +262,7 @@ fn rewritten_history_is_a_fork_with_evidence_that_verifies_offline() {
     let client = h.party("client");
     let (run, audit) = auditor.audit(&h.server.base);
     run.code(0);
-    assert_eq!(audit["size"], json!(2));
+    assert_eq!(audit["size"], json!(5));
     client.checkpoint_fetch(&h.server.base).0.code(0);
 
     // The AS throws its log away and serves a longer one with other entries, under the same
@@ -243,7 +273,7 @@ fn rewritten_history_is_a_fork_with_evidence_that_verifies_offline() {
     let identities: Vec<String> = (0..5).map(|i| format!("user{i}@example.com")).collect();
     forge_log(&rewritten, &identities);
     let server = Server::start(&rewritten, Some(&h.server.admin_token), &[]);
-    assert_eq!(server.checkpoint().size(), 5);
+    assert_eq!(server.checkpoint().size(), 11);
 
     // A fresh auditor sees a perfectly fine log.
     h.party("newcomer").audit(&server.base).0.code(0);
@@ -255,19 +285,19 @@ fn rewritten_history_is_a_fork_with_evidence_that_verifies_offline() {
     assert!(evidence.is_file(), "{out}");
     assert_eq!(auditor.evidence_files(), vec![evidence.clone()]);
     // Its state still holds the old checkpoint.
-    assert_eq!(auditor.saved_size(), Some(2));
+    assert_eq!(auditor.saved_size(), Some(5));
     let json = check_fork_evidence(&evidence);
     assert_eq!(json["kt_fork_evidence"], json!(1));
-    assert_eq!(json["older"]["size"], json!(2));
-    assert_eq!(json["newer"]["size"], json!(5));
+    assert_eq!(json["older"]["size"], json!(5));
+    assert_eq!(json["newer"]["size"], json!(11));
 
     // Anyone re-checks the evidence offline, with nothing but the log key.
     let anyone = h.party("anyone");
     let (run, verdict) = anyone.fork_verify(&evidence);
     run.code(4);
     assert_eq!(verdict["fork"], json!(true), "{verdict}");
-    assert_eq!(verdict["older_size"], json!(2));
-    assert_eq!(verdict["newer_size"], json!(5));
+    assert_eq!(verdict["older_size"], json!(5));
+    assert_eq!(verdict["newer_size"], json!(11));
 
     // The client's next contact with the server says so too, loudly in human mode.
     let mut args = vec!["checkpoint".into(), "fetch".into()];
@@ -279,7 +309,7 @@ fn rewritten_history_is_a_fork_with_evidence_that_verifies_offline() {
         "{}",
         human.stderr
     );
-    assert_eq!(client.saved_size(), Some(2));
+    assert_eq!(client.saved_size(), Some(5));
     // …and so does any lookup that carries the rewritten checkpoint.
     client.lookup(&server.base, "user0@example.com").0.code(4);
 }
@@ -330,61 +360,54 @@ fn a_split_view_of_one_size_is_exposed_by_compare() {
 
 #[test]
 fn entries_that_break_the_rules_fail_the_audit_at_their_indexes() {
-    use as_server::entry::{EntryBody, LogEntry, RevocationReason, RevocationScope, Serial};
+    use kt_protocol::directory::public_entry::{MapRoot, PublicEntry, Update};
 
     let mut h = Honest::start();
     let auditor = h.party("auditor");
     auditor.audit(&h.server.base).0.code(0);
-    let alice_serial = h.alice_credential["serial"].as_str().unwrap().to_owned();
-    let bob_serial = h.bob_credential["serial"].as_str().unwrap().to_owned();
-    let mut first = 0;
-    while_stopped(&mut h.server, |data| {
-        let evil = EvilAs::open(data, None);
-        let now = as_server::unix_now();
-        let serial: [u8; 16] = as_server::encoding::from_hex(&alice_serial, 16)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        // 2: Alice's serial issued again, to another key.
-        let (duplicate, _, _) =
-            EvilAs::certify(&evil.ca, ALICE, &new_key().verifying_key(), &serial);
-        // 3: a revocation under Alice's name of Bob's credential.
-        let revoke = LogEntry::new(EntryBody::Revoke {
-            time: now,
-            identity: ALICE.into(),
-            serials: vec![Serial::parse_hex(&bob_serial).unwrap()],
-            scope: RevocationScope::Credential,
-            reason: RevocationReason::KeyCompromise,
-            admin: "admin".into(),
-        });
-        // 4: a rotation of Alice's that replaces Bob's credential.
-        let (issued, _, _) = evil.credential(ALICE, &new_key().verifying_key());
-        let EntryBody::Issue {
-            time,
-            identity,
-            binding,
-            ..
-        } = issued.body
-        else {
-            unreachable!()
-        };
-        let rotate = LogEntry::new(EntryBody::Rotate {
-            time,
-            identity,
-            binding,
-            replaces: Serial::parse_hex(&bob_serial).unwrap(),
-        });
-        // 5: a certificate from a CA nobody trusts.
-        let other = as_server::ca::Ca::generate("Shadow CA", now, 86_400).unwrap();
-        let serial = as_server::ca::random_serial().unwrap();
-        let (shadow, _, _) = EvilAs::certify(&other, BOB, &new_key().verifying_key(), &serial);
-        let (range, _) = evil.append(&[duplicate, revoke, rotate, shadow]);
-        first = range.start;
-    });
-    assert_eq!(first, 2);
+    // The server refuses to open a log that breaks the directory's rules, so the AS serves
+    // it as a mirror would: its tiles.
+    h.server.kill();
+    let evil = EvilAs::open(&h.server.data, None);
+    let (label, leaf) = evil.leaf(ALICE);
+    let version = leaf.unwrap().version;
+    let labels = evil.map().len();
+    let (range, _) = evil.append_raw(&[
+        // 5: Alice's label skips a version (a change hidden between two shown).
+        PublicEntry::Update(Update {
+            label,
+            version: version + 2,
+            commitment: [1; 32],
+            sealed: vec![1],
+        })
+        .to_bytes(),
+        // 6: a map entry whose root the entries do not make.
+        PublicEntry::Map(MapRoot {
+            root: [7; 32],
+            labels,
+        })
+        .to_bytes(),
+        // 7: Alice's label rewound to her current version.
+        PublicEntry::Update(Update {
+            label,
+            version,
+            commitment: [2; 32],
+            sealed: vec![1],
+        })
+        .to_bytes(),
+        // 8: a map entry that counts a label more than the map holds.
+        PublicEntry::Map(MapRoot {
+            root: evil.map().root(),
+            labels: labels + 1,
+        })
+        .to_bytes(),
+    ]);
+    assert_eq!(range, 5..9);
+    let tiles = h.dir.join("tiles");
+    evil.write_tiles(&tiles);
 
     for auditor in [&auditor, &h.party("fresh-auditor")] {
-        let (run, audit) = auditor.audit(&h.server.base);
+        let (run, audit) = auditor.audit_tiles(&tiles);
         run.code(1);
         assert_eq!(audit["problem_count"], json!(4), "{audit}");
         let indexes: Vec<u64> = audit["problems"]
@@ -393,16 +416,22 @@ fn entries_that_break_the_rules_fail_the_audit_at_their_indexes() {
             .iter()
             .map(|p| p["index"].as_u64().unwrap())
             .collect();
-        assert_eq!(indexes, [2, 3, 4, 5], "{audit}");
+        assert_eq!(indexes, [5, 6, 7, 8], "{audit}");
+        // The wrong root is named with what the entries make.
+        let wrong = audit["problems"][1]["problem"].as_str().unwrap();
+        assert!(
+            wrong.contains("map root") && wrong.contains("entries before it make"),
+            "{wrong}"
+        );
         // Problems stay recorded: the next run still fails.
-        auditor.audit(&h.server.base).0.code(1);
+        auditor.audit_tiles(&tiles).0.code(1);
     }
 }
 
 #[test]
 fn a_log_restored_from_an_old_backup_is_caught_when_it_grows_again() {
     let mut h = Honest::start();
-    // A backup of the stopped server's data folder at size 2.
+    // A backup of the stopped server's data folder at size 5.
     h.server.kill();
     let backup = h.dir.join("backup");
     copy_dir(&h.server.data, &backup);
@@ -413,20 +442,20 @@ fn a_log_restored_from_an_old_backup_is_caught_when_it_grows_again() {
     h.server.issue("carol@example.com", &tokens[0], &new_key());
     let auditor = h.party("auditor");
     auditor.audit(&h.server.base).0.code(0);
-    assert_eq!(auditor.saved_size(), Some(3));
+    assert_eq!(auditor.saved_size(), Some(7));
 
-    // The operator restores the backup: the log is back at size 2, behind the auditor.
+    // The operator restores the backup: the log is back at size 5, behind the auditor.
     h.server.kill();
     let admin_token = h.server.admin_token.clone();
     let restored = Server::start(&backup, Some(&admin_token), &[]);
-    assert_eq!(restored.checkpoint().size(), 2);
+    assert_eq!(restored.checkpoint().size(), 5);
     let (run, out) = auditor.checkpoint_fetch(&restored.base);
     run.code(1);
     let error = out["error"].as_str().unwrap();
     assert!(error.contains("older than the saved one"), "{error}");
-    assert_eq!(auditor.saved_size(), Some(3));
+    assert_eq!(auditor.saved_size(), Some(7));
 
-    // It grows again with another entry at index 2: a second root for size 3, a fork.
+    // It grows again with another change at index 5: a second root for size 7, a fork.
     let token = restored.enroll(&["dave@example.com"]).remove(0);
     restored.issue("dave@example.com", &token, &new_key());
     let (run, out) = auditor.audit(&restored.base);

@@ -100,12 +100,12 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
     let auditor = Verifier::new(&trust, &dir.join("auditor"));
     let base = server.base.clone();
 
-    // checkpoint fetch: first sight of an empty log.
+    // checkpoint fetch: first sight of an empty directory (the empty map's entry).
     let (run, fetched) = client.checkpoint_fetch(&base);
     run.code(0);
     assert_eq!(fetched["consistency"], json!("first"));
     assert_eq!(fetched["previous_size"], Value::Null);
-    assert_eq!(fetched["size"], json!(0));
+    assert_eq!(fetched["size"], json!(1));
 
     // 300 identities from a file, plus three named ones, in one admin call.
     let list = dir.join("identities.txt");
@@ -132,16 +132,21 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
             .cloned()
             .collect(),
     );
-    let size = (BULK + 4) as u64;
-    assert_eq!(server.checkpoint().size(), size);
+    // Every change is an update, and every batch ends with a map entry.
+    let size = server.checkpoint().size();
+    assert!(size > (BULK + 4) as u64, "{size}");
 
     // checkpoint fetch: extended, then unchanged; the old one kept for `consistency verify`.
     let old_checkpoint = dir.join("checkpoint-0");
-    std::fs::write(&old_checkpoint, dave_cred["checkpoint"].as_str().unwrap()).unwrap();
+    std::fs::write(
+        &old_checkpoint,
+        dave_cred["directory"]["checkpoint"].as_str().unwrap(),
+    )
+    .unwrap();
     let (run, fetched) = client.checkpoint_fetch(&base);
     run.code(0);
     assert_eq!(fetched["consistency"], json!("extended"));
-    assert_eq!(fetched["previous_size"], json!(0));
+    assert_eq!(fetched["previous_size"], json!(1));
     assert_eq!(fetched["size"], json!(size));
     let (run, fetched) = client.checkpoint_fetch(&base);
     run.code(0);
@@ -176,7 +181,9 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
         &frank_new,
     );
     let frank_rotated = expect_status(&answer, 201);
-    let size = size + 2;
+    // Each of the two changes alone in its batch: an update and a map entry.
+    let size = size + 4;
+    assert_eq!(server.checkpoint().size(), size);
 
     // credential: current, revoked, superseded, rotated-in, not enrolled, foreign CA.
     let cert = |name: &str, credential: &Value| {
@@ -187,12 +194,12 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
     let (run, out) = client.credential(&base, &cert("dave.pem", &dave_cred));
     run.code(0);
     assert_eq!(out["state"], json!("current"));
-    assert_eq!(out["log_index"], dave_cred["log_index"]);
+    assert_eq!(out["version"], json!(1));
     assert_eq!(out["serial"], dave_cred["serial"]);
     assert_eq!(out["public_key"], json!(key_b64(&dave.verifying_key())));
     assert_eq!(out["checkpoint"]["size"], json!(size));
     assert_eq!(out["consistency"], json!("extended"));
-    assert_eq!(out["previous_size"], json!(size - 2));
+    assert_eq!(out["previous_size"], json!(size - 4));
     assert_eq!(out["crl"]["revoked_count"], json!(1), "{out}");
     let (run, out) = client.credential(&base, &cert("erin.pem", &erin_cred));
     run.code(1);
@@ -203,7 +210,7 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
     let (run, out) = client.credential(&base, &cert("frank-new.pem", &frank_rotated));
     run.code(0);
     assert_eq!(out["state"], json!("current"));
-    assert_eq!(out["log_index"], frank_rotated["log_index"]);
+    assert_eq!(out["version"], json!(2));
     // A CA-signed certificate for an identity the server never enrolled (a CA key used
     // outside the service): not in the log.
     let ca = as_server::ca::Ca::load(
@@ -247,15 +254,13 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
     assert_eq!(out["consistency"], json!("unchanged"));
     let credentials = out["credentials"].as_array().unwrap();
     assert_eq!(credentials.len(), 1);
+    assert_eq!(out["version"], json!(1));
     for field in [
         "identity",
         "serial",
         "public_key",
         "not_before",
         "not_after",
-        "log_index",
-        "type",
-        "replaces",
     ] {
         assert!(credentials[0].get(field).is_some(), "lookup lacks {field}");
     }
@@ -263,9 +268,13 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
     let (run, out) = client.lookup(&base, FRANK);
     run.code(0);
     let credentials = out["credentials"].as_array().unwrap();
-    assert_eq!(credentials.len(), 1);
-    assert_eq!(credentials[0]["type"], json!("rotate"));
-    assert_eq!(credentials[0]["replaces"], frank_cred["serial"]);
+    assert_eq!(
+        credentials.len(),
+        1,
+        "only the rotated-in credential is current"
+    );
+    assert_eq!(credentials[0]["serial"], frank_rotated["serial"]);
+    assert_eq!(out["version"], json!(2));
     let (run, out) = client.lookup(&base, ERIN);
     run.code(0);
     assert_eq!(out["identity_status"], json!("active"));
@@ -287,17 +296,26 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
     for field in ["this_update", "next_update"] {
         assert!(out["crl"][field].is_u64(), "{out}");
     }
-    let proof = &out["proof"];
+    // The proof is the identity proof: kept, it re-verifies offline with `lookup verify`.
+    let proof_file = dir.join("dave-proof.json");
+    std::fs::write(&proof_file, out["proof"].to_string()).unwrap();
+    let mut args = vec!["verify".into(), proof_file.clone().into()];
+    args.extend(["--log-key".into(), trust.log_key.clone().into()]);
+    args.extend(["--ca".into(), trust.ca.clone().into()]);
+    let (run, again) = client.json("lookup", args);
+    run.code(0);
+    assert_eq!(again["credentials"][0]["serial"], dave_cred["serial"]);
     let checkpoint = open_checkpoint(
-        proof["checkpoint"].as_str().unwrap().as_bytes(),
+        out["proof"]["checkpoint"].as_str().unwrap().as_bytes(),
         &log_verifier(&server.data),
     )
     .unwrap();
     checkpoint
         .verify_inclusion(
-            proof["log_index"].as_u64().unwrap(),
-            &B64.decode(proof["entry"].as_str().unwrap()).unwrap(),
-            &proof_hashes(&proof["inclusion_proof"]),
+            checkpoint.size() - 1,
+            &B64.decode(out["proof"]["map_entry"].as_str().unwrap())
+                .unwrap(),
+            &proof_hashes(&out["proof"]["map_entry_proof"]),
         )
         .unwrap();
     for (who, key) in [(ERIN, &erin), (FRANK, &frank)] {
@@ -315,24 +333,30 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
         .0
         .code(0);
     client.validate(&base, DAVE, "not base64").0.code(2);
-    // An identity the server does not know: exit 1, no checkpoint compared (null).
+    // An identity the server does not know: exit 1, proven absent in the checkpoint.
     let (run, out) = client.validate(&base, "nobody@example.com", &key_b64(&dave.verifying_key()));
     run.code(1);
     assert_eq!(out["reason"], json!("identity is not enrolled"), "{out}");
-    assert_eq!(out["consistency"], json!(null), "{out}");
+    assert_eq!(out["consistency"], json!("unchanged"), "{out}");
 
     // The log grows past the partial tile; the auditor resumes where it stopped.
     let more: Vec<String> = (0..10).map(|i| format!("late{i}@bulk.example")).collect();
     let refs: Vec<&str> = more.iter().map(String::as_str).collect();
     let tokens = server.enroll(&refs);
     issue_all(&server, more.into_iter().zip(tokens).collect());
-    let size = size + 10;
+    let before = size;
+    let size = server.checkpoint().size();
+    assert!(size > before + 10);
     let (run, audit) = auditor.audit(&base);
     run.code(0);
     assert_eq!(audit["size"], json!(size));
-    assert_eq!(audit["previous_size"], json!(size - 12));
+    assert_eq!(audit["previous_size"], json!(before - 4));
     assert_eq!(audit["consistency"], json!("extended"));
-    assert_eq!(audit["entries_checked"], json!(12), "{audit}");
+    assert_eq!(
+        audit["entries_checked"],
+        json!(size - before + 4),
+        "{audit}"
+    );
     assert_eq!(audit["problem_count"], json!(0));
     let (run, audit) = auditor.audit(&base);
     run.code(0);
@@ -357,10 +381,13 @@ fn online_commands_on_a_log_of_more_than_one_tile() {
     let (run, out) = client.monitor(&base, &[GRACE], &expect);
     run.code(0);
     assert_eq!(out["events"].as_array().unwrap().len(), 1, "{out}");
+    // An owner who expects only Frank's first key (a first run: every version is new).
     write_expected_keys(&expect, &[(FRANK, &frank.verifying_key())]);
-    let (run, out) = client.monitor(&base, &[FRANK], &expect);
+    let (run, out) =
+        Verifier::new(&trust, &dir.join("frank-owner")).monitor(&base, &[FRANK], &expect);
     run.code(1);
-    assert_eq!(out["unexpected"][0]["index"], frank_rotated["log_index"]);
+    assert_eq!(out["unexpected"][0]["version"], json!(2));
+    assert_eq!(out["unexpected"][0]["serial"], frank_rotated["serial"]);
 
     // The offline commands on the server's own checkpoints and proofs.
     let new_checkpoint = dir.join("checkpoint-new");

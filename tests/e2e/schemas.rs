@@ -12,6 +12,7 @@ const OUTPUT: &str = "verifier-cli-output.schema.json";
 const HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 const KEY: &str = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=";
 const SERIAL: &str = "5f0c2b9e4d7a13f08c6e21b5a94d0e7f";
+const HASH_HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 fn valid(reference: &str, value: &Value) {
     schemas().check(reference, value);
@@ -73,7 +74,7 @@ fn merge(a: Value, b: Value) -> Value {
 
 fn credential_summary() -> Value {
     json!({"identity": "alice@example.com", "serial": SERIAL, "public_key": KEY,
-           "not_before": 1, "not_after": 2, "log_index": 0, "type": "issue", "replaces": null})
+           "not_before": 1, "not_after": 2})
 }
 
 #[test]
@@ -189,12 +190,16 @@ fn results_are_closed_and_their_fields_agree_with_the_exit_code() {
         merge(common("audit", 0), checkpoint.clone()),
         json!({"consistency": "first", "previous_size": null, "resumed_from": 0,
                "entries_checked": 5, "elapsed_ms": 12, "entries_per_second": 416,
-               "certificate_checks": true, "problem_count": 0, "problems": []}),
+               "labels": 2, "problem_count": 0, "problems": []}),
     );
     output_ok(&audit);
     output_bad(
-        &with(&audit, json!({"certificate_checks": "yes"})),
-        "certificate_checks not a bool",
+        &with(&audit, json!({"labels": "two"})),
+        "labels not a number",
+    );
+    output_bad(
+        &with(&audit, json!({"certificate_checks": true})),
+        "a field of the plaintext log's audit",
     );
     let failed = with(
         &merge(audit.clone(), common("audit", 1)),
@@ -212,7 +217,7 @@ fn results_are_closed_and_their_fields_agree_with_the_exit_code() {
             json!({"consistency": "unchanged", "previous_size": null}),
         ),
         json!({"identity": "alice@example.com", "found": true, "identity_status": "active",
-               "checkpoint": checkpoint, "credentials": [credential_summary()]}),
+               "version": 3, "checkpoint": checkpoint, "credentials": [credential_summary()]}),
     );
     output_ok(&found);
     output_bad(
@@ -223,16 +228,22 @@ fn results_are_closed_and_their_fields_agree_with_the_exit_code() {
         &with(&found, json!({"identity_status": "__remove__"})),
         "no identity_status",
     );
-    let mut rotated = credential_summary();
-    rotated["type"] = json!("rotate");
+    let mut extra = credential_summary();
+    extra["log_index"] = json!(4);
     output_bad(
-        &with(&found, json!({"credentials": [rotated]})),
-        "rotate without replaces",
+        &with(&found, json!({"credentials": [extra]})),
+        "a credential with a log index",
+    );
+    output_bad(&with(&found, json!({"version": 0})), "version 0");
+    output_bad(
+        &with(&found, json!({"identity_status": "pending"})),
+        "unknown status",
     );
     let not_found = merge(
         common("lookup", 1),
         json!({"identity": "nobody@example.com", "found": false, "identity_status": null,
-               "checkpoint": null, "consistency": null, "previous_size": null, "credentials": []}),
+               "version": null, "checkpoint": checkpoint, "consistency": "unchanged",
+               "previous_size": null, "credentials": []}),
     );
     output_ok(&not_found);
     output_bad(
@@ -247,7 +258,7 @@ fn results_are_closed_and_their_fields_agree_with_the_exit_code() {
         common("validate", 1),
         json!({"identity": "nobody@example.com", "public_key": KEY, "valid": false,
                "reason": "identity is not enrolled", "credential": null, "proof": null,
-               "consistency": null, "previous_size": null}),
+               "consistency": "extended", "previous_size": 3}),
     );
     output_ok(&invalid_key);
     output_bad(
@@ -258,13 +269,13 @@ fn results_are_closed_and_their_fields_agree_with_the_exit_code() {
         "validate without consistency",
     );
 
-    let event = json!({"index": 4, "type": "revoke", "time": 9, "identity": "alice@example.com",
-        "serial": null, "public_key": null, "replaces": null, "serials": [SERIAL],
-        "scope": "credential", "reason": "keyCompromise", "admin": "ops", "expected": null});
+    let event = json!({"identity": "alice@example.com", "version": 4, "time": 9, "type": "revoke",
+        "public_key": null, "expected": null, "current_serials": [], "serials": [SERIAL],
+        "scope": "credential", "reason": "keyCompromise", "admin": "ops"});
     let monitor = merge(
         merge(common("monitor", 0), checkpoint),
         json!({"consistency": "first", "previous_size": null, "identities": ["alice@example.com"],
-               "events": [event.clone()], "unexpected": [], "unparseable": []}),
+               "events": [event.clone()], "unexpected": [], "bytes_fetched": 1800}),
     );
     output_ok(&monitor);
     let mut wrong = event.clone();
@@ -273,12 +284,12 @@ fn results_are_closed_and_their_fields_agree_with_the_exit_code() {
         &with(&monitor, json!({"events": [wrong]})),
         "revoke event with a key",
     );
+    let issued = json!({"identity": "alice@example.com", "version": 5, "time": 9, "type": "issue",
+        "serial": SERIAL, "enrollment": HASH_HEX, "public_key": KEY, "expected": false,
+        "current_serials": [SERIAL]});
     output_bad(
-        &with(
-            &monitor,
-            json!({"unparseable": [{"index": 1, "problem": "x"}]}),
-        ),
-        "unparseable entries with exit 0",
+        &with(&monitor, json!({"unexpected": [issued]})),
+        "an unexpected key with exit 0",
     );
 }
 

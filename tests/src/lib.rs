@@ -15,10 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use as_server::admin_client::{Answer, HttpsClient};
 use as_server::ca::{random_serial, Ca};
+use as_server::directory::keys::DirectoryKeys;
+use as_server::directory::{empty_map_entry, open_change};
 use as_server::encoding::hex;
 use as_server::entry::{Binding, EntryBody, LogEntry, Serial};
+use as_server::state::directory::{make_version, VersionRow};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
@@ -27,6 +32,10 @@ use kt_log::checkpoint::{open_checkpoint, SignedCheckpoint, VerifiedCheckpoint};
 use kt_log::log::Log;
 use kt_log::note::{NoteSigner, NoteVerifier};
 use kt_log::store::FileStore;
+use kt_protocol::directory::batch::{Batch, Replay};
+use kt_protocol::directory::public_entry::PublicEntry;
+use kt_protocol::directory::tree::Map;
+use kt_protocol::directory::vrf::{Label, PROOF_LEN};
 use serde_json::{json, Value};
 use test_support::ServerProcess;
 
@@ -119,9 +128,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
         "public_key",
         "not_before",
         "not_after",
-        "log_index",
-        "type",
-        "replaces",
+        "version",
         "checkpoint_size",
         "checkpoint_root",
         "origin",
@@ -147,6 +154,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
             "found",
             // Not `status`: that is the common field (the command's outcome).
             "identity_status",
+            "version",
             "checkpoint",
             "consistency",
             "previous_size",
@@ -169,7 +177,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
             "not_before",
             "not_after",
             "state",
-            "log_index",
+            "version",
             "checkpoint",
             "crl",
             "consistency",
@@ -185,7 +193,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
             "entries_checked",
             "elapsed_ms",
             "entries_per_second",
-            "certificate_checks",
+            "labels",
             "problem_count",
             "problems",
         ],
@@ -198,7 +206,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
             "identities",
             "events",
             "unexpected",
-            "unparseable",
+            "bytes_fetched",
         ],
         "enroll" => &[
             "identity",
@@ -206,9 +214,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
             "public_key",
             "not_before",
             "not_after",
-            "log_index",
-            "type",
-            "replaces",
+            "version",
             "checkpoint_size",
             "checkpoint_root",
             "origin",
@@ -224,9 +230,7 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
             "public_key",
             "not_before",
             "not_after",
-            "log_index",
-            "type",
-            "replaces",
+            "version",
             "checkpoint_size",
             "checkpoint_root",
             "origin",
@@ -690,11 +694,12 @@ pub fn write_certificate(credential: &Value, path: &Path) {
 }
 
 /// What an auditor or client trusts, copied out of the server's data folder once (so that
-/// it survives whatever the AS later does to its folder): the log's verifier key, the CA
-/// certificate, the server's TLS certificate.
+/// it survives whatever the AS later does to its folder): the log's verifier key, the
+/// directory's VRF key (beside it, where verifier-cli looks by default), the CA certificate,
+/// the server's TLS certificate.
 #[derive(Debug, Clone)]
 pub struct Trust {
-    /// `log-key.pub`.
+    /// `log-key.pub` (with `vrf-key.pub` beside it).
     pub log_key: PathBuf,
     /// `ca-cert.pem`.
     pub ca: PathBuf,
@@ -711,6 +716,7 @@ impl Trust {
             std::fs::copy(data.join(name), &to).expect("copy a trust anchor");
             to
         };
+        copy("vrf-key.pub");
         Trust {
             log_key: copy("log-key.pub"),
             ca: copy("ca-cert.pem"),
@@ -864,14 +870,25 @@ impl Verifier {
 
     /// `audit --server …`.
     pub fn audit(&self, server: &str) -> (Run, Value) {
-        let mut args = self.online_args(server);
-        args.extend(self.ca_args());
+        self.json("audit", self.online_args(server))
+    }
+
+    /// `audit --tiles DIR` (a copy of the log's tiles).
+    pub fn audit_tiles(&self, tiles: &Path) -> (Run, Value) {
+        let mut args = self.key_args();
+        args.extend([
+            "--tiles".into(),
+            tiles.into(),
+            "--state".into(),
+            self.state.clone().into(),
+        ]);
         self.json("audit", args)
     }
 
     /// `monitor IDENTITY… --expect-keys FILE --server …`.
     pub fn monitor(&self, server: &str, identities: &[&str], expect: &Path) -> (Run, Value) {
         let mut args = self.online_args(server);
+        args.extend(self.ca_args());
         args.extend(["--expect-keys".into(), expect.into()]);
         args.extend(os(identities));
         self.json("monitor", args)
@@ -967,6 +984,8 @@ pub fn copy_keys(from: &Path, to: &Path) {
         "ca-cert.pem",
         "log-key",
         "log-key.pub",
+        "directory-key",
+        "vrf-key.pub",
         "tls-key.pem",
         "tls-cert.pem",
         "admin-tokens.json",
@@ -976,33 +995,81 @@ pub fn copy_keys(from: &Path, to: &Path) {
 }
 
 /// The malicious AS: the stopped server's key material and log, driven directly (no API, no
-/// checks), to write whatever it likes into a log and sign it with the real keys.
+/// checks but the directory's transition rule), to write whatever it likes into a log and sign
+/// it with the real keys. It holds the real directory key, so it can do anything the AS can:
+/// give any identity a new version, with any credential the real CA signs.
 pub struct EvilAs {
     /// The log (kt-log `FileStore` under the real note signer).
     pub log: Log<FileStore>,
     /// The real CA.
     pub ca: Ca,
+    /// The real directory keys.
+    pub keys: DirectoryKeys,
+    /// The map the log makes.
+    map: Map,
+    /// Each identity's latest version row and its label.
+    latest: HashMap<String, (Label, [u8; PROOF_LEN], u64, VersionRow)>,
 }
 
 impl EvilAs {
-    /// Opens `data/log` (or `log_dir`) with the real log key and CA of `data`. The server on
-    /// `data` must be stopped.
+    /// Opens `data/log` (or `log_dir`) with the real log key, directory key and CA of `data`,
+    /// and reads the directory out of it. The server on `data` must be stopped. A new log gets
+    /// the empty map's entry first, as the AS starts its logs.
     pub fn open(data: &Path, log_dir: Option<&Path>) -> EvilAs {
         let skey = std::fs::read_to_string(data.join("log-key")).expect("log-key");
         let signer = NoteSigner::parse(skey.trim()).expect("a note signer");
         let key_pem = std::fs::read_to_string(data.join("ca-key.pem")).expect("ca-key.pem");
         let cert_pem = std::fs::read_to_string(data.join("ca-cert.pem")).expect("ca-cert.pem");
         let ca = Ca::load(&key_pem, &cert_pem).expect("the CA");
+        let keys = DirectoryKeys::load_or_create(data).expect("the directory key");
         let dir = log_dir.map_or_else(|| data.join("log"), Path::to_path_buf);
         let store = FileStore::open(&dir).expect("the log store");
+        let log = Log::open(store, signer).expect("the log");
+        if log.size() == 0 {
+            log.append(&[empty_map_entry()]).expect("the first entry");
+        }
+        let mut replay = Replay::new();
+        let mut latest = HashMap::new();
+        for (i, bytes) in log
+            .entries(0, log.size())
+            .expect("entries")
+            .iter()
+            .enumerate()
+        {
+            replay
+                .apply(&PublicEntry::parse(bytes).expect("a directory entry"))
+                .expect("the log follows the public rules");
+            if let Some(change) = open_change(&keys, bytes).expect("a change of this AS") {
+                let identity = change.entry.body.identity().to_owned();
+                let previous = latest
+                    .get(&identity)
+                    .map(|(_, _, _, row): &(_, _, _, VersionRow)| row.clone());
+                let (_, row) = make_version(
+                    &change.label,
+                    change.version,
+                    previous.as_ref(),
+                    &change.entry,
+                    &change.opening,
+                    change.commitment.as_ref(),
+                )
+                .unwrap_or_else(|e| panic!("entry {i}: {e}"));
+                latest.insert(
+                    identity,
+                    (change.label, change.vrf_proof, change.version, row),
+                );
+            }
+        }
         EvilAs {
-            log: Log::open(store, signer).expect("the log"),
+            log,
             ca,
+            keys,
+            map: replay.into_map(),
+            latest,
         }
     }
 
     /// A CA-signed credential for `identity` and `key` (valid from now for a day) and the
-    /// `issue` entry binding it; returns (entry, certificate DER, serial hex).
+    /// `issue` change binding it; returns (change, certificate DER, serial hex).
     pub fn credential(&self, identity: &str, key: &VerifyingKey) -> (LogEntry, Vec<u8>, String) {
         let serial = random_serial().expect("a serial");
         EvilAs::certify(&self.ca, identity, key, &serial)
@@ -1034,10 +1101,136 @@ impl EvilAs {
         (entry, der, hex(serial))
     }
 
-    /// Appends entries and signs a checkpoint over them with the real log key.
-    pub fn append(&self, entries: &[LogEntry]) -> (Range<u64>, Arc<SignedCheckpoint>) {
-        let bytes: Vec<Vec<u8>> = entries.iter().map(LogEntry::to_bytes).collect();
-        self.log.append_and_sign(&bytes).expect("append and sign")
+    /// Makes `changes` one batch of the directory (each its identity's next version, by the
+    /// transition rule only: no history rule is checked), appends it with its map entry and
+    /// signs a checkpoint. Returns the updates' range and the checkpoint.
+    pub fn append(&mut self, changes: &[LogEntry]) -> (Range<u64>, Arc<SignedCheckpoint>) {
+        let mut batch = Batch::new();
+        let mut entries = Vec::new();
+        for change in changes {
+            let identity = change.body.identity().to_owned();
+            let (label, proof) = match self.latest.get(&identity) {
+                Some((label, proof, _, _)) => (*label, *proof),
+                None => self.keys.vrf().prove(&identity),
+            };
+            let version = batch.next_version(&self.map, &label);
+            let previous = self.latest.get(&identity).map(|(_, _, _, row)| row.clone());
+            let opening = self.keys.opening(&label, version);
+            let (recorded, row) =
+                make_version(&label, version, previous.as_ref(), change, &opening, None)
+                    .expect("the change follows the identity's record");
+            batch
+                .push(&self.map, &label, version, &recorded.commitment)
+                .expect("the next version");
+            entries.push(
+                self.keys
+                    .update_entry(
+                        &label,
+                        version,
+                        &recorded.commitment,
+                        &proof,
+                        &change.to_bytes(),
+                    )
+                    .expect("an update entry"),
+            );
+            self.latest.insert(identity, (label, proof, version, row));
+        }
+        let (staged, map_entry) = batch.stage(&self.map);
+        self.map.commit(staged);
+        entries.push(PublicEntry::Map(map_entry).to_bytes());
+        let (range, checkpoint) = self.log.append_and_sign(&entries).expect("append and sign");
+        (range.start..range.end - 1, checkpoint)
+    }
+
+    /// Appends raw entries (anything, the public rules unchecked) and signs a checkpoint.
+    pub fn append_raw(&self, entries: &[Vec<u8>]) -> (Range<u64>, Arc<SignedCheckpoint>) {
+        self.log.append_and_sign(entries).expect("append and sign")
+    }
+
+    /// The directory's label of `identity` and its map leaf.
+    pub fn leaf(&self, identity: &str) -> (Label, Option<kt_protocol::directory::hash::LeafValue>) {
+        let label = self.keys.vrf().prove(identity).0;
+        (label, self.map.get(&label))
+    }
+
+    /// The map the log makes.
+    pub fn map(&self) -> &Map {
+        &self.map
+    }
+
+    /// The proof of `identity` in the log's latest checkpoint, as the AS would answer it.
+    pub fn proof(&self, identity: &str) -> kt_protocol::api::IdentityProof {
+        let checkpoint = self.log.latest_checkpoint();
+        let size = checkpoint.checkpoint.size;
+        let (label, vrf_proof) = self.keys.vrf().prove(identity);
+        let (map_proof, value) = self.map.prove(&label);
+        let state = value.map(|value| {
+            let (_, _, version, row) = &self.latest[identity];
+            assert_eq!(*version, value.version);
+            kt_protocol::api::StateProof {
+                record: serde_json::from_str(&row.record).expect("a record"),
+                opening: B64.encode(self.keys.opening(&label, value.version)),
+                previous_head: row.previous_head.clone(),
+            }
+        });
+        kt_protocol::api::IdentityProof {
+            identity: identity.to_owned(),
+            checkpoint: String::from_utf8(checkpoint.note.clone()).expect("a note"),
+            map_entry: B64.encode(self.log.entry(size - 1).expect("the map entry")),
+            map_entry_proof: self
+                .log
+                .inclusion_proof(size - 1, size)
+                .expect("a proof")
+                .iter()
+                .map(|h| B64.encode(h.0))
+                .collect(),
+            vrf_proof: B64.encode(vrf_proof),
+            map_proof: B64.encode(map_proof.encode()),
+            state,
+        }
+    }
+
+    /// Writes the log's C2SP tiles (checkpoint, hash tiles, entry bundles) to `dir`, as a
+    /// mirror would serve them.
+    pub fn write_tiles(&self, dir: &Path) {
+        use kt_log::tiles::{tile_width, TileId, TileKind, TILE_WIDTH};
+        let checkpoint = self.log.latest_checkpoint();
+        let size = checkpoint.checkpoint.size;
+        let write = |path: PathBuf, bytes: &[u8]| {
+            std::fs::create_dir_all(path.parent().expect("a folder")).expect("a tile folder");
+            std::fs::write(path, bytes).expect("a tile");
+        };
+        write(dir.join("checkpoint"), &checkpoint.note);
+        for index in 0..size.div_ceil(TILE_WIDTH) {
+            let width = tile_width(size, None, index);
+            let id = TileId {
+                kind: TileKind::Entries,
+                index,
+                width,
+            };
+            write(
+                dir.join(id.path()),
+                &self.log.entry_bundle(index, width).expect("a bundle"),
+            );
+        }
+        let mut level = 0u8;
+        while size >> (8 * u32::from(level)) > 0 {
+            for index in 0..(size >> (8 * u32::from(level))).div_ceil(TILE_WIDTH) {
+                let width = tile_width(size, Some(level), index);
+                if width > 0 {
+                    let id = TileId {
+                        kind: TileKind::Hashes { level },
+                        index,
+                        width,
+                    };
+                    write(
+                        dir.join(id.path()),
+                        &self.log.hash_tile(level, index, width).expect("a tile"),
+                    );
+                }
+            }
+            level += 1;
+        }
     }
 }
 

@@ -1,25 +1,23 @@
-//! `audit`: the whole log, entry by entry, resumable.
+//! `audit`: the whole log, entry by entry, resumable, from the log alone (no secret).
 //!
 //! Guarantees, when the audit ends with exit 0: every entry up to the latest checkpoint was
 //! downloaded, the tree recomputed from those exact bytes has the checkpoint's signed root,
 //! the checkpoint is consistent with the saved one (proof from the server, or recomputation
-//! through the saved size when auditing a local tile folder), and every entry passed these
-//! checks: it parses per the schema (`kt_protocol::entry`); an issue/rotate entry's
-//! certificate is signed by the CA and says what the entry says (unless
-//! `--skip-cert-signatures`); and it may follow the entries before it by the history rules
-//! that the server's admission checks too (`kt_protocol::history`: no enrollment used twice,
-//! no credential for a revoked identity, no serial issued twice, rotations and revocations
-//! only of current credentials of the same identity, enabling only of revoked identities).
-//! An entry that breaks a rule is reported and has no effect. Problems found in entries are
-//! kept in the state, so a later run still reports them (exit 1).
+//! through the saved size when auditing a local tile folder), and every entry passed the
+//! directory's public rules in log order (`kt_verify::audit`): each is a directory entry in
+//! its canonical form, each update extends its label by exactly one version, every map entry's
+//! root and label count are the map its updates make (a wrong one is named by index, expected
+//! and found), and the log ends with a map entry. Problems are kept in the state, so a later
+//! run still reports them (exit 1). What the public log hides (whose labels, what the records
+//! say, the history rules of each identity) is each owner's to check (`monitor`).
 //!
-//! State (`STATE/<origin>/audit.json` + `history.bin`): two snapshots, `verified` (a size
-//! whose root matched a signed checkpoint) and `progress` (how far the last run got). Each
-//! snapshot holds the size, the frontier hashes and how many records of `history.bin`
-//! ([`AuditIndex`]) belong to it. `history.bin` is only appended to and fsynced before
-//! `audit.json` is replaced, so the JSON is the commit point. If the entries turn out not to
-//! match a signed root, progress falls back to `verified`. A state of version 1 (before the
-//! shared history rules) is audited again from the start.
+//! State (`STATE/<origin>/audit.json`, `map-progress.bin`, `map-verified.bin`): two snapshots,
+//! `verified` (a size whose root matched a signed checkpoint) and `progress` (how far the last
+//! run got), each with the size, the frontier hashes, and the map the entries before it made
+//! (its file, written before `audit.json` is replaced, so the JSON is the commit point; a
+//! snapshot is taken only where a batch ends). If the entries turn out not to match a signed
+//! root, progress falls back to `verified`. A state of an earlier version is audited again
+//! from the start.
 
 use std::time::Instant;
 
@@ -30,21 +28,23 @@ use kt_log::note::NoteVerifier;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use kt_protocol::entry::LogEntry;
+use kt_protocol::directory::public_entry::{PublicEntry, PublicEntryError};
+use kt_protocol::directory::tree::Map;
+use kt_verify::audit::Audit;
 
-use crate::audit_index::AuditIndex;
 use crate::download::{progress_bar, scan, Edge, EntryWorker, TileSource};
 use crate::error::Error;
 use crate::output::Outcome;
 use crate::state::{write_atomic, StateDir};
 use crate::sync::{check_consistent, Advance, ProofSource};
-use crate::trust::Ca;
 use crate::wire::{decode_hashes, encode_hashes};
 
 /// Problems kept in the state (the count goes on beyond).
 const MAX_PROBLEMS: usize = 1000;
-/// The version of `audit.json` this code writes.
-const STATE_VERSION: u32 = 2;
+/// The version of `audit.json` this code writes (3: the directory's public rules).
+const STATE_VERSION: u32 = 3;
+/// How often the progress is saved (a save writes the whole map).
+const SAVE_EVERY_SECONDS: u64 = 30;
 
 /// A problem found in one entry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,7 +60,8 @@ pub(crate) struct Problem {
 struct Snapshot {
     size: u64,
     frontier: Vec<String>,
-    history_records: u64,
+    /// Labels in the map saved with it (a check on its file).
+    map_labels: u64,
     problem_count: u64,
 }
 
@@ -80,7 +81,7 @@ impl AuditState {
         let empty = Snapshot {
             size: 0,
             frontier: Vec::new(),
-            history_records: 0,
+            map_labels: 0,
             problem_count: 0,
         };
         AuditState {
@@ -94,33 +95,15 @@ impl AuditState {
     }
 }
 
-/// What the in-order pass needs from one entry.
-enum Fact {
-    /// The entry does not parse, or its certificate does not check out.
-    Problem(u64, String),
-    /// A parsed entry (its certificate dropped: the history rules do not read it).
-    Entry(u64, LogEntry),
-}
+/// Parses entries in parallel; the in-order pass applies the rules.
+struct AuditWorker;
 
-struct AuditWorker<'a> {
-    ca: &'a Ca,
-    check_certs: bool,
-}
-
-impl EntryWorker for AuditWorker<'_> {
-    type Out = Vec<Fact>;
-    fn process(&self, first: u64, entries: &[&[u8]]) -> Vec<Fact> {
-        let ca = self.check_certs.then_some(self.ca);
+impl EntryWorker for AuditWorker {
+    type Out = Vec<Result<PublicEntry, PublicEntryError>>;
+    fn process(&self, _first: u64, entries: &[&[u8]]) -> Self::Out {
         entries
             .iter()
-            .enumerate()
-            .map(|(i, bytes)| {
-                let index = first + i as u64;
-                match kt_verify::audit::check_entry(bytes, ca) {
-                    Ok(entry) => Fact::Entry(index, entry),
-                    Err(e) => Fact::Problem(index, e.to_string()),
-                }
-            })
+            .map(|bytes| PublicEntry::parse(bytes))
             .collect()
     }
 }
@@ -129,12 +112,18 @@ impl EntryWorker for AuditWorker<'_> {
 pub(crate) struct AuditOptions {
     /// Download threads.
     pub(crate) threads: usize,
-    /// Verify every certificate's CA signature (the slow part).
-    pub(crate) check_certs: bool,
     /// Show a progress bar (when stderr is a terminal).
     pub(crate) progress: bool,
     /// The witness policy the log's checkpoint must satisfy (if any).
     pub(crate) witnesses: crate::trust::Witnesses,
+}
+
+/// The map saved with snapshot `s` in `file` (empty for size 0).
+fn snapshot_map(s: &Snapshot, file: &std::path::Path) -> Result<Option<Map>, Error> {
+    if s.size == 0 {
+        return Ok(Some(Map::new()));
+    }
+    Ok(crate::audit_map::load(file)?.filter(|m| m.len() == s.map_labels))
 }
 
 fn snapshot_edge(s: &Snapshot) -> Result<Edge, Error> {
@@ -178,23 +167,20 @@ pub(crate) fn audit(
     source: &dyn TileSource,
     proofs: Option<&dyn ProofSource>,
     verifier: &NoteVerifier,
-    ca: &Ca,
     state_dir: &StateDir,
     options: &AuditOptions,
 ) -> Result<Outcome, Error> {
-    audit_once(source, proofs, verifier, ca, state_dir, options, false)
+    audit_once(source, proofs, verifier, state_dir, options, false)
 }
 
 /// One pass of the audit. With a local tile folder, a root mismatch after resuming from a
 /// saved frontier is ambiguous (bad new entries, or a new tree that does not extend the saved
 /// one), so the pass is redone `from_scratch`: then the root at the saved size is recomputed
 /// too, and a mismatch there is a fork.
-#[allow(clippy::too_many_arguments)]
 fn audit_once(
     source: &dyn TileSource,
     proofs: Option<&dyn ProofSource>,
     verifier: &NoteVerifier,
-    ca: &Ca,
     state_dir: &StateDir,
     options: &AuditOptions,
     from_scratch: bool,
@@ -246,8 +232,24 @@ fn audit_once(
         },
     };
 
+    let (progress_file, verified_file) =
+        (dir.join("map-progress.bin"), dir.join("map-verified.bin"));
+    let map = match snapshot_map(&state.progress, &progress_file)? {
+        Some(map) => map,
+        None => match snapshot_map(&state.verified, &verified_file)? {
+            Some(map) => {
+                state.progress = state.verified.clone();
+                map
+            }
+            None => {
+                // The saved maps are gone or damaged: start over.
+                state = AuditState::new(&origin);
+                Map::new()
+            }
+        },
+    };
     let mut edge = snapshot_edge(&state.progress)?;
-    let mut index = AuditIndex::load(dir.join("history.bin"), state.progress.history_records)?;
+    let mut audit = Audit::resume(map, edge.size());
     state
         .problems
         .truncate(state.progress.problem_count.min(MAX_PROBLEMS as u64) as usize);
@@ -264,7 +266,7 @@ fn audit_once(
             started,
             &state,
             problem_count,
-            options,
+            audit.map().len(),
         ));
     }
 
@@ -294,10 +296,7 @@ fn audit_once(
         }
     }
 
-    let worker = AuditWorker {
-        ca,
-        check_certs: options.check_certs,
-    };
+    let worker = AuditWorker;
     let bar = progress_bar(target.size() - start_size, options.progress);
     let mut last_save = Instant::now();
     let result = scan(
@@ -317,14 +316,10 @@ fn audit_once(
                     });
                 }
             };
-            for fact in facts {
-                match fact {
-                    Fact::Problem(i, text) => problem(i, text),
-                    Fact::Entry(i, entry) => {
-                        if let Err(violation) = index.accept(&entry) {
-                            problem(i, violation.to_string());
-                        }
-                    }
+            for parsed in facts {
+                let index = audit.next_index();
+                if let Err(e) = audit.apply_parsed(parsed) {
+                    problem(index, e.to_string());
                 }
             }
             for h in hashes {
@@ -333,12 +328,13 @@ fn audit_once(
                     check_root_at(&edge, cp)?;
                 }
             }
-            if last_save.elapsed().as_secs() >= 10 {
+            if last_save.elapsed().as_secs() >= SAVE_EVERY_SECONDS && audit.at_batch_end() {
                 last_save = Instant::now();
+                crate::audit_map::save(&progress_file, audit.map())?;
                 state.progress = Snapshot {
                     size: edge.size(),
                     frontier: encode_hashes(edge.hashes()),
-                    history_records: index.flush()?,
+                    map_labels: audit.map().len(),
                     problem_count,
                 };
                 save_state(&state_path, &state)?;
@@ -351,7 +347,7 @@ fn audit_once(
 
     if edge.root() != target.root() {
         if proofs.is_none() && start_size > 0 && !from_scratch {
-            return audit_once(source, proofs, verifier, ca, state_dir, options, true);
+            return audit_once(source, proofs, verifier, state_dir, options, true);
         }
         state.progress = state.verified.clone();
         save_state(&state_path, &state)?;
@@ -362,10 +358,21 @@ fn audit_once(
             target.root()
         )));
     }
+    if let Err(e) = audit.finish() {
+        problem_count += 1;
+        if state.problems.len() < MAX_PROBLEMS {
+            state.problems.push(Problem {
+                index: target.size().saturating_sub(1),
+                problem: e.to_string(),
+            });
+        }
+    }
+    crate::audit_map::save(&progress_file, audit.map())?;
+    crate::audit_map::save(&verified_file, audit.map())?;
     let snapshot = Snapshot {
         size: edge.size(),
         frontier: encode_hashes(edge.hashes()),
-        history_records: index.flush()?,
+        map_labels: audit.map().len(),
         problem_count,
     };
     state.progress = snapshot.clone();
@@ -384,13 +391,13 @@ fn audit_once(
         started,
         &state,
         problem_count,
-        options,
+        audit.map().len(),
     ))
 }
 
 /// The audit's outcome. JSON: `origin`, `size`, `root`, `consistency`, `previous_size`,
-/// `resumed_from`, `entries_checked`, `elapsed_ms`, `entries_per_second`,
-/// `certificate_checks`, `problem_count`, `problems` [{index, problem}] (first 1000).
+/// `resumed_from`, `entries_checked`, `elapsed_ms`, `entries_per_second`, `labels` (in the
+/// map), `problem_count`, `problems` [{index, problem}] (first 1000).
 #[allow(clippy::too_many_arguments)]
 fn report(
     target: &VerifiedCheckpoint,
@@ -400,7 +407,7 @@ fn report(
     started: Instant,
     state: &AuditState,
     problem_count: u64,
-    options: &AuditOptions,
+    labels: u64,
 ) -> Outcome {
     let elapsed = started.elapsed();
     let rate = if elapsed.as_secs_f64() > 0.0 {
@@ -418,7 +425,7 @@ fn report(
         "entries_checked": checked,
         "elapsed_ms": elapsed.as_millis() as u64,
         "entries_per_second": rate,
-        "certificate_checks": options.check_certs,
+        "labels": labels,
         "problem_count": problem_count,
         "problems": state.problems,
     });
@@ -433,9 +440,7 @@ fn report(
         rate,
         consistency.word()
     );
-    if !options.check_certs {
-        human.push_str("certificate signatures were NOT checked (--skip-cert-signatures)\n");
-    }
+    human.push_str(&format!("the directory's map holds {labels} labels\n"));
     if problem_count == 0 {
         human.push_str("no problems found");
         Outcome::ok(json, human)

@@ -1,57 +1,88 @@
-//! How verified credentials are shown: their JSON fields and one-line summaries (the checks
-//! themselves are `kt_verify::bundle`).
+//! How verified credentials and states are shown: their JSON fields and one-line summaries
+//! (the checks themselves are `kt_verify`'s).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use kt_verify::bundle::{LoggedCredential, VerifiedBundle};
+use kt_protocol::directory::record::{Change, Status, VersionRecord};
+use kt_protocol::entry::Binding;
+use kt_verify::bundle::VerifiedBundle;
 use serde_json::{json, Value};
 
-/// JSON fields of a logged credential: `identity`, `serial`, `public_key`, `not_before`,
-/// `not_after`, `log_index`, `type`, `replaces`.
-pub(crate) fn logged_json(logged: &LoggedCredential) -> Value {
+/// JSON fields of a credential of `identity`: `identity`, `serial`, `public_key`,
+/// `not_before`, `not_after`.
+pub(crate) fn credential_json(identity: &str, binding: &Binding) -> Value {
     json!({
-        "identity": logged.binding.identity,
-        "serial": logged.binding.serial_hex,
-        "public_key": B64.encode(logged.binding.public_key),
-        "not_before": logged.binding.not_before,
-        "not_after": logged.binding.not_after,
-        "log_index": logged.log_index,
-        "type": logged.kind,
-        "replaces": logged.binding.replaces.as_ref().map(|r| r.1.clone()),
+        "identity": identity,
+        "serial": binding.serial.to_hex(),
+        "public_key": B64.encode(binding.public_key),
+        "not_before": binding.not_before,
+        "not_after": binding.not_after,
     })
 }
 
-/// JSON fields of a verified bundle: those of [`logged_json`] plus `checkpoint_size`,
-/// `checkpoint_root` (base64), `origin`, `chain_has_ca`.
+/// JSON fields of a verified bundle: those of [`credential_json`] plus `version` (of the
+/// identity's state that holds it), `checkpoint_size`, `checkpoint_root` (base64), `origin`,
+/// `chain_has_ca`.
 pub(crate) fn bundle_json(bundle: &VerifiedBundle) -> Value {
-    let mut v = logged_json(&bundle.logged);
+    let identity = &bundle.identity;
+    let mut v = credential_json(&identity.identity, &bundle.binding);
     if let Value::Object(map) = &mut v {
-        map.insert("checkpoint_size".into(), json!(bundle.checkpoint.size()));
+        let checkpoint = &identity.checkpoint;
+        let version = identity.state.as_ref().map(|s| s.record.version);
+        map.insert("version".into(), json!(version));
+        map.insert("checkpoint_size".into(), json!(checkpoint.size()));
         map.insert(
             "checkpoint_root".into(),
-            json!(B64.encode(bundle.checkpoint.root().0)),
+            json!(B64.encode(checkpoint.root().0)),
         );
         map.insert(
             "origin".into(),
-            json!(bundle.checkpoint.checkpoint().origin.clone()),
+            json!(checkpoint.checkpoint().origin.clone()),
         );
         map.insert("chain_has_ca".into(), json!(bundle.chain_has_ca));
     }
     v
 }
 
-/// Human summary of a verified credential.
-pub(crate) fn describe(logged: &LoggedCredential) -> String {
+/// Human summary of a credential of `identity`.
+pub(crate) fn describe(identity: &str, binding: &Binding) -> String {
     format!(
-        "{} serial {} key {} valid {}..{} logged at index {} ({})",
-        logged.binding.identity,
-        logged.binding.serial_hex,
-        B64.encode(logged.binding.public_key),
-        logged.binding.not_before,
-        logged.binding.not_after,
-        logged.log_index,
-        logged.kind
+        "{identity} serial {} key {} valid {}..{}",
+        binding.serial.to_hex(),
+        B64.encode(binding.public_key),
+        binding.not_before,
+        binding.not_after,
     )
+}
+
+/// The status word of a record (`active`, `revoked`).
+pub(crate) fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Active => "active",
+        Status::Revoked => "revoked",
+    }
+}
+
+/// JSON of a version record's change: `type` and its fields.
+pub(crate) fn change_json(record: &VersionRecord) -> Value {
+    match &record.change {
+        Change::Issue { serial, enrollment } => {
+            json!({"type": "issue", "serial": serial.to_hex(), "enrollment": enrollment.to_hex()})
+        }
+        Change::Rotate { serial, replaces } => {
+            json!({"type": "rotate", "serial": serial.to_hex(), "replaces": replaces.to_hex()})
+        }
+        Change::Revoke {
+            serials,
+            scope,
+            reason,
+            admin,
+        } => {
+            json!({"type": "revoke", "serials": serials.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+                    "scope": scope.name(), "reason": reason.name(), "admin": admin})
+        }
+        Change::Enable { admin } => json!({"type": "enable", "admin": admin}),
+    }
 }
 
 /// Lowercase hex of a serial's bytes (for serials known only from a certificate).

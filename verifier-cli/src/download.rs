@@ -219,6 +219,7 @@ pub(crate) struct Edge {
 
 impl Edge {
     /// The empty tree.
+    #[cfg(test)]
     pub(crate) fn new() -> Edge {
         Edge {
             frontier: kt_log::tree::Frontier::new(),

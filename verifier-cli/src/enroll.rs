@@ -25,7 +25,6 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::json;
 
 use kt_verify::bundle::{verify_bundle, VerifiedBundle};
-use kt_verify::entry::is_valid_identity;
 
 use crate::describe::{bundle_json, describe};
 use crate::error::Error;
@@ -34,7 +33,7 @@ use crate::online::Online;
 use crate::output::Outcome;
 use crate::state::write_atomic;
 use crate::trust::Ca;
-use crate::wire::{Credential, CredentialRequest, RotationRequest};
+use crate::wire::{CredentialAnswer, CredentialRequest, RotationRequest};
 
 /// Refuses to run when an output file exists.
 fn check_new_files(paths: &[&Path]) -> Result<(), Error> {
@@ -88,11 +87,7 @@ pub(crate) fn enroll(
     key_out: &Path,
     out: &Path,
 ) -> Result<Outcome, Error> {
-    if !is_valid_identity(identity) {
-        return Err(Error::Usage(format!(
-            "{identity:?} is not a valid identity"
-        )));
-    }
+    crate::online::check_identity_arg(identity)?;
     check_new_files(&[key_out, out])?;
     let key = new_key_file(key_out)?;
 
@@ -108,13 +103,13 @@ pub(crate) fn enroll(
         public_key: B64.encode(public_key),
         signature: B64.encode(key.sign(text.as_bytes()).to_bytes()),
     };
-    let bundle: Credential = online.client.post_json("/v1/credentials", &request)?;
-    let verified =
-        verify_bundle(&bundle, &online.verifier, ca, crate::now()).map_err(Error::verify)?;
-    if verified.logged.binding.identity != identity {
+    let bundle: CredentialAnswer = online.client.post_json("/v1/credentials", &request)?;
+    let verified = verify_bundle(&bundle, &online.verifier, &online.vrf()?, ca, crate::now())
+        .map_err(Error::verify)?;
+    if verified.identity.identity != identity {
         return Err(Error::verify("the credential is for another identity"));
     }
-    if verified.logged.binding.public_key != public_key {
+    if verified.binding.public_key != public_key {
         return Err(Error::verify("the credential binds another key than ours"));
     }
     save_verified(online, &bundle, &verified, key_out, out, "enrolled")
@@ -124,13 +119,13 @@ pub(crate) fn enroll(
 /// `key_file`, `credential_file`, `consistency`, `previous_size`.
 fn save_verified(
     online: &Online,
-    bundle: &Credential,
+    bundle: &CredentialAnswer,
     verified: &VerifiedBundle,
     key_out: &Path,
     out: &Path,
     what: &str,
 ) -> Result<Outcome, Error> {
-    let consistency = online.sync(&verified.checkpoint)?;
+    let consistency = online.sync(&verified.identity.checkpoint)?;
     let json_bytes = serde_json::to_vec_pretty(bundle)
         .map_err(|e| Error::Network(format!("cannot encode the credential: {e}")))?;
     write_atomic(out, &json_bytes)?;
@@ -141,7 +136,7 @@ fn save_verified(
     json["previous_size"] = json!(consistency.previous_size());
     let human = format!(
         "{what} and verified: {}\nkey written to {} (mode 0600), credential to {}",
-        describe(&verified.logged),
+        describe(&verified.identity.identity, &verified.binding),
         key_out.display(),
         out.display()
     );
@@ -168,11 +163,11 @@ pub(crate) fn rotate(
         ))
     })?;
     let held = read_bundle(credential_file)?;
-    let held_verified =
-        verify_bundle(&held, &online.verifier, ca, crate::now()).map_err(Error::verify)?;
-    let identity = held_verified.logged.binding.identity.clone();
-    let serial = held_verified.logged.binding.serial_hex.clone();
-    if held_verified.logged.binding.public_key != current.verifying_key().to_bytes() {
+    let held_verified = verify_bundle(&held, &online.verifier, &online.vrf()?, ca, crate::now())
+        .map_err(Error::verify)?;
+    let identity = held_verified.identity.identity.clone();
+    let serial = held_verified.binding.serial.to_hex();
+    if held_verified.binding.public_key != current.verifying_key().to_bytes() {
         return Err(Error::Usage(format!(
             "{} does not hold the key of the credential in {}",
             key_file.display(),
@@ -194,23 +189,21 @@ pub(crate) fn rotate(
         signature_current: B64.encode(current.sign(text.as_bytes()).to_bytes()),
         signature_new: B64.encode(new.sign(text.as_bytes()).to_bytes()),
     };
-    let bundle: Credential = online
+    let bundle: CredentialAnswer = online
         .client
         .post_json("/v1/credentials/rotate", &request)?;
-    let verified =
-        verify_bundle(&bundle, &online.verifier, ca, crate::now()).map_err(Error::verify)?;
-    let binding = &verified.logged.binding;
-    if binding.identity != identity {
+    let verified = verify_bundle(&bundle, &online.verifier, &online.vrf()?, ca, crate::now())
+        .map_err(Error::verify)?;
+    if verified.identity.identity != identity {
         return Err(Error::verify("the credential is for another identity"));
     }
-    if binding.public_key != new_public {
+    if verified.binding.public_key != new_public {
         return Err(Error::verify(
             "the credential binds another key than our new one",
         ));
     }
-    if verified.logged.kind != "rotate"
-        || binding.replaces.as_ref().map(|r| r.1.as_str()) != Some(serial.as_str())
-    {
+    // verify_bundle checked that `replaces` is no longer current in the state.
+    if bundle.replaces.as_deref() != Some(serial.as_str()) {
         return Err(Error::verify(format!(
             "the answer is not a logged rotation replacing {serial}"
         )));

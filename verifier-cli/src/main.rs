@@ -1,7 +1,8 @@
 //! `verifier-cli`: the standalone auditor and client of the key-transparency log.
 //!
-//! It trusts only the log's note verifier key (`--log-key`) and, for credentials, the CA
-//! certificate (`--ca`); everything fetched is verified against them. It depends on kt-log's
+//! It trusts only the log's note verifier key (`--log-key`), the directory's VRF public key
+//! (`--vrf-key`) and, for credentials, the CA certificate (`--ca`); everything fetched is
+//! verified against them. It depends on kt-log's
 //! verification half only (no storage, no async runtime). See docs/auditing.md.
 //!
 //! Every check is a function of the `kt_verify` library (no network, file or clock access);
@@ -9,13 +10,13 @@
 //! `trust` (anchors), `client` (HTTPS), `wire` (requests, problems, proof files), `describe`
 //! (how verified credentials are shown), `state` (state folder), `sync` (consistency with
 //! saved state), `fork` (evidence on disk), `download` (tiles and tree recomputation),
-//! `audit_index` (the audit's history index), `offline`, `online`, `audit`, `monitor`,
+//! `audit_map` (the audit's saved map), `offline`, `online`, `audit`, `monitor`,
 //! `enroll` (commands), `output` (human/JSON), `error` (exit codes).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod audit;
-mod audit_index;
+mod audit_map;
 mod client;
 mod describe;
 mod download;
@@ -81,15 +82,16 @@ enum Command {
     /// Fork evidence (offline).
     #[command(subcommand)]
     Fork(ForkCmd),
-    /// Check a certificate: CA signature, validity, CRL, current in the log, consistency.
+    /// Check a certificate: CA signature, validity, CRL, current in the directory.
     Credential(CredentialArgs),
-    /// Fetch an identity's current credentials and verify every proof before printing.
+    /// Fetch an identity's complete state (or proof of absence) and verify it before printing;
+    /// `lookup verify FILE` re-checks a saved answer offline.
     Lookup(LookupArgs),
-    /// Exit 0 iff KEY is a current, logged, unrevoked key of IDENTITY (with its proof).
+    /// Exit 0 iff KEY is a current, unexpired, unrevoked key of IDENTITY's complete state.
     Validate(ValidateArgs),
-    /// Audit the whole log: download every new entry, recompute the tree, check entries.
+    /// Audit the whole log: download every new entry, recompute the tree and every map root.
     Audit(AuditArgs),
-    /// List every binding/rotation/revocation of identities; fail on unexpected keys.
+    /// Check identities' every change since the last run, in O(log n); fail on unexpected keys.
     Monitor(MonitorArgs),
     /// Compare two auditors' saved checkpoints (state folders or checkpoint files).
     Compare(CompareArgs),
@@ -104,6 +106,16 @@ struct LogKey {
     /// The log's note verifier key (name+keyid+base64), or a file holding it.
     #[arg(long, env = "KT_LOG_KEY", value_name = "KEY|FILE")]
     log_key: String,
+    /// The directory's VRF public key (base64), or a file holding it. Default: vrf-key.pub
+    /// beside the --log-key file.
+    #[arg(long, env = "KT_VRF_KEY", value_name = "KEY|FILE")]
+    vrf_key: Option<String>,
+}
+
+impl LogKey {
+    fn vrf(&self) -> Result<kt_protocol::directory::vrf::VrfPublicKey, Error> {
+        trust::load_vrf_key(self.vrf_key.as_deref(), &self.log_key)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -288,8 +300,12 @@ struct LookupArgs {
     trust: OnlineTrust,
     #[command(flatten)]
     policy: PolicyArg,
-    /// The identity (local@domain).
-    identity: String,
+    /// Also write the verified answer to this file (to re-check it later with `lookup verify`).
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// IDENTITY, or `verify FILE` to re-check a saved answer offline.
+    #[arg(required = true, num_args = 1..=2, value_name = "IDENTITY | verify FILE")]
+    what: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -322,17 +338,11 @@ struct AuditArgs {
     #[command(flatten)]
     key: LogKey,
     #[command(flatten)]
-    ca: CaArg,
-    #[command(flatten)]
     policy: PolicyArg,
     #[command(flatten)]
     source: TileArgs,
     #[command(flatten)]
     state: StateArg,
-    /// Skip the CA signature check of each certificate (the slow part); everything else is
-    /// still checked.
-    #[arg(long)]
-    skip_cert_signatures: bool,
 }
 
 #[derive(Args, Debug)]
@@ -340,9 +350,11 @@ struct MonitorArgs {
     #[command(flatten)]
     key: LogKey,
     #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
     policy: PolicyArg,
     #[command(flatten)]
-    source: TileArgs,
+    server: ServerArgs,
     #[command(flatten)]
     state: StateArg,
     /// File of expected keys: one base64 key per line, optionally "IDENTITY KEY".
@@ -452,6 +464,7 @@ impl StateArg {
 fn online(key: &LogKey, server: &ServerArgs, state: &StateArg) -> Result<online::Online, Error> {
     Ok(online::Online {
         verifier: trust::load_log_key(&key.log_key)?,
+        vrf_arg: (key.vrf_key.clone(), key.log_key.clone()),
         client: server.client()?,
         state: state.open()?,
         witnesses: trust::Witnesses::none(),
@@ -523,7 +536,7 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
             policy,
             ca: c,
             file,
-        }) => offline::bundle_verify(&key(&k.log_key)?, &policy.load()?, &ca(c)?, file),
+        }) => offline::bundle_verify(&key(&k.log_key)?, &k.vrf()?, &policy.load()?, &ca(c)?, file),
         Command::Fork(ForkCmd::Verify { key: k, file }) => {
             offline::fork_verify(&key(&k.log_key)?, file)
         }
@@ -531,45 +544,42 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
             let (online, ca) = a.trust.open_with(&a.policy)?;
             online::credential(&online, &ca, &a.cert)
         }
-        Command::Lookup(a) => {
-            let (online, ca) = a.trust.open_with(&a.policy)?;
-            online::lookup(&online, &ca, &a.identity)
-        }
+        Command::Lookup(a) => match a.what.as_slice() {
+            [verb, file] if verb == "verify" => offline::lookup_verify(
+                &key(&a.trust.key.log_key)?,
+                &a.trust.key.vrf()?,
+                &a.policy.load()?,
+                &ca(&a.trust.ca)?,
+                Path::new(file),
+            ),
+            [identity] => {
+                let (online, ca) = a.trust.open_with(&a.policy)?;
+                online::lookup(&online, &ca, identity, a.save.as_deref())
+            }
+            _ => Err(Error::Usage(
+                "lookup takes IDENTITY, or `verify FILE`".into(),
+            )),
+        },
         Command::Validate(a) => {
             let (online, ca) = a.trust.open_with(&a.policy)?;
             online::validate(&online, &ca, &a.identity, &a.public_key)
         }
         Command::Audit(a) => {
             let verifier = key(&a.key.log_key)?;
-            let ca = ca(&a.ca)?;
             let state = a.state.open()?;
             let options = audit::AuditOptions {
                 threads: a.source.threads,
-                check_certs: !a.skip_cert_signatures,
                 progress: !json,
                 witnesses: a.policy.load()?,
             };
             tiles_and_proofs(&a.source, |tiles, proofs| {
-                audit::audit(tiles, proofs, &verifier, &ca, &state, &options)
+                audit::audit(tiles, proofs, &verifier, &state, &options)
             })
         }
         Command::Monitor(a) => {
-            let verifier = key(&a.key.log_key)?;
-            let witnesses = a.policy.load()?;
-            let state = a.state.open()?;
-            tiles_and_proofs(&a.source, |tiles, proofs| {
-                monitor::monitor(
-                    tiles,
-                    proofs,
-                    &verifier,
-                    &state,
-                    &a.identities,
-                    &a.expect_keys,
-                    a.source.threads,
-                    !json,
-                    &witnesses,
-                )
-            })
+            let mut online = online(&a.key, &a.server, &a.state)?;
+            online.witnesses = a.policy.load()?;
+            monitor::monitor(&online, &ca(&a.ca)?, &a.identities, &a.expect_keys)
         }
         Command::Compare(a) => {
             let verifier = key(&a.key.log_key)?;

@@ -1,27 +1,40 @@
-//! `monitor`: an identity owner's check that the log binds only their own keys to them.
+//! `monitor`: an identity owner's check of every change of its identities since the last run,
+//! from the directory's proofs alone: O(log n) per identity, never the whole log.
 //!
-//! Guarantee: with exit 0, every entry of the log up to the latest checkpoint was downloaded
-//! (the recomputed root equals the signed one, which is consistent with the saved checkpoint),
-//! every entry parsed, and every issue/rotate entry for a watched identity binds a key on the
-//! expected list. Any other key is reported with its log index (exit 1). An entry that does
-//! not parse also fails the run: it could be hiding a binding.
+//! Per identity it fetches `GET /v1/identities/{identity}/history?after=V` (V: the version it
+//! saw last), verifies the latest state as `lookup` does (checkpoint signed, consistent with
+//! and not older than the saved one, the state proven in its map, every credential the CA's),
+//! then checks every version since with `kt_verify::monitor::advance`: they chain from the
+//! saved chain head to the map's (so none was hidden, and a change made and undone between two
+//! runs still shows as its two versions), each follows from the one before by the directory's
+//! transition rule, and each change passes the history rules over the identity's own history.
+//!
+//! Guarantee: with exit 0, for every watched identity, every version since the last run was
+//! shown and checked, and every key bound by one of them is on the expected list. A key that is
+//! not, or a broken history, fails the run (exit 1). What it saw is saved per identity
+//! (`STATE/<origin>/watch/<SHA-256 of the identity>.json`) only when the identity's check
+//! passed and bound no unexpected key, so that an alarm is raised again by every run until the
+//! owner adds the key to the expected list.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use kt_log::checkpoint::open_checkpoint;
-use kt_log::note::NoteVerifier;
+use kt_protocol::directory::record::{Change, VersionRecord};
+use kt_verify::monitor::{advance, Watch};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::download::{progress_bar, scan, Edge, EntryWorker, TileSource};
-use kt_verify::entry::{is_valid_identity, parse_entry, Entry};
-
+use crate::client::Fetched;
+use crate::describe::change_json;
 use crate::error::{read_file, Error};
+use crate::online::{check_identity_arg, Online};
 use crate::output::Outcome;
-use crate::state::StateDir;
-use crate::sync::{check_consistent, Advance, ProofSource};
+use crate::state::write_atomic;
+use crate::trust::Ca;
+use crate::wire::HistoryAnswer;
+use sha2::Digest as _;
 
 /// The keys an owner expects: per identity, or for every watched identity.
 #[derive(Clone, Debug, Default)]
@@ -55,7 +68,7 @@ impl ExpectedKeys {
                 None => {
                     keys.any.insert(key);
                 }
-                Some(i) if is_valid_identity(i) => {
+                Some(i) if kt_protocol::identity::check_syntax(i).is_ok() => {
                     keys.per_identity
                         .entry(i.to_owned())
                         .or_default()
@@ -76,188 +89,156 @@ impl ExpectedKeys {
     }
 }
 
-struct MonitorWorker<'a> {
-    watched: &'a HashSet<String>,
+/// A watch as saved between runs (`watch/<identity>.json`).
+#[derive(Serialize, Deserialize)]
+struct SavedWatch {
+    identity: String,
+    /// The chain head after the last version, base64.
+    head: String,
+    /// Every version record so far, version 1 first.
+    records: Vec<Value>,
 }
 
-enum Seen {
-    Event(u64, Entry),
-    Unparseable(u64, String),
-}
-
-impl EntryWorker for MonitorWorker<'_> {
-    type Out = Vec<Seen>;
-    fn process(&self, first: u64, entries: &[&[u8]]) -> Vec<Seen> {
-        let mut out = Vec::new();
-        for (i, bytes) in entries.iter().enumerate() {
-            let index = first + i as u64;
-            match parse_entry(bytes) {
-                Ok(entry) if self.watched.contains(entry.identity()) => {
-                    out.push(Seen::Event(index, entry));
-                }
-                Ok(_) => {}
-                Err(e) => out.push(Seen::Unparseable(index, e.to_string())),
-            }
-        }
-        out
-    }
-}
-
-fn event_json(index: u64, entry: &Entry, expected: Option<bool>) -> Value {
-    let b = entry.binding();
-    let (serials, scope, reason, admin) = match entry {
-        Entry::Revoke(r) => (
-            Some(r.serials.iter().map(|s| s.1.clone()).collect::<Vec<_>>()),
-            Some(r.scope.clone()),
-            Some(r.reason.clone()),
-            Some(r.admin.clone()),
-        ),
-        Entry::Enable(e) => (None, None, None, Some(e.admin.clone())),
-        _ => (None, None, None, None),
+fn load_watch(path: &Path, identity: &str) -> Result<Option<Watch>, Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("cannot read", path, e)),
     };
-    json!({
-        "index": index,
-        "type": entry.kind(),
-        "time": entry.time(),
-        "identity": entry.identity(),
-        "serial": b.map(|b| b.serial_hex.clone()),
-        "public_key": b.map(|b| B64.encode(b.public_key)),
-        "replaces": b.and_then(|b| b.replaces.as_ref().map(|r| r.1.clone())),
-        "serials": serials,
-        "scope": scope,
-        "reason": reason,
-        "admin": admin,
-        "expected": expected,
-    })
+    let corrupt = |why: String| Error::verify(format!("watch state {}: {why}", path.display()));
+    let saved: SavedWatch = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if saved.identity != identity {
+        return Err(corrupt("it is another identity's".into()));
+    }
+    let head = B64
+        .decode(&saved.head)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| corrupt("bad head".into()))?;
+    let records = saved
+        .records
+        .iter()
+        .map(VersionRecord::from_json)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some(Watch { records, head }))
+}
+
+fn save_watch(path: &Path, identity: &str, watch: &Watch) -> Result<(), Error> {
+    let saved = SavedWatch {
+        identity: identity.to_owned(),
+        head: B64.encode(watch.head),
+        records: watch.records.iter().map(VersionRecord::to_json).collect(),
+    };
+    let bytes = serde_json::to_vec_pretty(&saved)
+        .map_err(|e| Error::Network(format!("cannot encode the watch state: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// The event of one new version: its change and, for a new credential, its key and whether
+/// it is expected.
+fn event_json(record: &VersionRecord, expected: &ExpectedKeys) -> (Value, bool) {
+    let new = match &record.change {
+        Change::Issue { serial, .. } | Change::Rotate { serial, .. } => {
+            record.credentials.iter().find(|c| c.serial == *serial)
+        }
+        _ => None,
+    };
+    let ok = new.is_none_or(|c| expected.expects(&record.identity, &c.public_key));
+    let mut event = json!({
+        "identity": record.identity,
+        "version": record.version,
+        "time": record.time,
+        "public_key": new.map(|c| B64.encode(c.public_key)),
+        "expected": new.map(|_| ok),
+        "current_serials": record.credentials.iter().map(|c| c.serial.to_hex()).collect::<Vec<_>>(),
+    });
+    if let (Value::Object(e), Value::Object(c)) = (&mut event, change_json(record)) {
+        e.extend(c);
+    }
+    (event, ok)
 }
 
 /// Runs the monitor (see the module guarantee). JSON: `origin`, `size`, `root`,
-/// `consistency`, `previous_size`, `identities`, `events` [{index, type, time, identity,
-/// serial, public_key, replaces, serials, scope, reason, admin, expected}],
-/// `unexpected` [same shape], `unparseable` [{index, problem}].
-#[allow(clippy::too_many_arguments)]
+/// `consistency`, `previous_size` (of the last answer), `identities`, `events` [{identity,
+/// version, time, type, serial, public_key, replaces, serials, scope, reason, admin,
+/// enrollment, current_serials, expected}], `unexpected` [same shape], `bytes_fetched`.
 pub(crate) fn monitor(
-    source: &dyn TileSource,
-    proofs: Option<&dyn ProofSource>,
-    verifier: &NoteVerifier,
-    state_dir: &StateDir,
+    online: &Online,
+    ca: &Ca,
     identities: &[String],
     expect_keys: &Path,
-    threads: usize,
-    progress: bool,
-    witnesses: &crate::trust::Witnesses,
 ) -> Result<Outcome, Error> {
     for i in identities {
-        if !is_valid_identity(i) {
-            return Err(Error::Usage(format!("{i:?} is not a valid identity")));
-        }
+        check_identity_arg(i)?;
     }
     let text = String::from_utf8(read_file(expect_keys)?)
         .map_err(|_| Error::Usage("--expect-keys file is not UTF-8".into()))?;
     let expected = ExpectedKeys::parse(&text)
         .map_err(|e| Error::Usage(format!("--expect-keys {}: {e}", expect_keys.display())))?;
-    let target = open_checkpoint(&source.checkpoint()?, verifier)
-        .map_err(|e| Error::verify(format!("checkpoint: {e}")))?;
-    witnesses.check(&target, verifier, "checkpoint")?;
-    let saved = state_dir.load_checkpoint(verifier)?;
-    let consistency = match proofs {
-        Some(p) => check_consistent(state_dir, saved.as_ref(), &target, p)?,
-        None => match &saved {
-            None => Advance::First,
-            Some(s) if s.size() > target.size() => {
-                return Err(Error::Usage(format!(
-                    "the tiles' checkpoint (size {}) is older than the saved one (size {})",
-                    target.size(),
-                    s.size()
-                )))
-            }
-            Some(s) if s.size() == target.size() => Advance::Unchanged,
-            Some(s) => Advance::Extended { from: s.size() },
-        },
-    };
-    let watched: HashSet<String> = identities.iter().cloned().collect();
-    let worker = MonitorWorker { watched: &watched };
-    let bar = progress_bar(target.size(), progress);
-    let mut edge = Edge::new();
+    let dir = online.state.log_dir(online.verifier.name())?.join("watch");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
     let mut events = Vec::new();
     let mut unexpected = Vec::new();
-    let mut unparseable = Vec::new();
-    let check = saved.as_ref().filter(|_| proofs.is_none());
-    let result = scan(
-        source,
-        0,
-        target.size(),
-        threads,
-        &worker,
-        &bar,
-        |(_, hashes, seen)| {
-            for s in seen {
-                match s {
-                    Seen::Event(index, entry) => {
-                        let ok = entry
-                            .binding()
-                            .map(|b| expected.expects(&b.identity, &b.public_key));
-                        let j = event_json(index, &entry, ok);
-                        if ok == Some(false) {
-                            unexpected.push(j.clone());
-                        }
-                        events.push(j);
-                    }
-                    Seen::Unparseable(index, problem) => {
-                        unparseable.push(json!({"index": index, "problem": problem}));
-                    }
-                }
+    let mut fetched = 0usize;
+    let mut last = None;
+    for identity in identities {
+        // Named by hash: an escaped identity can exceed a file name's 255 bytes.
+        let name = kt_protocol::entry::encode_hex(&sha2::Sha256::digest(identity.as_bytes()));
+        let path = dir.join(format!("{name}.json"));
+        let watch = load_watch(&path, identity)?;
+        let after = watch.as_ref().map_or(0, Watch::version);
+        let request = format!(
+            "/v1/identities/{}/history?after={after}",
+            kt_protocol::identity::path_segment(identity)
+        );
+        let body = match online.client.get(&request, 64 << 20)? {
+            Fetched::Body(body) => body,
+            Fetched::NotFound => {
+                return Err(Error::verify(format!("GET {request} answered 404")));
             }
-            for h in hashes {
-                edge.push(h);
-                if let Some(cp) = check {
-                    if edge.size() == cp.size() && edge.root() != cp.root() {
-                        let reason = format!(
-                        "the entries that hash to the size-{} signed root give another root at size {}",
-                        target.size(),
-                        cp.size()
-                    );
-                        return Err(crate::fork::report(
-                            crate::fork::evidence(cp, &target, &[], reason, None),
-                            state_dir.root(),
-                        ));
-                    }
-                }
+        };
+        fetched += body.len();
+        let answer: HistoryAnswer = serde_json::from_slice(&body)
+            .map_err(|e| Error::verify(format!("answer of GET {request} is malformed: {e}")))?;
+        let verified = online.verify_answer(ca, identity, answer.proof.clone())?;
+        let progress = advance(watch.as_ref(), &answer, &verified.lookup.identity)
+            .map_err(|e| Error::verify(format!("{identity}: {e}")))?;
+        let mut alarm = false;
+        for record in &progress.changes {
+            let (event, ok) = event_json(record, &expected);
+            if !ok {
+                alarm = true;
+                unexpected.push(event.clone());
             }
-            Ok(())
-        },
-    );
-    bar.finish_and_clear();
-    result?;
-    if edge.root() != target.root() {
-        return Err(Error::verify(format!(
-            "the downloaded entries give root {} at size {}, the signed checkpoint says {}",
-            edge.root(),
-            target.size(),
-            target.root()
-        )));
+            events.push(event);
+        }
+        // An unexpected key is reported again by every run until the owner expects it.
+        if !alarm {
+            save_watch(&path, identity, &progress.watch)?;
+        }
+        last = Some(verified);
     }
-    if matches!(consistency, Advance::First | Advance::Extended { .. }) {
-        state_dir.save_checkpoint(&target)?;
-    }
+    let Some(last) = last else {
+        return Err(Error::Usage("no identity to monitor".into()));
+    };
+    let checkpoint = &last.lookup.identity.checkpoint;
     let mut human = format!(
-        "monitored {} identities in log {} up to size {} ({} with saved state): {} event(s)\n",
+        "monitored {} identities in log {} at size {} ({} with saved state): {} new version(s), {} bytes fetched\n",
         identities.len(),
-        target.checkpoint().origin,
-        target.size(),
-        consistency.word(),
-        events.len()
+        checkpoint.checkpoint().origin,
+        checkpoint.size(),
+        last.consistency.word(),
+        events.len(),
+        fetched,
     );
     for e in &events {
         human.push_str(&format!(
-            "  [{}] {} {} {}{}\n",
-            e["index"],
-            e["type"].as_str().unwrap_or_default(),
+            "  {} v{} {} {}{}\n",
             e["identity"].as_str().unwrap_or_default(),
-            e["public_key"]
-                .as_str()
-                .or(e["serials"].as_array().map(|_| "serials"))
-                .unwrap_or_default(),
+            e["version"],
+            e["type"].as_str().unwrap_or_default(),
+            e["public_key"].as_str().unwrap_or_default(),
             if e["expected"] == json!(false) {
                 "  <-- UNEXPECTED"
             } else {
@@ -267,31 +248,25 @@ pub(crate) fn monitor(
     }
     for e in &unexpected {
         human.push_str(&format!(
-            "UNEXPECTED KEY {} for {} at log index {} (serial {})\n",
+            "UNEXPECTED KEY {} for {} at version {} (serial {})\n",
             e["public_key"].as_str().unwrap_or_default(),
             e["identity"].as_str().unwrap_or_default(),
-            e["index"],
+            e["version"],
             e["serial"].as_str().unwrap_or_default()
         ));
     }
-    for u in &unparseable {
-        human.push_str(&format!(
-            "UNPARSEABLE entry {}: {}\n",
-            u["index"], u["problem"]
-        ));
-    }
     let json = json!({
-        "origin": target.checkpoint().origin,
-        "size": target.size(),
-        "root": B64.encode(target.root().0),
-        "consistency": consistency.word(),
-        "previous_size": consistency.previous_size(),
+        "origin": checkpoint.checkpoint().origin,
+        "size": checkpoint.size(),
+        "root": B64.encode(checkpoint.root().0),
+        "consistency": last.consistency.word(),
+        "previous_size": last.consistency.previous_size(),
         "identities": identities,
         "events": events,
         "unexpected": unexpected,
-        "unparseable": unparseable,
+        "bytes_fetched": fetched,
     });
-    Ok(if unexpected.is_empty() && unparseable.is_empty() {
+    Ok(if unexpected.is_empty() {
         Outcome::ok(json, human)
     } else {
         Outcome::failed(json, human)

@@ -11,8 +11,11 @@ use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
 use serde_json::json;
 
+use kt_protocol::directory::vrf::VrfPublicKey;
 use kt_verify::bundle::verify_bundle;
+use kt_verify::directory::{answer_checkpoint, verify_identity};
 use kt_verify::fork::{self, Evidence};
+use kt_verify::lookup::verify_lookup;
 
 use crate::describe::{bundle_json, describe};
 use crate::error::{read_file, Error};
@@ -20,7 +23,7 @@ use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::sync::{check_consistent, GivenProof, ProofSource};
 use crate::trust::{Ca, Witnesses};
-use crate::wire::{parse_proof_file, Credential};
+use crate::wire::{parse_proof_file, CredentialAnswer, IdentityProof};
 
 /// Reads and verifies a checkpoint file under the log key and the witness policy.
 pub(crate) fn read_checkpoint(
@@ -145,7 +148,7 @@ pub(crate) fn consistency_verify(
 }
 
 /// Parses a `Credential` JSON file; malformed content fails verification.
-pub(crate) fn read_bundle(path: &Path) -> Result<Credential, Error> {
+pub(crate) fn read_bundle(path: &Path) -> Result<CredentialAnswer, Error> {
     serde_json::from_slice(&read_file(path)?).map_err(|e| {
         Error::verify(format!(
             "{} is not a Credential object: {e}",
@@ -154,22 +157,55 @@ pub(crate) fn read_bundle(path: &Path) -> Result<Credential, Error> {
     })
 }
 
-/// `bundle verify`: JSON as `VerifiedBundle::to_json`.
+/// `bundle verify`: JSON as [`bundle_json`].
 pub(crate) fn bundle_verify(
     verifier: &NoteVerifier,
+    vrf: &VrfPublicKey,
     witnesses: &Witnesses,
     ca: &Ca,
     file: &Path,
 ) -> Result<Outcome, Error> {
     let bundle = read_bundle(file)?;
-    let verified = verify_bundle(&bundle, verifier, ca, crate::now()).map_err(Error::verify)?;
-    witnesses.check(&verified.checkpoint, verifier, "checkpoint of the bundle")?;
+    let verified =
+        verify_bundle(&bundle, verifier, vrf, ca, crate::now()).map_err(Error::verify)?;
+    let checkpoint = &verified.identity.checkpoint;
+    witnesses.check(checkpoint, verifier, "checkpoint of the bundle")?;
     let human = format!(
-        "credential verified: {}\nin checkpoint of size {}",
-        describe(&verified.logged),
-        verified.checkpoint.size()
+        "credential verified: {}\nin the identity's state, proven in checkpoint of size {}",
+        describe(&verified.identity.identity, &verified.binding),
+        checkpoint.size()
     );
     Ok(Outcome::ok(bundle_json(&verified), human))
+}
+
+/// `lookup verify FILE`: re-checks a saved lookup answer (as `lookup --save` wrote it) with
+/// nothing fetched: its checkpoint, the state or absence it proves, every credential under the
+/// CA. The answer is true as of its checkpoint: JSON and text as `lookup` (`found` false for a
+/// proven absence, exit 1 as online).
+pub(crate) fn lookup_verify(
+    verifier: &NoteVerifier,
+    vrf: &VrfPublicKey,
+    witnesses: &Witnesses,
+    ca: &Ca,
+    file: &Path,
+) -> Result<Outcome, Error> {
+    let answer: IdentityProof = serde_json::from_slice(&read_file(file)?)
+        .map_err(|e| Error::verify(format!("{} is not an identity answer: {e}", file.display())))?;
+    crate::online::check_identity_arg(&answer.identity)?;
+    let checkpoint =
+        answer_checkpoint(&answer, &answer.identity, verifier).map_err(Error::verify)?;
+    witnesses.check(&checkpoint, verifier, "checkpoint of the answer")?;
+    let verified = verify_identity(&answer, &checkpoint, vrf).map_err(Error::verify)?;
+    let lookup = verify_lookup(verified, ca).map_err(Error::verify)?;
+    let (mut json, human) = crate::online::lookup_report(&answer.identity, &lookup);
+    // Nothing was compared with a saved checkpoint.
+    json["consistency"] = serde_json::Value::Null;
+    json["previous_size"] = serde_json::Value::Null;
+    Ok(if lookup.identity.state.is_some() {
+        Outcome::ok(json, human)
+    } else {
+        Outcome::failed(json, human)
+    })
 }
 
 /// `fork verify`: exit 4 when the evidence proves a fork. JSON `fork` (bool), `reason`,

@@ -2,7 +2,9 @@
 //!
 //! They are thin: fetch, then run the same verification functions the offline commands use.
 //! Every answer's checkpoint is verified with the log key and proven consistent with the
-//! saved one (sync.rs) before anything in it is reported.
+//! saved one (sync.rs), and refused if it is older than the saved one (a stale or replayed
+//! answer is true only as of then: exactly how a revocation or a new key gets hidden), before
+//! anything in it is reported.
 
 use std::path::Path;
 
@@ -12,20 +14,21 @@ use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
 use serde_json::{json, Value};
 
+use kt_protocol::directory::vrf::VrfPublicKey;
 use kt_verify::credential::{parse_certificate, CredentialError, Crl};
-use kt_verify::entry::is_valid_identity;
-use kt_verify::lookup::{answer_checkpoint, verify_lookup, VerifiedLookup};
+use kt_verify::directory::{answer_checkpoint, verify_identity};
+use kt_verify::lookup::{verify_lookup, VerifiedLookup};
 use kt_verify::validate::ValidateError;
 
 use crate::client::{Client, Fetched};
-use crate::describe::{crl_json, describe, logged_json, serial_hex};
+use crate::describe::{credential_json, crl_json, describe, serial_hex, status_word};
 use crate::error::{read_file, Error};
 use crate::offline::checkpoint_json;
 use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::sync::{advance, Advance};
 use crate::trust::{Ca, Witnesses};
-use crate::wire::IdentityAnswer;
+use crate::wire::IdentityProof;
 
 /// Largest checkpoint note accepted.
 const NOTE_LIMIT: u64 = 64 << 10;
@@ -36,6 +39,9 @@ pub(crate) struct Online {
     pub(crate) client: Client,
     /// The log's key.
     pub(crate) verifier: NoteVerifier,
+    /// Where the directory's VRF key comes from: `--vrf-key`, and `--log-key` (beside which
+    /// `vrf-key.pub` is looked for); loaded by the commands that need it ([`Online::vrf`]).
+    pub(crate) vrf_arg: (Option<String>, String),
     /// The state folder.
     pub(crate) state: StateDir,
     /// The witness policy every checkpoint of the server must satisfy (if any).
@@ -43,6 +49,11 @@ pub(crate) struct Online {
 }
 
 impl Online {
+    /// The directory's VRF key (a usage error if it cannot be had).
+    pub(crate) fn vrf(&self) -> Result<VrfPublicKey, Error> {
+        crate::trust::load_vrf_key(self.vrf_arg.0.as_deref(), &self.vrf_arg.1)
+    }
+
     /// Fetches `/log/checkpoint` and verifies it under the log key.
     pub(crate) fn fetch_checkpoint(&self) -> Result<VerifiedCheckpoint, Error> {
         let note = self.client.get_bytes("/log/checkpoint", NOTE_LIMIT)?;
@@ -70,42 +81,65 @@ impl Online {
         ca.verify_crl(&der, crate::now()).map_err(Error::verify)
     }
 
-    /// Fetches an identity and verifies everything in the answer: its checkpoint (and its
-    /// consistency with the saved one), and every credential (see bundle.rs). `None` when the
-    /// server says the identity was never enrolled.
+    /// Fetches an identity's proof and verifies everything in it ([`Online::verify_answer`]).
     pub(crate) fn verified_identity(
         &self,
         ca: &Ca,
         identity: &str,
-    ) -> Result<Option<VerifiedIdentity>, Error> {
+    ) -> Result<VerifiedAnswer, Error> {
         let path = format!(
             "/v1/identities/{}",
             kt_protocol::identity::path_segment(identity)
         );
         let body = match self.client.get(&path, 64 << 20)? {
             Fetched::Body(body) => body,
-            Fetched::NotFound => return Ok(None),
+            Fetched::NotFound => {
+                return Err(Error::verify(format!(
+                    "GET {path} answered 404: a directory proves absence, it does not deny"
+                )))
+            }
         };
-        let answer: IdentityAnswer = serde_json::from_slice(&body)
+        let answer: IdentityProof = serde_json::from_slice(&body)
             .map_err(|e| Error::verify(format!("answer of GET {path} is malformed: {e}")))?;
+        self.verify_answer(ca, identity, answer)
+    }
+
+    /// Verifies an identity proof: its checkpoint under the log key (and the witness policy),
+    /// consistent with the saved one and not older than it, then the state or absence it
+    /// proves, and every credential under the CA.
+    pub(crate) fn verify_answer(
+        &self,
+        ca: &Ca,
+        identity: &str,
+        answer: IdentityProof,
+    ) -> Result<VerifiedAnswer, Error> {
         let checkpoint =
             answer_checkpoint(&answer, identity, &self.verifier).map_err(Error::verify)?;
         self.witnesses
             .check(&checkpoint, &self.verifier, "checkpoint of the answer")?;
         let consistency = self.sync(&checkpoint)?;
-        let lookup = verify_lookup(&answer, identity, checkpoint, ca).map_err(Error::verify)?;
-        Ok(Some(VerifiedIdentity {
+        if let Advance::Behind { saved } = consistency {
+            return Err(Error::verify(format!(
+                "the answer is proven in a checkpoint of size {}, older than the newest one \
+                 verified (size {saved}): a stale or replayed answer is refused",
+                checkpoint.size()
+            )));
+        }
+        let verified =
+            verify_identity(&answer, &checkpoint, &self.vrf()?).map_err(Error::verify)?;
+        let lookup = verify_lookup(verified, ca).map_err(Error::verify)?;
+        Ok(VerifiedAnswer {
             answer,
             lookup,
             consistency,
-        }))
+        })
     }
 }
 
-/// An identity answer whose every proof verified.
-pub(crate) struct VerifiedIdentity {
-    /// The raw answer (for handing on the proofs).
-    pub(crate) answer: IdentityAnswer,
+/// An identity proof whose every part verified.
+pub(crate) struct VerifiedAnswer {
+    /// The raw answer (for handing on the proof).
+    pub(crate) answer: IdentityProof,
     /// What verified in it.
     pub(crate) lookup: VerifiedLookup,
     /// How its checkpoint relates to the saved checkpoint.
@@ -145,8 +179,8 @@ pub(crate) fn checkpoint_fetch(online: &Online) -> Result<Outcome, Error> {
     ))
 }
 
-fn check_identity_arg(identity: &str) -> Result<(), Error> {
-    if is_valid_identity(identity) {
+pub(crate) fn check_identity_arg(identity: &str) -> Result<(), Error> {
+    if kt_protocol::identity::check_syntax(identity).is_ok() {
         Ok(())
     } else {
         Err(Error::Usage(format!(
@@ -155,48 +189,75 @@ fn check_identity_arg(identity: &str) -> Result<(), Error> {
     }
 }
 
-/// `lookup IDENTITY`: JSON `identity`, `found`, `identity_status`, `checkpoint` {origin,size,root},
-/// `consistency`, `previous_size`, `credentials` [{identity, serial, public_key, not_before,
-/// not_after, log_index, type, replaces}].
-pub(crate) fn lookup(online: &Online, ca: &Ca, identity: &str) -> Result<Outcome, Error> {
-    check_identity_arg(identity)?;
-    let Some(v) = online.verified_identity(ca, identity)? else {
-        return Ok(Outcome::failed(
+/// What `lookup` prints of a verified lookup: JSON `identity`, `found`, `identity_status`,
+/// `version`, `checkpoint` {origin,size,root}, `credentials` [{identity, serial, public_key,
+/// not_before, not_after}]; and the human text.
+pub(crate) fn lookup_report(identity: &str, lookup: &VerifiedLookup) -> (Value, String) {
+    let checkpoint = &lookup.identity.checkpoint;
+    let Some(state) = &lookup.identity.state else {
+        return (
             json!({"identity": identity, "found": false, "identity_status": null,
-                   "checkpoint": null, "consistency": null, "previous_size": null,
+                   "version": null, "checkpoint": checkpoint_json(checkpoint),
                    "credentials": []}),
-            format!("{identity}: not enrolled (the server does not know it)"),
-        ));
+            format!(
+                "{identity}: not enrolled: the directory proves it absent in checkpoint size {}",
+                checkpoint.size()
+            ),
+        );
     };
+    let record = &state.record;
     let mut human = format!(
-        "{identity}: {} ({} current credential(s)), proofs verified against checkpoint size {} ({} with saved state)\n",
-        v.lookup.status,
-        v.lookup.credentials.len(),
-        v.lookup.checkpoint.size(),
-        v.consistency.word()
+        "{identity}: {} (version {}, {} current credential(s)), complete as of checkpoint size {}\n",
+        status_word(record.status),
+        record.version,
+        lookup.credentials.len(),
+        checkpoint.size(),
     );
-    for c in &v.lookup.credentials {
-        human.push_str(&format!("  {}\n", describe(c)));
+    for c in &lookup.credentials {
+        human.push_str(&format!("  {}\n", describe(identity, &c.binding)));
     }
-    let json = merge(
-        json!({
-            "identity": identity,
-            "found": true,
-            // Not `status`: that common field is the command's outcome (output.rs).
-            "identity_status": v.lookup.status,
-            "checkpoint": checkpoint_json(&v.lookup.checkpoint),
-            "credentials": v.lookup.credentials.iter().map(logged_json).collect::<Vec<_>>(),
-        }),
-        consistency_json(v.consistency),
-    );
-    Ok(Outcome::ok(json, human))
+    let json = json!({
+        "identity": identity,
+        "found": true,
+        // Not `status`: that common field is the command's outcome (output.rs).
+        "identity_status": status_word(record.status),
+        "version": record.version,
+        "checkpoint": checkpoint_json(checkpoint),
+        "credentials": lookup.credentials.iter().map(|c| credential_json(identity, &c.binding)).collect::<Vec<_>>(),
+    });
+    (json, human)
 }
 
-/// `validate IDENTITY KEY`: exit 0 iff `KEY` is the key of a current, logged, unexpired,
-/// unrevoked credential of `IDENTITY`. JSON `identity`, `public_key`, `valid` (bool), `reason`,
-/// `credential` (as in lookup, or null), `proof` {`log_index`, `entry`, `inclusion_proof`,
-/// `checkpoint`} (or null), `consistency`, `previous_size` (null when the identity is not
-/// enrolled), `crl` (when valid).
+/// `lookup IDENTITY`: the identity's complete state (exit 0) or its proven absence (exit 1);
+/// JSON as [`lookup_report`] plus `consistency`, `previous_size`. With `save`, the verified
+/// answer is written there, for `lookup verify`.
+pub(crate) fn lookup(
+    online: &Online,
+    ca: &Ca,
+    identity: &str,
+    save: Option<&Path>,
+) -> Result<Outcome, Error> {
+    check_identity_arg(identity)?;
+    let v = online.verified_identity(ca, identity)?;
+    if let Some(path) = save {
+        let bytes = serde_json::to_vec_pretty(&v.answer)
+            .map_err(|e| Error::Network(format!("cannot encode the answer: {e}")))?;
+        crate::state::write_atomic(path, &bytes)?;
+    }
+    let (json, mut human) = lookup_report(identity, &v.lookup);
+    human.push_str(&format!(" ({} with saved state)", v.consistency.word()));
+    let json = merge(json, consistency_json(v.consistency));
+    Ok(if v.lookup.identity.state.is_some() {
+        Outcome::ok(json, human)
+    } else {
+        Outcome::failed(json, human)
+    })
+}
+
+/// `validate IDENTITY KEY`: exit 0 iff `KEY` is the key of a current, unexpired, unrevoked
+/// credential in `IDENTITY`'s complete state. JSON `identity`, `public_key`, `valid` (bool),
+/// `reason`, `credential` (as in lookup, or null), `proof` (the verified identity proof, or
+/// null), `consistency`, `previous_size`, `crl` (when valid).
 pub(crate) fn validate(
     online: &Online,
     ca: &Ca,
@@ -220,13 +281,7 @@ pub(crate) fn validate(
             format!("NOT VALID: {identity} key {public_key}: {reason}"),
         )
     };
-    let Some(v) = online.verified_identity(ca, identity)? else {
-        // No checkpoint was compared: null, as `lookup` and `credential` say it.
-        return Ok(fail(
-            kt_verify::validate::Invalid::NotEnrolled.to_string(),
-            json!({"consistency": null, "previous_size": null}),
-        ));
-    };
+    let v = online.verified_identity(ca, identity)?;
     let extra = consistency_json(v.consistency);
     let valid = match kt_verify::validate::validate(&v.lookup, &key, ca, crate::now(), || {
         online.fetch_crl_der()
@@ -237,7 +292,6 @@ pub(crate) fn validate(
         Err(e) => return Err(Error::verify(e)),
     };
     let c = valid.credential;
-    let raw = &v.answer.credentials[valid.index];
     let json = merge(
         json!({
             "identity": identity,
@@ -245,30 +299,25 @@ pub(crate) fn validate(
             "valid": true,
             "reason": "current, logged, unexpired, unrevoked",
             "crl": crl_json(&valid.crl),
-            "credential": logged_json(c),
-            "proof": {
-                "log_index": raw.log_index,
-                "entry": raw.entry,
-                "inclusion_proof": raw.inclusion_proof,
-                "checkpoint": v.answer.checkpoint,
-            },
+            "credential": credential_json(identity, &c.binding),
+            "proof": v.answer,
         }),
         extra,
     );
     Ok(Outcome::ok(
         json,
         format!(
-            "VALID: {}\nproven in checkpoint of size {}",
-            describe(c),
-            v.lookup.checkpoint.size()
+            "VALID: {}\nin the identity's complete state, proven in checkpoint of size {}",
+            describe(identity, &c.binding),
+            v.lookup.identity.checkpoint.size()
         ),
     ))
 }
 
-/// `credential CERT`: chain, validity, CRL, presence among the identity's current logged
-/// credentials, and checkpoint consistency. JSON `identity`, `serial`, `public_key`,
-/// `not_before`, `not_after`, `state` (`current`|`expired`|`not_yet_valid`|`revoked`|
-/// `not_current`|`not_enrolled`), `log_index` (or null), `checkpoint` (or null),
+/// `credential CERT`: chain, validity, CRL, presence in the identity's complete current state,
+/// and checkpoint consistency. JSON `identity`, `serial`, `public_key`, `not_before`,
+/// `not_after`, `state` (`current`|`expired`|`not_yet_valid`|`revoked`|`not_current`|
+/// `not_enrolled`), `version` (of the identity's state, or null), `checkpoint`,
 /// `consistency`, `previous_size`.
 pub(crate) fn credential(online: &Online, ca: &Ca, cert_path: &Path) -> Result<Outcome, Error> {
     let parsed = parse_certificate(&read_file(cert_path)?).map_err(Error::verify)?;
@@ -281,23 +330,15 @@ pub(crate) fn credential(online: &Online, ca: &Ca, cert_path: &Path) -> Result<O
         "not_after": facts.not_after,
     });
     let crl = online.fetch_crl(ca)?;
-    let found = online.verified_identity(ca, &facts.identity)?;
-    let (consistency, checkpoint) = match &found {
-        Some(v) => (
-            consistency_json(v.consistency),
-            checkpoint_json(&v.lookup.checkpoint),
-        ),
-        None => (
-            json!({"consistency": null, "previous_size": null}),
-            Value::Null,
-        ),
-    };
-    let logged = found.as_ref().and_then(|v| {
-        v.lookup
-            .credentials
-            .iter()
-            .find(|c| c.binding.certificate == parsed.der)
-    });
+    let v = online.verified_identity(ca, &facts.identity)?;
+    let consistency = consistency_json(v.consistency);
+    let checkpoint = checkpoint_json(&v.lookup.identity.checkpoint);
+    let found = v.lookup.identity.state.as_ref();
+    let logged = v
+        .lookup
+        .credentials
+        .iter()
+        .find(|c| c.binding.certificate == parsed.der);
     let time = facts.check_time(crate::now());
     let state = match (&time, crl.is_revoked(&facts.serial), logged, &found) {
         (Err(CredentialError::Expired { .. }), _, _, _) => "expired",
@@ -312,7 +353,7 @@ pub(crate) fn credential(online: &Online, ca: &Ca, cert_path: &Path) -> Result<O
             base,
             json!({
                 "state": state,
-                "log_index": logged.map(|c| c.log_index),
+                "version": found.map(|s| s.record.version),
                 "checkpoint": checkpoint,
                 "crl": crl_json(&crl),
             }),
@@ -327,20 +368,30 @@ pub(crate) fn credential(online: &Online, ca: &Ca, cert_path: &Path) -> Result<O
     Ok(match (state, logged) {
         ("current", Some(c)) => Outcome::ok(
             json,
-            format!("credential is CURRENT: {}", describe(c)),
+            format!(
+                "credential is CURRENT: {}",
+                describe(&facts.identity, &c.binding)
+            ),
         ),
         ("expired", _) | ("not_yet_valid", _) => Outcome::failed(
             json,
-            format!("credential {who}: {}", time.err().map(|e| e.to_string()).unwrap_or_default()),
+            format!(
+                "credential {who}: {}",
+                time.err().map(|e| e.to_string()).unwrap_or_default()
+            ),
         ),
-        ("revoked", _) => Outcome::failed(json, format!("credential {who} is REVOKED (on the CRL)")),
+        ("revoked", _) => {
+            Outcome::failed(json, format!("credential {who} is REVOKED (on the CRL)"))
+        }
         ("not_enrolled", _) => Outcome::failed(
             json,
-            format!("credential {who} is NOT IN THE LOG: the identity is unknown to the server"),
+            format!("credential {who} is NOT IN THE DIRECTORY: the identity is proven absent"),
         ),
         _ => Outcome::failed(
             json,
-            format!("credential {who} is NOT CURRENT: not among the identity's current logged credentials"),
+            format!(
+                "credential {who} is NOT CURRENT: not in the identity's complete current state"
+            ),
         ),
     })
 }

@@ -1,5 +1,6 @@
-//! The tool's trust anchors: the log's note verifier key and the CA certificate, and
-//! optionally a witness policy (C2SP tlog-policy) that every checkpoint must satisfy.
+//! The tool's trust anchors: the log's note verifier key, the directory's VRF public key and
+//! the CA certificate, and optionally a witness policy (C2SP tlog-policy) that every
+//! checkpoint must satisfy.
 //!
 //! These are the only things the tool trusts. They come from the command line (or files it
 //! names), never from the server: a key fetched from `GET /v1/log/key` or `GET /v1/ca` would
@@ -7,8 +8,11 @@
 
 use std::path::Path;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_log::note::NoteVerifier;
+use kt_protocol::directory::vrf::VrfPublicKey;
 pub(crate) use kt_verify::credential::Ca;
 use kt_verify::witness_policy::{check_witnessed, WitnessPolicy};
 
@@ -32,6 +36,52 @@ pub(crate) fn load_log_key(arg: &str) -> Result<NoteVerifier, Error> {
         .map_err(|_| Error::Usage(format!("log key file {} is not UTF-8", path.display())))?;
     NoteVerifier::parse(text.trim())
         .map_err(|e| Error::Usage(format!("log key file {}: {e}", path.display())))
+}
+
+/// Parses `--vrf-key`: the VRF public key as base64 of 32 bytes, or the path of a file holding
+/// it (as the AS writes `vrf-key.pub`). Without it, `vrf-key.pub` in the folder of the
+/// `--log-key` file (where the AS keeps both). A value that is none of these is a usage error.
+pub(crate) fn load_vrf_key(arg: Option<&str>, log_key_arg: &str) -> Result<VrfPublicKey, Error> {
+    let parse = |text: &str| {
+        B64.decode(text.trim())
+            .ok()
+            .and_then(|bytes| VrfPublicKey::from_bytes(&bytes).ok())
+    };
+    let path = match arg {
+        Some(arg) => {
+            if let Some(key) = parse(arg) {
+                return Ok(key);
+            }
+            Path::new(arg).to_path_buf()
+        }
+        None => {
+            let beside = Path::new(log_key_arg)
+                .parent()
+                .map(|dir| dir.join("vrf-key.pub"))
+                .filter(|p| Path::new(log_key_arg).is_file() && p.is_file());
+            beside.ok_or_else(|| {
+                Error::Usage(
+                    "--vrf-key is required (the directory's VRF public key, base64 or a file; \
+                     by default vrf-key.pub beside the --log-key file)"
+                        .into(),
+                )
+            })?
+        }
+    };
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "--vrf-key {} is neither a VRF public key (base64 of 32 bytes) nor a file",
+            path.display()
+        )));
+    }
+    let text = String::from_utf8(read_file(&path)?)
+        .map_err(|_| Error::Usage(format!("VRF key file {} is not UTF-8", path.display())))?;
+    parse(&text).ok_or_else(|| {
+        Error::Usage(format!(
+            "VRF key file {}: not a VRF public key (base64 of 32 bytes)",
+            path.display()
+        ))
+    })
 }
 
 /// Loads `--ca FILE`. An unreadable file is exit 3, an unusable certificate exit 2.

@@ -1,11 +1,12 @@
 //! The tool's own JSON objects: the requests it sends, problem documents, proof files. The
-//! server's answers that carry proofs are `kt_verify::wire`.
+//! server's answers that carry proofs are `kt_protocol::api`'s.
 
 use kt_log::Hash;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-pub(crate) use kt_verify::wire::{encode_hashes, ConsistencyAnswer, Credential, IdentityAnswer};
+pub(crate) use kt_protocol::api::{CredentialAnswer, HistoryAnswer, IdentityProof};
+pub(crate) use kt_verify::wire::{encode_hashes, ConsistencyAnswer};
 
 /// An RFC 9457 problem document.
 #[derive(Clone, Debug, Deserialize)]

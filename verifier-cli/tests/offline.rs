@@ -261,58 +261,67 @@ fn bundle_verify_honest_and_tampered() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(1);
     let ca_file = write(dir.path(), "ca.pem", ca.pem());
-    let mut log = log_of(3);
-    let key = log.vkey();
     let t = now();
+    let mut directory = MemDirectory::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
     let cred = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
-    let index = log.push(cred.entry.clone());
-    log.push(b"later".to_vec());
-    let bundle = cred.bundle(&ca, &log, index, 5);
-    let verify = |b: &serde_json::Value| {
-        let f = write(dir.path(), "bundle.json", b.to_string());
-        run(&[
+    let bob = Cred::new(&ca, "bob@example.com", 5, (t - 100, t + 86400));
+    directory.commit(std::slice::from_ref(&bob.entry));
+    directory.commit(std::slice::from_ref(&cred.entry));
+    let key = directory.log.vkey();
+    let vrf = directory.vrf_b64();
+    let bundle = directory.bundle(&ca, &cred);
+    let args = |ca: &str, file: &str| -> Vec<String> {
+        [
             "bundle",
             "verify",
             "--log-key",
             &key,
+            "--vrf-key",
+            &vrf,
             "--ca",
-            p(&ca_file),
-            p(&f),
-        ])
-        .0
+            ca,
+            file,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let verify = |b: &serde_json::Value| {
+        let f = write(dir.path(), "bundle.json", b.to_string());
+        let a = args(p(&ca_file), p(&f));
+        run(&a.iter().map(String::as_str).collect::<Vec<_>>()).0
     };
     let f = write(dir.path(), "bundle.json", bundle.to_string());
-    let (code, out) = run_json(&[
-        "bundle",
-        "verify",
-        "--log-key",
-        &key,
-        "--ca",
-        p(&ca_file),
-        p(&f),
-    ]);
+    let a = args(p(&ca_file), p(&f));
+    let (code, out) = run_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out["log_index"], json!(3));
+    assert_eq!(out["version"], json!(1));
     assert_eq!(out["identity"], json!("alice@example.com"));
     assert_eq!(out["chain_has_ca"], json!(true));
 
     let mut tampered = Vec::new();
-    let proof = bundle["inclusion_proof"].as_array().unwrap();
-    for h in 0..proof.len() {
+    let d = &bundle["directory"];
+    for h in 0..d["map_entry_proof"].as_array().unwrap().len() {
         let mut b = bundle.clone();
-        b["inclusion_proof"][h] = json!(flip_b64(proof[h].as_str().unwrap(), 9));
+        b["directory"]["map_entry_proof"][h] =
+            json!(flip_b64(d["map_entry_proof"][h].as_str().unwrap(), 9));
         tampered.push(b);
     }
-    for bit in [0usize, 100, 2000] {
-        let mut b = bundle.clone();
-        b["entry"] = json!(flip_b64(bundle["entry"].as_str().unwrap(), bit));
-        tampered.push(b);
+    for (field, bits) in [
+        ("map_entry", [0usize, 100, 300]),
+        ("map_proof", [3, 50, 200]),
+        ("vrf_proof", [1, 300, 600]),
+    ] {
+        for bit in bits {
+            let mut b = bundle.clone();
+            b["directory"][field] = json!(flip_b64(d[field].as_str().unwrap(), bit));
+            tampered.push(b);
+        }
     }
     let mut b = bundle.clone();
-    b["log_index"] = json!(2);
+    b["directory"]["checkpoint"] = json!(directory.log.checkpoint(3));
     tampered.push(b);
     let mut b = bundle.clone();
-    b["checkpoint"] = json!(log.checkpoint(4));
+    b["directory"]["state"]["opening"] = json!(b64(&[1u8; 32]));
     tampered.push(b);
     let mut b = bundle.clone();
     b["public_key"] = json!(b64(&[9u8; 32]));
@@ -321,13 +330,15 @@ fn bundle_verify_honest_and_tampered() {
     b["serial"] = json!("22".repeat(16));
     tampered.push(b);
     let mut b = bundle.clone();
-    let cp = bundle["checkpoint"]
-        .as_str()
-        .unwrap()
-        .replace("\n5\n", "\n6\n");
-    b["checkpoint"] = json!(cp);
+    let cp = d["checkpoint"].as_str().unwrap().replace("\n5\n", "\n6\n");
+    b["directory"]["checkpoint"] = json!(cp);
     tampered.push(b);
-    // Another certificate (same key, other serial) than the one logged.
+    // Bob's proof presented for alice's credential.
+    let mut b = bundle.clone();
+    b["directory"] = json!(directory.proof("bob@example.com"));
+    b["directory"]["identity"] = json!("alice@example.com");
+    tampered.push(b);
+    // Another certificate (same key, other serial) than the one in the state.
     let other = Cred::new(&ca, "alice@example.com", 2, (t - 100, t + 86400));
     let mut b = bundle.clone();
     b["certificate"] = json!(pem_of(&other.der));
@@ -336,48 +347,25 @@ fn bundle_verify_honest_and_tampered() {
         assert_eq!(verify(b), 1, "tampering {i}");
     }
 
-    // A certificate by another CA, logged honestly: the chain check fails.
+    // A certificate by another CA, in the directory honestly: the chain check fails.
     let rogue = TestCa::new(2);
-    let mut log2 = log_of(1);
-    let bad = Cred::new(&rogue, "alice@example.com", 3, (t - 100, t + 86400));
-    let i = log2.push(bad.entry.clone());
-    assert_eq!(verify(&bad.bundle(&rogue, &log2, i, 2)), 1);
-    // Expired, logged honestly.
-    let old = Cred::new(&ca, "alice@example.com", 4, (t - 1000, t - 10));
-    let i = log2.push(old.entry.clone());
-    assert_eq!(verify(&old.bundle(&ca, &log2, i, 3)), 1);
+    let bad = Cred::new(&rogue, "carol@example.com", 3, (t - 100, t + 86400));
+    directory.commit(std::slice::from_ref(&bad.entry));
+    assert_eq!(verify(&directory.bundle(&rogue, &bad)), 1);
+    // Expired, in the directory honestly.
+    let old = Cred::new(&ca, "dave@example.com", 4, (t - 1000, t - 10));
+    directory.commit(std::slice::from_ref(&old.entry));
+    assert_eq!(verify(&directory.bundle(&ca, &old)), 1);
     // Malformed bundle files and CA file.
     for bad in ["", "{}", "[]", "{\"identity\":1}"] {
         let f = write(dir.path(), "bundle.json", bad);
-        assert_eq!(
-            run(&[
-                "bundle",
-                "verify",
-                "--log-key",
-                &key,
-                "--ca",
-                p(&ca_file),
-                p(&f)
-            ])
-            .0,
-            1
-        );
+        let a = args(p(&ca_file), p(&f));
+        assert_eq!(run(&a.iter().map(String::as_str).collect::<Vec<_>>()).0, 1);
     }
     let junk_ca = write(dir.path(), "junk.pem", "not a cert");
     let f = write(dir.path(), "bundle.json", bundle.to_string());
-    assert_eq!(
-        run(&[
-            "bundle",
-            "verify",
-            "--log-key",
-            &key,
-            "--ca",
-            p(&junk_ca),
-            p(&f)
-        ])
-        .0,
-        2
-    );
+    let a = args(p(&junk_ca), p(&f));
+    assert_eq!(run(&a.iter().map(String::as_str).collect::<Vec<_>>()).0, 2);
 }
 
 #[test]

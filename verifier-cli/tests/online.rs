@@ -127,7 +127,7 @@ fn checkpoint_fetch_extends_and_detects_forks() {
 struct Fixture {
     dir: tempfile::TempDir,
     ca: TestCa,
-    log: MemLog,
+    directory: MemDirectory,
     server: MockServer,
     alice: Cred,
     old_alice: Cred,
@@ -135,41 +135,51 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// Alice's old credential rotated to `alice`; a third credential issued and revoked.
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::new(1);
-        let mut log = MemLog::new(signer());
+        let mut directory = MemDirectory::new(signer());
         let t = now();
         let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
         let old_alice = Cred::new(&ca, "alice@example.com", 2, (t - 100, t + 86400));
         let revoked = Cred::new(&ca, "alice@example.com", 3, (t - 100, t + 86400));
-        log.push(b"genesis".to_vec());
-        log.push(old_alice.entry.clone());
-        log.push(alice.entry.clone());
-        log.push(revoked.entry.clone());
-        log.push(revoke_entry("alice@example.com", &[&revoked.serial]));
+        directory.commit(std::slice::from_ref(&old_alice.entry));
+        directory.commit(&[alice.rotate_entry(&old_alice.serial)]);
+        directory.commit(std::slice::from_ref(&revoked.entry));
+        directory.commit(&[revoke_credential_entry(
+            "alice@example.com",
+            &revoked.serial,
+        )]);
         let server = MockServer::start();
-        server.serve_log(&log, 5);
-        server.set("/v1/crl", 200, ca.crl(&[&revoked.serial]));
         let f = Fixture {
             dir,
             ca,
-            log,
+            directory,
             server,
             alice,
             old_alice,
             revoked,
         };
-        f.serve_alice(vec![f.alice.identity_item(&f.log, 2, 5)]);
+        f.serve_directory();
+        f.server.set("/v1/crl", 200, f.ca.crl(&[&f.revoked.serial]));
         f
     }
-    fn serve_alice(&self, credentials: Vec<serde_json::Value>) {
+
+    /// Serves the log, alice's proof and nobody's absence as the directory is now.
+    fn serve_directory(&self) {
+        self.server
+            .serve_log(&self.directory.log, self.directory.log.size());
+        for who in ["alice@example.com", "nobody@example.com"] {
+            self.serve_proof(who, &self.directory.proof(who));
+        }
+    }
+
+    fn serve_proof(&self, identity: &str, proof: &kt_protocol::api::IdentityProof) {
         self.server.set(
-            "/v1/identities/alice@example.com",
+            &format!("/v1/identities/{identity}"),
             200,
-            json!({"identity": "alice@example.com", "status": "active",
-                   "checkpoint": self.log.checkpoint(5), "credentials": credentials})
-            .to_string(),
+            serde_json::to_vec(proof).unwrap(),
         );
     }
 }
@@ -177,7 +187,8 @@ impl Fixture {
 #[test]
 fn lookup_validate_credential() {
     let f = Fixture::new();
-    let key = f.log.vkey();
+    let key = f.directory.log.vkey();
+    let vrf = f.directory.vrf_b64();
     let ca_file = write(f.dir.path(), "ca.pem", f.ca.pem());
     let state = f.dir.path().join("state");
     let base = |cmd: &str| {
@@ -185,6 +196,8 @@ fn lookup_validate_credential() {
             cmd.to_owned(),
             "--log-key".into(),
             key.clone(),
+            "--vrf-key".into(),
+            vrf.clone(),
             "--ca".into(),
             p(&ca_file).into(),
             "--server".into(),
@@ -199,10 +212,16 @@ fn lookup_validate_credential() {
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         run_json(&refs)
     };
-    // lookup: every proof verified.
-    let (code, out) = go("lookup", &["alice@example.com"]);
+    // lookup: the complete state, every proof verified; saved for offline re-checks.
+    let saved = f.dir.path().join("alice-answer.json");
+    let (code, out) = go("lookup", &["--save", p(&saved), "alice@example.com"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out["credentials"][0]["log_index"], json!(2));
+    assert_eq!(out["version"], json!(4));
+    assert_eq!(out["identity_status"], json!("active"));
+    assert_eq!(out["credentials"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["credentials"][0]["serial"], json!(hex(&f.alice.serial)));
+    let (code, out) = go("lookup", &["verify", p(&saved)]);
+    assert_eq!(code, 0, "{out}");
     assert_eq!(out["credentials"][0]["serial"], json!(hex(&f.alice.serial)));
     let (code, out) = go("lookup", &["nobody@example.com"]);
     assert_eq!(code, 1, "{out}");
@@ -213,19 +232,17 @@ fn lookup_validate_credential() {
     let (code, out) = go("validate", &["alice@example.com", &f.alice.public_b64()]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out["valid"], json!(true));
-    assert_eq!(out["proof"]["log_index"], json!(2));
+    assert_eq!(out["proof"]["identity"], json!("alice@example.com"));
     for other in [&f.old_alice, &f.revoked] {
         let (code, out) = go("validate", &["alice@example.com", &other.public_b64()]);
         assert_eq!(code, 1, "{out}");
         assert_eq!(out["valid"], json!(false));
     }
     assert_eq!(go("validate", &["alice@example.com", "AAAA"]).0, 2);
-    // An identity the server does not know: no checkpoint compared, so consistency and
-    // previous_size are there and null (as in lookup and credential).
     let (code, out) = go("validate", &["nobody@example.com", &f.alice.public_b64()]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["reason"], json!("identity is not enrolled"), "{out}");
-    for field in ["consistency", "previous_size", "credential", "proof"] {
+    for field in ["credential", "proof"] {
         assert_eq!(out.get(field), Some(&json!(null)), "{field}: {out}");
     }
 
@@ -263,27 +280,50 @@ fn lookup_validate_credential() {
     );
     f.server.set("/v1/crl", 200, f.ca.crl(&[&f.revoked.serial]));
 
-    // A server that lies in the identity answer: tampered proof, another identity's entry,
-    // a credential not in the log.
-    let mut item = f.alice.identity_item(&f.log, 2, 5);
-    item["inclusion_proof"][0] = json!(flip_b64(item["inclusion_proof"][0].as_str().unwrap(), 5));
-    f.serve_alice(vec![item]);
-    assert_eq!(go("lookup", &["alice@example.com"]).0, 1);
-    assert_eq!(
-        go("validate", &["alice@example.com", &f.alice.public_b64()]).0,
-        1
+    // A server that lies in the identity answer: a tampered map proof, bob's proof for alice,
+    // a credential dropped from the state, alice shown absent.
+    let honest = f.directory.proof("alice@example.com");
+    let mut tampered = honest.clone();
+    tampered.map_proof = flip_b64(&tampered.map_proof, 40);
+    let mut dropped = honest.clone();
+    dropped.state.as_mut().unwrap().record["credentials"] = json!([]);
+    let mut absent = f.directory.proof("nobody@example.com");
+    absent.identity = "alice@example.com".into();
+    let mut hidden = honest.clone();
+    hidden.state = None;
+    for lie in [tampered, dropped, absent, hidden] {
+        f.serve_proof("alice@example.com", &lie);
+        assert_eq!(go("lookup", &["alice@example.com"]).0, 1, "{lie:?}");
+        assert_eq!(
+            go("validate", &["alice@example.com", &f.alice.public_b64()]).0,
+            1
+        );
+    }
+    f.serve_proof("alice@example.com", &honest);
+
+    // Replaying an older answer: the state before the rotation, proven in the checkpoint of
+    // then, after the client verified a newer one. It is refused, although it verifies alone.
+    let mut earlier = MemDirectory::new(signer());
+    earlier.commit(std::slice::from_ref(&f.old_alice.entry));
+    let stale = earlier.proof("alice@example.com");
+    f.serve_proof("alice@example.com", &stale);
+    let (code, out) = go(
+        "validate",
+        &["alice@example.com", &f.old_alice.public_b64()],
     );
-    let mut item = f.alice.identity_item(&f.log, 2, 5);
-    item["log_index"] = json!(1);
-    f.serve_alice(vec![item]);
-    assert_eq!(go("lookup", &["alice@example.com"]).0, 1);
-    let mut item = f.alice.identity_item(&f.log, 2, 5);
-    item["entry"] = json!(b64(&f.old_alice.entry));
-    f.serve_alice(vec![item]);
-    assert_eq!(go("lookup", &["alice@example.com"]).0, 1);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("older than the newest"),
+        "{out}"
+    );
+    f.serve_proof("alice@example.com", &honest);
+
     // The server is unreachable: network error.
     let mut a = base("lookup");
-    a[6] = "http://127.0.0.1:9".into();
+    a[8] = "http://127.0.0.1:9".into();
     a.push("alice@example.com".into());
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     assert_eq!(run(&refs).0, 3);
@@ -292,21 +332,24 @@ fn lookup_validate_credential() {
 #[test]
 fn enroll_refuses_a_credential_for_another_key() {
     let f = Fixture::new();
-    let key = f.log.vkey();
+    let key = f.directory.log.vkey();
+    let vrf = f.directory.vrf_b64();
     let ca_file = write(f.dir.path(), "ca.pem", f.ca.pem());
     let state = f.dir.path().join("state");
     // The server answers with a valid credential, but not for the key we generated.
     f.server.set(
         "/v1/credentials",
         201,
-        f.alice.bundle(&f.ca, &f.log, 2, 5).to_string(),
+        f.directory.bundle(&f.ca, &f.alice).to_string(),
     );
     let key_out = f.dir.path().join("key.pem");
     let out_file = f.dir.path().join("cred.json");
-    let (code, out) = run_json(&[
+    let args = [
         "enroll",
         "--log-key",
         &key,
+        "--vrf-key",
+        &vrf,
         "--ca",
         p(&ca_file),
         "--server",
@@ -321,7 +364,8 @@ fn enroll_refuses_a_credential_for_another_key() {
         p(&key_out),
         "--out",
         p(&out_file),
-    ]);
+    ];
+    let (code, out) = run_json(&args);
     assert_eq!(code, 1, "{out}");
     assert!(!out_file.exists());
     // The key was written first, with mode 0600, as PKCS#8 PEM.
@@ -334,24 +378,6 @@ fn enroll_refuses_a_credential_for_another_key() {
         assert_eq!(mode & 0o777, 0o600);
     }
     // It never overwrites.
-    let (code, _) = run_json(&[
-        "enroll",
-        "--log-key",
-        &key,
-        "--ca",
-        p(&ca_file),
-        "--server",
-        &f.server.url,
-        "--state",
-        p(&state),
-        "--identity",
-        "alice@example.com",
-        "--token",
-        "tok",
-        "--key-out",
-        p(&key_out),
-        "--out",
-        p(&out_file),
-    ]);
+    let (code, _) = run_json(&args);
     assert_eq!(code, 2);
 }

@@ -147,13 +147,15 @@ fn inclusion_and_consistency_and_bundles_require_the_quorum() {
     let ca = TestCa::new(1);
     let t = now();
     let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
-    let mut log = log_of(2);
-    log.push(alice.entry.clone());
+    let mut directory = MemDirectory::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    directory.commit(std::slice::from_ref(&alice.entry));
+    let log = directory.log.clone();
     let key = log.vkey();
+    let vrf = directory.vrf_b64();
     let pol = write(dir.path(), "policy", policy(&log));
     let ca_file = write(dir.path(), "ca.pem", ca.pem());
     // bundle verify: the bundle's checkpoint must be cosigned.
-    let mut bundle = alice.bundle(&ca, &log, 2, 3);
+    let mut bundle = directory.bundle(&ca, &alice);
     let bundle_file = write(dir.path(), "plain.json", bundle.to_string());
     let args = |file: &std::path::Path, with: bool| {
         let mut a = vec![
@@ -161,6 +163,8 @@ fn inclusion_and_consistency_and_bundles_require_the_quorum() {
             "verify".into(),
             "--log-key".into(),
             key.clone(),
+            "--vrf-key".into(),
+            vrf.clone(),
             "--ca".into(),
             p(&ca_file).into(),
         ];
@@ -178,7 +182,7 @@ fn inclusion_and_consistency_and_bundles_require_the_quorum() {
     let (code, out, err) = go(args(&bundle_file, true));
     assert_eq!(code, 1, "{out}{err}");
     assert!(format!("{out}{err}").contains("missing cosignatures by A, B, C"));
-    bundle["checkpoint"] = json!(cosigned(&log, 3, &[2, 3]));
+    bundle["directory"]["checkpoint"] = json!(cosigned(&log, 3, &[2, 3]));
     let cosigned_file = write(dir.path(), "cosigned.json", bundle.to_string());
     let (code, out, err) = go(args(&cosigned_file, true));
     assert_eq!(code, 0, "{out}{err}");
@@ -247,23 +251,24 @@ fn online_commands_require_the_quorum() {
     let ca = TestCa::new(1);
     let t = now();
     let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
-    let mut log = log_of(1);
-    log.push(alice.entry.clone());
+    let mut directory = MemDirectory::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    directory.commit(std::slice::from_ref(&alice.entry));
+    let log = directory.log.clone();
     let key = log.vkey();
+    let vrf = directory.vrf_b64();
     let pol = write(dir.path(), "policy", policy(&log));
     let ca_file = write(dir.path(), "ca.pem", ca.pem());
     let server = MockServer::start();
-    server.serve_log(&log, 2);
+    server.serve_log(&log, log.size());
     server.set("/v1/crl", 200, ca.crl(&[]));
     let serve = |checkpoint: String| {
         server.set("/log/checkpoint", 200, checkpoint.clone());
+        let mut proof = directory.proof("alice@example.com");
+        proof.checkpoint = checkpoint;
         server.set(
             "/v1/identities/alice@example.com",
             200,
-            json!({"identity": "alice@example.com", "status": "active",
-                   "checkpoint": checkpoint,
-                   "credentials": [alice.identity_item(&log, 1, 2)]})
-            .to_string(),
+            serde_json::to_vec(&proof).unwrap(),
         );
     };
     let go = |state: &str, cmd: &[&str], with: bool| {
@@ -278,7 +283,12 @@ fn online_commands_require_the_quorum() {
             p(&state).into(),
         ]);
         if cmd[0] != "checkpoint" {
-            a.extend(["--ca".into(), p(&ca_file).into()]);
+            a.extend([
+                "--ca".into(),
+                p(&ca_file).into(),
+                "--vrf-key".into(),
+                vrf.clone(),
+            ]);
         }
         if with {
             a.extend(["--witness-policy".into(), p(&pol).into()]);
@@ -293,7 +303,7 @@ fn online_commands_require_the_quorum() {
         &["validate", "alice@example.com", &pub_key],
     ];
     // Log-signed only: accepted without the option, refused with it, naming the missing.
-    serve(log.checkpoint(2));
+    serve(log.checkpoint(log.size()));
     for (i, cmd) in commands.iter().enumerate() {
         assert_eq!(go(&format!("plain{i}"), cmd, false).0, 0, "{cmd:?}");
         let (code, out, err) = go(&format!("refused{i}"), cmd, true);
@@ -304,7 +314,7 @@ fn online_commands_require_the_quorum() {
         );
     }
     // Cosigned by two: accepted.
-    serve(cosigned(&log, 2, &[1, 2]));
+    serve(cosigned(&log, log.size(), &[1, 2]));
     for (i, cmd) in commands.iter().enumerate() {
         let (code, out, err) = go(&format!("cosigned{i}"), cmd, true);
         assert_eq!(code, 0, "{cmd:?}: {out}{err}");
@@ -317,22 +327,35 @@ fn audit_and_monitor_require_the_quorum() {
     let ca = TestCa::new(1);
     let t = now();
     let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
-    let mut log = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
-    log.push(alice.entry.clone());
+    let mut directory = MemDirectory::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    directory.commit(std::slice::from_ref(&alice.entry));
+    let log = directory.log.clone();
+    let size = log.size();
     let key = log.vkey();
+    let vrf = directory.vrf_b64();
     let pol = write(dir.path(), "policy", policy(&log));
     let ca_file = write(dir.path(), "ca.pem", ca.pem());
     let expect = write(dir.path(), "expect", format!("{}\n", alice.public_b64()));
     let tiles = dir.path().join("tiles");
-    log.write_tiles(&tiles, 1);
+    log.write_tiles(&tiles, size);
+    let server = MockServer::start();
+    server.serve_log(&log, size);
+    server.set("/v1/crl", 200, ca.crl(&[]));
+    let serve_history = |checkpoint: String| {
+        let mut answer = directory.history("alice@example.com", 0);
+        answer.proof.checkpoint = checkpoint;
+        server.set(
+            "/v1/identities/alice@example.com/history?after=0",
+            200,
+            serde_json::to_vec(&answer).unwrap(),
+        );
+    };
     let audit = |state: &str, with: bool| {
         let state = dir.path().join(state);
         let mut a = vec![
             "audit",
             "--log-key",
             &key,
-            "--ca",
-            p(&ca_file),
             "--tiles",
             p(&tiles),
             "--state",
@@ -350,10 +373,14 @@ fn audit_and_monitor_require_the_quorum() {
             "alice@example.com",
             "--log-key",
             &key,
+            "--vrf-key",
+            &vrf,
+            "--ca",
+            p(&ca_file),
             "--expect-keys",
             p(&expect),
-            "--tiles",
-            p(&tiles),
+            "--server",
+            &server.url,
             "--state",
             p(&state),
         ];
@@ -363,6 +390,7 @@ fn audit_and_monitor_require_the_quorum() {
         run(&a)
     };
     // Log-signed only: as before without the option, refused with it.
+    serve_history(log.checkpoint(size));
     assert_eq!(audit("a0", false).0, 0);
     assert_eq!(monitor("m0", false).0, 0);
     for (code, out, err) in [audit("a1", true), monitor("m1", true)] {
@@ -373,7 +401,8 @@ fn audit_and_monitor_require_the_quorum() {
         );
     }
     // Cosigned by the quorum: accepted.
-    std::fs::write(tiles.join("checkpoint"), cosigned(&log, 1, &[1, 2])).unwrap();
+    std::fs::write(tiles.join("checkpoint"), cosigned(&log, size, &[1, 2])).unwrap();
+    serve_history(cosigned(&log, size, &[1, 2]));
     let (code, out, err) = audit("a2", true);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = monitor("m2", true);

@@ -6,8 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    bad_identity, check_identity, check_serial, json, logged_entry, present, read_json,
-    read_optional_json, require_admin, LoggedEntry, BULK_BODY, SMALL_BODY,
+    bad_identity, check_identity, check_serial, directory_proof, json, present, read_json,
+    read_optional_json, require_admin, BULK_BODY, SMALL_BODY,
 };
 use crate::app::AppState;
 use crate::entry::{EntryBody, RevocationReason};
@@ -15,6 +15,7 @@ use crate::problem::{Problem, ProblemKind};
 use crate::sequencer::{Action, Committed};
 use crate::tokens::generate_token;
 use crate::unix_now;
+use kt_protocol::api::{EnableAnswer, RevocationAnswer};
 use kt_protocol::pop::enrollment_id;
 
 /// Most identities in one enrollment request.
@@ -120,21 +121,6 @@ struct RevokeRequest {
 #[serde(deny_unknown_fields)]
 struct EnableRequest {}
 
-#[derive(Serialize)]
-struct RevocationResponse {
-    identity: String,
-    revoked: Vec<String>,
-    #[serde(flatten)]
-    logged: LoggedEntry,
-}
-
-#[derive(Serialize)]
-struct EnableResponse {
-    identity: String,
-    #[serde(flatten)]
-    logged: LoggedEntry,
-}
-
 fn revocation_answer(app: &AppState, committed: &Committed) -> Result<HttpResponse, Problem> {
     let (identity, revoked) = match &committed.body {
         EntryBody::Revoke {
@@ -147,10 +133,10 @@ fn revocation_answer(app: &AppState, committed: &Committed) -> Result<HttpRespon
     };
     Ok(json(
         StatusCode::OK,
-        &RevocationResponse {
+        &RevocationAnswer {
             identity,
             revoked,
-            logged: logged_entry(app, committed)?,
+            directory: directory_proof(app, committed)?,
         },
     ))
 }
@@ -220,9 +206,9 @@ pub async fn enable_identity(
         .await?;
     Ok(json(
         StatusCode::OK,
-        &EnableResponse {
+        &EnableAnswer {
             identity: committed.body.identity().to_owned(),
-            logged: logged_entry(&app, &committed)?,
+            directory: directory_proof(&app, &committed)?,
         },
     ))
 }

@@ -3,11 +3,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ed25519_dalek::VerifyingKey;
-use serde::{Deserialize, Serialize};
+use kt_protocol::api::CredentialAnswer;
+use serde::Deserialize;
 
-use super::{
-    check_identity, check_serial, json, logged_entry, present, read_json, LoggedEntry, SMALL_BODY,
-};
+use super::{check_identity, check_serial, directory_proof, json, present, read_json, SMALL_BODY};
 use crate::admission::rotation_refused;
 use crate::app::AppState;
 use crate::ca::cert_pem;
@@ -46,22 +45,6 @@ struct RotateRequest {
     public_key: String,
     signature_current: String,
     signature_new: String,
-}
-
-/// The answer to issuance and rotation.
-#[derive(Serialize)]
-struct CredentialResponse {
-    identity: String,
-    serial: String,
-    certificate: String,
-    chain: Vec<String>,
-    not_before: u64,
-    not_after: u64,
-    public_key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replaces: Option<String>,
-    #[serde(flatten)]
-    logged: LoggedEntry,
 }
 
 fn pop_problem(e: PopError) -> Problem {
@@ -109,7 +92,7 @@ fn credential_answer(
 ) -> Result<HttpResponse, Problem> {
     Ok(json(
         StatusCode::CREATED,
-        &CredentialResponse {
+        &CredentialAnswer {
             identity,
             serial: binding.serial.to_hex(),
             certificate: cert_pem(&binding.certificate),
@@ -118,7 +101,7 @@ fn credential_answer(
             not_after: binding.not_after,
             public_key: binding.public_key_b64(),
             replaces,
-            logged: logged_entry(app, committed)?,
+            directory: directory_proof(app, committed)?,
         },
     ))
 }

@@ -1,40 +1,52 @@
-//! `GET /v1/identities/{identity}`: an identity's status and current credentials, each with
-//! its inclusion proof against the one checkpoint of the answer.
+//! `GET /v1/identities/{identity}` and `…/history`: an identity's complete state with the
+//! proof of it (or the proof that it has none) in the latest published checkpoint, and for
+//! its owner's monitor the versions since the one it holds.
 //!
-//! This is also the check an MLS client makes on a member whose BasicCredential it meets: the
-//! (identity, signature key) pair is valid if and only if the key is among `credentials`.
+//! This is also the check an MLS client makes on a member it meets: the (identity, signature
+//! key) pair is valid if and only if the key is among the verified state's credentials.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
-use serde::Serialize;
+use actix_web::{web, HttpRequest, HttpResponse};
+use kt_protocol::api::{HistoryAnswer, HistoryItem, IdentityProof};
+use serde::Deserialize;
 
 use super::{check_identity, json};
 use crate::app::AppState;
-use crate::ca::cert_pem;
-use crate::encoding::{b64, proof_b64};
-use crate::entry::{EntryBody, LogEntry};
+use crate::directory::ProofParts;
+use crate::encoding::b64;
 use crate::problem::Problem;
-use crate::state::{CredentialStatus, IdentityStatus};
-use crate::unix_now;
+use crate::state::directory::VersionRow;
 
-#[derive(Serialize)]
-struct CurrentCredential {
-    serial: String,
-    public_key: String,
-    not_before: u64,
-    not_after: u64,
-    certificate: String,
-    log_index: u64,
-    entry: String,
-    inclusion_proof: Vec<String>,
+/// Most earlier versions one history answer gives.
+pub const MAX_HISTORY: u64 = 4096;
+
+/// The published proof of `identity` and its latest version row.
+fn prove(app: &AppState, identity: &str) -> Result<(ProofParts, Option<VersionRow>), Problem> {
+    let label = app
+        .state
+        .label_row(identity)
+        .map_err(Problem::internal)?
+        .and_then(|row| row.decode());
+    let parts = app.directory.prove(identity, label);
+    // The state is written before the map that shows a version is published: the row is there.
+    let row = match parts.value {
+        Some(value) => app
+            .state
+            .version_row(identity, value.version)
+            .map_err(Problem::internal)?,
+        None => None,
+    };
+    Ok((parts, row))
 }
 
-#[derive(Serialize)]
-struct IdentityResponse {
-    identity: String,
-    status: IdentityStatus,
-    checkpoint: String,
-    credentials: Vec<CurrentCredential>,
+fn identity_proof(app: &AppState, identity: &str) -> Result<(IdentityProof, u64), Problem> {
+    let (parts, row) = prove(app, identity)?;
+    let version = parts.value.map_or(0, |v| v.version);
+    let proof = app
+        .directory
+        .identity_proof(&app.log, identity, &parts, row.as_ref())
+        .map_err(Problem::internal)?;
+    Ok((proof, version))
 }
 
 /// `GET /v1/identities/{identity}`.
@@ -44,63 +56,55 @@ pub async fn lookup(
 ) -> Result<HttpResponse, Problem> {
     let identity = identity.into_inner();
     check_identity(&identity)?;
-    let record = app
-        .state
-        .identity(&identity)
-        .map_err(Problem::internal)?
-        // Enrolled but never logged answers as never enrolled: enrollments are not public.
-        .filter(|record| record.logged)
-        .ok_or_else(|| Problem::not_found(format!("{identity} has nothing in the log")))?;
-    // Read after the state: the checkpoint only grows and already covers every entry the state
-    // has applied, so every proof below is against a tree that contains its entry.
-    let checkpoint = app.log.latest_checkpoint();
-    let size = checkpoint.checkpoint.size;
-    let now = unix_now();
-    let mut credentials = Vec::new();
-    for serial in &record.current {
-        let Some(credential) = app.state.credential(serial).map_err(Problem::internal)? else {
-            continue;
-        };
-        if credential.status != CredentialStatus::Current || credential.not_after <= now {
-            continue;
-        }
-        let entry = app
-            .log
-            .entry(credential.log_index)
-            .map_err(Problem::internal)?;
-        let certificate = match LogEntry::parse(&entry).map(|e| e.body) {
-            Ok(EntryBody::Issue { binding, .. } | EntryBody::Rotate { binding, .. }) => {
-                cert_pem(&binding.certificate)
-            }
-            _ => {
-                return Err(Problem::internal(format!(
-                    "entry {} is not a binding",
-                    credential.log_index
-                )))
-            }
-        };
-        let proof = app
-            .log
-            .inclusion_proof(credential.log_index, size)
-            .map_err(Problem::internal)?;
-        credentials.push(CurrentCredential {
-            serial: serial.clone(),
-            public_key: credential.public_key,
-            not_before: credential.not_before,
-            not_after: credential.not_after,
-            certificate,
-            log_index: credential.log_index,
-            entry: b64(&entry),
-            inclusion_proof: proof_b64(&proof),
-        });
+    let (proof, _) = identity_proof(&app, &identity)?;
+    Ok(json(StatusCode::OK, &proof))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    after: u64,
+}
+
+/// `GET /v1/identities/{identity}/history?after=N`.
+pub async fn history(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    identity: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let identity = identity.into_inner();
+    check_identity(&identity)?;
+    let query: HistoryQuery = super::log_read::query(&req)?;
+    let (proof, version) = identity_proof(&app, &identity)?;
+    let first = query.after.saturating_add(1);
+    if version > first && version - first > MAX_HISTORY {
+        return Err(Problem::bad_request(format!(
+            "{} versions lie between {} and the latest; ask for at most {MAX_HISTORY} at a \
+             time (a larger `after`)",
+            version - first,
+            query.after
+        )));
     }
-    Ok(json(
-        StatusCode::OK,
-        &IdentityResponse {
-            identity,
-            status: record.status,
-            checkpoint: String::from_utf8_lossy(&checkpoint.note).into_owned(),
-            credentials,
-        },
-    ))
+    let label = app
+        .state
+        .label_row(&identity)
+        .map_err(Problem::internal)?
+        .and_then(|row| row.decode());
+    let mut history = Vec::new();
+    if let Some((label, _)) = label {
+        for v in first..version {
+            let row = app
+                .state
+                .version_row(&identity, v)
+                .map_err(Problem::internal)?
+                .ok_or_else(|| {
+                    Problem::internal(format!("version {v} of {identity} is missing"))
+                })?;
+            history.push(HistoryItem {
+                record: serde_json::from_str(&row.record).map_err(Problem::internal)?,
+                opening: b64(&app.directory.keys().opening(&label, v)),
+            });
+        }
+    }
+    Ok(json(StatusCode::OK, &HistoryAnswer { proof, history }))
 }

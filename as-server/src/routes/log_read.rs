@@ -21,6 +21,8 @@ use crate::problem::Problem;
 struct LogKey<'a> {
     origin: &'a str,
     verifier_key: &'a str,
+    /// The directory's VRF public key, base64: what checks identities' labels.
+    vrf_key: String,
 }
 
 /// `GET /v1/log/key`.
@@ -30,21 +32,25 @@ pub async fn key(app: web::Data<AppState>) -> HttpResponse {
         &LogKey {
             origin: app.log.origin(),
             verifier_key: &app.verifier_key,
+            vrf_key: app.directory.keys().vrf_public_b64(),
         },
     )
 }
 
-/// `GET /log/checkpoint` and `GET /v1/log/checkpoint`.
+/// `GET /log/checkpoint` and `GET /v1/log/checkpoint`: the checkpoint the directory's map is
+/// published with (a log-signed checkpoint can run a moment ahead of it), so that a client
+/// that saves it never sees a later lookup as older.
 pub async fn checkpoint(app: web::Data<AppState>) -> HttpResponse {
+    let note = app.directory.read().checkpoint.note.clone();
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "no-store"))
-        .body(app.log.latest_checkpoint().note.clone())
+        .body(note)
 }
 
 /// The query of a proof request, whose values are all numbers: a `%` or `+` (which would
 /// decode to another spelling) is refused before decoding, so every number has one spelling.
-fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, Problem> {
+pub(super) fn query<T: for<'de> Deserialize<'de>>(req: &HttpRequest) -> Result<T, Problem> {
     if req.query_string().contains(['%', '+']) {
         return Err(Problem::bad_request(
             "query numbers are canonical decimal, never percent-encoded",

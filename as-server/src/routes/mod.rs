@@ -16,8 +16,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use kt_protocol::api::IdentityProof;
+
 use crate::app::AppState;
-use crate::encoding::{b64, proof_b64};
 use crate::problem::{Problem, ProblemKind};
 use crate::sequencer::Committed;
 
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/v1/credentials").route(web::post().to(credentials::issue)))
         .service(post("/v1/credentials/rotate").route(web::post().to(credentials::rotate)))
         .service(get("/v1/identities/{identity}").route(web::get().to(identities::lookup)))
+        .service(get("/v1/identities/{identity}/history").route(web::get().to(identities::history)))
         .service(get("/v1/ca").route(web::get().to(service::ca)))
         .service(get("/v1/crl").route(web::get().to(service::crl)))
         .service(get("/v1/log/key").route(web::get().to(log_read::key)))
@@ -182,32 +184,17 @@ pub fn require_admin(req: &HttpRequest, app: &AppState) -> Result<String, Proble
         .ok_or_else(|| Problem::new(ProblemKind::Forbidden, "not an admin token"))
 }
 
-/// The fields every answer that shows a committed entry carries (`LoggedEntry`).
-#[derive(Serialize)]
-pub struct LoggedEntry {
-    /// Index in the log.
-    pub log_index: u64,
-    /// The entry's exact bytes, base64.
-    pub entry: String,
-    /// Inclusion proof in the checkpoint's tree.
-    pub inclusion_proof: Vec<String>,
-    /// The signed checkpoint, note text.
-    pub checkpoint: String,
-}
-
-/// The `LoggedEntry` of a commit: its inclusion proof in the checkpoint that covers it.
-pub fn logged_entry(app: &AppState, committed: &Committed) -> Result<LoggedEntry, Problem> {
-    let size = committed.checkpoint.checkpoint.size;
-    let proof = app
-        .log
-        .inclusion_proof(committed.index, size)
-        .map_err(Problem::internal)?;
-    Ok(LoggedEntry {
-        log_index: committed.index,
-        entry: b64(&committed.entry),
-        inclusion_proof: proof_b64(&proof),
-        checkpoint: String::from_utf8_lossy(&committed.checkpoint.note).into_owned(),
-    })
+/// The proof of a committed change's identity in the checkpoint that covers it: what every
+/// answer of a change carries (`directory`).
+pub fn directory_proof(app: &AppState, committed: &Committed) -> Result<IdentityProof, Problem> {
+    app.directory
+        .identity_proof(
+            &app.log,
+            committed.body.identity(),
+            &committed.proof,
+            committed.row.as_ref(),
+        )
+        .map_err(Problem::internal)
 }
 
 /// A JSON answer with `status`.

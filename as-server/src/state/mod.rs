@@ -20,7 +20,8 @@
 //! `i/<identity>` → [`IdentityRecord`], `c/<serial>` → [`CredentialRecord`],
 //! `e/<enrollment id>` → [`EnrollmentRecord`], `r/<serial>` → [`RevocationRecord`] (the CRL),
 //! `m/applied` → u64 big-endian, `m/applied-root` → the log's root hash at that size,
-//! `m/journal-end` → how much of the enrollment journal the store holds.
+//! `m/journal-end` → how much of the enrollment journal the store holds, and the directory's
+//! rows ([`directory`]: `d/<identity>`, `v/<identity>/<version>`).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,6 +29,7 @@ use thiserror::Error;
 
 use crate::enrollment_journal::EnrollmentJournal;
 
+pub mod directory;
 mod enrollments;
 pub mod overlay;
 pub mod records;

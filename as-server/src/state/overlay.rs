@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::directory::{OpenedChange, RecordedVersion};
 use super::*;
 use crate::entry::{EntryBody, LogEntry, RevocationScope};
 
@@ -21,12 +22,12 @@ impl State {
     }
 
     /// Re-applies the log entries the state has not seen (`applied .. log_size`), reading each
-    /// with `entry_at` and the log's root hash at a size with `root_at`. Returns how many it
-    /// applied.
+    /// with `change_at` (the change an update entry seals, opened; `None` for a map entry) and
+    /// the log's root hash at a size with `root_at`. Returns how many entries it applied.
     pub fn catch_up(
         &self,
         log_size: u64,
-        mut entry_at: impl FnMut(u64) -> Result<Vec<u8>, String>,
+        mut change_at: impl FnMut(u64) -> Result<Option<OpenedChange>, String>,
         mut root_at: impl FnMut(u64) -> Result<[u8; 32], String>,
     ) -> Result<u64, StateError> {
         let start = self.applied()?;
@@ -35,13 +36,11 @@ impl State {
             let end = log_size.min(index + 4096);
             let mut overlay = self.overlay();
             for i in index..end {
-                let bytes =
-                    entry_at(i).map_err(|error| StateError::BadEntry { index: i, error })?;
-                let entry = LogEntry::parse(&bytes).map_err(|e| StateError::BadEntry {
-                    index: i,
-                    error: e.to_string(),
-                })?;
-                overlay.apply_entry(i, &entry)?;
+                let change =
+                    change_at(i).map_err(|error| StateError::BadEntry { index: i, error })?;
+                if let Some(change) = change {
+                    overlay.apply_change(i, &change)?;
+                }
             }
             let root = root_at(end).map_err(|error| StateError::BadEntry {
                 index: end - 1,
@@ -70,7 +69,7 @@ pub struct Overlay<'a> {
 }
 
 impl Overlay<'_> {
-    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
+    pub(super) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
         if let Some(bytes) = self.changes.get(key) {
             return decode(key, bytes).map(Some);
         }
@@ -86,7 +85,7 @@ impl Overlay<'_> {
         stored.map(|bytes| decode(key, &bytes)).transpose()
     }
 
-    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+    pub(super) fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         let previous = self.changes.insert(key.clone(), encode(value));
         self.undo.push((key, previous));
     }
@@ -106,13 +105,43 @@ impl Overlay<'_> {
         self.get(&enrollment_key(id))
     }
 
-    /// Applies log entry `index`: the one place where entries change the state, used both by
-    /// the sequencer and by [`State::catch_up`]. It trusts the entry (the sequencer admitted
-    /// it) and is idempotent for the records it writes.
+    /// Applies the change logged at `index`: its effects on identities, credentials and
+    /// enrollments ([`Overlay::apply_entry`]) and its version in the directory
+    /// ([`Overlay::record_version`]), all or nothing. The one place where the log changes the
+    /// state, used both by the sequencer and by [`State::catch_up`].
+    pub fn apply_change(
+        &mut self,
+        index: u64,
+        change: &OpenedChange,
+    ) -> Result<RecordedVersion, StateError> {
+        self.atomically(|overlay| {
+            overlay.apply_changes(index, &change.entry)?;
+            overlay.record_version(
+                &change.label,
+                &change.vrf_proof,
+                change.version,
+                &change.entry,
+                &change.opening,
+                change.commitment.as_ref(),
+            )
+        })
+    }
+
+    /// Applies log entry `index`'s effects on identities, credentials and enrollments. It
+    /// trusts the entry (the sequencer admitted it) and is idempotent for the records it
+    /// writes.
     pub fn apply_entry(&mut self, index: u64, entry: &LogEntry) -> Result<(), StateError> {
-        // All or nothing: a read that fails half-way leaves no change of this entry behind.
+        self.atomically(|overlay| overlay.apply_changes(index, entry))
+    }
+
+    /// Runs `f`; if it fails, none of its writes stay (a read that fails half-way leaves no
+    /// change behind).
+    fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
         self.undo.clear();
-        let applied = self.apply_changes(index, entry);
+        let applied = f(self);
         if applied.is_err() {
             for (key, previous) in std::mem::take(&mut self.undo).into_iter().rev() {
                 match previous {
@@ -357,26 +386,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state =
             State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
-        let log = [
-            issue("a@b.co", "s1", "x").to_bytes(),
-            issue("a@b.co", "s2", "y").to_bytes(),
-        ];
+        let log = crate::directory::testing::directory_log(
+            &dir.path().join("log"),
+            &[issue("a@b.co", "s1", "x"), issue("a@b.co", "s2", "y")],
+        );
+        let keys = crate::directory::testing::keys();
+        let change_at = |i: u64| crate::directory::open_change(&keys, &log.entry(i).unwrap());
+        // The empty map's entry and the first update, then the rest.
         let mut overlay = state.overlay();
         overlay
-            .apply_entry(0, &LogEntry::parse(&log[0]).unwrap())
+            .apply_change(1, &change_at(1).unwrap().unwrap())
             .unwrap();
-        overlay.commit(1, [1; 32]).unwrap();
-        let applied = state
-            .catch_up(2, |i| Ok(log[i as usize].clone()), |_| Ok([2; 32]))
-            .unwrap();
-        assert_eq!(applied, 1);
+        overlay.commit(2, [1; 32]).unwrap();
+        let applied = state.catch_up(4, change_at, |_| Ok([2; 32])).unwrap();
+        assert_eq!(applied, 2);
         assert_eq!(
             state.identity("a@b.co").unwrap().unwrap().current,
             [serial_hex("s1"), serial_hex("s2")]
         );
         assert_eq!(state.applied_root().unwrap(), Some([2; 32]));
+        // Both versions are in the directory's rows, chained.
+        let v1 = state.version_row("a@b.co", 1).unwrap().unwrap();
+        let v2 = state.version_row("a@b.co", 2).unwrap().unwrap();
+        assert_eq!(v2.previous_head(), v1.head());
+        assert_eq!(v2.record().unwrap().credentials.len(), 2);
         assert!(state
-            .catch_up(3, |_| Ok(b"not json".to_vec()), |_| Ok([3; 32]))
+            .catch_up(5, |_| Err("not an entry".to_owned()), |_| Ok([3; 32]))
             .is_err());
     }
 }

@@ -11,7 +11,10 @@ use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
-use kt_log::Hash;
+use kt_protocol::api::IdentityProof;
+use kt_protocol::directory::public_entry::PublicEntry;
+use kt_protocol::directory::vrf::VrfPublicKey;
+use kt_verify::directory::{self, VerifiedIdentity};
 use serde_json::{json, Value};
 use test_support::ServerProcess;
 
@@ -23,6 +26,7 @@ pub struct Server {
     pub client: HttpsClient,
     pub admin_token: String,
     pub log_key: NoteVerifier,
+    pub vrf_key: VrfPublicKey,
 }
 
 impl Server {
@@ -58,6 +62,7 @@ impl Server {
         let pem = std::fs::read(tls_cert).unwrap();
         let client = HttpsClient::new(&base, &pem).unwrap();
         let vkey = std::fs::read_to_string(data.join("log-key.pub")).unwrap();
+        let vrf = std::fs::read_to_string(data.join("vrf-key.pub")).unwrap();
         Server {
             process,
             _dir: None,
@@ -66,6 +71,7 @@ impl Server {
             client,
             admin_token: token.expect("an admin token"),
             log_key: NoteVerifier::parse(vkey.trim()).unwrap(),
+            vrf_key: VrfPublicKey::from_bytes(&B64.decode(vrf.trim()).unwrap()).unwrap(),
         }
     }
 
@@ -153,21 +159,57 @@ impl Server {
         open_checkpoint(&answer.body, &self.log_key).unwrap()
     }
 
-    /// Checks a `LoggedEntry` (checkpoint signed by the log key, entry included at log_index);
-    /// returns the entry as JSON.
-    pub fn verify_logged(&self, answer: &Value, checkpoint: &str) -> Value {
-        let checkpoint = open_checkpoint(checkpoint.as_bytes(), &self.log_key).unwrap();
-        let entry = B64.decode(answer["entry"].as_str().unwrap()).unwrap();
-        let proof: Vec<Hash> = answer["inclusion_proof"]
-            .as_array()
-            .unwrap()
+    /// Verifies a proof of an identity (a lookup, or an answer's `directory`) with kt-verify:
+    /// checkpoint signed by the log key, map entry last, VRF label, map proof, record.
+    pub fn verify_directory(&self, proof: &Value) -> VerifiedIdentity {
+        let proof: IdentityProof = serde_json::from_value(proof.clone()).unwrap();
+        let checkpoint =
+            directory::answer_checkpoint(&proof, &proof.identity, &self.log_key).unwrap();
+        directory::verify_identity(&proof, &checkpoint, &self.vrf_key).unwrap()
+    }
+
+    /// Looks `identity` up and verifies the answer; panics unless it verifies.
+    pub fn lookup(&self, identity: &str) -> VerifiedIdentity {
+        let answer = self.get(&format!("/v1/identities/{identity}"));
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        self.verify_directory(&answer.json())
+    }
+
+    /// The serials of `identity`'s current credentials, verified.
+    pub fn current_serials(&self, identity: &str) -> Vec<String> {
+        self.lookup(identity).state.map_or_else(Vec::new, |state| {
+            state
+                .record
+                .credentials
+                .iter()
+                .map(|c| c.serial.to_hex())
+                .collect()
+        })
+    }
+
+    /// The log's entries up to the published checkpoint.
+    pub fn entries(&self) -> Vec<PublicEntry> {
+        let size = self.checkpoint().size();
+        (0..size)
+            .map(|i| {
+                let answer = self.get(&format!("/v1/log/entries/{i}")).json();
+                let bytes = B64.decode(answer["entry"].as_str().unwrap()).unwrap();
+                PublicEntry::parse(&bytes).unwrap()
+            })
+            .collect()
+    }
+
+    /// How many changes the log holds (its update entries).
+    pub fn changes(&self) -> usize {
+        self.entries()
             .iter()
-            .map(|h| Hash::from_slice(&B64.decode(h.as_str().unwrap()).unwrap()).unwrap())
-            .collect();
-        checkpoint
-            .verify_inclusion(answer["log_index"].as_u64().unwrap(), &entry, &proof)
-            .unwrap();
-        serde_json::from_slice(&entry).unwrap()
+            .filter(|e| matches!(e, PublicEntry::Update(_)))
+            .count()
     }
 }
 

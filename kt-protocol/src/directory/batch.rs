@@ -150,7 +150,9 @@ impl Replay {
         }
     }
 
-    /// Applies the log's next entry.
+    /// Applies the log's next entry. An update that breaks the rules changes nothing; a map
+    /// entry that disagrees with the map is reported, and the map stays the one the entries
+    /// make, so that every later map entry is checked against the entries too.
     pub fn apply(&mut self, entry: &PublicEntry) -> Result<(), MapViolation> {
         match entry {
             PublicEntry::Update(Update {
@@ -163,6 +165,7 @@ impl Replay {
             }
             PublicEntry::Map(found) => {
                 let (staged, expected) = std::mem::take(&mut self.batch).stage(&self.map);
+                self.map.commit(staged);
                 if found.root != expected.root {
                     return Err(MapViolation::Root {
                         expected: expected.root,
@@ -175,7 +178,6 @@ impl Replay {
                         found: found.labels,
                     });
                 }
-                self.map.commit(staged);
             }
         }
         Ok(())

@@ -32,6 +32,8 @@ use super::vrf::Label;
 const BUCKET_BITS: usize = 16;
 /// Number of buckets; also the heap index of the first bucket node.
 const BUCKETS: usize = 1 << BUCKET_BITS;
+/// Bytes of one leaf in [`Map::write_leaves`].
+pub const LEAF_BYTES: usize = 72;
 
 /// One label's leaf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +160,41 @@ impl Map {
     /// Every leaf, sorted by label.
     pub fn leaves(&self) -> impl Iterator<Item = &Leaf> + '_ {
         self.buckets.iter().flat_map(|b| b.iter())
+    }
+
+    /// Writes every leaf, sorted by label, as [`LEAF_BYTES`] bytes each (`label ‖
+    /// u64be(version) ‖ head`): the one form in which the map is saved (the AS's snapshot,
+    /// an auditor's resumable state).
+    pub fn write_leaves(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        for leaf in self.leaves() {
+            out.write_all(&leaf.label.0)?;
+            out.write_all(&leaf.value.version.to_be_bytes())?;
+            out.write_all(&leaf.value.head)?;
+        }
+        Ok(())
+    }
+
+    /// The map of leaves written by [`Map::write_leaves`]; `None` unless `bytes` are whole
+    /// leaves, sorted, each label once, no version 0.
+    pub fn read_leaves(bytes: &[u8]) -> Option<Map> {
+        if !bytes.len().is_multiple_of(LEAF_BYTES) {
+            return None;
+        }
+        Map::from_sorted(bytes.chunks_exact(LEAF_BYTES).map(|chunk| {
+            let mut label = [0u8; 32];
+            label.copy_from_slice(&chunk[..32]);
+            let mut version = [0u8; 8];
+            version.copy_from_slice(&chunk[32..40]);
+            let mut head = [0u8; 32];
+            head.copy_from_slice(&chunk[40..]);
+            Leaf {
+                label: Label(label),
+                value: LeafValue {
+                    version: u64::from_be_bytes(version),
+                    head,
+                },
+            }
+        }))
     }
 
     /// The proof of `label` against [`Map::root`], and its value if present.

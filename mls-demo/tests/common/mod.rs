@@ -1,14 +1,22 @@
 //! Runs the real `as-server` binary (built by `cargo build --workspace`, next to the test
-//! executable) on a loopback port with a fresh data folder, through `test-support`.
+//! executable) on a loopback port with a fresh data folder, through `test-support`; and a
+//! replica with the AS's TLS key that replays fixed answers.
 #![allow(dead_code, missing_docs, unreachable_pub)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use kt_log::note::NoteVerifier;
+use kt_protocol::directory::vrf::VrfPublicKey;
 use kt_verify::credential::Ca;
 use mls_demo::https::HttpsClient;
-use mls_demo::validator::AsValidator;
+use mls_demo::validator::{read_log_key, read_vrf_key, AsValidator};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use test_support::{workspace_binary, ServerProcess};
 
 pub struct Server {
@@ -19,18 +27,27 @@ pub struct Server {
     pub admin_token: String,
     pub client: HttpsClient,
     pub log_key: NoteVerifier,
+    pub vrf_key: VrfPublicKey,
 }
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Started with `extra` flags (e.g. `--rotation-min-interval 0`).
+    pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let process = ServerProcess::start(&workspace_binary("as-server"), &data, &[]);
+        let process = ServerProcess::start(&workspace_binary("as-server"), &data, extra);
         let base = process.base.clone();
         let admin_token = process.printed_admin_token.clone().expect("an admin token");
         let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
         let client = HttpsClient::new(&base, &pem).unwrap();
-        let vkey = std::fs::read_to_string(data.join("log-key.pub")).unwrap();
+        // The trust anchors, from the data folder's files (as an MLS member would be given
+        // them), never from the server's answers.
+        let log_key = read_log_key(&data.join("log-key.pub")).unwrap();
+        let vrf_key = read_vrf_key(&data.join("vrf-key.pub")).unwrap();
         Server {
             process,
             dir,
@@ -38,7 +55,8 @@ impl Server {
             base,
             admin_token,
             client,
-            log_key: NoteVerifier::parse(vkey.trim()).unwrap(),
+            log_key,
+            vrf_key,
         }
     }
 
@@ -48,6 +66,72 @@ impl Server {
     }
 
     pub fn validator(&self) -> AsValidator {
-        AsValidator::new(self.client.clone(), self.log_key.clone(), self.ca())
+        self.validator_of(self.client.clone())
+    }
+
+    /// A validator trusting this server's keys and CA, asking `client` (e.g. a replica).
+    pub fn validator_of(&self, client: HttpsClient) -> AsValidator {
+        AsValidator::new(
+            client,
+            self.log_key.clone(),
+            self.vrf_key.clone(),
+            self.ca(),
+        )
+    }
+}
+
+/// An HTTPS server with the AS's own TLS key that answers fixed paths with fixed bodies.
+pub struct StaleReplica {
+    pub base: String,
+}
+
+impl StaleReplica {
+    pub fn start(data: &std::path::Path, answers: HashMap<String, Vec<u8>>) -> StaleReplica {
+        let certs = CertificateDer::pem_file_iter(data.join("tls-cert.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(data.join("tls-key.pem")).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("https://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let mut reader = BufReader::new(&mut tls);
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or_default();
+                let (status, body) = match answers.get(path) {
+                    Some(body) => ("200 OK", body.clone()),
+                    None => ("404 Not Found", Vec::new()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes());
+                let _ = tls.write_all(&body);
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        StaleReplica { base }
     }
 }

@@ -399,3 +399,224 @@ pub fn revoke_entry(identity: &str, serials: &[&[u8]]) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// One version of an identity in a [`MemDirectory`].
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub record: kt_protocol::directory::record::VersionRecord,
+    pub opening: [u8; 32],
+    pub previous_head: [u8; 32],
+    pub head: [u8; 32],
+}
+
+/// An honest directory in memory over a [`MemLog`], made as the AS makes it: the log starts
+/// with the empty map's entry, each batch of changes becomes update entries (label, version,
+/// commitment, an opaque sealed change) closed by the batch's map entry.
+#[derive(Clone)]
+pub struct MemDirectory {
+    pub log: MemLog,
+    pub vrf: std::sync::Arc<kt_protocol::directory::vrf::VrfSecretKey>,
+    pub map: kt_protocol::directory::tree::Map,
+    pub versions: std::collections::HashMap<String, Vec<Version>>,
+}
+
+impl MemDirectory {
+    pub fn new(signer: NoteSigner) -> MemDirectory {
+        let mut log = MemLog::new(signer);
+        let map = kt_protocol::directory::tree::Map::new();
+        log.push(
+            kt_protocol::directory::public_entry::PublicEntry::Map(
+                kt_protocol::directory::public_entry::MapRoot {
+                    root: map.root(),
+                    labels: 0,
+                },
+            )
+            .to_bytes(),
+        );
+        MemDirectory {
+            log,
+            vrf: std::sync::Arc::new(kt_protocol::directory::vrf::VrfSecretKey::from_seed(seed(
+                99,
+            ))),
+            map,
+            versions: Default::default(),
+        }
+    }
+
+    /// The VRF public key, base64 (as `vrf-key.pub` holds it).
+    pub fn vrf_b64(&self) -> String {
+        b64(&self.vrf.public_key().to_bytes())
+    }
+
+    /// The VRF public key.
+    pub fn vrf_key(&self) -> kt_protocol::directory::vrf::VrfPublicKey {
+        self.vrf.public_key().clone()
+    }
+
+    /// One batch: each change (a change entry's bytes) becomes its identity's next version.
+    /// Returns the log indices of the updates.
+    pub fn commit(&mut self, changes: &[Vec<u8>]) -> Vec<u64> {
+        // Later changes of one identity in the same batch follow the earlier ones.
+        let mut latest: std::collections::HashMap<
+            String,
+            kt_protocol::directory::record::VersionRecord,
+        > = Default::default();
+        let mut records = Vec::new();
+        for bytes in changes {
+            let entry = kt_protocol::entry::LogEntry::parse(bytes).unwrap();
+            let identity = entry.body.identity().to_owned();
+            let previous = latest.get(&identity).cloned().or_else(|| {
+                self.versions
+                    .get(&identity)
+                    .and_then(|v| v.last())
+                    .map(|v| v.record.clone())
+            });
+            let record =
+                kt_protocol::directory::record::VersionRecord::next(previous.as_ref(), &entry)
+                    .unwrap();
+            latest.insert(identity, record.clone());
+            records.push(record);
+        }
+        self.commit_records(records)
+    }
+
+    /// One batch of records as given, each its identity's next version, whether or not it
+    /// follows the previous one (what a dishonest AS can commit to).
+    pub fn commit_records(
+        &mut self,
+        records: Vec<kt_protocol::directory::record::VersionRecord>,
+    ) -> Vec<u64> {
+        use kt_protocol::directory::hash::{chain, commitment, EMPTY};
+        use kt_protocol::directory::public_entry::{PublicEntry, Update};
+        let mut batch = kt_protocol::directory::batch::Batch::new();
+        let mut indices = Vec::new();
+        for record in records {
+            let identity = record.identity.clone();
+            let (label, _) = self.vrf.prove(&identity);
+            let versions = self.versions.entry(identity).or_default();
+            let previous = versions.last();
+            let version = previous.map_or(1, |v| v.record.version + 1);
+            assert_eq!(record.version, version, "records come in version order");
+            let opening: [u8; 32] = Sha256::digest(
+                [
+                    b"fixture opening".as_slice(),
+                    &label.0,
+                    &version.to_be_bytes(),
+                ]
+                .concat(),
+            )
+            .into();
+            let committed = commitment(&opening, &label, version, &record.to_bytes());
+            let previous_head = previous.map_or(EMPTY, |v| v.head);
+            let head = chain(&previous_head, &committed);
+            batch.push(&self.map, &label, version, &committed).unwrap();
+            versions.push(Version {
+                record,
+                opening,
+                previous_head,
+                head,
+            });
+            indices.push(
+                self.log.push(
+                    PublicEntry::Update(Update {
+                        label,
+                        version,
+                        commitment: committed,
+                        sealed: b"sealed for the AS".to_vec(),
+                    })
+                    .to_bytes(),
+                ),
+            );
+        }
+        let (staged, map_entry) = batch.stage(&self.map);
+        self.map.commit(staged);
+        self.log.push(PublicEntry::Map(map_entry).to_bytes());
+        indices
+    }
+
+    /// The proof of `identity` in the latest checkpoint.
+    pub fn proof(&self, identity: &str) -> kt_protocol::api::IdentityProof {
+        let size = self.log.size();
+        let (label, vrf_proof) = self.vrf.prove(identity);
+        let (map_proof, value) = self.map.prove(&label);
+        let state = value.map(|value| {
+            let v = &self.versions[identity][value.version as usize - 1];
+            kt_protocol::api::StateProof {
+                record: v.record.to_json(),
+                opening: b64(&v.opening),
+                previous_head: b64(&v.previous_head),
+            }
+        });
+        kt_protocol::api::IdentityProof {
+            identity: identity.to_owned(),
+            checkpoint: self.log.checkpoint(size),
+            map_entry: b64(&self.log.entries[size as usize - 1]),
+            map_entry_proof: self
+                .log
+                .inclusion(size - 1, size)
+                .iter()
+                .map(|h| b64(&h.0))
+                .collect(),
+            vrf_proof: b64(&vrf_proof),
+            map_proof: b64(&map_proof.encode()),
+            state,
+        }
+    }
+
+    /// `GET /v1/identities/{identity}/history?after=N`.
+    pub fn history(&self, identity: &str, after: u64) -> kt_protocol::api::HistoryAnswer {
+        let proof = self.proof(identity);
+        let versions = self.versions.get(identity).cloned().unwrap_or_default();
+        let latest = versions.len() as u64;
+        let history = versions
+            .iter()
+            .filter(|v| v.record.version > after && v.record.version < latest)
+            .map(|v| kt_protocol::api::HistoryItem {
+                record: v.record.to_json(),
+                opening: b64(&v.opening),
+            })
+            .collect();
+        kt_protocol::api::HistoryAnswer { proof, history }
+    }
+
+    /// The answer of the issuance of `cred` (its identity's latest state holds it).
+    pub fn bundle(&self, ca: &TestCa, cred: &Cred) -> Value {
+        json!({
+            "identity": cred.identity,
+            "serial": hex(&cred.serial),
+            "certificate": pem_of(&cred.der),
+            "chain": [ca.pem()],
+            "not_before": cred.not_before,
+            "not_after": cred.not_after,
+            "public_key": cred.public_b64(),
+            "directory": self.proof(&cred.identity),
+        })
+    }
+}
+
+/// The change revoking one credential of `identity`.
+pub fn revoke_credential_entry(identity: &str, serial: &[u8]) -> Vec<u8> {
+    format!(
+        r#"{{"v":1,"type":"revoke","time":2,"identity":"{identity}","serials":["{}"],"scope":"credential","reason":"keyCompromise","admin":"ops"}}"#,
+        hex(serial)
+    )
+    .into_bytes()
+}
+
+impl Cred {
+    /// The change that rotates `replaces` of the same identity to this credential.
+    pub fn rotate_entry(&self, replaces: &[u8]) -> Vec<u8> {
+        format!(
+            r#"{{"v":1,"type":"rotate","time":{},"identity":"{}","serial":"{}","public_key":"{}","not_before":{},"not_after":{},"certificate":"{}","replaces":"{}"}}"#,
+            self.not_before,
+            self.identity,
+            hex(&self.serial),
+            self.public_b64(),
+            self.not_before,
+            self.not_after,
+            b64(&self.der),
+            hex(replaces),
+        )
+        .into_bytes()
+    }
+}

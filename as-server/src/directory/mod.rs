@@ -1,0 +1,450 @@
+//! The directory on the server: the map of every identity's latest version, the checkpoint it
+//! is published in, and the proofs lookups and changes answer with.
+//!
+//! The map (`kt_protocol::directory::tree`) lives in memory. The sequencer stages each
+//! batch's updates beside it, makes the log durable with the batch's map entry last, writes
+//! the state, and only then [`Directory::publish`]es the new map together with the checkpoint
+//! that ends in its map entry, under one lock. So a reader sees a map and a checkpoint that
+//! belong together, and the state already holds the record of every version the map shows.
+//!
+//! At start [`Directory::open`] takes the latest snapshot ([`snapshot`]) if it reads back whole
+//! and the log has, where it ends, a map entry with its root and count; then it replays the
+//! log's entries after it through the public rules (every map entry checked). Without a usable
+//! snapshot it replays the whole log. So the map never depends on anything but the log.
+//! Snapshots are written in the background every [`SNAPSHOT_EVERY`] changed labels or
+//! [`SNAPSHOT_AFTER`] with a change, so a reopen replays a bounded tail.
+
+pub mod keys;
+pub mod snapshot;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use kt_log::checkpoint::SignedCheckpoint;
+use kt_protocol::api::IdentityProof;
+use kt_protocol::directory::batch::Replay;
+use kt_protocol::directory::hash::LeafValue;
+use kt_protocol::directory::proof::MapProof;
+use kt_protocol::directory::public_entry::{MapRoot, PublicEntry};
+use kt_protocol::directory::tree::{Map, Staged};
+use kt_protocol::directory::vrf::{Label, PROOF_LEN};
+
+use crate::encoding::{b64, proof_b64};
+use crate::sequencer::AsLog;
+use crate::state::directory::VersionRow;
+use keys::DirectoryKeys;
+use snapshot::MapStore;
+
+/// Changed labels after which a snapshot is written.
+pub const SNAPSHOT_EVERY: u64 = 100_000;
+/// Time after which a snapshot is written if anything changed.
+pub const SNAPSHOT_AFTER: Duration = Duration::from_secs(60);
+/// Most labels computed ahead by request handlers and not yet logged.
+const LABEL_CACHE: usize = 65_536;
+
+/// The map and the checkpoint whose last entry is its map entry.
+pub struct Published {
+    /// The map.
+    pub map: Map,
+    /// The checkpoint.
+    pub checkpoint: Arc<SignedCheckpoint>,
+}
+
+/// What a proof of one identity is made of, read under one lock (see [`Directory::prove`]).
+pub struct ProofParts {
+    /// The checkpoint.
+    pub checkpoint: Arc<SignedCheckpoint>,
+    /// The identity's label and VRF proof.
+    pub label: (Label, [u8; PROOF_LEN]),
+    /// The map proof of the label.
+    pub map_proof: MapProof,
+    /// The label's leaf, if present.
+    pub value: Option<LeafValue>,
+}
+
+/// The directory; see the module documentation.
+pub struct Directory {
+    keys: DirectoryKeys,
+    published: RwLock<Published>,
+    /// Labels computed by request handlers for identities not yet logged.
+    labels: Mutex<HashMap<String, (Label, [u8; PROOF_LEN])>>,
+    store: Arc<dyn MapStore>,
+    /// Labels changed since the last snapshot, and when it was taken.
+    unsaved: AtomicU64,
+    saved_at: Mutex<Instant>,
+    saving: Arc<AtomicBool>,
+}
+
+/// Why the map could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The log holds an entry that is not of the directory's format.
+    #[error("log entry {index} is not a directory entry: {error}")]
+    Entry {
+        /// Its index.
+        index: u64,
+        /// Why.
+        error: String,
+    },
+    /// The log breaks the directory's public rules.
+    #[error("log entry {index} breaks the directory's rules: {error}")]
+    Rules {
+        /// Its index.
+        index: u64,
+        /// Which rule.
+        error: String,
+    },
+    /// The log does not end with a map entry.
+    #[error("the log's last entry is not a map entry")]
+    Unfinished,
+    /// Reading the log failed.
+    #[error("reading the log: {0}")]
+    Log(String),
+}
+
+impl Directory {
+    /// Opens the map of `log` (see the module documentation), published with `checkpoint`,
+    /// which must be of the log's whole tree.
+    pub fn open(
+        keys: DirectoryKeys,
+        store: Arc<dyn MapStore>,
+        log: &AsLog,
+        checkpoint: Arc<SignedCheckpoint>,
+    ) -> Result<(Directory, u64), OpenError> {
+        let size = log.size();
+        let (mut replay, from) = match store.load() {
+            Ok(Some(snapshot)) if snapshot_fits(log, snapshot.log_size, &snapshot.map) => {
+                (Replay::from_map(snapshot.map), snapshot.log_size)
+            }
+            Ok(Some(_)) => {
+                tracing::warn!("the directory snapshot does not fit the log: replaying the log");
+                (Replay::new(), 0)
+            }
+            Ok(None) => (Replay::new(), 0),
+            Err(e) => {
+                tracing::warn!(error = %e, "the directory snapshot cannot be read: replaying the log");
+                (Replay::new(), 0)
+            }
+        };
+        let mut index = from;
+        while index < size {
+            let end = size.min(index + 4096);
+            let entries = log
+                .entries(index, end)
+                .map_err(|e| OpenError::Log(e.to_string()))?;
+            for (i, bytes) in (index..end).zip(entries) {
+                let entry = PublicEntry::parse(&bytes).map_err(|e| OpenError::Entry {
+                    index: i,
+                    error: e.to_string(),
+                })?;
+                replay.apply(&entry).map_err(|e| OpenError::Rules {
+                    index: i,
+                    error: e.to_string(),
+                })?;
+            }
+            index = end;
+        }
+        if replay.in_batch() {
+            return Err(OpenError::Unfinished);
+        }
+        let replayed = size - from;
+        let directory = Directory {
+            keys,
+            published: RwLock::new(Published {
+                map: replay.into_map(),
+                checkpoint,
+            }),
+            labels: Mutex::new(HashMap::new()),
+            store,
+            unsaved: AtomicU64::new(replayed),
+            saved_at: Mutex::new(Instant::now()),
+            saving: Arc::new(AtomicBool::new(false)),
+        };
+        Ok((directory, replayed))
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &DirectoryKeys {
+        &self.keys
+    }
+
+    /// The published map and checkpoint, read-locked.
+    pub fn read(&self) -> RwLockReadGuard<'_, Published> {
+        self.published.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The label of `identity` for a change: `known` (from the state) if it was logged before,
+    /// else one computed ahead by [`Directory::compute_label`], else computed now.
+    pub fn label_for(
+        &self,
+        identity: &str,
+        known: Option<(Label, [u8; PROOF_LEN])>,
+    ) -> (Label, [u8; PROOF_LEN]) {
+        if let Some(known) = known {
+            return known;
+        }
+        let cached = self
+            .labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(identity);
+        cached.unwrap_or_else(|| self.keys.vrf().prove(identity))
+    }
+
+    /// Computes the label of an identity about to be logged for the first time, outside the
+    /// sequencer (a VRF proof is a few scalar multiplications): the sequencer then takes it
+    /// from [`Directory::label_for`].
+    pub fn compute_label(&self, identity: &str) {
+        let computed = self.keys.vrf().prove(identity);
+        let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        if labels.len() < LABEL_CACHE {
+            labels.insert(identity.to_owned(), computed);
+        }
+    }
+
+    /// Publishes a batch's map with the checkpoint that ends in its map entry, and starts a
+    /// snapshot if one is due.
+    pub fn publish(&self, staged: Staged, changed: u64, checkpoint: Arc<SignedCheckpoint>) {
+        {
+            let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
+            published.map.commit(staged);
+            published.checkpoint = checkpoint;
+        }
+        let unsaved = self.unsaved.fetch_add(changed, Ordering::Relaxed) + changed;
+        let due = unsaved >= SNAPSHOT_EVERY
+            || (unsaved > 0
+                && self
+                    .saved_at
+                    .lock()
+                    .is_ok_and(|at| at.elapsed() >= SNAPSHOT_AFTER));
+        if due {
+            self.snapshot_in_background();
+        }
+    }
+
+    /// Publishes a new checkpoint of the same map (the log's tree did not change).
+    pub fn republish(&self, checkpoint: Arc<SignedCheckpoint>) {
+        self.published
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .checkpoint = checkpoint;
+    }
+
+    /// Writes a snapshot of the published map on another thread, unless one is being written.
+    fn snapshot_in_background(&self) {
+        if self.saving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (map, size) = {
+            let published = self.read();
+            (published.map.clone(), published.checkpoint.checkpoint.size)
+        };
+        self.unsaved.store(0, Ordering::Relaxed);
+        if let Ok(mut at) = self.saved_at.lock() {
+            *at = Instant::now();
+        }
+        let store = Arc::clone(&self.store);
+        let saving = Arc::clone(&self.saving);
+        let spawned = std::thread::Builder::new()
+            .name("map-snapshot".into())
+            .spawn(move || {
+                if let Err(e) = store.save(size, &map) {
+                    tracing::warn!(error = %e, "writing the directory snapshot failed");
+                }
+                saving.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.saving.store(false, Ordering::Release);
+        }
+    }
+
+    /// Writes a snapshot of the published map now (at shutdown, and for tests).
+    pub fn snapshot_now(&self) -> std::io::Result<()> {
+        let published = self.read();
+        self.store
+            .save(published.checkpoint.checkpoint.size, &published.map)
+    }
+
+    /// Reads, under one lock, the published checkpoint, and the map proof and leaf of the
+    /// label of `identity` (`label`: from the state, or `None` to compute it).
+    pub fn prove(&self, identity: &str, label: Option<(Label, [u8; PROOF_LEN])>) -> ProofParts {
+        let label = label.unwrap_or_else(|| self.keys.vrf().prove(identity));
+        let published = self.read();
+        let (map_proof, value) = published.map.prove(&label.0);
+        ProofParts {
+            checkpoint: Arc::clone(&published.checkpoint),
+            label,
+            map_proof,
+            value,
+        }
+    }
+
+    /// The answer's proof of `identity` from `parts`, with `row` the version row of
+    /// `parts.value` (absent if the identity is absent).
+    pub fn identity_proof(
+        &self,
+        log: &AsLog,
+        identity: &str,
+        parts: &ProofParts,
+        row: Option<&VersionRow>,
+    ) -> Result<IdentityProof, String> {
+        let size = parts.checkpoint.checkpoint.size;
+        let index = size
+            .checked_sub(1)
+            .ok_or("the checkpoint is of the empty log")?;
+        let map_entry = log.entry(index).map_err(|e| e.to_string())?;
+        let map_entry_proof = log
+            .inclusion_proof(index, size)
+            .map_err(|e| e.to_string())?;
+        let state = match (parts.value, row) {
+            (Some(value), Some(row)) => Some(kt_protocol::api::StateProof {
+                record: serde_json::from_str(&row.record).map_err(|e| e.to_string())?,
+                opening: b64(&self.keys.opening(&parts.label.0, value.version)),
+                previous_head: row.previous_head.clone(),
+            }),
+            (None, _) => None,
+            (Some(value), None) => {
+                return Err(format!(
+                    "version {} of {identity} is in the map but not in the state",
+                    value.version
+                ))
+            }
+        };
+        Ok(IdentityProof {
+            identity: identity.to_owned(),
+            checkpoint: String::from_utf8_lossy(&parts.checkpoint.note).into_owned(),
+            map_entry: b64(&map_entry),
+            map_entry_proof: proof_b64(&map_entry_proof),
+            vrf_proof: b64(&parts.label.1),
+            map_proof: b64(&parts.map_proof.encode()),
+            state,
+        })
+    }
+}
+
+/// Log entry `bytes` as the state sees it: the change an update seals, opened with `keys`
+/// (`None` for a map entry). An entry that does not parse or does not open is an error: the
+/// log is the AS's own, so it is damaged or not this AS's.
+pub fn open_change(
+    keys: &DirectoryKeys,
+    bytes: &[u8],
+) -> Result<Option<crate::state::directory::OpenedChange>, String> {
+    match PublicEntry::parse(bytes).map_err(|e| e.to_string())? {
+        PublicEntry::Map(_) => Ok(None),
+        PublicEntry::Update(update) => {
+            let opened = keys
+                .unseal(&update.label, update.version, &update.sealed)
+                .ok_or("its sealed change does not open with this AS's directory key")?;
+            let entry = crate::entry::LogEntry::parse(&opened.entry)
+                .map_err(|e| format!("its sealed change does not parse: {e}"))?;
+            Ok(Some(crate::state::directory::OpenedChange {
+                label: update.label,
+                vrf_proof: opened.vrf_proof,
+                version: update.version,
+                opening: keys.opening(&update.label, update.version),
+                commitment: Some(update.commitment),
+                entry,
+            }))
+        }
+    }
+}
+
+/// Whether a snapshot of `size` entries with `map` ends where the log has a map entry with
+/// its root and count.
+fn snapshot_fits(log: &AsLog, size: u64, map: &Map) -> bool {
+    if size == 0 || size > log.size() {
+        return size == 0 && map.is_empty();
+    }
+    let Ok(bytes) = log.entry(size - 1) else {
+        return false;
+    };
+    matches!(
+        PublicEntry::parse(&bytes),
+        Ok(PublicEntry::Map(MapRoot { root, labels })) if root == map.root() && labels == map.len()
+    )
+}
+
+/// The map entry of the empty map: a new log's first entry, so that every checkpoint ends in
+/// a map entry.
+pub fn empty_map_entry() -> Vec<u8> {
+    PublicEntry::Map(MapRoot {
+        root: Map::new().root(),
+        labels: 0,
+    })
+    .to_bytes()
+}
+
+/// Directory logs for the server's unit tests, made as the sequencer makes them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use kt_log::log::Log;
+    use kt_log::note::NoteSigner;
+    use kt_log::store::FileStore;
+    use kt_protocol::directory::batch::Batch;
+    use kt_protocol::directory::public_entry::PublicEntry;
+    use kt_protocol::directory::tree::Map;
+
+    use super::empty_map_entry;
+    use super::keys::DirectoryKeys;
+    use crate::entry::LogEntry;
+    use crate::sequencer::AsLog;
+    use crate::state::directory::{make_version, VersionRow};
+
+    /// The keys the tests use.
+    pub(crate) fn keys() -> DirectoryKeys {
+        DirectoryKeys::from_secret(&[1; 32])
+    }
+
+    /// A log in `dir` holding the empty map's entry, then `changes` as one batch (updates and
+    /// its map entry), signed.
+    pub(crate) fn directory_log(dir: &Path, changes: &[LogEntry]) -> AsLog {
+        let signer = NoteSigner::generate("example.com/test").unwrap();
+        let log = Log::open(FileStore::open(dir).unwrap(), signer).unwrap();
+        log.append(&[empty_map_entry()]).unwrap();
+        if !changes.is_empty() {
+            let keys = keys();
+            let map = Map::new();
+            let mut batch = Batch::new();
+            let mut rows: HashMap<String, VersionRow> = HashMap::new();
+            let mut entries = Vec::new();
+            for entry in changes {
+                let identity = entry.body.identity().to_owned();
+                let (label, proof) = keys.vrf().prove(&identity);
+                let version = batch.next_version(&map, &label);
+                let (recorded, row) = make_version(
+                    &label,
+                    version,
+                    rows.get(&identity),
+                    entry,
+                    &keys.opening(&label, version),
+                    None,
+                )
+                .unwrap();
+                batch
+                    .push(&map, &label, version, &recorded.commitment)
+                    .unwrap();
+                rows.insert(identity, row);
+                entries.push(
+                    keys.update_entry(
+                        &label,
+                        version,
+                        &recorded.commitment,
+                        &proof,
+                        &entry.to_bytes(),
+                    )
+                    .unwrap(),
+                );
+            }
+            let (_, map_entry) = batch.stage(&map);
+            entries.push(PublicEntry::Map(map_entry).to_bytes());
+            log.append(&entries).unwrap();
+        }
+        log.sign_checkpoint().unwrap();
+        log
+    }
+}
