@@ -23,11 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use kt_log::note::NoteVerifier;
+use kt_protocol::directory::vrf::VrfPublicKey;
+use kt_verify::credential::Ca;
 use nix::sys::signal::Signal;
 
 use crate::http::Client;
-use crate::ledger::Ledger;
+use crate::ledger::{Anchors, Ledger};
 use crate::procs::{Mount, Server};
 use crate::workload::{Ctx, Rng};
 
@@ -265,6 +269,34 @@ fn damage(state: &Path, case: Damage, rng: &mut Rng) -> Result<String, String> {
     }
 }
 
+/// The trust anchors of the first start, from its data folder (copies go to the work
+/// folder): `log-key.pub`, `vrf-key.pub` and `ca-cert.pem`; with the two keys' text.
+fn read_anchors(data: &Path, work: &Path) -> Result<((String, String), Anchors), String> {
+    let read = |name: &str| {
+        let text = std::fs::read_to_string(data.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let _ = std::fs::write(work.join(name), &text);
+        Ok::<_, String>(text)
+    };
+    let log_text = read("log-key.pub")?;
+    let vrf_text = read("vrf-key.pub")?;
+    let ca_pem = read("ca-cert.pem")?;
+    let log_key = NoteVerifier::parse(log_text.trim()).map_err(|e| format!("log-key.pub: {e}"))?;
+    let vrf_key = B64
+        .decode(vrf_text.trim())
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| VrfPublicKey::from_bytes(&bytes).map_err(|e| e.to_string()))
+        .map_err(|e| format!("vrf-key.pub: {e}"))?;
+    let ca = Ca::from_bytes(ca_pem.as_bytes()).map_err(|e| format!("ca-cert.pem: {e}"))?;
+    Ok((
+        (log_text, vrf_text),
+        Anchors {
+            log_key,
+            vrf_key,
+            ca,
+        },
+    ))
+}
+
 /// Starts the server and waits until `/healthz` answers; the client for it.
 fn boot(args: &Args, data: &Path, log: &Path) -> Result<(Server, Client), String> {
     let started = Instant::now();
@@ -321,7 +353,8 @@ fn run(args: &Args) -> Result<bool, String> {
         work.display()
     );
     let run_started = Instant::now();
-    let mut vkey: Option<(String, NoteVerifier)> = None;
+    // The first start's keys (log note key and VRF key, as text) and trust anchors.
+    let mut anchors: Option<((String, String), Anchors)> = None;
     let mut cycle_times = Vec::new();
 
     for boot_no in 1..=args.cycles + 1 {
@@ -353,25 +386,28 @@ fn run(args: &Args) -> Result<bool, String> {
             }
         };
         let restart_time = restart.elapsed();
-        let (vkey_text, log_key) = match &vkey {
+        let (keys, anchors) = match &anchors {
             Some(known) => known.clone(),
             None => {
-                let text = std::fs::read_to_string(data.join("log-key.pub"))
-                    .map_err(|e| format!("log-key.pub: {e}"))?;
-                let _ = std::fs::write(work.join("log-key.pub"), &text);
-                let verifier =
-                    NoteVerifier::parse(text.trim()).map_err(|e| format!("log-key.pub: {e}"))?;
-                vkey = Some((text.clone(), verifier.clone()));
-                (text, verifier)
+                let known = read_anchors(&data, work)?;
+                anchors = Some(known.clone());
+                known
             }
         };
         let ctx = Ctx {
             client,
-            log_key,
+            anchors,
             ledger: Arc::clone(&ledger),
         };
         if boot_no > 1 {
-            checks::after_restart(&ctx, &vkey_text, last || boot_no % 10 == 1, last, &mut rng);
+            checks::after_restart(
+                &ctx,
+                &keys.0,
+                &keys.1,
+                last || boot_no % 10 == 1,
+                last,
+                &mut rng,
+            );
         }
         if last {
             let _ = server.proc.signal(Signal::SIGTERM);
@@ -462,11 +498,14 @@ fn run(args: &Args) -> Result<bool, String> {
         cycle_times.iter().map(Duration::as_secs_f64).sum::<f64>() / cycle_times.len() as f64
     };
     println!(
-        "details: {} entries, {} checkpoints, {} rotations, {} revocations acknowledged; {} tokens checked after restarts; {} requests unanswered at crashes; {} bad answers; {} check errors; {:.1} s per cycle, {:.0} s in all",
-        c.acknowledged_entries,
+        "details: {} changes (versions), {} map entries, {} checkpoints, {} rotations, {} revocations acknowledged; {} verified lookups during load; {} identities and {} tokens checked after restarts; {} requests unanswered at crashes; {} bad answers; {} check errors; {:.1} s per cycle, {:.0} s in all",
+        c.acknowledged_changes,
+        c.acknowledged_map_entries,
         c.acknowledged_checkpoints,
         c.rotations,
         c.revocations,
+        c.lookups,
+        c.identities_checked,
         c.tokens_checked,
         c.unanswered,
         c.bad_answers,

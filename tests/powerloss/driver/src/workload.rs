@@ -1,6 +1,9 @@
 //! The concurrent client: admins enroll (one by one and in bulk), clients get credentials with
 //! their tokens (Ed25519 proof of possession), rotate them, admins revoke some, monitors read
-//! the checkpoint. Everything acknowledged goes into the ledger.
+//! the checkpoint and look identities up. Every answer is verified as a client would
+//! (kt-verify: the bundle of an issuance or rotation, the identity proof of a revocation or a
+//! lookup) and must show exactly the change asked for; everything acknowledged goes into the
+//! ledger.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,17 +12,19 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 use kt_log::checkpoint::open_checkpoint;
-use kt_log::note::NoteVerifier;
-use kt_protocol::entry::{EntryBody, LogEntry, Serial};
-use serde_json::{json, Value};
+use kt_protocol::api::{CredentialAnswer, IdentityProof, RevocationAnswer};
+use kt_protocol::directory::record::Change;
+use kt_protocol::entry::{RevocationScope, Serial};
+use kt_verify::bundle::verify_bundle;
+use serde_json::json;
 
 use crate::http::{Answer, Client};
-use crate::ledger::{check_logged, CredState, Ledger};
+use crate::ledger::{verify_proof, Anchors, CredState, Kind, Ledger, Shown};
 
 /// What the workers and the checks share.
 pub(crate) struct Ctx {
     pub(crate) client: Client,
-    pub(crate) log_key: NoteVerifier,
+    pub(crate) anchors: Anchors,
     pub(crate) ledger: Arc<Mutex<Ledger>>,
 }
 
@@ -87,30 +92,81 @@ pub(crate) enum Outcome {
     Unanswered(String),
 }
 
-/// Checks that `entry` is a binding of `identity`'s `key` under `serial` (of kind `kind`).
-fn check_binding(
-    entry: &[u8],
-    kind: &str,
-    identity: &str,
-    serial: &str,
-    key: &SigningKey,
-) -> Result<(), String> {
-    let parsed = LogEntry::parse(entry).map_err(|e| format!("entry does not parse: {e}"))?;
-    let binding = parsed.body.binding().ok_or("entry is not a binding")?;
-    if parsed.body.kind() != kind
-        || parsed.body.identity() != identity
-        || binding.serial.to_hex() != serial
-        || binding.public_key != *key.verifying_key().as_bytes()
-    {
-        return Err(format!(
-            "entry is not the {kind} of {identity} {serial} for our key"
-        ));
-    }
-    Ok(())
-}
-
 fn refused(answer: &Answer) -> Outcome {
     Outcome::Refused(answer.status, answer.problem(), answer.describe())
+}
+
+/// Now, Unix seconds (the validity of credentials is checked at it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Verifies an issuance's or rotation's answer as a client keeps it (kt-verify's
+/// `verify_bundle`: the identity proof, the credential in the identity's state, its
+/// certificate under the CA, the answer's fields) and that it is ours: our identity, the
+/// serial the answer names, our key, and the state's latest change is exactly this one
+/// (`replaces`: the serial a rotation replaced). The proof's state as it showed it.
+fn check_bundle(
+    ctx: &Ctx,
+    body: &[u8],
+    identity: &str,
+    key: &SigningKey,
+    replaces: Option<&str>,
+) -> Result<(String, Shown), String> {
+    let answer: CredentialAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("answer does not parse: {e}"))?;
+    let a = &ctx.anchors;
+    let bundle = verify_bundle(&answer, &a.log_key, &a.vrf_key, &a.ca, unix_now())
+        .map_err(|e| format!("bundle does not verify: {e}"))?;
+    if answer.identity != identity {
+        return Err(format!("answer is about {}", answer.identity));
+    }
+    if bundle.binding.serial.to_hex() != answer.serial
+        || bundle.binding.public_key != *key.verifying_key().as_bytes()
+    {
+        return Err(format!("credential {} is not for our key", answer.serial));
+    }
+    if answer.replaces.as_deref() != replaces {
+        return Err(format!(
+            "answer replaces {:?}, not {replaces:?}",
+            answer.replaces
+        ));
+    }
+    let serial = bundle.binding.serial;
+    let ours = match (
+        &bundle.identity.state.as_ref().map(|s| &s.record.change),
+        replaces,
+    ) {
+        (Some(Change::Issue { serial: s, .. }), None) => *s == serial,
+        (
+            Some(Change::Rotate {
+                serial: s,
+                replaces: r,
+            }),
+            Some(old),
+        ) => *s == serial && r.to_hex() == old,
+        _ => false,
+    };
+    if !ours {
+        return Err(format!(
+            "the state shown is not the one this change made: its change is {:?}",
+            bundle.identity.state.as_ref().map(|s| &s.record.change)
+        ));
+    }
+    // The map entry's bytes, which verify_bundle proved included at size − 1.
+    let map_entry = B64
+        .decode(&answer.directory.map_entry)
+        .map_err(|e| format!("map_entry is not base64: {e}"))?;
+    Ok((
+        answer.serial,
+        Shown {
+            checkpoint: bundle.identity.checkpoint.clone(),
+            map_entry,
+            identity: bundle.identity,
+        },
+    ))
 }
 
 /// Issues a credential for `identity` with `token` (already taken out of the ledger).
@@ -135,19 +191,18 @@ pub(crate) fn issue(ctx: &Ctx, identity: &str, token: &str) -> Outcome {
     if answer.status != 201 {
         return refused(&answer);
     }
-    let json = answer.json();
-    let serial = json["serial"].as_str().unwrap_or_default().to_owned();
-    let checked = check_logged(&json, &ctx.log_key).and_then(|logged| {
-        check_binding(&logged.entry, "issue", identity, &serial, &key).map(|()| logged)
-    });
+    let checked = check_bundle(ctx, &answer.body, identity, &key, None);
     let mut ledger = ctx.ledger();
     match checked {
-        Ok(logged) => {
-            ledger.record_cred(&serial, identity, key, &logged);
+        Ok((serial, shown)) => {
+            if ledger.record_change(identity, Kind::Issue, &serial, &shown) {
+                ledger.record_cred(&serial, identity, key, shown.version());
+            }
             Outcome::Acknowledged
         }
         Err(e) => {
             ledger.counts.bad_answers += 1;
+            ledger.set_uncertain(identity);
             ledger.report(&format!("issuance answer for {identity}: {e}"));
             Outcome::Acknowledged
         }
@@ -334,21 +389,17 @@ fn rotate(ctx: &Ctx, rng: &mut Rng) -> bool {
         refused_current(ctx, "rotation", &serial, &identity, &answer);
         return true;
     }
-    let json = answer.json();
-    let new_serial = json["serial"].as_str().unwrap_or_default().to_owned();
-    let checked = check_logged(&json, &ctx.log_key).and_then(|logged| {
-        check_binding(&logged.entry, "rotate", &identity, &new_serial, &new)?;
-        if json["replaces"].as_str() != Some(serial.as_str()) {
-            return Err("answer does not name the replaced serial".into());
-        }
-        Ok(logged)
-    });
+    let checked = check_bundle(ctx, &answer.body, &identity, &new, Some(&serial));
     let mut ledger = ctx.ledger();
     match checked {
-        Ok(logged) => {
+        Ok((new_serial, shown)) => {
             ledger.counts.rotations += 1;
-            ledger.record_cred(&new_serial, &identity, new, &logged);
-            ledger.set_state(&serial, CredState::Superseded);
+            if ledger.record_change(&identity, Kind::Rotate, &new_serial, &shown) {
+                ledger.record_cred(&new_serial, &identity, new, shown.version());
+                ledger.set_state(&serial, CredState::Superseded);
+            } else {
+                ledger.set_state(&serial, CredState::Uncertain);
+            }
         }
         Err(e) => {
             ledger.counts.bad_answers += 1;
@@ -380,25 +431,16 @@ fn revoke(ctx: &Ctx, rng: &mut Rng) -> bool {
         refused_current(ctx, "revocation", &serial, &identity, &answer);
         return true;
     }
-    let json = answer.json();
-    let checked = check_logged(&json, &ctx.log_key).and_then(|logged| {
-        let parsed = LogEntry::parse(&logged.entry).map_err(|e| format!("entry: {e}"))?;
-        match &parsed.body {
-            EntryBody::Revoke { serials, .. }
-                if serials.iter().map(Serial::to_hex).collect::<Vec<_>>() == [serial.clone()] =>
-            {
-                Ok(logged)
-            }
-            _ => Err(format!("entry is not the revocation of {serial}")),
-        }
-    });
+    let checked = check_revocation(ctx, &answer.body, &identity, &serial);
     let mut ledger = ctx.ledger();
     match checked {
-        Ok(logged) => {
+        Ok(shown) => {
             ledger.counts.revocations += 1;
-            ledger.record_entry(logged.index, &logged.entry);
-            ledger.record_checkpoint(logged.checkpoint);
-            ledger.set_state(&serial, CredState::Revoked);
+            if ledger.record_change(&identity, Kind::Revoke, &serial, &shown) {
+                ledger.set_state(&serial, CredState::Revoked);
+            } else {
+                ledger.set_state(&serial, CredState::Uncertain);
+            }
         }
         Err(e) => {
             ledger.counts.bad_answers += 1;
@@ -407,6 +449,44 @@ fn revoke(ctx: &Ctx, rng: &mut Rng) -> bool {
         }
     }
     true
+}
+
+/// Verifies a revocation's answer: about our identity, revoking exactly `serial`, and its
+/// identity proof verifies (kt-verify) and shows the identity's state after exactly this
+/// revocation, which no longer holds `serial`.
+fn check_revocation(ctx: &Ctx, body: &[u8], identity: &str, serial: &str) -> Result<Shown, String> {
+    let answer: RevocationAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("answer does not parse: {e}"))?;
+    if answer.identity != identity || answer.revoked != [serial] {
+        return Err(format!(
+            "answer revokes {:?} of {}, not {serial} of {identity}",
+            answer.revoked, answer.identity
+        ));
+    }
+    let shown = verify_proof(&answer.directory, identity, &ctx.anchors)?;
+    let Some(state) = shown.identity.state.as_ref() else {
+        return Err("the proof shows the identity absent".into());
+    };
+    if state
+        .record
+        .credentials
+        .iter()
+        .any(|c| c.serial.to_hex() == serial)
+    {
+        return Err(format!("the state shown still holds {serial}"));
+    }
+    let ours = matches!(
+        &state.record.change,
+        Change::Revoke { serials, scope: RevocationScope::Credential, .. }
+            if serials.iter().map(Serial::to_hex).collect::<Vec<_>>() == [serial]
+    );
+    if !ours {
+        return Err(format!(
+            "the state shown is not the one this revocation made: its change is {:?}",
+            state.record.change
+        ));
+    }
+    Ok(shown)
 }
 
 fn read_checkpoint(ctx: &Ctx) {
@@ -420,7 +500,7 @@ fn read_checkpoint(ctx: &Ctx) {
         ledger.report(&format!("checkpoint: {}", answer.describe()));
         return;
     }
-    match open_checkpoint(&answer.body, &ctx.log_key) {
+    match open_checkpoint(&answer.body, &ctx.anchors.log_key) {
         Ok(checkpoint) => ledger.record_checkpoint(checkpoint),
         Err(e) => {
             ledger.counts.bad_answers += 1;
@@ -429,11 +509,84 @@ fn read_checkpoint(ctx: &Ctx) {
     }
 }
 
+/// A monitor's lookup of a random identity with acknowledged changes: the answer verifies
+/// (kt-verify; a bad answer if not), its checkpoint and map entry are acknowledged, and it
+/// shows at least the version acknowledged before it was sent (the server publishes a
+/// change's map before it answers the change), with exactly the acknowledged record at that
+/// version.
+fn lookup(ctx: &Ctx, rng: &mut Rng) -> bool {
+    let (identity, acknowledged) = {
+        let ledger = ctx.ledger();
+        if ledger.creds.is_empty() {
+            return false;
+        }
+        let identity = ledger.creds[rng.below(ledger.creds.len() as u64) as usize]
+            .identity
+            .clone();
+        let acknowledged = ledger
+            .identities
+            .get(&identity)
+            .and_then(|i| i.versions.iter().next_back())
+            .map(|(v, a)| (*v, a.kind, a.record.clone()));
+        (identity, acknowledged)
+    };
+    let Ok(answer) = ctx.client.get(&format!("/v1/identities/{identity}")) else {
+        ctx.ledger().counts.unanswered += 1;
+        return true;
+    };
+    if answer.status == 503 {
+        return true;
+    }
+    let checked = if answer.status == 200 {
+        serde_json::from_slice::<IdentityProof>(&answer.body)
+            .map_err(|e| format!("answer does not parse: {e}"))
+            .and_then(|proof| verify_proof(&proof, &identity, &ctx.anchors))
+    } else {
+        Err(answer.describe())
+    };
+    let mut ledger = ctx.ledger();
+    let shown = match checked {
+        Ok(shown) => shown,
+        Err(e) => {
+            ledger.counts.bad_answers += 1;
+            ledger.report(&format!("lookup of {identity}: {e}"));
+            return true;
+        }
+    };
+    ledger.counts.lookups += 1;
+    ledger.record_shown(&shown);
+    // Counted as the restart checks count it: an acknowledged version not shown is a changed
+    // entry, and a lost credential too if its change added one.
+    if let Some((version, kind, record)) = acknowledged {
+        let problem = if shown.version() < version {
+            Some(format!(
+                "shows version {}, below version {version} ({kind:?}) acknowledged before the lookup",
+                shown.version()
+            ))
+        } else if shown.version() == version && shown.record() != Some(&record) {
+            Some(format!(
+                "shows another record at acknowledged version {version} ({kind:?})"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            ledger.counts.changed_entries += 1;
+            if kind.adds_credential() {
+                ledger.counts.lost_credentials += 1;
+            }
+            ledger.report(&format!("lookup of {identity} {problem}"));
+        }
+    }
+    true
+}
+
 /// One client thread: random actions until `stop`.
 pub(crate) fn worker(ctx: &Ctx, mut rng: Rng, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         // Per mille. About as many tokens are enrolled as used; a fifth of them are kept
-        // unused for the checks after the power loss.
+        // unused for the checks after the power loss. Monitors read the checkpoint and look
+        // identities up.
         let done = match rng.below(1000) {
             0..=449 | 880..=999 => issue_from_pool(ctx, &mut rng),
             450..=559 => {
@@ -449,22 +602,15 @@ pub(crate) fn worker(ctx: &Ctx, mut rng: Rng, stop: &AtomicBool) {
             }
             565..=759 => rotate(ctx, &mut rng),
             760..=819 => revoke(ctx, &mut rng),
-            _ => {
+            820..=849 => {
                 read_checkpoint(ctx);
                 true
             }
+            _ => lookup(ctx, &mut rng),
         };
         if !done {
             let n = rng.between(1, 4) as usize;
             enroll(ctx, &mut rng, n);
         }
     }
-}
-
-/// The JSON of a lookup's credential list entry with `serial`, if listed.
-pub(crate) fn listed<'a>(lookup: &'a Value, serial: &str) -> Option<&'a Value> {
-    lookup["credentials"]
-        .as_array()?
-        .iter()
-        .find(|c| c["serial"].as_str() == Some(serial))
 }
