@@ -85,7 +85,9 @@ fn alice_changes() -> Vec<LogEntry> {
     let binding = |n: u8| {
         let key = ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key();
         let serial = [n; 16];
-        let der = ca.issue(ALICE, &key, &serial, now - 60, now + 86_400).unwrap();
+        let der = ca
+            .issue(ALICE, &key, &serial, now - 60, now + 86_400)
+            .unwrap();
         Binding {
             serial: Serial(serial),
             public_key: key.to_bytes(),
@@ -144,7 +146,10 @@ fn main() {
         let record = VersionRecord::next(previous, &change).unwrap();
         let opening = keys.opening(&label, record.version);
         let previous_head = head;
-        head = chain(&head, &commitment(&opening, &label, record.version, &record.to_bytes()));
+        head = chain(
+            &head,
+            &commitment(&opening, &label, record.version, &record.to_bytes()),
+        );
         records.push((record, opening, previous_head));
     }
     let alice_leaf = Leaf {
@@ -192,7 +197,7 @@ fn main() {
         labels: map.len(),
     })
     .to_bytes();
-    log.append(&[map_entry.clone()]).unwrap();
+    log.append(std::slice::from_ref(&map_entry)).unwrap();
     let checkpoint = log.sign_checkpoint().unwrap();
     let note = String::from_utf8(checkpoint.note.clone()).unwrap();
 

@@ -5,9 +5,10 @@
 //! path segments, queries and Authorization headers.
 //!
 //! At start the harness enrolls two identities and issues alice a credential (a real signed
-//! proof of possession), so lookups, proofs, entries, tiles, revocations and rotations have
-//! something to find. The first input byte picks the request; the rest (split at the first
-//! NUL for a path segment or header, then a body) fills it in.
+//! proof of possession), so lookups, histories (`GET /v1/identities/{identity}/history?after=N`),
+//! proofs, entries, tiles, revocations and rotations have something to find. The first input
+//! byte picks the request (`mode % 13`); the rest (split at the first NUL for a path segment
+//! or header, then a body or query) fills it in.
 //!
 //! Properties: nothing panics (handlers, sequencer thread), and no request gets a 500: client
 //! mistakes are 4xx (as-server's problem.rs), 500 is for server-side failures only.
@@ -151,7 +152,7 @@ fuzz_target!(|data: &[u8]| {
             body: body.to_vec(),
         };
         let get = |uri: String| Req { method_post: false, uri, auth: None, body: Vec::new() };
-        let req = match mode % 12 {
+        let req = match mode % 13 {
             0 => post("/v1/credentials".into(), None, rest),
             1 => post("/v1/credentials/rotate".into(), None, rest),
             2 => post("/v1/admin/enrollments".into(), admin_bearer(h), rest),
@@ -175,7 +176,12 @@ fuzz_target!(|data: &[u8]| {
             8 => get(format!("/v1/log/proof/inclusion?{}", encode(rest, b"=&"))),
             9 => get(format!("/v1/log/proof/consistency?{}", encode(rest, b"=&"))),
             10 => get(format!("/v1/log/entries/{}", encode(rest, b""))),
-            _ => get(format!("/log/tile/{}", encode(rest, b"/"))),
+            11 => get(format!("/log/tile/{}", encode(rest, b"/"))),
+            _ => get(format!(
+                "/v1/identities/{}/history?{}",
+                encode(seg, b""),
+                encode(body, b"=&")
+            )),
         };
         let uri = req.uri.clone();
         let (status, answer) = call(h, req);

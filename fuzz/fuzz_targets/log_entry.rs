@@ -1,7 +1,10 @@
-//! as_server::entry::LogEntry::parse (the log entry format, kt_protocol::entry) on raw bytes.
-//! Properties: never panics; an entry that parses re-serialises (to_bytes) to bytes that parse
-//! to an equal entry, and to_bytes is a fixed point; and, as the module promises one byte form
-//! per entry, those bytes are exactly the input.
+//! as_server::entry::LogEntry::parse (kt_protocol::entry) on raw bytes: since the directory
+//! (issue 12) this v1 format is no longer the log's entries but the *change* each update entry
+//! seals to the AS (schemas/change.schema.json), which the AS parses when it rebuilds its state
+//! from its log and a monitor's records re-derive. Properties: never panics; an entry that
+//! parses re-serialises (to_bytes) to bytes that parse to an equal entry, and to_bytes is a
+//! fixed point; and, as the module promises one byte form per entry, those bytes are exactly
+//! the input.
 #![no_main]
 
 use as_server::entry::LogEntry;

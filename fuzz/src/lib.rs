@@ -1,12 +1,23 @@
 //! Helpers shared by the fuzz targets and the seed generator: fixed keys (so that seeds made
-//! by `examples/gen_seeds.rs` carry signatures the targets accept) and input splitting.
+//! by `examples/gen_seeds.rs` carry signatures the targets accept), input splitting, and an
+//! independent statement of the directory map's root (the reference the map targets compare
+//! kt_protocol's map with).
 
+use std::collections::BTreeMap;
+
+use as_server::directory::keys::DirectoryKeys;
 use kt_log::note::{NoteSigner, NoteVerifier};
+use kt_protocol::directory::hash::{inner_hash, leaf_hash, Hash32, LeafValue, EMPTY};
+use kt_protocol::directory::vrf::{Label, VrfPublicKey};
 
 /// Origin (note key name) of the fuzz log key.
 pub const ORIGIN: &str = "fuzz.example/log";
 /// Seed of the fuzz log key (fixed: seeds signed with it verify in the targets).
 pub const SEED: [u8; 32] = [7u8; 32];
+
+/// Secret of the fuzz directory (fixed: the VRF proofs, openings and sealed changes of the
+/// seeds verify, open and unseal in the targets).
+pub const DIRECTORY_SECRET: [u8; 32] = [6u8; 32];
 
 /// Verifier keys of kt-log/testdata/signed-note.json (C2SP / Go sumdb vectors).
 pub const VECTOR_VKEYS: [&str; 2] = [
@@ -39,6 +50,38 @@ pub fn known_verifiers() -> Vec<NoteVerifier> {
             .map(|v| NoteVerifier::parse(v).expect("vector key parses")),
     );
     known
+}
+
+/// The fuzz directory's keys (VRF key, openings, sealing), as as-server derives them from
+/// [`DIRECTORY_SECRET`].
+pub fn directory_keys() -> DirectoryKeys {
+    DirectoryKeys::from_secret(&DIRECTORY_SECRET)
+}
+
+/// The fuzz directory's VRF public key.
+pub fn vrf_public() -> VrfPublicKey {
+    directory_keys().vrf().public_key().clone()
+}
+
+/// The map root of `leaves`, straight from its definition (kt_protocol::directory::tree's
+/// module documentation), with none of the map's layout: the subtree of no leaf is
+/// [`EMPTY`], of one leaf its leaf hash, of more the inner hash of the subtrees split on the
+/// next bit.
+pub fn reference_root(leaves: &BTreeMap<Label, LeafValue>) -> Hash32 {
+    fn subtree(leaves: &[(&Label, &LeafValue)], depth: usize) -> Hash32 {
+        match leaves {
+            [] => EMPTY,
+            [(label, value)] => leaf_hash(label, value),
+            _ => {
+                assert!(depth < 256, "two equal labels below depth 256");
+                let (zero, one): (Vec<_>, Vec<_>) =
+                    leaves.iter().partition(|(label, _)| !label.bit(depth));
+                inner_hash(&subtree(&zero, depth + 1), &subtree(&one, depth + 1))
+            }
+        }
+    }
+    let all: Vec<_> = leaves.iter().collect();
+    subtree(&all, 0)
 }
 
 /// Splits off the first byte (a mode selector) from the rest.

@@ -584,3 +584,45 @@ fn the_rules_refuse_skipped_versions_and_wrong_roots() {
         })
     ));
 }
+
+#[test]
+fn nothing_follows_the_last_version() {
+    // A record at version 2^64 − 1 (which parsing accepts) has no next record: an error,
+    // never an overflow (found by the version_record fuzz target).
+    let mut last = VersionRecord::next(
+        None,
+        &entry(EntryBody::Issue {
+            time: 1,
+            identity: "bob@example.com".into(),
+            binding: binding(1),
+            enrollment: EnrollmentId([1; 32]),
+        }),
+    )
+    .unwrap();
+    last.version = u64::MAX;
+    let enable = entry(EntryBody::Enable {
+        time: 2,
+        identity: "bob@example.com".into(),
+        admin: "admin".into(),
+    });
+    assert!(VersionRecord::next(Some(&last), &enable).is_err());
+
+    // The same for a map leaf at the last version: no update follows it.
+    let label = Label([9; 32]);
+    let map = Map::from_sorted([Leaf {
+        label,
+        value: LeafValue {
+            version: u64::MAX,
+            head: [1; 32],
+        },
+    }])
+    .unwrap();
+    let mut batch = kt_protocol::directory::batch::Batch::new();
+    assert_eq!(batch.next_version(&map, &label), u64::MAX);
+    for version in [0, 1, u64::MAX] {
+        assert_eq!(
+            batch.push(&map, &label, version, &[0; 32]),
+            Err(MapViolation::LastVersion { label })
+        );
+    }
+}

@@ -60,6 +60,12 @@ pub enum MapViolation {
         /// The count the log has.
         found: u64,
     },
+    /// An update of a label already at the last version (2^64 − 1): none can follow.
+    #[error("update of label {label}, which is at the last version")]
+    LastVersion {
+        /// The label.
+        label: Label,
+    },
 }
 
 /// One batch of updates on top of a map; see the module documentation.
@@ -82,7 +88,9 @@ impl Batch {
 
     /// The version the next update of `label` must carry.
     pub fn next_version(&self, map: &Map, label: &Label) -> u64 {
-        self.current(map, label).map_or(1, |v| v.version + 1)
+        // Saturating: a label at the last version gets no next one ([`Batch::push`] refuses).
+        self.current(map, label)
+            .map_or(1, |v| v.version.saturating_add(1))
     }
 
     /// Adds an update of `label` to `version` with `commitment`, if it follows the rules;
@@ -95,7 +103,9 @@ impl Batch {
         commitment: &Hash32,
     ) -> Result<LeafValue, MapViolation> {
         let current = self.current(map, label);
-        let expected = current.map_or(1, |v| v.version + 1);
+        let Some(expected) = current.map_or(Some(1), |v| v.version.checked_add(1)) else {
+            return Err(MapViolation::LastVersion { label: *label });
+        };
         if version != expected {
             return Err(MapViolation::Version {
                 label: *label,

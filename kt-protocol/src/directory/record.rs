@@ -126,6 +126,12 @@ impl VersionRecord {
         if previous.is_some_and(|p| p.identity != identity) {
             return Err(RecordError::DoesNotFollow("another identity"));
         }
+        let version = match previous {
+            None => 1,
+            Some(p) => p.version.checked_add(1).ok_or(RecordError::DoesNotFollow(
+                "the previous version is the last one",
+            ))?,
+        };
         let mut status = previous.map_or(Status::Active, |p| p.status);
         let mut credentials = previous.map_or_else(Vec::new, |p| p.credentials.clone());
         let insert = |credentials: &mut Vec<Credential>, binding: &Binding| match credentials
@@ -204,7 +210,7 @@ impl VersionRecord {
         };
         let record = VersionRecord {
             identity: identity.to_owned(),
-            version: previous.map_or(1, |p| p.version + 1),
+            version,
             time: entry.body.time(),
             change,
             status,
