@@ -20,6 +20,8 @@ use crate::sequencer::{AsLog, Sequencer, SequencerConfig};
 use crate::setup::{self, DataPaths};
 use crate::state::State;
 use crate::tokens::AdminTokens;
+use crate::witnessing::cosigner::Cosigner;
+use crate::witnessing::Witnessing;
 
 /// A built CRL and what it was built from.
 pub struct CachedCrl {
@@ -61,6 +63,10 @@ pub struct AppState {
     pub rotation_budget: RotationBudget,
     /// Deadline for a request body.
     pub body_timeout: std::time::Duration,
+    /// Witness cosigning, with a witness policy.
+    pub witnessing: Option<Arc<Witnessing>>,
+    /// The thread that asks the witnesses (stopped when the state is dropped).
+    _cosigner: Option<Cosigner>,
     /// The data folder's lock, held for as long as the server runs (see [`setup`]).
     _folder_lock: std::fs::File,
 }
@@ -70,7 +76,8 @@ pub struct AppState {
 pub fn open(config: &Config, material: setup::Material) -> Result<AppState, String> {
     let paths = DataPaths::new(&config.data);
     let store = FileStore::open(paths.file("log")).map_err(|e| format!("log store: {e}"))?;
-    let verifier_key = material.log_signer.verifier().to_vkey();
+    let log_key = material.log_signer.verifier();
+    let verifier_key = log_key.to_vkey();
     let log = Arc::new(Log::open(store, material.log_signer).map_err(|e| format!("log: {e}"))?);
     if log.size() == 0 {
         // A new log starts with the empty map's entry, so that every checkpoint it signs ends
@@ -117,6 +124,22 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         Arc::clone(&metrics),
     )
     .map_err(|e| format!("sequencer thread: {e}"))?;
+    let witnessing = match &config.witnessing {
+        Some(settings) => Some(Arc::new(Witnessing::open(
+            settings,
+            &config.data,
+            &log,
+            log_key,
+        )?)),
+        None => None,
+    };
+    let cosigner = match &witnessing {
+        Some(w) => Some(
+            Cosigner::start(Arc::clone(w), Arc::clone(&directory), Arc::clone(&log))
+                .map_err(|e| format!("cosigner thread: {e}"))?,
+        ),
+        None => None,
+    };
     Ok(AppState {
         log,
         state,
@@ -131,6 +154,8 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         identity_policy: config.identity_policy.clone(),
         rotation_budget: config.rotation_budget,
         body_timeout: std::time::Duration::from_secs(config.body_timeout),
+        witnessing,
+        _cosigner: cosigner,
         _folder_lock: material.folder_lock,
     })
 }

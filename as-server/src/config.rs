@@ -32,6 +32,10 @@ pub const DEFAULT_ROTATIONS_PER_DAY: u32 = 24;
 pub const DEFAULT_BODY_TIMEOUT: u64 = 5;
 /// Default most open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default time between two rounds of witness cosigning, milliseconds (Tessera's: about 1 s).
+pub const DEFAULT_WITNESS_CADENCE_MS: u64 = 1000;
+/// Default time one witness has to answer, milliseconds.
+pub const DEFAULT_WITNESS_TIMEOUT_MS: u64 = 1000;
 const DAY: u64 = 86_400;
 
 /// `as-server serve` settings as flags and environment variables.
@@ -104,6 +108,20 @@ pub struct ServeArgs {
     /// well below the process's file descriptor limit [default: 1024].
     #[arg(long, env = "AS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Witness policy (C2SP tlog-policy): send every new checkpoint to its witnesses and
+    /// serve at /log/checkpoint the newest one its quorum cosigned (docs/witness.md)
+    /// [default: none, checkpoints are signed by the log only].
+    #[arg(long, env = "AS_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
+    /// Milliseconds between two rounds of cosigning [default: 1000].
+    #[arg(long, env = "AS_WITNESS_CADENCE_MS")]
+    pub witness_cadence_ms: Option<u64>,
+    /// Milliseconds one witness has to answer an add-checkpoint [default: 1000].
+    #[arg(long, env = "AS_WITNESS_TIMEOUT_MS")]
+    pub witness_timeout_ms: Option<u64>,
+    /// PEM certificates to trust for HTTPS witnesses instead of the Web PKI roots.
+    #[arg(long, env = "AS_WITNESS_TLS_CA")]
+    pub witness_tls_ca: Option<PathBuf>,
 }
 
 /// The settings file, every key optional.
@@ -130,6 +148,10 @@ struct FileConfig {
     rotations_per_day: Option<u32>,
     body_timeout: Option<u64>,
     max_connections: Option<usize>,
+    witness_policy: Option<PathBuf>,
+    witness_cadence_ms: Option<u64>,
+    witness_timeout_ms: Option<u64>,
+    witness_tls_ca: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -167,6 +189,21 @@ pub struct Config {
     pub body_timeout: u64,
     /// Open connections, all workers together.
     pub max_connections: usize,
+    /// Witness cosigning, if a policy is given.
+    pub witnessing: Option<WitnessingConfig>,
+}
+
+/// Where the witness policy is and how the log talks to its witnesses.
+#[derive(Debug, Clone)]
+pub struct WitnessingConfig {
+    /// The C2SP tlog-policy file.
+    pub policy: PathBuf,
+    /// Time between two rounds of cosigning.
+    pub cadence: std::time::Duration,
+    /// Time one witness has to answer.
+    pub timeout: std::time::Duration,
+    /// PEM roots for HTTPS witnesses (`None`: the Web PKI roots).
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The URI schemes setting: the default list unless given; empty names dropped, so that ""
@@ -264,6 +301,23 @@ impl ServeArgs {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            witnessing: match self.witness_policy.clone().or(file.witness_policy) {
+                None => None,
+                Some(policy) => Some(WitnessingConfig {
+                    policy,
+                    cadence: std::time::Duration::from_millis(
+                        self.witness_cadence_ms
+                            .or(file.witness_cadence_ms)
+                            .unwrap_or(DEFAULT_WITNESS_CADENCE_MS),
+                    ),
+                    timeout: std::time::Duration::from_millis(
+                        self.witness_timeout_ms
+                            .or(file.witness_timeout_ms)
+                            .unwrap_or(DEFAULT_WITNESS_TIMEOUT_MS),
+                    ),
+                    tls_ca: self.witness_tls_ca.clone().or(file.witness_tls_ca),
+                }),
+            },
         };
         if !(60..=MAX_CREDENTIAL_LIFETIME).contains(&config.credential_lifetime) {
             return Err("credential_lifetime must be between 60 seconds and 10 years".into());
@@ -282,6 +336,14 @@ impl ServeArgs {
         }
         if config.max_connections == 0 {
             return Err("max_connections must be positive".into());
+        }
+        if let Some(w) = &config.witnessing {
+            let ms = |d: std::time::Duration| d.as_millis();
+            if !(10..=60_000).contains(&ms(w.cadence)) || !(10..=60_000).contains(&ms(w.timeout)) {
+                return Err(
+                    "witness_cadence_ms and witness_timeout_ms must be between 10 and 60000".into(),
+                );
+            }
         }
         Ok(config)
     }

@@ -18,6 +18,8 @@
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //!   [`refusal`]: why an action is refused, in the domain's terms (problems only at the edge);
 //! - [`sequencer`]: the group-committing writer of the log and the state;
+//! - [`witnessing`]: sending checkpoints to the witness policy's witnesses, serving the
+//!   newest one its quorum cosigned;
 //! - [`app`]: the state every handler shares; [`server`], [`routes`], [`problem`],
 //!   [`metrics`], [`tls`], [`logging`], [`unread_body`]: the HTTPS service over it;
 //! - [`admin_client`]: the `as-server admin …` subcommands.
@@ -50,6 +52,7 @@ pub mod state;
 pub mod tls;
 pub mod tokens;
 pub mod unread_body;
+pub mod witnessing;
 
 /// Seconds since the Unix epoch, now. A clock before 1970 reads as 0.
 pub fn unix_now() -> u64 {

@@ -52,6 +52,9 @@ pub enum ProblemKind {
     RequestTimeout,
     /// The sequencer queue is full.
     Overloaded,
+    /// Something the answer needs is not there yet (no checkpoint cosigned by the witness
+    /// quorum so far); `Retry-After` says when to ask again.
+    NotYetAvailable,
     /// The server failed.
     Internal,
 }
@@ -78,6 +81,7 @@ impl ProblemKind {
             ProblemKind::RateLimited => "rate-limited",
             ProblemKind::RequestTimeout => "request-timeout",
             ProblemKind::Overloaded => "overloaded",
+            ProblemKind::NotYetAvailable => "not-yet-available",
             ProblemKind::Internal => "internal",
         }
     }
@@ -101,7 +105,9 @@ impl ProblemKind {
             | ProblemKind::Conflict => StatusCode::CONFLICT,
             ProblemKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProblemKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::Overloaded | ProblemKind::NotYetAvailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -127,6 +133,7 @@ impl ProblemKind {
             ProblemKind::RateLimited => "too many requests of this kind, retry later",
             ProblemKind::RequestTimeout => "the request body did not arrive in time",
             ProblemKind::Overloaded => "server overloaded, retry later",
+            ProblemKind::NotYetAvailable => "not available yet, retry later",
             ProblemKind::Internal => "internal server error",
         }
     }

@@ -11,7 +11,8 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies, signing and verification;
 //! - [`cosignature`]: C2SP tlog-cosignature v1 Ed25519 cosignatures (witnesses' signatures
 //!   on checkpoints), signing and verification;
-//! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and hash tiles.
+//! - [`tiles`]: C2SP tlog-tiles paths, entry bundles and hash tiles;
+//! - [`witness_request`]: C2SP tlog-witness add-checkpoint bodies, written and parsed.
 //!
 //! **Storage (feature `storage`, on by default).** The durable log the server runs:
 //! - [`store`]: the storage contract and its implementations (files + sled, sled, memory);
@@ -26,6 +27,7 @@ pub mod note;
 pub mod tiles;
 pub mod tree;
 pub mod verify;
+pub mod witness_request;
 
 #[cfg(feature = "storage")]
 pub mod log;

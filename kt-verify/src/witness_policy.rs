@@ -25,6 +25,8 @@ use std::collections::{HashMap, HashSet};
 use kt_log::checkpoint::{open_checkpoint, CheckpointError, VerifiedCheckpoint};
 use kt_log::cosignature::{CosignatureError, CosignatureVerifier};
 use kt_log::note::NoteVerifier;
+use kt_log::verify::ProofError;
+use kt_log::Hash;
 use thiserror::Error;
 
 /// Largest policy file accepted.
@@ -435,6 +437,46 @@ fn quorum_message(quorum: &str, missing: &[String], groups: &[GroupShortfall]) -
     msg
 }
 
+/// A verified checkpoint's body and signature lines (a verified note is UTF-8 with a blank
+/// line before its signatures).
+fn body_and_lines(checkpoint: &VerifiedCheckpoint) -> Option<(&str, &str)> {
+    let note = std::str::from_utf8(checkpoint.note()).ok()?;
+    let split = note.rfind("\n\n")?;
+    Some((&note[..split + 1], &note[split + 2..]))
+}
+
+/// The policy witnesses (by name) whose valid cosignatures are on both `a` and `b`, two
+/// checkpoints of one log with the same size and different roots: each of them cosigned a
+/// split view, which an honest witness never does (it cosigns only a checkpoint consistent
+/// with the one it holds). Empty when the sizes differ or the roots are equal: for different
+/// sizes a failed consistency proof convicts the log, not necessarily the witness.
+///
+/// Guarantee: a name is returned only if that witness's cosignature/v1 signature verifies over
+/// each of the two bodies, so the two notes are evidence of its misbehaviour that anyone
+/// holding the policy can re-check offline. Never panics.
+pub fn cosigned_both(
+    a: &VerifiedCheckpoint,
+    b: &VerifiedCheckpoint,
+    policy: &WitnessPolicy,
+) -> Vec<String> {
+    if a.size() != b.size() || a.root() == b.root() {
+        return Vec::new();
+    }
+    let (Some((body_a, lines_a)), Some((body_b, lines_b))) = (body_and_lines(a), body_and_lines(b))
+    else {
+        return Vec::new();
+    };
+    policy
+        .witnesses
+        .iter()
+        .filter(|w| {
+            matches!(w.verifier.find(body_a, lines_a), Ok(Some(_)))
+                && matches!(w.verifier.find(body_b, lines_b), Ok(Some(_)))
+        })
+        .map(|w| w.name.clone())
+        .collect()
+}
+
 /// Verifies a signed checkpoint note against the log's key and a witness policy.
 ///
 /// Guarantee: `Ok` only if (1) the note is a checkpoint validly signed by `log` with its
@@ -466,15 +508,10 @@ pub fn check_witnessed(
             log: log.name().to_owned(),
         });
     }
-    // The note verified, so it is UTF-8 with a blank line before the signature lines.
-    let malformed = || {
-        WitnessError::Checkpoint(CheckpointError::Note(kt_log::note::NoteError::Malformed(
-            "no blank line before signatures",
-        )))
-    };
-    let note = std::str::from_utf8(checkpoint.note()).map_err(|_| malformed())?;
-    let split = note.rfind("\n\n").ok_or_else(malformed)?;
-    let (body, lines) = (&note[..split + 1], &note[split + 2..]);
+    let (body, lines) =
+        body_and_lines(&checkpoint).ok_or(WitnessError::Checkpoint(CheckpointError::Note(
+            kt_log::note::NoteError::Malformed("no blank line before signatures"),
+        )))?;
 
     let mut cosigned: Vec<bool> = Vec::with_capacity(policy.witnesses.len());
     let mut cosignatures = Vec::new();
@@ -559,4 +596,53 @@ pub fn check_witnessed(
         missing,
         groups: short,
     })
+}
+
+/// Why a checkpoint is not covered by a cosigned one ([`check_covered`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CoverError {
+    /// The cosigned checkpoint does not satisfy the policy.
+    #[error("the cosigned checkpoint: {0}")]
+    Witnessed(#[from] WitnessError),
+    /// The cosigned checkpoint is older than the one it should cover.
+    #[error("the cosigned checkpoint (size {cosigned}) is older than the checkpoint (size {checkpoint})")]
+    Older {
+        /// The checkpoint's size.
+        checkpoint: u64,
+        /// The cosigned checkpoint's size.
+        cosigned: u64,
+    },
+    /// The consistency proof between them fails: a fork, or a bad proof.
+    #[error("the checkpoint is not consistent with the cosigned one: {0}")]
+    Inconsistent(ProofError),
+}
+
+/// Accepts `checkpoint` (verified under `log`, signed by the log alone, as issuance and
+/// lookup answers carry it) under `policy` through a later checkpoint the quorum cosigned:
+/// `cosigned_note`, which `proof` shows extends it.
+///
+/// Guarantee: `Ok` only if `cosigned_note` satisfies [`verify_witnessed_checkpoint`] for
+/// `log` and `policy`, is at least as large as `checkpoint`, and `proof` is a valid RFC 9162
+/// consistency proof from `checkpoint` to it (for equal sizes: empty, with equal roots). So
+/// the quorum's witnesses vouch for a log that contains `checkpoint`'s tree: a split view
+/// shown to this client would have to be cosigned by them. Never panics.
+pub fn check_covered(
+    checkpoint: &VerifiedCheckpoint,
+    cosigned_note: &[u8],
+    proof: &[Hash],
+    log: &NoteVerifier,
+    policy: &WitnessPolicy,
+) -> Result<WitnessedCheckpoint, CoverError> {
+    let cosigned = verify_witnessed_checkpoint(cosigned_note, log, policy)?;
+    if cosigned.checkpoint().size() < checkpoint.size() {
+        return Err(CoverError::Older {
+            checkpoint: checkpoint.size(),
+            cosigned: cosigned.checkpoint().size(),
+        });
+    }
+    checkpoint
+        .verify_extended_by(cosigned.checkpoint(), proof)
+        .map_err(CoverError::Inconsistent)?;
+    Ok(cosigned)
 }

@@ -384,3 +384,72 @@ fn a_large_policy_parses_quickly() {
     let (m, _) = missing(check(&[1], &p));
     assert_eq!(m.len(), 1024);
 }
+
+#[path = "../../verifier-cli/tests/common/fixtures.rs"]
+mod fixtures;
+
+/// A log of 9 entries; the policy "2 of A, B, C" over it.
+fn covered_world() -> (fixtures::MemLog, WitnessPolicy) {
+    let mut log = fixtures::MemLog::new(log_signer());
+    for i in 0..9u8 {
+        log.push(vec![i; 10]);
+    }
+    (log, two_of_three())
+}
+
+/// The checkpoint of `size` of `log`, cosigned by witnesses `by`.
+fn cosigned_at(log: &fixtures::MemLog, size: u64, by: &[u8]) -> Vec<u8> {
+    let mut note = log.checkpoint(size);
+    let body = note[..note.find("\n\n").unwrap() + 1].to_owned();
+    for &i in by {
+        note.push_str(&witness(i).cosign(&body, 1_700_000_000).unwrap());
+    }
+    note.into_bytes()
+}
+
+#[test]
+fn a_log_signed_checkpoint_is_covered_by_a_later_cosigned_one() {
+    use kt_log::checkpoint::open_checkpoint;
+    use kt_verify::witness_policy::{check_covered, CoverError};
+    let (log, p) = covered_world();
+    let key = log_signer().verifier();
+    let answer = open_checkpoint(log.checkpoint(5).as_bytes(), &key).unwrap();
+    let cosigned = cosigned_at(&log, 9, &[1, 2]);
+    let witnessed = check_covered(&answer, &cosigned, &log.consistency(5, 9), &key, &p).unwrap();
+    assert_eq!(witnessed.checkpoint().size(), 9);
+    // The same size: an empty proof.
+    let same = cosigned_at(&log, 5, &[2, 3]);
+    check_covered(&answer, &same, &[], &key, &p).unwrap();
+
+    // Not the quorum; older; a wrong proof; a fork (another log of the same key).
+    assert!(matches!(
+        check_covered(
+            &answer,
+            &cosigned_at(&log, 9, &[1]),
+            &log.consistency(5, 9),
+            &key,
+            &p
+        ),
+        Err(CoverError::Witnessed(WitnessError::QuorumNotMet { .. }))
+    ));
+    assert!(matches!(
+        check_covered(&answer, &cosigned_at(&log, 4, &[1, 2]), &[], &key, &p),
+        Err(CoverError::Older {
+            checkpoint: 5,
+            cosigned: 4
+        })
+    ));
+    assert!(matches!(
+        check_covered(&answer, &cosigned, &log.consistency(4, 9), &key, &p),
+        Err(CoverError::Inconsistent(_))
+    ));
+    let mut fork = fixtures::MemLog::new(log_signer());
+    for i in 0..9u8 {
+        fork.push(vec![i.wrapping_add(1); 10]);
+    }
+    let forked = cosigned_at(&fork, 9, &[1, 2]);
+    assert!(matches!(
+        check_covered(&answer, &forked, &fork.consistency(5, 9), &key, &p),
+        Err(CoverError::Inconsistent(_))
+    ));
+}

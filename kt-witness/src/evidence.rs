@@ -27,7 +27,7 @@ use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_log::note::NoteVerifier;
 use kt_log::verify::verify_consistency;
 
-use crate::request::{parse_canonical_u64, AddCheckpointRequest};
+use kt_log::witness_request::{parse_canonical_u64, AddCheckpointRequest};
 
 /// Which inconsistency was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,7 +57,7 @@ async fn add_checkpoint(state: web::Data<AppState>, body: web::Bytes) -> HttpRes
         Ok(Ok(line)) => text(200, line),
         Ok(Err(AddError::Conflict { latest })) => HttpResponse::Conflict()
             .content_type("text/x.tlog.size")
-            .body(format!("{latest}\n")),
+            .body(kt_log::witness_request::size_body(latest)),
         Ok(Err(e)) => {
             if e.status() >= 500 {
                 tracing::error!(error = %e, "add-checkpoint failed");

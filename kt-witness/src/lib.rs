@@ -4,7 +4,8 @@
 //! with every checkpoint of that log it cosigned before, so that a log cannot show two
 //! parties two different histories (a split view) and get both cosigned by it.
 //!
-//! - [`request`]: the add-checkpoint body, parsed strictly (pure);
+//! - [`request`]: the add-checkpoint body, parsed strictly (pure), re-exported from
+//!   [`kt_log::witness_request`] (shared with the logs that submit);
 //! - [`cosignature`]: C2SP tlog-cosignature v1 Ed25519 cosignatures, re-exported from
 //!   [`kt_log::cosignature`] (pure, shared with the verifiers);
 //! - [`evidence`]: evidence files of inconsistent checkpoints, re-checkable offline (pure);
@@ -21,6 +22,6 @@ pub mod evidence;
 pub mod files;
 pub mod http;
 pub mod metrics;
-pub mod request;
+pub use kt_log::witness_request as request;
 pub mod tls;
 pub mod witness;

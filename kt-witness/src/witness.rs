@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::cosignature::{hex, CosignatureError, CosignatureSigner};
 use crate::evidence::{Evidence, EvidenceKind};
 use crate::files::{create_dir_durable, write_atomic};
-use crate::request::{AddCheckpointRequest, RequestError};
+use kt_log::witness_request::{AddCheckpointRequest, RequestError};
 
 /// Why an add-checkpoint request was not cosigned: one variant per answer of the spec.
 #[derive(Debug, Error)]

@@ -20,7 +20,9 @@
 //!    the AS's TLS key or CA: the log key and the VRF key are the roots of trust), and its
 //!    origin is that key's;
 //! 3. with a witness policy ([`AsValidator::with_witness_policy`]), that checkpoint is also
-//!    cosigned by the policy's quorum of witnesses ([`Refusal::NotWitnessed`] otherwise);
+//!    cosigned by the policy's quorum of witnesses, or (as the AS's answers carry the
+//!    checkpoint the log alone signed) proven consistent with a later one they cosigned,
+//!    served at the AS's `/log/checkpoint` ([`Refusal::NotWitnessed`] otherwise);
 //! 4. that checkpoint is consistent with the newest checkpoint this validator saw before
 //!    (RFC 9162 consistency proof, fetched from the AS and verified here) and **not older**
 //!    than it: a checkpoint of the same size must have the same root, a larger one must be
@@ -78,7 +80,9 @@ use kt_verify::directory::{answer_checkpoint, verify_identity, DirectoryError};
 use kt_verify::lookup::{verify_lookup, LookupError};
 use kt_verify::validate::{validate, Invalid, ValidateError};
 use kt_verify::wire::{decode_hashes, ConsistencyAnswer};
-use kt_verify::witness_policy::{check_witnessed, WitnessPolicy};
+use kt_verify::witness_policy::{
+    check_covered, check_witnessed, verify_witnessed_checkpoint, WitnessPolicy,
+};
 use thiserror::Error;
 
 use crate::https::HttpsClient;
@@ -308,6 +312,9 @@ fn invalid(e: ValidateError<Refusal>) -> Refusal {
     }
 }
 
+/// Longest wait for a cosigned checkpoint that covers an answer's.
+const COVER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl AsValidator {
     /// A validator of the AS at `client`, trusting checkpoints signed by `log_key`, labels
     /// proven under the directory's `vrf_key`, and credentials and CRLs signed by `ca`, with
@@ -328,11 +335,11 @@ impl AsValidator {
         }
     }
 
-    /// Requires every answer's checkpoint to satisfy `policy` (C2SP tlog-policy): signed by
-    /// the log and cosigned by the policy's quorum of witnesses
-    /// ([`kt_verify::witness_policy::check_witnessed`]); anything else is
-    /// [`Refusal::NotWitnessed`], before the checkpoint is compared with or saved as the
-    /// latest. Without it, the log's signature suffices.
+    /// Requires every answer's checkpoint to satisfy `policy` (C2SP tlog-policy): cosigned by
+    /// the policy's quorum of witnesses ([`kt_verify::witness_policy::check_witnessed`]), or
+    /// covered by a later checkpoint they cosigned, proven consistent with it
+    /// ([`check_covered`]); anything else is [`Refusal::NotWitnessed`], before the checkpoint
+    /// is compared with or saved as the latest. Without it, the log's signature suffices.
     pub fn with_witness_policy(mut self, policy: WitnessPolicy) -> AsValidator {
         self.policy = Some(policy);
         self
@@ -466,12 +473,60 @@ impl AsValidator {
         identity: &str,
     ) -> Result<(VerifiedCheckpoint, Consistency), Refusal> {
         let checkpoint = answer_checkpoint(proof, identity, &self.log_key).map_err(unproven)?;
-        if let Some(policy) = &self.policy {
-            check_witnessed(checkpoint.clone(), &self.log_key, policy)
-                .map_err(|e| Refusal::NotWitnessed(e.to_string()))?;
-        }
+        let cover = self.witnessed_cover(&checkpoint)?;
         let consistency = self.sync(&checkpoint)?;
+        if let Some(cover) = cover {
+            self.sync(&cover)?;
+        }
         Ok((checkpoint, consistency))
+    }
+
+    /// With a witness policy and `checkpoint` (the log's) not itself cosigned by the quorum:
+    /// the AS's newest cosigned checkpoint (`/log/checkpoint`), at least as large and proven
+    /// consistent with it ([`check_covered`]), waiting up to [`COVER_WAIT`] for one (the AS
+    /// has witnesses cosign about once a second). [`Refusal::NotWitnessed`] otherwise.
+    fn witnessed_cover(
+        &self,
+        checkpoint: &VerifiedCheckpoint,
+    ) -> Result<Option<VerifiedCheckpoint>, Refusal> {
+        let Some(policy) = &self.policy else {
+            return Ok(None);
+        };
+        if check_witnessed(checkpoint.clone(), &self.log_key, policy).is_ok() {
+            return Ok(None);
+        }
+        let deadline = std::time::Instant::now() + COVER_WAIT;
+        loop {
+            let answer = self
+                .client
+                .get("/log/checkpoint")
+                .map_err(Refusal::Network)?;
+            if answer.status == 200 {
+                let cosigned = verify_witnessed_checkpoint(&answer.body, &self.log_key, policy)
+                    .map_err(|e| Refusal::NotWitnessed(format!("the AS's checkpoint: {e}")))?;
+                let size = cosigned.checkpoint().size();
+                if size >= checkpoint.size() {
+                    let proof = if size == checkpoint.size() {
+                        Vec::new()
+                    } else {
+                        self.consistency_proof(checkpoint.size(), size)?
+                    };
+                    return check_covered(checkpoint, &answer.body, &proof, &self.log_key, policy)
+                        .map(|w| Some(w.into_checkpoint()))
+                        .map_err(|e| Refusal::NotWitnessed(e.to_string()));
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Refusal::NotWitnessed(format!(
+                    "no checkpoint the witness quorum cosigned covers size {} after {} s \
+                     (the AS answered {} for /log/checkpoint)",
+                    checkpoint.size(),
+                    COVER_WAIT.as_secs(),
+                    answer.status
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Validates that `signature_public_key` is in the complete current set of credentials of

@@ -8,3 +8,4 @@ mod restart;
 mod scenario;
 mod schemas;
 mod witness;
+mod witnessed_log;

@@ -17,8 +17,8 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use e2e_tests::{
-    cert_pem, check_fork_evidence, copy_dir, copy_keys, key_b64, new_key, write_expected_keys,
-    EvilAs, Server, TestDir, Trust, Verifier,
+    cert_pem, check_fork_evidence, copy_dir, copy_keys, forge_log, key_b64, new_key,
+    write_expected_keys, EvilAs, Server, TestDir, Trust, Verifier,
 };
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
@@ -243,16 +243,6 @@ fn a_credential_that_is_not_in_the_log_is_refused() {
         .validate(&h.server.base, ALICE, &key_b64(&h.alice.verifying_key()))
         .0
         .code(0);
-}
-
-/// Makes a new log at `data/log` (which must not exist) holding one forged issuance per
-/// identity in `identities`, each its own batch, signed with the real keys.
-fn forge_log(data: &Path, identities: &[String]) {
-    let mut evil = EvilAs::open(data, None);
-    for identity in identities {
-        let entry = evil.credential(identity, &new_key().verifying_key()).0;
-        evil.append(&[entry]);
-    }
 }
 
 #[test]

@@ -143,7 +143,7 @@ fn forks_carry_evidence_only_where_a_fork_can_be_detected() {
     let proven = merge(
         common("fork verify", 4),
         json!({"fork": true, "reason": "two different roots signed for size 2", "origin": "localhost/kt-as",
-               "older_size": 2, "newer_size": 2}),
+               "older_size": 2, "newer_size": 2, "witnesses_cosigned_both": ["A"]}),
     );
     output_ok(&proven);
     output_bad(
@@ -155,7 +155,7 @@ fn forks_carry_evidence_only_where_a_fork_can_be_detected() {
         &merge(
             common("fork verify", 0),
             json!({"fork": true, "reason": "r",
-        "origin": "o", "older_size": 1, "newer_size": 2}),
+        "origin": "o", "older_size": 1, "newer_size": 2, "witnesses_cosigned_both": []}),
         ),
         "fork verify exit 0",
     );

@@ -39,6 +39,8 @@ use kt_protocol::directory::vrf::{Label, PROOF_LEN};
 use serde_json::{json, Value};
 use test_support::ServerProcess;
 
+pub mod witness;
+
 /// The default log origin of `as-server` (its data folder's state folder name is derived from
 /// it).
 pub const ORIGIN: &str = "localhost/kt-as";
@@ -140,7 +142,14 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
         "inclusion verify" => &["origin", "size", "root", "index", "leaf_hash"],
         "consistency verify" => &["origin", "old_size", "old_root", "new_size", "new_root"],
         "bundle verify" => BUNDLE,
-        "fork verify" => &["fork", "reason", "origin", "older_size", "newer_size"],
+        "fork verify" => &[
+            "fork",
+            "reason",
+            "origin",
+            "older_size",
+            "newer_size",
+            "witnesses_cosigned_both",
+        ],
         "compare" => &[
             "origin",
             "a_size",
@@ -380,6 +389,7 @@ impl Schemas {
                 "fork-evidence.schema.json",
                 "credential.schema.json",
                 "rotation-response.schema.json",
+                "witnesses.schema.json",
             ]
             .map(str::to_owned),
         );
@@ -734,6 +744,8 @@ pub struct Verifier {
     pub trust: Trust,
     /// State folder.
     pub state: PathBuf,
+    /// The witness policy its online commands require (`--witness-policy`), if any.
+    pub policy: Option<PathBuf>,
 }
 
 fn os(args: &[&str]) -> Vec<OsString> {
@@ -746,7 +758,14 @@ impl Verifier {
         Verifier {
             trust: trust.clone(),
             state: state.to_path_buf(),
+            policy: None,
         }
+    }
+
+    /// This party, requiring the witness policy `policy` in every online command.
+    pub fn requiring(mut self, policy: &Path) -> Verifier {
+        self.policy = Some(policy.to_path_buf());
+        self
     }
 
     /// `verifier-cli ARGS…` as given (no flags added), human output.
@@ -783,6 +802,9 @@ impl Verifier {
             "--state".into(),
             self.state.clone().into(),
         ]);
+        if let Some(policy) = &self.policy {
+            args.extend(["--witness-policy".into(), policy.clone().into()]);
+        }
         args
     }
 
@@ -991,6 +1013,16 @@ pub fn copy_keys(from: &Path, to: &Path) {
         "admin-tokens.json",
     ] {
         std::fs::copy(from.join(name), to.join(name)).expect("copy key material");
+    }
+}
+
+/// Makes a new log at `data/log` (which must not exist) holding one forged issuance per
+/// identity in `identities`, each its own batch, signed with the real keys.
+pub fn forge_log(data: &Path, identities: &[String]) {
+    let mut evil = EvilAs::open(data, None);
+    for identity in identities {
+        let entry = evil.credential(identity, &new_key().verifying_key()).0;
+        evil.append(&[entry]);
     }
 }
 

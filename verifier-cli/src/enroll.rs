@@ -125,7 +125,7 @@ fn save_verified(
     out: &Path,
     what: &str,
 ) -> Result<Outcome, Error> {
-    let consistency = online.sync(&verified.identity.checkpoint)?;
+    let consistency = online.accept(&verified.identity.checkpoint, "checkpoint of the answer")?;
     let json_bytes = serde_json::to_vec_pretty(bundle)
         .map_err(|e| Error::Network(format!("cannot encode the credential: {e}")))?;
     write_atomic(out, &json_bytes)?;

@@ -18,6 +18,7 @@
 mod audit;
 mod audit_map;
 mod client;
+mod cover;
 mod describe;
 mod download;
 mod enroll;
@@ -121,7 +122,9 @@ impl LogKey {
 #[derive(Args, Debug)]
 struct PolicyArg {
     /// A witness policy (C2SP tlog-policy): refuse every checkpoint that is not cosigned by
-    /// its quorum of witnesses (docs/auditing.md). Without it, the log's signature suffices.
+    /// its quorum of witnesses, and an answer's checkpoint (signed by the log alone) unless a
+    /// checkpoint the quorum cosigned covers it within 10 s (docs/witness.md). Without it,
+    /// the log's signature suffices.
     #[arg(long, env = "KT_WITNESS_POLICY", value_name = "FILE")]
     witness_policy: Option<PathBuf>,
 }
@@ -245,10 +248,14 @@ enum BundleCmd {
 
 #[derive(Subcommand, Debug)]
 enum ForkCmd {
-    /// Re-check fork evidence; exit 4 if it proves a fork, 1 if it does not.
+    /// Re-check fork evidence; exit 4 if it proves a fork, 1 if it does not. With
+    /// --witness-policy, also name the policy's witnesses that cosigned both sides of a
+    /// split view.
     Verify {
         #[command(flatten)]
         key: LogKey,
+        #[command(flatten)]
+        policy: PolicyArg,
         /// The evidence JSON.
         file: PathBuf,
     },
@@ -269,13 +276,6 @@ struct OnlineTrust {
 }
 
 impl OnlineTrust {
-    /// The verified-trust client and the CA (no witness policy).
-    fn open(&self) -> Result<(online::Online, Ca), Error> {
-        self.open_with(&PolicyArg {
-            witness_policy: None,
-        })
-    }
-
     /// The verified-trust client requiring `policy`, and the CA.
     fn open_with(&self, policy: &PolicyArg) -> Result<(online::Online, Ca), Error> {
         let mut online = online(&self.key, &self.server, &self.state)?;
@@ -387,6 +387,8 @@ struct CompareArgs {
 struct EnrollArgs {
     #[command(flatten)]
     trust: OnlineTrust,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// The identity to enroll.
     #[arg(long)]
     identity: String,
@@ -405,6 +407,8 @@ struct EnrollArgs {
 struct RotateArgs {
     #[command(flatten)]
     trust: OnlineTrust,
+    #[command(flatten)]
+    policy: PolicyArg,
     /// The current private key (PKCS#8 PEM, as `enroll` wrote it).
     #[arg(long = "key", value_name = "FILE")]
     current_key: PathBuf,
@@ -537,9 +541,11 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
             ca: c,
             file,
         }) => offline::bundle_verify(&key(&k.log_key)?, &k.vrf()?, &policy.load()?, &ca(c)?, file),
-        Command::Fork(ForkCmd::Verify { key: k, file }) => {
-            offline::fork_verify(&key(&k.log_key)?, file)
-        }
+        Command::Fork(ForkCmd::Verify {
+            key: k,
+            policy,
+            file,
+        }) => offline::fork_verify(&key(&k.log_key)?, &policy.load()?, file),
         Command::Credential(a) => {
             let (online, ca) = a.trust.open_with(&a.policy)?;
             online::credential(&online, &ca, &a.cert)
@@ -602,11 +608,11 @@ fn run(command: &Command, json: bool) -> Result<Outcome, Error> {
             offline::compare(&verifier, &a.a, &a.b, proofs, Path::new(&evidence_dir))
         }
         Command::Enroll(a) => {
-            let (online, ca) = a.trust.open()?;
+            let (online, ca) = a.trust.open_with(&a.policy)?;
             enroll::enroll(&online, &ca, &a.identity, &a.token, &a.key_out, &a.out)
         }
         Command::Rotate(a) => {
-            let (online, ca) = a.trust.open()?;
+            let (online, ca) = a.trust.open_with(&a.policy)?;
             enroll::rotate(
                 &online,
                 &ca,

@@ -209,23 +209,38 @@ pub(crate) fn lookup_verify(
 }
 
 /// `fork verify`: exit 4 when the evidence proves a fork. JSON `fork` (bool), `reason`,
-/// `origin`, `older_size`, `newer_size`.
-pub(crate) fn fork_verify(verifier: &NoteVerifier, file: &Path) -> Result<Outcome, Error> {
+/// `origin`, `older_size`, `newer_size`, `witnesses_cosigned_both` (with a witness policy:
+/// its witnesses whose cosignatures are on both sides of a split view; else empty).
+pub(crate) fn fork_verify(
+    verifier: &NoteVerifier,
+    witnesses: &Witnesses,
+    file: &Path,
+) -> Result<Outcome, Error> {
     let evidence: Evidence = serde_json::from_slice(&read_file(file)?)
         .map_err(|e| Error::verify(format!("{} is not fork evidence: {e}", file.display())))?;
     let proven = fork::check(&evidence, verifier).map_err(Error::verify)?;
+    let both = witnesses.policy().map_or_else(Vec::new, |policy| {
+        kt_verify::witness_policy::cosigned_both(&proven.older, &proven.newer, policy)
+    });
     let json = json!({
         "fork": true,
         "reason": proven.why,
         "origin": proven.older.checkpoint().origin,
         "older_size": proven.older.size(),
         "newer_size": proven.newer.size(),
+        "witnesses_cosigned_both": both,
     });
-    let human = format!(
+    let mut human = format!(
         "FORK PROVEN for log {}: {}",
         proven.older.checkpoint().origin,
         proven.why
     );
+    if !both.is_empty() {
+        human.push_str(&format!(
+            "\nWITNESS MISBEHAVIOUR: {} cosigned both sides of the split view",
+            both.join(", ")
+        ));
+    }
     Ok(Outcome::with_code(
         crate::error::ExitCode::Fork,
         json,

@@ -104,8 +104,9 @@ impl Online {
         self.verify_answer(ca, identity, answer)
     }
 
-    /// Verifies an identity proof: its checkpoint under the log key (and the witness policy),
-    /// consistent with the saved one and not older than it, then the state or absence it
+    /// Verifies an identity proof: its checkpoint under the log key (and covered by a
+    /// checkpoint the witness policy's quorum cosigned, with a policy), consistent with the
+    /// saved one and not older than it, then the state or absence it
     /// proves, and every credential under the CA.
     pub(crate) fn verify_answer(
         &self,
@@ -115,9 +116,7 @@ impl Online {
     ) -> Result<VerifiedAnswer, Error> {
         let checkpoint =
             answer_checkpoint(&answer, identity, &self.verifier).map_err(Error::verify)?;
-        self.witnesses
-            .check(&checkpoint, &self.verifier, "checkpoint of the answer")?;
-        let consistency = self.sync(&checkpoint)?;
+        let consistency = self.accept(&checkpoint, "checkpoint of the answer")?;
         if let Advance::Behind { saved } = consistency {
             return Err(Error::verify(format!(
                 "the answer is proven in a checkpoint of size {}, older than the newest one \

@@ -113,6 +113,11 @@ impl Witnesses {
             .map_err(|e| Error::Usage(format!("--witness-policy {}: {e}", path.display())))
     }
 
+    /// The policy, if any.
+    pub(crate) fn policy(&self) -> Option<&WitnessPolicy> {
+        self.0.as_ref()
+    }
+
     /// Refuses `cp` (a checkpoint verified under `log`) unless it satisfies the policy:
     /// cosigned by its quorum, no bad cosignature by a policy witness, the log listed (see
     /// `kt_verify::witness_policy::check_witnessed`). Without a policy, always `Ok`. The

@@ -408,3 +408,150 @@ fn audit_and_monitor_require_the_quorum() {
     let (code, out, err) = monitor("m2", true);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn an_answer_the_log_alone_signed_is_accepted_once_a_cosigned_checkpoint_covers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(1);
+    let t = now();
+    let alice = Cred::new(&ca, "alice@example.com", 1, (t - 100, t + 86400));
+    let bob = Cred::new(&ca, "bob@example.com", 2, (t - 100, t + 86400));
+    let mut directory = MemDirectory::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    directory.commit(std::slice::from_ref(&alice.entry));
+    // Alice's answer, as the AS gives it: in the checkpoint the log alone signed.
+    let answer = directory.proof("alice@example.com");
+    let answered = directory.log.size();
+    // The log grows; the witnesses cosign the newer checkpoint.
+    directory.commit(std::slice::from_ref(&bob.entry));
+    let log = directory.log.clone();
+    let server = MockServer::start();
+    server.serve_log(&log, log.size());
+    server.set("/v1/crl", 200, ca.crl(&[]));
+    server.set(
+        "/v1/identities/alice@example.com",
+        200,
+        serde_json::to_vec(&answer).unwrap(),
+    );
+    let pol = write(dir.path(), "policy", policy(&log));
+    let ca_file = write(dir.path(), "ca.pem", ca.pem());
+    let key = log.vkey();
+    let vrf = directory.vrf_b64();
+    let lookup = |state: &str| {
+        let state = dir.path().join(state);
+        run(&[
+            "--json",
+            "lookup",
+            "alice@example.com",
+            "--log-key",
+            &key,
+            "--vrf-key",
+            &vrf,
+            "--ca",
+            p(&ca_file),
+            "--server",
+            &server.url,
+            "--state",
+            p(&state),
+            "--witness-policy",
+            p(&pol),
+        ])
+    };
+    // Covered by a cosigned checkpoint of a larger size, proven consistent: accepted, and
+    // the cosigned checkpoint is what the state keeps.
+    server.set("/log/checkpoint", 200, cosigned(&log, log.size(), &[1, 3]));
+    let (code, out, err) = lookup("covered");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&[
+        "--json",
+        "checkpoint",
+        "fetch",
+        "--log-key",
+        &key,
+        "--server",
+        &server.url,
+        "--state",
+        p(&dir.path().join("covered")),
+        "--witness-policy",
+        p(&pol),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // "unchanged": the state already holds the cosigned checkpoint of this size.
+    assert_eq!(out["consistency"], "unchanged", "{out}");
+    assert_eq!(out["size"], log.size(), "{out}");
+    assert!(answered < log.size());
+
+    // A cosigned checkpoint of another log of the same key (a split view): refused.
+    let mut fork = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    for i in 0..log.size() {
+        fork.push(format!("forked {i}").into_bytes());
+    }
+    server.set(
+        "/log/checkpoint",
+        200,
+        cosigned(&fork, fork.size(), &[1, 3]),
+    );
+    let (code, out, err) = lookup("split");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("not consistent with the cosigned one"),
+        "{out}{err}"
+    );
+    // The cosigned checkpoint lags (older than the answer): refused after the wait, saying so.
+    server.set(
+        "/log/checkpoint",
+        200,
+        cosigned(&log, answered - 1, &[1, 2]),
+    );
+    let (code, out, err) = lookup("lagging");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("not covered by a checkpoint the witness quorum cosigned"),
+        "{out}{err}"
+    );
+}
+
+#[test]
+fn fork_verify_names_the_witnesses_that_cosigned_both_sides_of_a_split_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_of(4);
+    let mut other = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    for i in 0..4 {
+        other.push(format!("other {i}").into_bytes());
+    }
+    let key = log.vkey();
+    let pol = write(dir.path(), "policy", policy(&log));
+    // Witness A cosigned both views of size 4; B only the first, C only the second.
+    let a = write(dir.path(), "a", cosigned(&log, 4, &[1, 2]));
+    let b = write(dir.path(), "b", cosigned(&other, 4, &[1, 3]));
+    let (code, out, err) = run(&[
+        "--json",
+        "compare",
+        p(&a),
+        p(&b),
+        "--log-key",
+        &key,
+        "--state",
+        p(&dir.path().join("s")),
+    ]);
+    assert_eq!(code, 4, "{out}{err}");
+    let evidence = serde_json::from_str::<serde_json::Value>(&out).unwrap()["evidence"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["--json", "fork", "verify", "--log-key", &key];
+        args.extend_from_slice(extra);
+        args.push(&evidence);
+        run(&args)
+    };
+    let (code, out, _) = verify(&["--witness-policy", p(&pol)]);
+    assert_eq!(code, 4);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["witnesses_cosigned_both"], json!(["A"]));
+    // Without the policy nobody is named; the fork is proven all the same.
+    let (code, out, _) = verify(&[]);
+    assert_eq!(code, 4);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["witnesses_cosigned_both"], json!([]));
+}

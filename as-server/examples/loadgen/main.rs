@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod light_client;
+mod witnesses;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,11 +57,17 @@ struct Args {
     /// Extra flags for the spawned server, e.g. "--max-batch 512".
     #[arg(long, allow_hyphen_values = true)]
     server_flags: Option<String>,
+    /// Local kt-witness processes for the spawned server, with a policy needing a majority
+    /// of them (`cargo build --release -p kt-witness` first); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    witnesses: usize,
 }
 
-/// A server this generator started, on a fresh data folder removed with it.
+/// A server this generator started, on a fresh data folder removed with it, and its
+/// witnesses if any.
 struct Spawned {
     process: ServerProcess,
+    witnesses: Option<witnesses::Witnesses>,
     _dir: tempfile::TempDir,
 }
 
@@ -77,7 +84,7 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-fn spawn(flags: &str) -> (Spawned, String, Vec<u8>, String) {
+fn spawn(flags: &str, witness_count: usize) -> (Spawned, String, Vec<u8>, String) {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/examples/loadgen → target/<profile>/as-server
     let binary = exe.parent().unwrap().parent().unwrap().join("as-server");
@@ -89,11 +96,66 @@ fn spawn(flags: &str) -> (Spawned, String, Vec<u8>, String) {
     let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
     let data = dir.path().join("data");
     let flags: Vec<&str> = flags.split_whitespace().collect();
-    let process = ServerProcess::start(&binary, &data, &flags);
-    let base = process.base.clone();
+    let mut process = ServerProcess::start(&binary, &data, &flags);
     let token = process.printed_admin_token.clone().expect("an admin token");
+    let witnesses = (witness_count > 0).then(|| {
+        // The witnesses need the log's key, made at the first start: stop, start them,
+        // start again with the policy.
+        process.kill();
+        let vkey = std::fs::read_to_string(data.join("log-key.pub")).unwrap();
+        let origin = vkey.split('+').next().unwrap().to_owned();
+        let started = witnesses::start(witness_count, dir.path(), &origin, vkey.trim());
+        let policy = started.policy.display().to_string();
+        let mut with_policy = flags.clone();
+        with_policy.extend(["--witness-policy", &policy]);
+        process = ServerProcess::start(&binary, &data, &with_policy);
+        started
+    });
+    let base = process.base.clone();
     let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
-    (Spawned { process, _dir: dir }, base, pem, token)
+    (
+        Spawned {
+            process,
+            witnesses,
+            _dir: dir,
+        },
+        base,
+        pem,
+        token,
+    )
+}
+
+/// The size of the log-signed checkpoint a lookup answer carries.
+fn answer_size(client: &HttpsClient, identity: &str) -> u64 {
+    let answer = client.get(&format!("/v1/identities/{identity}")).unwrap();
+    let note = answer.json()["checkpoint"].as_str().unwrap().to_owned();
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
+/// With witnesses: how long after issuance ends until `/log/checkpoint` is cosigned at least
+/// up to the newest lookup answer's checkpoint.
+fn report_cosigning_lag(client: &HttpsClient, identity: &str) {
+    let started = std::time::Instant::now();
+    let size = answer_size(client, identity);
+    loop {
+        let status = client.get("/v1/log/witnesses").unwrap().json();
+        if status["cosigned"]["size"]
+            .as_u64()
+            .is_some_and(|s| s >= size)
+        {
+            println!(
+                "cosigned checkpoint covering size {size}: {:.0} ms after issuance ended (by {})",
+                started.elapsed().as_secs_f64() * 1e3,
+                status["cosigned"]["cosigners"]
+            );
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            println!("no cosigned checkpoint covering size {size} after 30 s: {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -168,7 +230,8 @@ fn main() {
             (None, server.clone(), pem, token.trim().to_owned())
         }
         None => {
-            let (spawned, base, pem, token) = spawn(args.server_flags.as_deref().unwrap_or(""));
+            let (spawned, base, pem, token) =
+                spawn(args.server_flags.as_deref().unwrap_or(""), args.witnesses);
             (Some(spawned), base, pem, token)
         }
     };
@@ -248,6 +311,9 @@ fn main() {
         })
         .collect();
     phase.measure("credentials issued (durable, with proof)", issue, 201);
+    if _spawned.as_ref().is_some_and(|s| s.witnesses.is_some()) {
+        report_cosigning_lag(&client, &identities[identities.len() - 1]);
+    }
     let lookups = (0..args.lookups)
         .map(|i| light_client::Request {
             method: "GET",

@@ -15,7 +15,7 @@ use super::decimal::{parse_canonical, DecimalError};
 use super::json;
 use crate::app::AppState;
 use crate::encoding::{b64, proof_b64};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemKind};
 
 #[derive(Serialize)]
 struct LogKey<'a> {
@@ -37,15 +37,29 @@ pub async fn key(app: web::Data<AppState>) -> HttpResponse {
     )
 }
 
-/// `GET /log/checkpoint` and `GET /v1/log/checkpoint`: the checkpoint the directory's map is
-/// published with (a log-signed checkpoint can run a moment ahead of it), so that a client
-/// that saves it never sees a later lookup as older.
-pub async fn checkpoint(app: web::Data<AppState>) -> HttpResponse {
-    let note = app.directory.read().checkpoint.note.clone();
-    HttpResponse::Ok()
+/// `GET /log/checkpoint` and `GET /v1/log/checkpoint`. With a witness policy: the newest
+/// checkpoint its quorum cosigned (503 `not-yet-available` before the first). Without: the
+/// checkpoint the directory's map is published with (a log-signed checkpoint can run a
+/// moment ahead of it), so that a client that saves it never sees a later lookup as older.
+pub async fn checkpoint(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+    let note = match &app.witnessing {
+        None => app.directory.read().checkpoint.note.clone(),
+        Some(witnessing) => match witnessing.cosigned() {
+            Some(cosigned) => cosigned.note.clone(),
+            None => {
+                let mut problem = Problem::new(
+                    ProblemKind::NotYetAvailable,
+                    "no checkpoint is cosigned by the witness quorum yet",
+                );
+                problem.retry_after = Some(1);
+                return Err(problem);
+            }
+        },
+    };
+    Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "no-store"))
-        .body(note)
+        .body(note))
 }
 
 /// The query of a proof request, whose values are all numbers: a `%` or `+` (which would

@@ -10,6 +10,7 @@ pub mod decimal;
 pub mod identities;
 pub mod log_read;
 pub mod service;
+pub mod witnesses;
 
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -55,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/v1/log/proof/inclusion").route(web::get().to(log_read::inclusion)))
         .service(get("/v1/log/proof/consistency").route(web::get().to(log_read::consistency)))
         .service(get("/v1/log/entries/{index}").route(web::get().to(log_read::entry)))
+        .service(get("/v1/log/witnesses").route(web::get().to(witnesses::witnesses)))
         .service(get("/log/checkpoint").route(web::get().to(log_read::checkpoint)))
         .service(get("/log/tile/{tile:.*}").route(web::get().to(log_read::tile)))
         .service(get("/healthz").route(web::get().to(service::healthz)))

@@ -1,4 +1,6 @@
-//! The add-checkpoint request body of C2SP tlog-witness, parsed strictly.
+//! The add-checkpoint request body of C2SP tlog-witness (<https://c2sp.org/tlog-witness>),
+//! parsed strictly (what a witness receives) and written (what a log sends), and the size a
+//! witness answers with its 409.
 //!
 //! ```text
 //! old <size>\n
@@ -13,9 +15,9 @@
 //! non-empty note after the blank line. It never panics on any input. The note itself is
 //! parsed and verified later, against the log's keys.
 
+use crate::hash::Hash;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use kt_log::Hash;
 use thiserror::Error;
 
 /// Most consistency proof lines a client may send (the spec's limit).
@@ -63,6 +65,20 @@ pub fn parse_canonical_u64(text: &str) -> Option<u64> {
     } else {
         None
     }
+}
+
+/// The body of a witness's 409 answer (`Content-Type: text/x.tlog.size`): the size of the
+/// checkpoint it holds for the log, in canonical decimal and a newline.
+pub fn size_body(size: u64) -> String {
+    format!("{size}\n")
+}
+
+/// Parses a 409 answer's body ([`size_body`]); `None` unless it is exactly that form.
+pub fn parse_size_body(body: &[u8]) -> Option<u64> {
+    std::str::from_utf8(body)
+        .ok()?
+        .strip_suffix('\n')
+        .and_then(parse_canonical_u64)
 }
 
 impl AddCheckpointRequest {
@@ -132,6 +148,24 @@ mod tests {
         assert_eq!(req.to_body(), body.as_bytes());
         let zero = AddCheckpointRequest::parse(format!("old 0\n\n{NOTE}").as_bytes()).unwrap();
         assert_eq!((zero.old_size, zero.proof.len()), (0, 0));
+    }
+
+    #[test]
+    fn size_bodies_round_trip_and_nothing_else_parses() {
+        for size in [0, 1, 12_345, u64::MAX] {
+            assert_eq!(parse_size_body(size_body(size).as_bytes()), Some(size));
+        }
+        for bad in [
+            "",
+            "1",
+            "01\n",
+            "1 \n",
+            "-1\n",
+            "1\n\n",
+            "18446744073709551616\n",
+        ] {
+            assert_eq!(parse_size_body(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 
     #[test]
