@@ -10,13 +10,14 @@ use kt_log::store::FileStore;
 use kt_protocol::identity::IdentityPolicy;
 
 use crate::admission::Limits;
+use crate::as_log::AsLog;
 use crate::ca::Ca;
 use crate::config::Config;
 use crate::directory::snapshot::FileMapStore;
 use crate::directory::{empty_map_entry, Directory};
 use crate::metrics::Metrics;
 use crate::rotation::RotationBudget;
-use crate::sequencer::{AsLog, Sequencer, SequencerConfig};
+use crate::sequencer::{Sequencer, SequencerConfig};
 use crate::setup::{self, DataPaths};
 use crate::state::State;
 use crate::tokens::AdminTokens;

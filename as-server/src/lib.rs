@@ -17,7 +17,8 @@
 //!   the [`enrollment_journal`]; [`recovery`]: opening it, and rebuilding it when it must;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //!   [`refusal`]: why an action is refused, in the domain's terms (problems only at the edge);
-//! - [`sequencer`]: the group-committing writer of the log and the state;
+//! - [`as_log`]: the log type the AS runs on; [`sequencer`]: the group-committing writer of
+//!   the log and the state;
 //! - [`witnessing`]: sending checkpoints to the witness policy's witnesses, serving the
 //!   newest one its quorum cosigned;
 //! - [`app`]: the state every handler shares; [`server`], [`routes`], [`problem`],
@@ -29,6 +30,7 @@
 pub mod admin_client;
 pub mod admission;
 pub mod app;
+pub mod as_log;
 pub mod ca;
 pub mod config;
 pub mod directory;

@@ -10,10 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::as_log::AsLog;
 use crate::directory::keys::DirectoryKeys;
 use crate::directory::open_change;
 use crate::entry::EntryBody;
-use crate::sequencer::AsLog;
 use crate::state::{CredentialStatus, IdentityStatus, State, StateError};
 
 /// How many moved-aside stores are kept.

@@ -24,8 +24,6 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use kt_log::checkpoint::SignedCheckpoint;
-use kt_log::log::Log;
-use kt_log::store::FileStore;
 use kt_log::tiles::MAX_ENTRY_LEN;
 use kt_protocol::directory::batch::Batch;
 use kt_protocol::directory::public_entry::PublicEntry;
@@ -34,6 +32,7 @@ use tokio::sync::oneshot;
 
 pub use crate::admission::Action;
 use crate::admission::{admit, Limits};
+use crate::as_log::AsLog;
 use crate::directory::{Directory, ProofParts};
 use crate::entry::{EntryBody, LogEntry};
 use crate::metrics::Metrics;
@@ -41,9 +40,6 @@ use crate::refusal::{Refusal, RefusalKind};
 use crate::state::directory::{OpenedChange, VersionRow};
 use crate::state::{Overlay, State};
 use crate::unix_now;
-
-/// The log type the AS runs on.
-pub type AsLog = Log<FileStore>;
 
 /// A committed action: where its update is, what it changed, and the proof of its identity's
 /// state in the checkpoint that covers it.

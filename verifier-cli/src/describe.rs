@@ -3,6 +3,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_protocol::directory::record::{Change, Status, VersionRecord};
 use kt_protocol::entry::Binding;
 use kt_verify::bundle::VerifiedBundle;
@@ -96,5 +97,14 @@ pub(crate) fn crl_json(crl: &kt_verify::credential::Crl) -> Value {
         "this_update": crl.this_update,
         "next_update": crl.next_update,
         "revoked_count": crl.revoked_count(),
+    })
+}
+
+/// JSON of a checkpoint: `origin`, `size`, `root` (base64).
+pub(crate) fn checkpoint_json(cp: &VerifiedCheckpoint) -> serde_json::Value {
+    json!({
+        "origin": cp.checkpoint().origin,
+        "size": cp.size(),
+        "root": B64.encode(cp.root().0),
     })
 }

@@ -17,7 +17,7 @@ use kt_verify::directory::{answer_checkpoint, verify_identity};
 use kt_verify::fork::{self, Evidence};
 use kt_verify::lookup::verify_lookup;
 
-use crate::describe::{bundle_json, describe};
+use crate::describe::{bundle_json, checkpoint_json, describe};
 use crate::error::{read_file, Error};
 use crate::output::Outcome;
 use crate::state::StateDir;
@@ -36,15 +36,6 @@ pub(crate) fn read_checkpoint(
         .map_err(|e| Error::verify(format!("checkpoint {}: {e}", path.display())))?;
     witnesses.check(&cp, verifier, &format!("checkpoint {}", path.display()))?;
     Ok(cp)
-}
-
-/// JSON of a checkpoint: `origin`, `size`, `root` (base64).
-pub(crate) fn checkpoint_json(cp: &VerifiedCheckpoint) -> serde_json::Value {
-    json!({
-        "origin": cp.checkpoint().origin,
-        "size": cp.size(),
-        "root": B64.encode(cp.root().0),
-    })
 }
 
 /// `checkpoint verify`: JSON `origin`, `size`, `root`.

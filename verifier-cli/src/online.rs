@@ -21,9 +21,10 @@ use kt_verify::lookup::{verify_lookup, VerifiedLookup};
 use kt_verify::validate::ValidateError;
 
 use crate::client::{Client, Fetched};
-use crate::describe::{credential_json, crl_json, describe, serial_hex, status_word};
+use crate::describe::{
+    checkpoint_json, credential_json, crl_json, describe, serial_hex, status_word,
+};
 use crate::error::{read_file, Error};
-use crate::offline::checkpoint_json;
 use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::sync::{advance, Advance};

@@ -31,8 +31,8 @@ use kt_protocol::directory::public_entry::{MapRoot, PublicEntry};
 use kt_protocol::directory::tree::{Map, Staged};
 use kt_protocol::directory::vrf::{Label, PROOF_LEN};
 
+use crate::as_log::AsLog;
 use crate::encoding::{b64, proof_b64};
-use crate::sequencer::AsLog;
 use crate::state::directory::VersionRow;
 use keys::DirectoryKeys;
 use snapshot::MapStore;
@@ -391,8 +391,8 @@ pub(crate) mod testing {
 
     use super::empty_map_entry;
     use super::keys::DirectoryKeys;
+    use crate::as_log::AsLog;
     use crate::entry::LogEntry;
-    use crate::sequencer::AsLog;
     use crate::state::directory::{make_version, VersionRow};
 
     /// The keys the tests use.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Witnessing;
+use crate::as_log::AsLog;
 use crate::directory::Directory;
-use crate::sequencer::AsLog;
 
 /// How often the thread looks at the stop flag while it waits.
 const TICK: Duration = Duration::from_millis(20);

@@ -32,8 +32,8 @@ use kt_log::witness_request::AddCheckpointRequest;
 use kt_verify::witness_policy::{verify_witnessed_checkpoint, WitnessPolicy};
 use serde::Serialize;
 
+use crate::as_log::AsLog;
 use crate::config::WitnessingConfig;
-use crate::sequencer::AsLog;
 use client::{Answer, WitnessClient};
 
 /// The file, in the data folder, of the newest cosigned checkpoint.
