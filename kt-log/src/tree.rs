@@ -198,6 +198,11 @@ impl Frontier {
         self.size
     }
 
+    /// Its hashes, left to right: the nodes of [`Frontier::node_ids`] (to save it).
+    pub fn hashes(&self) -> &[Hash] {
+        &self.hashes
+    }
+
     /// Appends a leaf hash. `emit` receives the leaf and then every node the leaf completes,
     /// bottom-up: exactly the next nodes in post-order.
     pub fn push(&mut self, leaf: Hash, mut emit: impl FnMut(Hash)) {

@@ -8,11 +8,21 @@
 //! origin = "example.com/log"
 //! # Signed-note verifier keys (Ed25519, type 0x01) trusted for this origin; any one suffices.
 //! keys = ["example.com/log+1c997c7b+AQ..."]
+//!
+//! # Optional, only for logs of this project's directory format (see `crate::auditor`):
+//! # before cosigning, fetch the new entries from the log's tiles and check the directory's
+//! # rules for them.
+//! [log.audit]
+//! # The tlog-tiles prefix: `<url>/tile/entries/...` are the entry bundles.
+//! url = "https://as.example.com/log"
+//! # PEM roots trusted for an HTTPS url (default: the Web PKI roots).
+//! tls_ca = "/etc/kt-witness/as-ca.pem"
 //! ```
 //!
 //! Guarantee of [`Config::parse`]: unknown fields are refused; every origin is non-empty, has
 //! no control characters and appears once; every log has at least one key and every key
-//! parses (its key id matches its name and key), with no key listed twice for one log.
+//! parses (its key id matches its name and key), with no key listed twice for one log; an
+//! audit url is `http://` or `https://`.
 
 use std::collections::HashSet;
 
@@ -35,6 +45,18 @@ pub struct LogConfig {
     pub origin: String,
     /// The log's note verifier keys.
     pub keys: Vec<NoteVerifier>,
+    /// Whether and where to audit the directory's rules before cosigning.
+    pub audit: Option<AuditConfig>,
+}
+
+/// The auditing mode of one log: where its tiles are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The tlog-tiles URL prefix (no trailing slash needed).
+    pub url: String,
+    /// PEM roots trusted for an HTTPS url; the Web PKI roots without it.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +72,7 @@ struct RawConfig {
 struct RawLog {
     origin: String,
     keys: Vec<String>,
+    audit: Option<AuditConfig>,
 }
 
 impl Config {
@@ -83,9 +106,17 @@ impl Config {
                 }
                 keys.push(key);
             }
+            if let Some(audit) = &log.audit {
+                let url = audit.url.as_str();
+                let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+                if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(format!("log {:?}: invalid audit url {url:?}", log.origin));
+                }
+            }
             logs.push(LogConfig {
                 origin: log.origin,
                 keys,
+                audit: log.audit,
             });
         }
         Ok(Config {
@@ -117,6 +148,13 @@ mod tests {
         );
         let config = Config::parse(&good).unwrap();
         assert_eq!(config.logs[0].keys[0].to_vkey(), key);
+        assert_eq!(config.logs[0].audit, None);
+        let audited = format!("{good}[log.audit]\nurl = \"https://as.example/log\"\n");
+        let config = Config::parse(&audited).unwrap();
+        assert_eq!(
+            config.logs[0].audit.as_ref().map(|a| a.url.as_str()),
+            Some("https://as.example/log")
+        );
         for bad in [
             good.replace("w.example/w1", "w 1"),
             format!("{good}[[log]]\norigin = \"example.com/log\"\nkeys = [\"{key}\"]\n"),
@@ -125,6 +163,8 @@ mod tests {
             good.replace(&key, "example.com/log+00000000+AQ=="),
             format!("{good}extra = 1\n"),
             good.replace("origin = \"example.com/log\"", "origin = \"\""),
+            format!("{good}[log.audit]\nurl = \"ftp://as.example/log\"\n"),
+            format!("{good}[log.audit]\nurl = \"https://as.example/log\"\nother = 1\n"),
         ] {
             assert!(Config::parse(&bad).is_err(), "{bad}");
         }

@@ -2,8 +2,8 @@
 //!
 //! - `POST /add-checkpoint`: the submission API. The body is at most [`MAX_BODY`] bytes
 //!   (larger: 413). Answers: 200 with the cosignature line; 409 with the latest size and
-//!   `Content-Type: text/x.tlog.size`; 400, 403, 404, 422 and 500 with a one-line
-//!   `text/plain` reason. The check, cosignature and durable write run on the blocking pool.
+//!   `Content-Type: text/x.tlog.size`; 400, 403, 404, 422, 500 and (auditing mode, log
+//!   unreachable) 503 with `Retry-After` and a one-line `text/plain` reason. The check, cosignature and durable write run on the blocking pool.
 //! - `GET /<lower-case hex SHA-256 of the origin>/checkpoint`: the monitoring API, the latest
 //!   cosigned checkpoint with the log's signatures and this witness's cosignature (404 if none).
 //! - `GET /healthz`, `GET /metrics`.
@@ -58,6 +58,14 @@ async fn add_checkpoint(state: web::Data<AppState>, body: web::Bytes) -> HttpRes
         Ok(Err(AddError::Conflict { latest })) => HttpResponse::Conflict()
             .content_type("text/x.tlog.size")
             .body(kt_log::witness_request::size_body(latest)),
+        Ok(Err(e @ AddError::AuditUnavailable(_))) => {
+            let mut response = text(e.status(), format!("{e}\n"));
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            );
+            response
+        }
         Ok(Err(e)) => {
             if e.status() >= 500 {
                 tracing::error!(error = %e, "add-checkpoint failed");
@@ -87,9 +95,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let body = state
-        .metrics
-        .encode(state.witness.log_count(), state.witness.evidence_count());
+    let body = state.metrics.encode(&state.witness);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(body)

@@ -1,8 +1,9 @@
 //! Prometheus metrics, served at `GET /metrics` (OpenMetrics text).
 //!
 //! `witness_add_checkpoint_total{code}` (the answer's status code), the
-//! `witness_add_checkpoint_duration_seconds` histogram, `witness_logs` and
-//! `witness_evidence_files`. No label carries request data, so requests cannot add series.
+//! `witness_add_checkpoint_duration_seconds` histogram, `witness_logs`,
+//! `witness_evidence_files`, and for the auditing mode `witness_audited_entries` and
+//! `witness_audit_refusals` (checkpoints refused for breaking the directory's rules). No label carries request data, so requests cannot add series.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +24,8 @@ pub struct Metrics {
     duration: Histogram,
     logs: Gauge,
     evidence: Gauge,
+    audited: Gauge,
+    audit_refusals: Gauge,
 }
 
 impl Default for Metrics {
@@ -56,12 +59,26 @@ impl Metrics {
             "evidence files of inconsistent checkpoints kept",
             evidence.clone(),
         );
+        let audited = Gauge::default();
+        registry.register(
+            "witness_audited_entries",
+            "log entries the auditing mode checked since the start",
+            audited.clone(),
+        );
+        let audit_refusals = Gauge::default();
+        registry.register(
+            "witness_audit_refusals",
+            "checkpoints refused since the start for breaking the directory's rules",
+            audit_refusals.clone(),
+        );
         Metrics {
             registry,
             answers,
             duration,
             logs,
             evidence,
+            audited,
+            audit_refusals,
         }
     }
 
@@ -71,11 +88,13 @@ impl Metrics {
         self.duration.observe(seconds);
     }
 
-    /// The text exposition, with the gauges set to `logs` and `evidence`.
-    pub fn encode(&self, logs: usize, evidence: u64) -> String {
-        self.logs.set(i64::try_from(logs).unwrap_or(i64::MAX));
-        self.evidence
-            .set(i64::try_from(evidence).unwrap_or(i64::MAX));
+    /// The text exposition, with the gauges set from `witness`.
+    pub fn encode(&self, witness: &crate::witness::Witness) -> String {
+        let set = |gauge: &Gauge, value: u64| gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        set(&self.logs, witness.log_count() as u64);
+        set(&self.evidence, witness.evidence_count());
+        set(&self.audited, witness.audited_entries());
+        set(&self.audit_refusals, witness.audit_failures());
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

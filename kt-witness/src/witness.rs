@@ -16,6 +16,10 @@
 //! - A log-signed checkpoint of the stored size with another root, or with a failing proof
 //!   from the stored checkpoint, is kept as an evidence file (see [`crate::evidence`]).
 //!
+//! - For a log in the auditing mode, it cosigns only after [`crate::auditor::Auditor::check`]
+//!   found that the entries the checkpoint adds keep the directory's rules (beyond the spec:
+//!   503 when the log's tiles cannot be fetched, 422 when the rules are broken).
+//!
 //! The spec's answers are the variants of [`AddError`]; [`AddError::status`] gives the code.
 
 use std::collections::HashMap;
@@ -32,6 +36,7 @@ use kt_log::Hash;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::auditor::{AuditFailure, Auditor};
 use crate::config::Config;
 use crate::cosignature::{hex, CosignatureError, CosignatureSigner};
 use crate::evidence::{Evidence, EvidenceKind};
@@ -80,6 +85,14 @@ pub enum AddError {
     /// 422: the consistency proof does not verify.
     #[error("consistency proof does not verify: {0}")]
     BadProof(ProofError),
+    /// 422 (auditing mode, beyond the spec): the entries the checkpoint adds break the
+    /// directory's rules, or do not hash to its root.
+    #[error("the log breaks the directory's rules: {0}")]
+    DirectoryRules(String),
+    /// 503 (auditing mode, beyond the spec): the log's tiles could not be fetched to audit
+    /// the checkpoint; ask again later.
+    #[error("cannot audit the checkpoint now: {0}")]
+    AuditUnavailable(String),
     /// 500: the new checkpoint could not be made durable, or the clock or key failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,8 +110,10 @@ impl AddError {
             AddError::EmptyTreeRoot
             | AddError::ProofFromZero
             | AddError::SameSizeOtherRoot
-            | AddError::BadProof(_) => 422,
+            | AddError::BadProof(_)
+            | AddError::DirectoryRules(_) => 422,
             AddError::Internal(_) => 500,
+            AddError::AuditUnavailable(_) => 503,
         }
     }
 }
@@ -118,6 +133,8 @@ struct WitnessedLog {
     latest: Mutex<Option<Latest>>,
     /// The stored note (log signatures and this witness's cosignature), for monitors.
     published: RwLock<Option<Arc<Vec<u8>>>>,
+    /// The auditing mode's auditor, if the log is audited.
+    auditor: Option<Auditor>,
 }
 
 /// A witness over the logs of its configuration, with its state in a data folder.
@@ -127,6 +144,7 @@ pub struct Witness {
     by_origin_hash: HashMap<String, String>,
     evidence_dir: PathBuf,
     evidence_count: AtomicU64,
+    audit_failures: AtomicU64,
     clock: fn() -> u64,
 }
 
@@ -221,7 +239,8 @@ impl Witness {
     ) -> Result<Witness, String> {
         let logs_dir = data.join("logs");
         let evidence_dir = data.join("evidence");
-        for dir in [data, &logs_dir, &evidence_dir] {
+        let audit_dir = data.join("audit");
+        for dir in [data, &logs_dir, &evidence_dir, &audit_dir] {
             create_dir_durable(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let signer = load_or_create_key(data, &config.name)?;
@@ -235,6 +254,13 @@ impl Witness {
                 Some((latest, note)) => (Some(latest), Some(Arc::new(note))),
                 None => (None, None),
             };
+            let auditor = match &log.audit {
+                Some(audit) => Some(
+                    Auditor::new(audit, audit_dir.join(&hash))
+                        .map_err(|e| format!("log {:?}: {e}", log.origin))?,
+                ),
+                None => None,
+            };
             by_origin_hash.insert(hash, log.origin.clone());
             logs.insert(
                 log.origin.clone(),
@@ -243,6 +269,7 @@ impl Witness {
                     file,
                     latest: Mutex::new(latest),
                     published: RwLock::new(published),
+                    auditor,
                 },
             );
         }
@@ -255,6 +282,7 @@ impl Witness {
             by_origin_hash,
             evidence_dir,
             evidence_count: AtomicU64::new(evidence_count),
+            audit_failures: AtomicU64::new(0),
             clock,
         })
     }
@@ -277,6 +305,20 @@ impl Witness {
     /// How many evidence files it holds.
     pub fn evidence_count(&self) -> u64 {
         self.evidence_count.load(Ordering::Relaxed)
+    }
+
+    /// How many entries the auditing mode audited since the start, over every log.
+    pub fn audited_entries(&self) -> u64 {
+        self.logs
+            .values()
+            .filter_map(|log| log.auditor.as_ref())
+            .map(Auditor::audited)
+            .sum()
+    }
+
+    /// How many checkpoints the auditing mode refused for breaking the rules.
+    pub fn audit_failures(&self) -> u64 {
+        self.audit_failures.load(Ordering::Relaxed)
     }
 
     /// The latest cosigned checkpoint note (with the log's signatures and this witness's
@@ -370,13 +412,24 @@ impl Witness {
             }
         }
 
+        let audited = match &log.auditor {
+            Some(auditor) if checkpoint.size > stored_size => {
+                self.audit(auditor, origin, &checkpoint)?;
+                Some(auditor)
+            }
+            _ => None,
+        };
         let timestamp = (self.clock)();
-        let line = self
-            .signer
-            .cosign(opened.text(), timestamp)
-            .map_err(|e: CosignatureError| AddError::Internal(e.to_string()))?;
+        let line =
+            self.signer
+                .cosign(opened.text(), timestamp)
+                .map_err(|e: CosignatureError| {
+                    audited.inspect(|a| a.discard());
+                    AddError::Internal(e.to_string())
+                })?;
         let stored = self.stored_note(&request.note, opened.text(), &line);
         if let Err(e) = write_atomic(&log.file, &stored, false) {
+            audited.inspect(|a| a.discard());
             tracing::error!(origin, error = %e, "cannot persist the checkpoint");
             // The rename may have happened (only the folder sync failed): the file is then
             // at least as new as the memory, never older, and the next write syncs it.
@@ -387,8 +440,38 @@ impl Witness {
             root: checkpoint.root,
         });
         *log.published.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(stored));
+        if let Some(auditor) = audited {
+            auditor.commit();
+        }
         drop(latest);
         Ok(line)
+    }
+
+    /// The auditing mode's check of `checkpoint` (see [`crate::auditor`]).
+    fn audit(
+        &self,
+        auditor: &Auditor,
+        origin: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), AddError> {
+        auditor
+            .check(checkpoint.size, &checkpoint.root)
+            .map_err(|failure| match failure {
+                AuditFailure::Unavailable(why) => {
+                    tracing::warn!(origin, why, "cannot fetch the log's entries to audit");
+                    AddError::AuditUnavailable(why)
+                }
+                AuditFailure::Broken(why) => {
+                    self.audit_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        origin,
+                        size = checkpoint.size,
+                        why,
+                        "the log's checkpoint breaks the directory's rules: not cosigned"
+                    );
+                    AddError::DirectoryRules(why)
+                }
+            })
     }
 
     /// The note to store and serve: the text, the submitted signatures but any line under

@@ -1,10 +1,12 @@
-//! What the three test suites that run the real `as-server` binary share (as-server's own
+//! What the test suites that run the real `as-server` binary share (as-server's own
 //! integration tests, the end-to-end tests in `tests/`, and mls-demo's): starting it on a
 //! loopback port and stopping it. It depends on nothing but std, so mls-demo (which must not
 //! depend on as-server) can use it too; each suite keeps its own HTTPS client.
 #![forbid(unsafe_code)]
 // Test code: a panic is how a test fails, with its message.
 #![allow(clippy::panic)]
+
+pub mod file_server;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

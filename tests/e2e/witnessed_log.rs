@@ -294,3 +294,96 @@ fn a_split_view_gets_no_cosignature_and_a_client_requiring_the_quorum_refuses_it
     // The honest view is still the one cosigned.
     assert_eq!(w.cosigned().unwrap().0, honest);
 }
+
+/// The size of the latest checkpoint `witness` cosigned, by its monitoring API.
+fn witness_size(witness: &Witness) -> u64 {
+    let hash = kt_witness_origin_hash(ORIGIN);
+    let (status, note) =
+        e2e_tests::witness::http(witness.port, "GET", &format!("/{hash}/checkpoint"), b"").unwrap();
+    assert_eq!(status, 200, "{note}");
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
+fn kt_witness_origin_hash(origin: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(origin.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn an_auditing_witness_cosigns_the_directory_it_checked_and_refuses_one_that_breaks_the_rules() {
+    use kt_log::witness_request::AddCheckpointRequest;
+    use kt_protocol::directory::public_entry::{PublicEntry, Update};
+
+    let mut w = Witnessed::start();
+    // A audits the server's directory through its tiles, over HTTPS pinned to its certificate.
+    let tls_cert = w.server.tls_cert();
+    let tiles_url = format!("{}/log", w.server.base);
+    w.witnesses[0].audit(&tiles_url, Some(&tls_cert));
+    w.issue(ALICE);
+    let size = w.issue(BOB);
+    let started = Instant::now();
+    loop {
+        let cosigned = w.cosigned();
+        if cosigned
+            .as_ref()
+            .is_some_and(|(s, by)| *s >= size && by.iter().any(|n| n == "A"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the auditing witness never cosigned: {cosigned:?}, {}",
+            witness_status(&w.server)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let audited = w.witnesses[0].metric("witness_audited_entries").unwrap();
+    assert!(audited >= size, "audited {audited} of {size}");
+    assert_eq!(w.witnesses[0].metric("witness_audit_refusals"), Some(0));
+
+    // The AS turns dishonest: Bob's label skips a version (a change hidden between two
+    // shown), then a map entry ends the batch; the log stays consistent and is signed.
+    w.server.kill();
+    let mut evil = e2e_tests::EvilAs::open(&w.server.data, None);
+    let (label, leaf) = evil.leaf(BOB);
+    let skipped = PublicEntry::Update(Update {
+        label,
+        version: leaf.unwrap().version + 2,
+        commitment: [9; 32],
+        sealed: vec![1],
+    })
+    .to_bytes();
+    let before = evil.log.size();
+    evil.append_raw(&[skipped]);
+    let (range, checkpoint) = evil.append(&[]);
+    assert!(range.end > before);
+    // Its tiles, served as a mirror would: the witnesses fetch from there from now on.
+    let tiles = w.dir.join("evil-tiles");
+    evil.write_tiles(&tiles);
+    let mirror = test_support::file_server::FileServer::start(&tiles);
+    w.witnesses[0].audit(&mirror.url, None);
+
+    // Each witness is asked exactly as the AS would ask it.
+    let new_size = checkpoint.checkpoint.size;
+    let ask = |witness: &Witness| {
+        let old = witness_size(witness);
+        let request = AddCheckpointRequest {
+            old_size: old,
+            proof: evil.log.consistency_proof(old, new_size).unwrap(),
+            note: checkpoint.note.clone(),
+        };
+        (old, witness.add_checkpoint(&request.to_body()))
+    };
+    // A plain witness cosigns it: the log is consistent, and that is all it checks.
+    let (_, (status, body)) = ask(&w.witnesses[1]);
+    assert_eq!(status, 200, "{body}");
+    // The auditing witness refuses it, says why, and keeps its cosigned size.
+    let (old, (status, body)) = ask(&w.witnesses[0]);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("directory's rules"), "{body}");
+    assert_eq!(witness_size(&w.witnesses[0]), old);
+    assert_eq!(w.witnesses[0].metric("witness_audit_refusals"), Some(1));
+}

@@ -132,6 +132,34 @@ impl Witness {
         self.run();
     }
 
+    /// Restarts it in the auditing mode for its log: the tiles under `url`, over HTTPS
+    /// trusting `tls_ca` if given (see kt-witness's `auditor`).
+    pub fn audit(&mut self, url: &str, tls_ca: Option<&Path>) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = match text.find("[log.audit]") {
+            Some(at) => text[..at].to_owned(),
+            None => text,
+        };
+        let mut text = format!("{text}[log.audit]\nurl = \"{url}\"\n");
+        if let Some(ca) = tls_ca {
+            text.push_str(&format!("tls_ca = \"{}\"\n", ca.display()));
+        }
+        std::fs::write(&self.config, text).unwrap();
+        self.restart(false);
+    }
+
+    /// The value of the metric `name` at its `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        let (_, body) = http(self.port, "GET", "/metrics", b"")?;
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Sends an add-checkpoint body; returns (status, body).
+    pub fn add_checkpoint(&self, body: &[u8]) -> (u16, String) {
+        http(self.port, "POST", "/add-checkpoint", body).unwrap()
+    }
+
     /// Its cosignature/v1 verifier key.
     pub fn vkey(&self) -> String {
         std::fs::read_to_string(self.data.join("witness-key.pub"))

@@ -3,11 +3,9 @@
 //! returns is checked by the caller against the policy's key before it is used.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kt_log::witness_request::{parse_size_body, AddCheckpointRequest};
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
 
 /// Most bytes read of a witness's answer: cosignature lines are about 100 bytes each.
@@ -34,32 +32,7 @@ impl WitnessClient {
     /// A client whose requests fail after `timeout`, trusting the PEM certificates of
     /// `tls_ca` for HTTPS witnesses, or the Web PKI roots without it.
     pub fn new(timeout: Duration, tls_ca: Option<&Path>) -> Result<WitnessClient, String> {
-        let roots = match tls_ca {
-            None => RootCerts::WebPki,
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("witness TLS roots {}: {e}", path.display()))?;
-                let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                    .filter_map(|item| match item {
-                        Ok(PemItem::Certificate(c)) => Some(c.to_owned()),
-                        _ => None,
-                    })
-                    .collect();
-                if certs.is_empty() {
-                    return Err(format!(
-                        "witness TLS roots {}: no PEM certificate",
-                        path.display()
-                    ));
-                }
-                RootCerts::Specific(Arc::new(certs))
-            }
-        };
-        let agent: Agent = Agent::config_builder()
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build()
-            .into();
+        let agent = kt_witness::http_client::agent(timeout, tls_ca, "witness TLS roots")?;
         Ok(WitnessClient { agent })
     }
 

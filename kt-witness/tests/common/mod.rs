@@ -60,6 +60,8 @@ fn subproof(m: usize, leaves: &[[u8; 32]], b: bool) -> Vec<[u8; 32]> {
 pub struct TestLog {
     pub origin: String,
     pub signer: NoteSigner,
+    /// The entries, when the log was made from them ([`TestLog::from_entries`]).
+    pub entries: Vec<Vec<u8>>,
     leaves: Vec<[u8; 32]>,
     /// A second history: the same first entry, then others.
     fork: Vec<[u8; 32]>,
@@ -83,8 +85,49 @@ impl TestLog {
         TestLog {
             origin: origin.to_owned(),
             signer: NoteSigner::generate(origin).unwrap(),
+            entries: vec![],
             leaves,
             fork,
+        }
+    }
+
+    /// A log of these entries (leaf hash SHA-256(0 ‖ entry)); its fork is itself.
+    pub fn from_entries(origin: &str, entries: Vec<Vec<u8>>) -> TestLog {
+        let leaves: Vec<[u8; 32]> = entries.iter().map(|e| sha(&[&[0], e])).collect();
+        TestLog {
+            origin: origin.to_owned(),
+            signer: NoteSigner::generate(origin).unwrap(),
+            fork: leaves.clone(),
+            leaves,
+            entries,
+        }
+    }
+
+    /// Writes the entry bundles of the tree of `size` entries under `dir` as tlog-tiles
+    /// lays them out (`tile/entries/…`), written here from the C2SP text: 256 entries per
+    /// bundle, each with a 16-bit big-endian length; the index in 3-digit groups, all but the
+    /// last prefixed with `x`; a partial bundle's path ends in `.p/<width>`.
+    pub fn write_bundles(&self, dir: &std::path::Path, size: usize) {
+        for (index, chunk) in self.entries[..size].chunks(256).enumerate() {
+            let mut bytes = Vec::new();
+            for entry in chunk {
+                bytes.extend_from_slice(&(entry.len() as u16).to_be_bytes());
+                bytes.extend_from_slice(entry);
+            }
+            let mut groups = vec![format!("{:03}", index % 1000)];
+            let mut rest = index / 1000;
+            while rest > 0 {
+                groups.push(format!("x{:03}", rest % 1000));
+                rest /= 1000;
+            }
+            groups.reverse();
+            let mut path = format!("tile/entries/{}", groups.join("/"));
+            if chunk.len() < 256 {
+                path.push_str(&format!(".p/{}", chunk.len()));
+            }
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
         }
     }
 
