@@ -61,6 +61,10 @@ struct Args {
     /// of them (`cargo build --release -p kt-witness` first); 0 for none.
     #[arg(long, default_value_t = 0)]
     witnesses: usize,
+    /// Run the witnesses in the auditing mode (they fetch every entry from the server's
+    /// tiles and check the directory's rules before cosigning).
+    #[arg(long, requires = "witnesses")]
+    audit_witnesses: bool,
 }
 
 /// A server this generator started, on a fresh data folder removed with it, and its
@@ -84,7 +88,7 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-fn spawn(flags: &str, witness_count: usize) -> (Spawned, String, Vec<u8>, String) {
+fn spawn(flags: &str, witness_count: usize, audit: bool) -> (Spawned, String, Vec<u8>, String) {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/examples/loadgen → target/<profile>/as-server
     let binary = exe.parent().unwrap().parent().unwrap().join("as-server");
@@ -112,6 +116,10 @@ fn spawn(flags: &str, witness_count: usize) -> (Spawned, String, Vec<u8>, String
         started
     });
     let base = process.base.clone();
+    let mut witnesses = witnesses;
+    if let Some(witnesses) = witnesses.as_mut().filter(|_| audit) {
+        witnesses.audit(&format!("{base}/log"), &data.join("tls-cert.pem"));
+    }
     let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
     (
         Spawned {
@@ -230,8 +238,11 @@ fn main() {
             (None, server.clone(), pem, token.trim().to_owned())
         }
         None => {
-            let (spawned, base, pem, token) =
-                spawn(args.server_flags.as_deref().unwrap_or(""), args.witnesses);
+            let (spawned, base, pem, token) = spawn(
+                args.server_flags.as_deref().unwrap_or(""),
+                args.witnesses,
+                args.audit_witnesses,
+            );
             (Some(spawned), base, pem, token)
         }
     };
@@ -311,8 +322,14 @@ fn main() {
         })
         .collect();
     phase.measure("credentials issued (durable, with proof)", issue, 201);
-    if _spawned.as_ref().is_some_and(|s| s.witnesses.is_some()) {
+    if let Some(witnesses) = _spawned.as_ref().and_then(|s| s.witnesses.as_ref()) {
         report_cosigning_lag(&client, &identities[identities.len() - 1]);
+        if args.audit_witnesses {
+            println!(
+                "entries audited by each witness: {:?}",
+                witnesses.audited_entries()
+            );
+        }
     }
     let lookups = (0..args.lookups)
         .map(|i| light_client::Request {
