@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use thiserror::Error;
 
 use super::hash::Hash32;
@@ -83,7 +83,7 @@ fn field(field: &'static str, reason: &'static str) -> PublicEntryError {
 }
 
 /// Every field either type may have, in canonical order.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire<'a> {
     v: u64,
@@ -101,6 +101,50 @@ struct Wire<'a> {
     root: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     labels: Option<u64>,
+}
+
+impl Wire<'_> {
+    /// Writes the canonical form: the fields present, in the struct's order, with no
+    /// whitespace, strings as they are (base64 needs no escaping) and decimal integers — what
+    /// `serde_json` makes of the struct, written directly so that [`PublicEntry::parse`] can
+    /// check an entry without encoding its base64 again.
+    fn write(&self, out: &mut Vec<u8>) {
+        fn string(out: &mut Vec<u8>, name: &str, value: &str) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":\"");
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'"');
+        }
+        fn number(out: &mut Vec<u8>, name: &str, value: u64) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(value.to_string().as_bytes());
+        }
+        out.extend_from_slice(b"{\"v\":");
+        out.extend_from_slice(self.v.to_string().as_bytes());
+        string(out, "type", &self.kind);
+        if let Some(label) = &self.label {
+            string(out, "label", label);
+        }
+        if let Some(version) = self.version {
+            number(out, "version", version);
+        }
+        if let Some(commitment) = &self.commitment {
+            string(out, "commitment", commitment);
+        }
+        if let Some(sealed) = &self.sealed {
+            string(out, "sealed", sealed);
+        }
+        if let Some(root) = &self.root {
+            string(out, "root", root);
+        }
+        if let Some(labels) = self.labels {
+            number(out, "labels", labels);
+        }
+        out.push(b'}');
+    }
 }
 
 fn hash32(text: Option<Cow<'_, str>>, name: &'static str) -> Result<Hash32, PublicEntryError> {
@@ -136,8 +180,9 @@ impl PublicEntry {
                 labels: Some(m.labels),
             },
         };
-        // Strings and integers into a Vec cannot fail.
-        serde_json::to_vec(&wire).unwrap_or_default()
+        let mut out = Vec::with_capacity(96 + wire.sealed.as_ref().map_or(0, |s| s.len()) + 3 * 44);
+        wire.write(&mut out);
+        out
     }
 
     /// Parses entry bytes (see the module documentation).
@@ -147,6 +192,9 @@ impl PublicEntry {
         if wire.v != u64::from(PUBLIC_ENTRY_VERSION) {
             return Err(field("v", "not 2"));
         }
+        let mut canonical = Vec::with_capacity(bytes.len());
+        wire.write(&mut canonical);
+        let canonical = canonical == bytes;
         let entry = match wire.kind.as_ref() {
             "update" => {
                 if wire.root.is_some() || wire.labels.is_some() {
@@ -187,9 +235,13 @@ impl PublicEntry {
             }
             _ => return Err(field("type", "not update or map")),
         };
-        if entry.to_bytes() != bytes {
+        // The one byte form, checked on the text as it came: a string with an escape differs
+        // from its value written back, and every base64 value was decoded strictly (canonical
+        // padding, no stray bits), so equal text means equal entry.
+        if !canonical {
             return Err(PublicEntryError::NotCanonical);
         }
+        debug_assert_eq!(entry.to_bytes(), bytes);
         Ok(entry)
     }
 }

@@ -21,7 +21,6 @@
 //! stages a batch, makes the log durable, and only then commits, so that a reader always sees
 //! a map whose root is in the log.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::hash::{inner_hash, leaf_hash, Hash32, LeafValue, EMPTY};
@@ -126,7 +125,10 @@ impl Map {
             map.buckets[b] = Arc::new(leaves);
         }
         for i in (1..BUCKETS).rev() {
-            let (hash, count) = map.combine(2 * i, 2 * i + 1, |j| (map.nodes[j], map.counts[j]));
+            let (hash, count) = combine(
+                (map.nodes[2 * i], map.counts[2 * i]),
+                (map.nodes[2 * i + 1], map.counts[2 * i + 1]),
+            );
             map.nodes[i] = hash;
             map.counts[i] = count;
         }
@@ -257,56 +259,61 @@ impl Map {
     /// The map's changes if each `(label, value)` is set (later ones win), without changing
     /// the map.
     pub fn stage(&self, changes: &[(Label, LeafValue)]) -> Staged {
-        let mut touched: BTreeMap<usize, Vec<Leaf>> = BTreeMap::new();
-        for (label, value) in changes {
-            let b = bucket_of(label);
-            let leaves = touched
-                .entry(b)
-                .or_insert_with(|| self.buckets[b].as_ref().clone());
-            let leaf = Leaf {
-                label: *label,
-                value: *value,
-            };
-            match leaves.binary_search_by(|l| l.label.cmp(label)) {
-                Ok(at) => leaves[at] = leaf,
-                Err(at) => leaves.insert(at, leaf),
-            }
-        }
-        let mut nodes: BTreeMap<usize, (Hash32, u64)> = BTreeMap::new();
-        let mut level: BTreeSet<usize> = BTreeSet::new();
-        let mut buckets = Vec::with_capacity(touched.len());
-        for (b, leaves) in touched {
-            nodes.insert(
-                BUCKETS + b,
-                (subtree(&leaves, BUCKET_BITS), leaves.len() as u64),
-            );
-            level.insert((BUCKETS + b) / 2);
-            buckets.push((b, Arc::new(leaves)));
-        }
-        while !level.is_empty() {
-            let mut above = BTreeSet::new();
-            for i in level {
-                let read = |j: usize| {
-                    nodes
-                        .get(&j)
-                        .copied()
-                        .unwrap_or((self.nodes[j], self.counts[j]))
-                };
-                let node = self.combine(2 * i, 2 * i + 1, read);
-                nodes.insert(i, node);
-                if i > 1 {
-                    above.insert(i / 2);
+        // The changes by bucket, in their order within each bucket (so later ones win).
+        let mut order: Vec<(usize, usize)> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, (label, _))| (bucket_of(label), i))
+            .collect();
+        order.sort_unstable();
+        let mut buckets = Vec::new();
+        // The staged heap nodes of one level, sorted by index: all at one depth, since every
+        // path starts at a bucket node.
+        let mut level: Vec<(usize, Hash32, u64)> = Vec::new();
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            let b = group[0].0;
+            let mut leaves = self.buckets[b].as_ref().clone();
+            leaves.reserve(group.len());
+            for &(_, i) in group {
+                let (label, value) = changes[i];
+                let leaf = Leaf { label, value };
+                match leaves.binary_search_by(|l| l.label.cmp(&label)) {
+                    Ok(at) => leaves[at] = leaf,
+                    Err(at) => leaves.insert(at, leaf),
                 }
             }
+            level.push((
+                BUCKETS + b,
+                subtree(&leaves, BUCKET_BITS),
+                leaves.len() as u64,
+            ));
+            buckets.push((b, Arc::new(leaves)));
+        }
+        let mut nodes = Vec::with_capacity(level.len() * 2 + BUCKET_BITS);
+        while level.first().is_some_and(|node| node.0 > 1) {
+            let mut above = Vec::with_capacity(level.len().div_ceil(2));
+            for pair in level.chunk_by(|a, b| a.0 / 2 == b.0 / 2) {
+                let parent = pair[0].0 / 2;
+                let mut children =
+                    [2 * parent, 2 * parent + 1].map(|j| (self.nodes[j], self.counts[j]));
+                for &(j, hash, count) in pair {
+                    children[j % 2] = (hash, count);
+                }
+                let (hash, count) = combine(children[0], children[1]);
+                above.push((parent, hash, count));
+            }
+            nodes.append(&mut level);
             level = above;
         }
-        let (root, len) = nodes
-            .get(&1)
-            .copied()
-            .unwrap_or((self.nodes[1], self.counts[1]));
+        let (root, len) = level
+            .first()
+            .map_or((self.nodes[1], self.counts[1]), |&(_, hash, count)| {
+                (hash, count)
+            });
+        nodes.append(&mut level);
         Staged {
             buckets,
-            nodes: nodes.into_iter().map(|(i, (h, c))| (i, h, c)).collect(),
+            nodes,
             root,
             len,
         }
@@ -322,30 +329,23 @@ impl Map {
             self.counts[i] = count;
         }
     }
+}
 
-    /// The hash and count of a heap node from its children's (read through `read`).
-    fn combine(
-        &self,
-        left: usize,
-        right: usize,
-        read: impl Fn(usize) -> (Hash32, u64),
-    ) -> (Hash32, u64) {
-        let (l, lc) = read(left);
-        let (r, rc) = read(right);
-        let hash = match lc + rc {
-            0 => EMPTY,
-            // One leaf below: the subtree is that leaf.
-            1 => {
-                if lc == 1 {
-                    l
-                } else {
-                    r
-                }
+/// The hash and count of a heap node from its children's.
+fn combine((l, lc): (Hash32, u64), (r, rc): (Hash32, u64)) -> (Hash32, u64) {
+    let hash = match lc + rc {
+        0 => EMPTY,
+        // One leaf below: the subtree is that leaf.
+        1 => {
+            if lc == 1 {
+                l
+            } else {
+                r
             }
-            _ => inner_hash(&l, &r),
-        };
-        (hash, lc + rc)
-    }
+        }
+        _ => inner_hash(&l, &r),
+    };
+    (hash, lc + rc)
 }
 
 /// The bucket of `label`: its first 16 bits.
