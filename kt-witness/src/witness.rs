@@ -15,7 +15,6 @@
 //!   later one, never an earlier one.
 //! - A log-signed checkpoint of the stored size with another root, or with a failing proof
 //!   from the stored checkpoint, is kept as an evidence file (see [`crate::evidence`]).
-//!
 //! - For a log in the auditing mode, it cosigns only after [`crate::auditor::Auditor::check`]
 //!   found that the entries the checkpoint adds keep the directory's rules (beyond the spec:
 //!   503 when the log's tiles cannot be fetched, 422 when the rules are broken).
@@ -38,7 +37,7 @@ use thiserror::Error;
 
 use crate::auditor::{AuditFailure, Auditor};
 use crate::config::Config;
-use crate::cosignature::{hex, CosignatureError, CosignatureSigner};
+use crate::cosignature::{hex, CosignatureSigner};
 use crate::evidence::{Evidence, EvidenceKind};
 use crate::files::{create_dir_durable, write_atomic};
 use kt_log::witness_request::{AddCheckpointRequest, RequestError};
@@ -420,13 +419,14 @@ impl Witness {
             _ => None,
         };
         let timestamp = (self.clock)();
-        let line =
-            self.signer
-                .cosign(opened.text(), timestamp)
-                .map_err(|e: CosignatureError| {
-                    audited.inspect(|a| a.discard());
-                    AddError::Internal(e.to_string())
-                })?;
+        let line = match self.signer.cosign(opened.text(), timestamp) {
+            Ok(line) => line,
+            Err(e) => {
+                // Not cosigned: the audit's progress must not run ahead of what is.
+                audited.inspect(|a| a.discard());
+                return Err(AddError::Internal(e.to_string()));
+            }
+        };
         let stored = self.stored_note(&request.note, opened.text(), &line);
         if let Err(e) = write_atomic(&log.file, &stored, false) {
             audited.inspect(|a| a.discard());
