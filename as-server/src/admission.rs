@@ -73,8 +73,8 @@ pub struct Limits {
     pub rotation_budget: RotationBudget,
 }
 
-fn internal(e: impl std::fmt::Display) -> Refusal {
-    Refusal::failed(e)
+fn internal(e: crate::state::StateError) -> Refusal {
+    crate::storage::state_refusal(e)
 }
 
 /// The identity spent its rotation budget: retry in `wait` seconds (429 with `Retry-After`).
@@ -300,7 +300,8 @@ fn decide(
                 .current
                 .iter()
                 .map(|hex| {
-                    Serial::parse_hex(hex).ok_or_else(|| internal(format!("stored serial {hex:?}")))
+                    Serial::parse_hex(hex)
+                        .ok_or_else(|| Refusal::failed(format!("stored serial {hex:?}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(EntryBody::Revoke {

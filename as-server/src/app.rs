@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::rotation::RotationBudget;
 use crate::sequencer::{Sequencer, SequencerConfig};
 use crate::setup::{self, DataPaths};
-use crate::state::State;
+use crate::state::shared::SharedState;
 use crate::tokens::AdminTokens;
 use crate::witnessing::cosigner::Cosigner;
 use crate::witnessing::Witnessing;
@@ -32,6 +32,9 @@ pub struct CachedCrl {
     pub built_at: u64,
     /// Its CRL number (RFC 5280 §5.2.3: strictly increasing).
     pub number: u64,
+    /// The [`SharedState::generation`] of the store it was built from: a store that failed a
+    /// write may have held part of a batch, so a reopened one builds it again.
+    pub state_generation: u64,
     /// Its DER.
     pub der: Vec<u8>,
 }
@@ -40,8 +43,8 @@ pub struct CachedCrl {
 pub struct AppState {
     /// The transparency log (read side; the sequencer is its only writer).
     pub log: Arc<AsLog>,
-    /// The AS state.
-    pub state: State,
+    /// The AS state (replaced by a reopened store after a storage fault, [`crate::resync`]).
+    pub state: Arc<SharedState>,
     /// The directory: the map, its keys, and the proofs of identities.
     pub directory: Arc<Directory>,
     /// The writer.
@@ -110,9 +113,10 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
     let directory = Arc::new(directory);
     let metrics = Arc::new(Metrics::new());
     metrics.set_log_size(log.size());
+    let state = Arc::new(SharedState::new(state));
     let sequencer = Sequencer::start(
         Arc::clone(&log),
-        state.clone(),
+        Arc::clone(&state),
         Arc::clone(&directory),
         SequencerConfig {
             queue_capacity: config.queue_capacity,
@@ -123,6 +127,7 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
             },
         },
         Arc::clone(&metrics),
+        &config.data,
     )
     .map_err(|e| format!("sequencer thread: {e}"))?;
     let witnessing = match &config.witnessing {

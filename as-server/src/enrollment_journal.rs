@@ -15,8 +15,9 @@
 //!   append, since appends are serialised and each is synced before the next begins) are cut
 //!   off, copied first to a `.torn-<time>` file beside the journal for inspection.
 //! - A failed write or sync is cut off again before the error is returned, so a later record
-//!   never follows a partial one; if even that fails, the journal refuses every later append
-//!   until a restart, which cuts it at open.
+//!   never follows a partial one; if even that fails (a read-only disk), the next append cuts
+//!   it first and fails if it still cannot, so the journal takes appends again by itself once
+//!   the disk does (and a restart cuts it at open).
 //! - A file that does not start with the journal's header is refused, never overwritten: that
 //!   is not a crash but a wrong or damaged file, and an operator must look.
 //!
@@ -82,8 +83,8 @@ struct Writer {
     file: File,
     /// Length of the intact records: where the next append goes.
     len: u64,
-    /// Set when a failed append could not be cut off.
-    poisoned: bool,
+    /// Set when a failed append could not be cut off: the next append cuts it first.
+    cut_pending: bool,
 }
 
 fn frame(record: &JournalRecord) -> Vec<u8> {
@@ -196,7 +197,7 @@ impl EnrollmentJournal {
                 file: Mutex::new(Writer {
                     file,
                     len,
-                    poisoned: false,
+                    cut_pending: false,
                 }),
             },
             records,
@@ -226,12 +227,14 @@ impl EnrollmentJournal {
             .file
             .lock()
             .map_err(|_| io::Error::other("enrollment journal lock poisoned"))?;
-        if writer.poisoned {
-            return Err(io::Error::other(
-                "the enrollment journal failed to cut off a failed append; restart the server",
-            ));
-        }
         let at = writer.len;
+        if writer.cut_pending {
+            writer
+                .file
+                .set_len(at)
+                .and_then(|()| writer.file.sync_data())?;
+            writer.cut_pending = false;
+        }
         let written = writer
             .file
             .write_all_at(&bytes, at)
@@ -242,14 +245,11 @@ impl EnrollmentJournal {
                 Ok(writer.len)
             }
             Err(error) => {
-                if writer
+                writer.cut_pending = writer
                     .file
                     .set_len(at)
                     .and_then(|()| writer.file.sync_data())
-                    .is_err()
-                {
-                    writer.poisoned = true;
-                }
+                    .is_err();
                 Err(error)
             }
         }
@@ -270,7 +270,7 @@ impl EnrollmentJournal {
         *writer = Writer {
             file,
             len,
-            poisoned: false,
+            cut_pending: false,
         };
         if let Ok(mut generation) = self.generation.lock() {
             generation.copy_from_slice(&header[MAGIC.len()..]);
@@ -351,6 +351,38 @@ mod tests {
             })
             .count();
         assert_eq!(kept, last);
+    }
+
+    #[test]
+    fn an_append_whose_cut_failed_is_cut_before_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enrollments");
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        opened.journal.append(&[record(1)]).unwrap();
+        // A handle that can neither write nor cut: the disk turned read-only.
+        let writable = {
+            let mut writer = opened.journal.file.lock().unwrap();
+            let read_only = OpenOptions::new().read(true).open(&path).unwrap();
+            std::mem::replace(&mut writer.file, read_only)
+        };
+        assert!(opened.journal.append(&[record(2)]).is_err());
+        assert!(opened.journal.file.lock().unwrap().cut_pending);
+        assert!(opened.journal.append(&[record(3)]).is_err());
+        // The disk is back: the journal takes appends again, after the intact records.
+        opened.journal.file.lock().unwrap().file = writable;
+        // Garbage where the failed append went, as if part of it had reached the file.
+        let end = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(b"torn", end)
+            .unwrap();
+        opened.journal.append(&[record(4)]).unwrap();
+        drop(opened);
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        assert_eq!(opened.records, [record(1), record(4)]);
+        assert_eq!(opened.torn_bytes, 0);
     }
 
     #[test]

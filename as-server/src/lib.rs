@@ -15,6 +15,8 @@
 //!   the wire;
 //! - [`state`]: the AS's view of identities and credentials, a cache derived from the log and
 //!   the [`enrollment_journal`]; [`recovery`]: opening it, and rebuilding it when it must;
+//! - [`storage`]: what a storage fault is (a data disk that does not take writes);
+//!   [`resync`]: coming back from one without a restart;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //!   [`refusal`]: why an action is refused, in the domain's terms (problems only at the edge);
 //! - [`as_log`]: the log type the AS runs on; [`sequencer`]: the group-committing writer of
@@ -44,6 +46,7 @@ pub mod pop;
 pub mod problem;
 pub mod recovery;
 pub mod refusal;
+pub mod resync;
 pub mod rotation;
 pub mod routes;
 pub mod secret_file;
@@ -51,6 +54,7 @@ pub mod sequencer;
 pub mod server;
 pub mod setup;
 pub mod state;
+pub mod storage;
 pub mod tls;
 pub mod tokens;
 pub mod unread_body;

@@ -1,7 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics` in the text exposition format.
 //!
 //! `as_http_requests_total{route,method,status}`, `as_http_request_duration_seconds{route}`,
-//! `as_log_size`, `as_sequencer_batch_size`, `as_sequencer_queue_depth`. Labels carry the
+//! `as_log_size`, `as_sequencer_batch_size`, `as_sequencer_queue_depth`, `as_storage_unavailable`
+//! (1 while writes are refused because of a storage fault, [`crate::resync`]). Labels carry the
 //! route pattern (`/v1/identities/{identity}`, or `unmatched`), never the raw path, and a
 //! method from a fixed set ([`MethodLabel`]), never the raw method, so untrusted requests
 //! cannot blow up the number of series; no label ever carries a secret.
@@ -79,6 +80,7 @@ pub struct Metrics {
     log_size: Gauge<u64, AtomicU64>,
     batch_size: Histogram,
     queue_depth: Gauge<u64, AtomicU64>,
+    storage_unavailable: Gauge<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -119,6 +121,12 @@ impl Metrics {
             "Actions waiting for the sequencer",
             queue_depth.clone(),
         );
+        let storage_unavailable = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "storage_unavailable",
+            "1 while writes are refused because the data disk does not take them",
+            storage_unavailable.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -126,6 +134,7 @@ impl Metrics {
             log_size,
             batch_size,
             queue_depth,
+            storage_unavailable,
         }
     }
 
@@ -156,6 +165,11 @@ impl Metrics {
         self.log_size.set(log_size);
     }
 
+    /// Sets whether writes are refused because of a storage fault.
+    pub fn set_storage_unavailable(&self, unavailable: bool) {
+        self.storage_unavailable.set(u64::from(unavailable));
+    }
+
     /// The text exposition, with the queue depth read now.
     pub fn render(&self, queue_depth: usize) -> String {
         self.queue_depth.set(queue_depth as u64);
@@ -183,5 +197,8 @@ mod tests {
         assert!(text.contains("as_log_size 42"), "{text}");
         assert!(text.contains("as_sequencer_queue_depth 3"), "{text}");
         assert!(text.contains("as_sequencer_batch_size_count 1"), "{text}");
+        assert!(text.contains("as_storage_unavailable 0"), "{text}");
+        metrics.set_storage_unavailable(true);
+        assert!(metrics.render(0).contains("as_storage_unavailable 1"));
     }
 }

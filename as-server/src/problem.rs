@@ -2,7 +2,9 @@
 //!
 //! Each [`ProblemKind`] has a fixed status and a `type` URI `https://kt-as.dev/problems/<code>`
 //! (docs/api.md lists them). Client mistakes are 4xx; `internal` (500) is only for failures of
-//! the server itself (storage, signing), never for anything a request contains.
+//! the server itself (signing, damaged data), never for anything a request contains; a data
+//! disk that does not take writes is `storage-unavailable` (503): it passes, and the same
+//! request may then succeed.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -55,6 +57,10 @@ pub enum ProblemKind {
     /// Something the answer needs is not there yet (no checkpoint cosigned by the witness
     /// quorum so far); `Retry-After` says when to ask again.
     NotYetAvailable,
+    /// The data disk does not take writes (full, read-only, failing), or the state is being
+    /// brought level with the log after that; nothing was written that an answer could show,
+    /// and `Retry-After` says when to try again.
+    StorageUnavailable,
     /// The server failed.
     Internal,
 }
@@ -82,6 +88,7 @@ impl ProblemKind {
             ProblemKind::RequestTimeout => "request-timeout",
             ProblemKind::Overloaded => "overloaded",
             ProblemKind::NotYetAvailable => "not-yet-available",
+            ProblemKind::StorageUnavailable => "storage-unavailable",
             ProblemKind::Internal => "internal",
         }
     }
@@ -105,9 +112,9 @@ impl ProblemKind {
             | ProblemKind::Conflict => StatusCode::CONFLICT,
             ProblemKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProblemKind::Overloaded | ProblemKind::NotYetAvailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProblemKind::Overloaded
+            | ProblemKind::NotYetAvailable
+            | ProblemKind::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +141,7 @@ impl ProblemKind {
             ProblemKind::RequestTimeout => "the request body did not arrive in time",
             ProblemKind::Overloaded => "server overloaded, retry later",
             ProblemKind::NotYetAvailable => "not available yet, retry later",
+            ProblemKind::StorageUnavailable => "storage unavailable, retry later",
             ProblemKind::Internal => "internal server error",
         }
     }
@@ -146,7 +154,8 @@ pub struct Problem {
     pub kind: ProblemKind,
     /// What exactly, for a human.
     pub detail: String,
-    /// For `overloaded` and `rate-limited`: seconds to wait, sent as `Retry-After`.
+    /// For `overloaded`, `rate-limited`, `not-yet-available` and `storage-unavailable`:
+    /// seconds to wait, sent as `Retry-After`.
     pub retry_after: Option<u32>,
 }
 
@@ -192,6 +201,7 @@ impl From<crate::refusal::Refusal> for Problem {
             R::Conflict => ProblemKind::Conflict,
             R::RateLimited => ProblemKind::RateLimited,
             R::Overloaded => ProblemKind::Overloaded,
+            R::StorageUnavailable => ProblemKind::StorageUnavailable,
             R::Failed => return Problem::internal(refusal.detail),
         };
         let mut problem = Problem::new(kind, refusal.detail);

@@ -7,6 +7,11 @@
 //! the journal, and every enrollment token not yet used keeps working. Only a fault of the
 //! durable record itself (the log's entries, the journal's header) stops the start, because
 //! rebuilding cannot repair it and an operator must look.
+//!
+//! [`reopen_state`] does the same while the server runs, after a storage fault
+//! ([`crate::resync`]), with one difference: an I/O error (the disk still full or read-only)
+//! leaves the store where it is and is reported, since the store is not at fault and will be
+//! needed once the disk takes writes again.
 
 use std::path::{Path, PathBuf};
 
@@ -23,17 +28,64 @@ pub const KEPT_BROKEN: usize = 3;
 enum Failure {
     /// The store is damaged or disagrees with the log: rebuild it.
     Store(String),
+    /// sled (`journal` false) or the journal could not read or write its file: at start,
+    /// treated as a damaged store (sled) or a fault of the journal; while running, the disk
+    /// is not back yet.
+    Io { error: String, journal: bool },
     /// The log or the journal is at fault: rebuilding cannot help.
     Fatal(String),
 }
 
 impl From<StateError> for Failure {
     fn from(error: StateError) -> Failure {
-        match error {
+        let io = |journal| Failure::Io {
+            error: error.to_string(),
+            journal,
+        };
+        match &error {
+            StateError::Journal(e) if e.kind() != std::io::ErrorKind::InvalidData => io(true),
+            StateError::Sled(sled::Error::Io(_)) | StateError::Unavailable => io(false),
             StateError::Journal(_) | StateError::BadEntry { .. } => {
                 Failure::Fatal(error.to_string())
             }
             _ => Failure::Store(error.to_string()),
+        }
+    }
+}
+
+/// Why [`reopen_state`] gave no state.
+#[derive(Debug)]
+pub enum ReopenError {
+    /// An I/O error of sled or of the journal: the store is left as it is; try again later.
+    Unavailable(String),
+    /// The log or the journal is damaged, or rebuilding the store failed: an operator must
+    /// look, and the state stays unavailable until the store can be made level.
+    Failed(String),
+}
+
+impl std::fmt::Display for ReopenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReopenError::Unavailable(e) | ReopenError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Opens the state in `state_dir` again while the server runs (the store it replaces must be
+/// closed), level with `log`: like [`open_state`], except that an I/O error leaves the store
+/// where it is ([`ReopenError::Unavailable`]) instead of moving it aside.
+pub fn reopen_state(
+    state_dir: &Path,
+    journal: &Path,
+    log: &AsLog,
+    keys: &DirectoryKeys,
+) -> Result<(State, u64), ReopenError> {
+    match attempt(state_dir, journal, log, keys) {
+        Ok(opened) => Ok(opened),
+        Err(Failure::Io { error, .. }) => Err(ReopenError::Unavailable(error)),
+        Err(Failure::Fatal(e)) => Err(ReopenError::Failed(e)),
+        Err(Failure::Store(problem)) => {
+            rebuild(state_dir, journal, log, keys, problem).map_err(ReopenError::Failed)
         }
     }
 }
@@ -48,24 +100,42 @@ pub fn open_state(
 ) -> Result<(State, u64), String> {
     match attempt(state_dir, journal, log, keys) {
         Ok(opened) => Ok(opened),
-        Err(Failure::Fatal(error)) => Err(error),
-        Err(Failure::Store(problem)) => {
-            let kept = move_aside(state_dir).map_err(|e| {
-                format!("the state store is unusable ({problem}), and moving it aside failed: {e}")
-            })?;
-            tracing::error!(
-                problem = %problem,
-                kept = %kept.display(),
-                "the state store was unusable: moved aside, rebuilding it from the log and \
-                 the enrollment journal"
-            );
-            attempt(state_dir, journal, log, keys).map_err(|failure| match failure {
-                Failure::Store(e) | Failure::Fatal(e) => {
-                    format!("rebuilding the state from the log failed: {e}")
-                }
-            })
+        Err(
+            Failure::Fatal(error)
+            | Failure::Io {
+                error,
+                journal: true,
+            },
+        ) => Err(error),
+        Err(Failure::Store(problem) | Failure::Io { error: problem, .. }) => {
+            rebuild(state_dir, journal, log, keys, problem)
         }
     }
+}
+
+/// Moves the store aside (it is unusable because of `problem`) and builds it again from the
+/// log and the journal.
+fn rebuild(
+    state_dir: &Path,
+    journal: &Path,
+    log: &AsLog,
+    keys: &DirectoryKeys,
+    problem: String,
+) -> Result<(State, u64), String> {
+    let kept = move_aside(state_dir).map_err(|e| {
+        format!("the state store is unusable ({problem}), and moving it aside failed: {e}")
+    })?;
+    tracing::error!(
+        problem = %problem,
+        kept = %kept.display(),
+        "the state store was unusable: moved aside, rebuilding it from the log and the \
+         enrollment journal"
+    );
+    attempt(state_dir, journal, log, keys).map_err(|failure| match failure {
+        Failure::Store(e) | Failure::Io { error: e, .. } | Failure::Fatal(e) => {
+            format!("rebuilding the state from the log failed: {e}")
+        }
+    })
 }
 
 fn attempt(
@@ -76,15 +146,20 @@ fn attempt(
 ) -> Result<(State, u64), Failure> {
     let state = State::open(state_dir, journal)?;
     agrees_with_log(&state, log, keys)?;
-    let replayed = state.catch_up(
+    let replayed = catch_up(&state, log, keys)?;
+    Ok((state, replayed))
+}
+
+/// Re-applies the log's entries `state` has not applied ([`State::catch_up`]); returns how many.
+pub fn catch_up(state: &State, log: &AsLog, keys: &DirectoryKeys) -> Result<u64, StateError> {
+    state.catch_up(
         log.size(),
         |i| {
             let bytes = log.entry(i).map_err(|e| e.to_string())?;
             open_change(keys, &bytes)
         },
         |size| log.root_at(size).map(|h| h.0).map_err(|e| e.to_string()),
-    )?;
-    Ok((state, replayed))
+    )
 }
 
 /// Whether the store can be what the log's first `applied` entries made: never ahead of the
@@ -253,6 +328,30 @@ mod tests {
                 name.to_string_lossy().starts_with("state.broken-")
             })
             .count()
+    }
+
+    #[test]
+    fn a_reopen_that_meets_an_io_error_leaves_the_store_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_of(&dir.path().join("log"), &[issue("a@b.co", "s1")]);
+        let (state_dir, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        let (open, _) = open_state(&state_dir, &journal, &log).unwrap();
+        // sled's lock on its files, held by the open store: an I/O error of the reopen.
+        let reopened = reopen_state(&state_dir, &journal, &log, &keys());
+        assert!(matches!(reopened, Err(ReopenError::Unavailable(_))));
+        assert_eq!(broken_copies(dir.path()), 0);
+        drop(open);
+        // sled may hold its lock a moment after its store is dropped (its I/O threads).
+        let mut tries = 0;
+        let (state, replayed) = loop {
+            match reopen_state(&state_dir, &journal, &log, &keys()) {
+                Err(ReopenError::Unavailable(_)) if tries < 50 => tries += 1,
+                reopened => break reopened.unwrap(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!((replayed, broken_copies(dir.path())), (0, 0));
+        assert!(state.identity("a@b.co").unwrap().unwrap().logged);
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub enum RefusalKind {
     RateLimited,
     /// The writer's queue is full: back-pressure.
     Overloaded,
+    /// The data disk does not take writes (full, read-only, failing), or the state is being
+    /// brought level with the log after such a fault: nothing of the action was done that an
+    /// answer could show; the same request may succeed later ([`crate::sequencer`]).
+    StorageUnavailable,
     /// The server failed (storage, signing): nothing about the request.
     Failed,
 }
@@ -60,6 +64,11 @@ impl Refusal {
     /// A failure of the server itself.
     pub fn failed(detail: impl std::fmt::Display) -> Refusal {
         Refusal::new(RefusalKind::Failed, detail.to_string())
+    }
+
+    /// The data disk does not take writes now; retry in `seconds`.
+    pub fn storage_unavailable(detail: impl std::fmt::Display, seconds: u64) -> Refusal {
+        Refusal::new(RefusalKind::StorageUnavailable, detail.to_string()).retry_after(seconds)
     }
 
     /// This refusal, telling the client to wait `seconds`.

@@ -8,26 +8,46 @@
 //! and the batch's map entry durably and signs one checkpoint over them
 //! ([`Log::append_and_sign`]), writes their state changes, publishes the map with that
 //! checkpoint, and only then answers each request with the proof of its identity's state in
-//! that checkpoint. When idle it blocks on the queue: a lone request is committed at once, with
-//! no fixed wait.
+//! that checkpoint. When idle it blocks on the queue (waking each second to see whether an
+//! enrollment found the state store failed): a lone request is committed at once, with no
+//! fixed wait.
 //!
 //! Guarantees: an answer of success means the change is durable and covered by the checkpoint
 //! it carries, whose last entry is the map entry of a map holding the identity's state after
-//! the batch (the change, and any later change of the same identity in the same batch). A failed append answers every request of the batch with an error and changes
-//! nothing. If the state write fails after the log commit, the entries are still answered (they
-//! are durable), and the sequencer stops taking actions: the state is behind the log, and only
-//! a restart ([`crate::state::State::catch_up`]) may bring it level.
+//! the batch (the change, and any later change of the same identity in the same batch). A
+//! failed append answers every request of the batch with an error and changes nothing.
+//!
+//! Storage faults (a full, read-only or failing data disk) are answered `503
+//! storage-unavailable` with `Retry-After`, and the server recovers from them by itself:
+//! - Before a batch is appended, the state store is asked whether it still takes writes
+//!   ([`State::check_writable`]: sled refuses every write after a background flush failed). If
+//!   it does not, or the append fails, the batch is refused whole and nothing of it is written:
+//!   no answer can show it, now or later.
+//! - If the state store fails in the moment between that check and its write (the batch is
+//!   then durable in the log), or the checkpoint over an appended batch cannot be signed, the
+//!   batch's map is not published and its requests are refused too: no answer shows the batch
+//!   until the state is level again, and then it shows it whole (it is in the log; a retry of
+//!   such a request is refused as already done). This is the one case in which a refused
+//!   request takes effect.
+//! - From the first fault on, every write is refused at once, and [`Resync`] brings the log's
+//!   checkpoint, the state and the map level with the log again, as a start does, with
+//!   backoff (250 ms to 5 s), with or without traffic. Writes are taken again only once all
+//!   three are level; a state that cannot be brought level keeps them refused. Reads are
+//!   answered throughout from the published map and the state it was published with (or a
+//!   `storage-unavailable` refusal where the failed store cannot answer, never a wrong answer).
+//! - Acknowledged changes are never lost: they were durable before they were answered, and
+//!   the log's failed writes change nothing committed (kt-log's `FileStore`).
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kt_log::checkpoint::SignedCheckpoint;
 use kt_log::tiles::MAX_ENTRY_LEN;
 use kt_protocol::directory::batch::Batch;
 use kt_protocol::directory::public_entry::PublicEntry;
-use kt_protocol::directory::tree::Staged;
 use tokio::sync::oneshot;
 
 pub use crate::admission::Action;
@@ -37,9 +57,15 @@ use crate::directory::{Directory, ProofParts};
 use crate::entry::{EntryBody, LogEntry};
 use crate::metrics::Metrics;
 use crate::refusal::{Refusal, RefusalKind};
+use crate::resync::Resync;
 use crate::state::directory::{OpenedChange, VersionRow};
-use crate::state::{Overlay, State};
+use crate::state::shared::SharedState;
+use crate::state::{Overlay, State, StateError};
+use crate::storage::{state_refusal, Fault};
 use crate::unix_now;
+
+/// How often an idle sequencer looks whether an enrollment found the state store failed.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// A committed action: where its update is, what it changed, and the proof of its identity's
 /// state in the checkpoint that covers it.
@@ -86,13 +112,14 @@ pub struct Sequencer {
 
 impl Sequencer {
     /// Starts the sequencer thread over `log`, `state` and `directory` (which must be caught
-    /// up).
+    /// up); `data` is the data folder, whose disk [`Resync`] probes after a storage fault.
     pub fn start(
         log: Arc<AsLog>,
-        state: State,
+        state: Arc<SharedState>,
         directory: Arc<Directory>,
         config: SequencerConfig,
         metrics: Arc<Metrics>,
+        data: &std::path::Path,
     ) -> std::io::Result<Sequencer> {
         let (queue, jobs) = mpsc::sync_channel(config.queue_capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
@@ -101,9 +128,9 @@ impl Sequencer {
             state,
             directory,
             config,
+            resync: Resync::new(data, Arc::clone(&metrics)),
             metrics,
             depth: Arc::clone(&depth),
-            poisoned: AtomicBool::new(false),
         };
         std::thread::Builder::new()
             .name("sequencer".into())
@@ -143,17 +170,30 @@ impl Sequencer {
 
 struct Worker {
     log: Arc<AsLog>,
-    state: State,
+    state: Arc<SharedState>,
     directory: Arc<Directory>,
     config: SequencerConfig,
     metrics: Arc<Metrics>,
     depth: Arc<AtomicUsize>,
-    poisoned: AtomicBool,
+    resync: Resync,
 }
 
+/// An admitted action: its job, its change, and its update entry's bytes.
+type Admitted = (Job, EntryBody, Vec<u8>);
+
 impl Worker {
-    fn run(self, jobs: Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
+    fn run(mut self, jobs: Receiver<Job>) {
+        loop {
+            self.notice_failed_state();
+            let first = match jobs.recv_timeout(self.resync.wait(IDLE_CHECK)) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.resync
+                        .attempt_if_due(&self.log, &self.state, &self.directory);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
             while batch.len() < self.config.max_batch {
                 match jobs.try_recv() {
@@ -166,20 +206,31 @@ impl Worker {
         }
     }
 
-    fn commit(&self, batch: Vec<Job>) {
-        if self.poisoned.load(Ordering::Relaxed) {
-            for job in batch {
-                let _gone = job.reply.send(Err(Refusal::failed(
-                    "the state is behind the log; restart the server",
-                )));
-            }
+    /// A store whose write failed outside the sequencer (an enrollment) must be reopened too.
+    fn notice_failed_state(&mut self) {
+        if !self.resync.is_down() && self.state.get().is_ok_and(|state| state.failed()) {
+            self.resync.fault(state_fault(&StateError::Unavailable));
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Job>) {
+        if self.resync.is_down()
+            && !self
+                .resync
+                .attempt_if_due(&self.log, &self.state, &self.directory)
+        {
+            refuse_all(batch, &self.resync.refusal());
             return;
         }
+        let state = match self.state.get() {
+            Ok(state) => state,
+            Err(refusal) => return refuse_all(batch, &refusal),
+        };
         let base = self.log.size();
         let now = unix_now();
-        let mut overlay = self.state.overlay();
+        let mut overlay = state.overlay();
         let mut updates = Batch::new();
-        let mut admitted: Vec<(Job, EntryBody, Vec<u8>)> = Vec::with_capacity(batch.len());
+        let mut admitted: Vec<Admitted> = Vec::with_capacity(batch.len());
         let (staged, map_entry) = {
             let published = self.directory.read();
             for job in batch {
@@ -204,31 +255,39 @@ impl Worker {
         if admitted.is_empty() {
             return;
         }
+        // The state must take this batch's writes once the log has it: asked first, so that a
+        // store that failed in the background refuses the batch before anything is written.
+        if let Err(e) = state.check_writable() {
+            return self.refuse_for(admitted, state_fault(&e), false);
+        }
         let mut entries: Vec<&[u8]> = admitted.iter().map(|(_, _, b)| b.as_slice()).collect();
         entries.push(&map_entry);
         let count = entries.len();
         let (range, checkpoint) = match self.log.append_and_sign(&entries) {
             Ok((range, checkpoint)) => {
-                self.commit_state(base, range.clone(), checkpoint.checkpoint.root.0, overlay);
+                let root = checkpoint.checkpoint.root.0;
+                if let Err(fault) = self.commit_state(base, range.clone(), root, overlay) {
+                    return self.refuse_for(admitted, fault, true);
+                }
                 (range, checkpoint)
             }
-            Err(e) => match self.recover_after_failure(base, count, overlay, &e) {
-                Some(done) => done,
-                None => {
-                    let detail = e.to_string();
-                    for (job, _, _) in admitted {
-                        let _gone = job.reply.send(Err(Refusal::failed(&detail)));
-                    }
-                    return;
-                }
+            Err(e) if self.log.size() == base && Fault::of_log(&e).is_none() => {
+                // Nothing appended, and not the disk's fault: the server failed; the state is
+                // still level with the log.
+                let refusal = Refusal::failed(e);
+                return refuse_all(admitted.into_iter().map(|(job, _, _)| job), &refusal);
+            }
+            Err(e) => match self.after_failed_append(base, count, overlay, &e) {
+                Ok(done) => done,
+                Err((fault, logged)) => return self.refuse_for(admitted, fault, logged),
             },
         };
-        self.publish(staged, admitted.len() as u64, &checkpoint);
+        self.directory
+            .publish(staged, admitted.len() as u64, Arc::clone(&checkpoint));
         self.metrics.record_batch(admitted.len(), range.end);
         for (offset, (job, body, _)) in admitted.into_iter().enumerate() {
-            let answer = self
-                .proof_of(body.identity())
-                .map(|(proof, row)| Committed {
+            let answer =
+                proof_of(&state, &self.directory, body.identity()).map(|(proof, row)| Committed {
                     index: range.start + offset as u64,
                     body,
                     proof,
@@ -236,6 +295,27 @@ impl Worker {
                 });
             let _gone = job.reply.send(answer);
         }
+    }
+
+    /// Records `fault` and refuses the batch; `logged` if its entries are durable in the log
+    /// anyway (their map unpublished until [`Resync`] brings everything level).
+    fn refuse_for(&mut self, admitted: Vec<Admitted>, fault: Fault, logged: bool) {
+        let refusal = if logged {
+            Refusal::storage_unavailable(
+                format!(
+                    "the server's data disk failed while this change was recorded ({}): the \
+                     change is in the log and is shown once the disk takes writes again; \
+                     look it up before retrying",
+                    fault.reason
+                ),
+                1,
+            )
+        } else {
+            fault.refusal(1)
+        };
+        self.resync.fault(fault);
+        let refusal = refusal.retry_after(self.resync.retry_after());
+        refuse_all(admitted.into_iter().map(|(job, _, _)| job), &refusal);
     }
 
     /// Admits `action` as the change at `index` and makes it its identity's next version:
@@ -266,7 +346,7 @@ impl Worker {
         let identity = entry.body.identity();
         let known = overlay
             .label_row(identity)
-            .map_err(Refusal::failed)?
+            .map_err(state_refusal)?
             .and_then(|row| row.decode());
         let (label, vrf_proof) = self.directory.label_for(identity, known);
         let version = updates.next_version(map, &label);
@@ -283,7 +363,7 @@ impl Worker {
                     entry: entry.clone(),
                 },
             )
-            .map_err(Refusal::failed)?;
+            .map_err(state_refusal)?;
         // The version was taken from `updates` just above: the push follows the rules.
         updates
             .push(map, &label, version, &recorded.commitment)
@@ -300,89 +380,97 @@ impl Worker {
         Ok((entry.body, update))
     }
 
-    /// Publishes the batch's map with `checkpoint` once its state is written; if the state is
-    /// behind (poisoned), the map is not published either, so that no answer shows a version
-    /// the state cannot answer for.
-    fn publish(&self, staged: Staged, changed: u64, checkpoint: &Arc<SignedCheckpoint>) {
-        if !self.poisoned.load(Ordering::Relaxed) {
-            self.directory
-                .publish(staged, changed, Arc::clone(checkpoint));
-        }
-    }
-
-    /// The proof of `identity` in the published map, and its version row.
-    fn proof_of(&self, identity: &str) -> Result<(ProofParts, Option<VersionRow>), Refusal> {
-        if self.poisoned.load(Ordering::Relaxed) {
-            return Err(Refusal::failed(
-                "the state is behind the log; restart the server",
-            ));
-        }
-        let label = self
-            .state
-            .label_row(identity)
-            .map_err(Refusal::failed)?
-            .and_then(|row| row.decode());
-        let parts = self.directory.prove(identity, label);
-        let row = match parts.value {
-            Some(value) => self
-                .state
-                .version_row(identity, value.version)
-                .map_err(Refusal::failed)?,
-            None => None,
-        };
-        Ok((parts, row))
-    }
-
-    /// Writes the batch's state changes once its entries are durable at `range`. If that is not
-    /// possible the state is behind the log, and the sequencer stops taking actions until a
-    /// restart re-applies the log (`State::catch_up`).
-    /// `root` is the log's root hash at `range.end`, recorded with the state.
-    fn commit_state(&self, base: u64, range: Range<u64>, root: [u8; 32], overlay: Overlay<'_>) {
+    /// Writes the batch's state changes once its entries are durable at `range`; `root` is
+    /// the log's root hash at `range.end`, recorded with the state. A failure leaves the state
+    /// behind the log: the caller refuses the batch and [`Resync`] brings the state level.
+    fn commit_state(
+        &self,
+        base: u64,
+        range: Range<u64>,
+        root: [u8; 32],
+        overlay: Overlay<'_>,
+    ) -> Result<(), Fault> {
         if range.start != base {
             // Only this thread appends; a different start means the log changed under it.
             tracing::error!(base, start = range.start, "log grew outside the sequencer");
-            self.poisoned.store(true, Ordering::Relaxed);
-        } else if let Err(e) = overlay.commit(range.end, root) {
-            tracing::error!(error = %e, "state write failed after a log commit; stopping");
-            self.poisoned.store(true, Ordering::Relaxed);
+            return Err(not_level("the log grew outside the sequencer"));
         }
+        overlay.commit(range.end, root).map_err(|e| state_fault(&e))
     }
 
-    /// After `append_and_sign` failed: if the entries are durable anyway (the append succeeded,
-    /// the checkpoint did not), the state must follow the log, and the entries are answered
-    /// if a checkpoint covering them can still be signed. Otherwise nothing was appended and
-    /// the batch fails as a whole. Returns the range and checkpoint to answer with, if any.
-    fn recover_after_failure(
+    /// After `append_and_sign` failed: if nothing was appended, the batch fails whole (the
+    /// log's store changed nothing). If the entries are durable anyway (the append succeeded,
+    /// the checkpoint did not), the state follows the log, and the entries are answered if a
+    /// checkpoint covering them can still be signed. Returns the range and checkpoint to answer
+    /// with, or the fault and whether the batch's entries are in the log.
+    fn after_failed_append(
         &self,
         base: u64,
         count: usize,
         overlay: Overlay<'_>,
         error: &kt_log::log::LogError,
-    ) -> Option<(Range<u64>, Arc<SignedCheckpoint>)> {
+    ) -> Result<(Range<u64>, Arc<SignedCheckpoint>), (Fault, bool)> {
         let size = self.log.size();
+        let fault = || Fault::of_log(error).unwrap_or_else(|| not_level(error));
         if size == base {
-            return None;
+            return Err((fault(), false));
         }
         tracing::error!(%error, base, size, "entries appended but not signed");
         let range = base..size;
         if size != base + count as u64 {
-            self.poisoned.store(true, Ordering::Relaxed);
-            return None;
+            return Err((not_level("the log grew outside the sequencer"), true));
         }
-        let Ok(root) = self.log.root_at(size) else {
-            self.poisoned.store(true, Ordering::Relaxed);
-            return None;
-        };
-        self.commit_state(base, range.clone(), root.0, overlay);
+        let root = self.log.root_at(size).map_err(|e| (not_level(e), true))?;
+        self.commit_state(base, range.clone(), root.0, overlay)
+            .map_err(|f| (f, true))?;
         match self.log.sign_checkpoint() {
-            Ok(checkpoint) if checkpoint.checkpoint.size >= size => Some((range, checkpoint)),
-            _ => {
-                // Durable but unsigned: answered as failures; the next start signs them.
-                self.poisoned.store(true, Ordering::Relaxed);
-                None
-            }
+            Ok(checkpoint) if checkpoint.checkpoint.size >= size => Ok((range, checkpoint)),
+            // Durable but unsigned: refused; the resync signs them.
+            Ok(_) => Err((not_level("the checkpoint does not cover the batch"), true)),
+            Err(e) => Err((Fault::of_log(&e).unwrap_or_else(|| not_level(&e)), true)),
         }
     }
+}
+
+/// Answers every job with `refusal`.
+fn refuse_all(jobs: impl IntoIterator<Item = Job>, refusal: &Refusal) {
+    for job in jobs {
+        let _gone = job.reply.send(Err(refusal.clone()));
+    }
+}
+
+/// The fault behind a failed state write (every failure of a write counts: the state is then
+/// behind the log).
+fn state_fault(error: &StateError) -> Fault {
+    Fault::of_state(error).unwrap_or_else(|| not_level(error))
+}
+
+/// A failure that leaves the state or the map behind the log without being the disk's.
+fn not_level(error: impl std::fmt::Display) -> Fault {
+    Fault {
+        reason: "the state is not level with the log",
+        error: error.to_string(),
+    }
+}
+
+/// The proof of `identity` in the published map, and its version row from `state`.
+fn proof_of(
+    state: &State,
+    directory: &Directory,
+    identity: &str,
+) -> Result<(ProofParts, Option<VersionRow>), Refusal> {
+    let label = state
+        .label_row(identity)
+        .map_err(state_refusal)?
+        .and_then(|row| row.decode());
+    let parts = directory.prove(identity, label);
+    let row = match parts.value {
+        Some(value) => state
+            .version_row(identity, value.version)
+            .map_err(state_refusal)?,
+        None => None,
+    };
+    Ok((parts, row))
 }
 
 /// An upper bound of the length of the update entry that seals a change of `entry_len` bytes

@@ -347,3 +347,247 @@ fn file_store_data_files_are_allocated_ahead_of_their_data() {
     assert_eq!(store.size(), 100);
     assert_eq!(store.entries(99, 100).unwrap(), vec![entry(99)]);
 }
+
+/// The same suite and the fencing of several writers, on PostgreSQL: a database of its own per
+/// test on the cluster scripts/pg-cluster starts (or on `KT_TEST_POSTGRES_URL`), see
+/// test-support's `postgres` module. Without PostgreSQL these tests fail, they never skip.
+#[cfg(feature = "postgres")]
+mod postgres_store {
+    use std::sync::Barrier;
+    use std::time::Instant;
+
+    use super::*;
+    use kt_log::store::PostgresStore;
+    use test_support::postgres::test_database;
+
+    fn open(url: &str) -> PostgresStore {
+        PostgresStore::open(url).unwrap_or_else(|e| panic!("PostgresStore::open({url}): {e}"))
+    }
+
+    /// The entries and nodes of an append of `entries` after `frontier`.
+    fn batch(frontier: &mut Frontier, entries: &[Vec<u8>]) -> Vec<kt_log::Hash> {
+        let mut nodes = Vec::new();
+        for e in entries {
+            frontier.push(leaf_hash(e), |h| nodes.push(h));
+        }
+        nodes
+    }
+
+    #[test]
+    fn postgres_store_conforms() {
+        let db = test_database();
+        // Reopen: a new store (new connections) on the same database.
+        conformance(|| open(&db.url), true);
+    }
+
+    #[test]
+    fn two_postgres_stores_cannot_both_append_at_one_size() {
+        let db = test_database();
+        let first = open(&db.url);
+        let mut frontier = Frontier::new();
+        append_range(&first, &mut frontier, 0, 5);
+        let second = open(&db.url);
+        assert_eq!(second.size(), 5);
+
+        // Both believe the log has 5 entries and append different batches at once.
+        let barrier = Barrier::new(2);
+        let contents = [vec![vec![1u8; 40]; 3], vec![vec![2u8; 50]; 4]];
+        let results: Vec<(usize, Result<(), StoreError>, Frontier)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [&first, &second]
+                .into_iter()
+                .zip(&contents)
+                .enumerate()
+                .map(|(who, (store, entries))| {
+                    let (barrier, mut frontier) = (&barrier, frontier.clone());
+                    scope.spawn(move || {
+                        let nodes = batch(&mut frontier, entries);
+                        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+                        barrier.wait();
+                        (who, store.append(&refs, &nodes), frontier)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<_> = results.iter().filter(|(_, r, _)| r.is_ok()).collect();
+        assert_eq!(winners.len(), 1, "exactly one append succeeds: {results:?}");
+        let (winner, _, won_frontier) = winners[0];
+        let (loser, lost, _) = results.iter().find(|(_, r, _)| r.is_err()).unwrap();
+        let won = &contents[*winner];
+        let found = 5 + won.len() as u64;
+        assert!(
+            matches!(lost, Err(StoreError::Fenced { expected: 5, found: f }) if *f == found),
+            "the other append is fenced: {lost:?}"
+        );
+        let message = lost.as_ref().unwrap_err().to_string();
+        assert!(message.contains("another writer"), "{message}");
+
+        // The log is contiguous: the first 5 entries, then the winner's batch, its nodes.
+        let fresh = open(&db.url);
+        assert_eq!(fresh.size(), found);
+        let mut expected: Vec<Vec<u8>> = (0..5).map(entry).collect();
+        expected.extend(won.iter().cloned());
+        assert_eq!(fresh.entries(0, found).unwrap(), expected);
+        let stored: Vec<_> = Frontier::node_ids(found)
+            .into_iter()
+            .map(|id| fresh.node(id.postorder()).unwrap())
+            .collect();
+        assert_eq!(
+            Frontier::from_parts(found, stored).unwrap().root(),
+            won_frontier.root()
+        );
+
+        // The loser still answers its old view, and cannot write a checkpoint for it either.
+        let loser_store = [&first, &second][*loser];
+        assert_eq!(loser_store.size(), 5);
+        assert!(matches!(
+            loser_store.set_checkpoint(b"stale"),
+            Err(StoreError::Fenced { expected: 5, .. })
+        ));
+        // After a refresh it continues from the log's size.
+        assert_eq!(loser_store.refresh().unwrap(), found);
+        let mut frontier = won_frontier.clone();
+        let more = vec![vec![3u8; 10]; 2];
+        let nodes = batch(&mut frontier, &more);
+        let refs: Vec<&[u8]> = more.iter().map(Vec::as_slice).collect();
+        loser_store.append(&refs, &nodes).unwrap();
+        loser_store.set_checkpoint(b"after refresh").unwrap();
+        let fresh = open(&db.url);
+        assert_eq!(fresh.size(), found + 2);
+        assert_eq!(
+            fresh.checkpoint().unwrap().as_deref(),
+            Some(&b"after refresh"[..])
+        );
+    }
+
+    #[test]
+    fn two_logs_on_one_postgres_database_never_fork() {
+        use kt_log::log::{Log, LogError};
+        use kt_log::note::NoteSigner;
+        let signer = || NoteSigner::from_seed("test.example/log", &[7; 32]).unwrap();
+        let db = test_database();
+        let first = Log::open(open(&db.url), signer()).unwrap();
+        let second = Log::open(open(&db.url), signer()).unwrap();
+        let (range, signed) = first.append_and_sign(&[b"a", b"b", b"c"]).unwrap();
+        assert_eq!((range, signed.checkpoint.size), (0..3, 3));
+        // The second frontend's view is stale: its append is refused, nothing is written.
+        assert!(matches!(
+            second.append(&[b"x"]),
+            Err(LogError::Store(StoreError::Fenced {
+                expected: 0,
+                found: 3
+            }))
+        ));
+        // Reopened, it continues from the first's signed state.
+        let second = Log::open(open(&db.url), signer()).unwrap();
+        assert_eq!(second.latest_checkpoint().note, signed.note);
+        let (range, signed) = second.append_and_sign(&[b"d"]).unwrap();
+        assert_eq!(range, 3..4);
+        assert_eq!(second.consistency_proof(3, 4).unwrap().len(), 3);
+        let reopened = Log::open(open(&db.url), signer()).unwrap();
+        assert_eq!(reopened.latest_checkpoint().note, signed.note);
+        assert_eq!(
+            reopened.entries(0, 4).unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
+    }
+
+    #[test]
+    fn postgres_stores_opened_at_once_on_a_new_database_share_one_schema() {
+        let db = test_database();
+        let stores: Vec<PostgresStore> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4).map(|_| scope.spawn(|| open(&db.url))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        append_range(&stores[2], &mut Frontier::new(), 0, 2);
+        for store in &stores {
+            assert_eq!(store.refresh().unwrap(), 2);
+            assert_eq!(store.entries(0, 2).unwrap(), vec![entry(0), entry(1)]);
+        }
+    }
+
+    #[test]
+    fn postgres_store_refuses_another_schema_version() {
+        let db = test_database();
+        let store = open(&db.url);
+        append_range(&store, &mut Frontier::new(), 0, 3);
+        drop(store);
+        let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        client
+            .execute(
+                "UPDATE schema_version SET version = 2 WHERE component = 'log'",
+                &[],
+            )
+            .unwrap();
+        let refused = PostgresStore::open(&db.url).err();
+        assert!(
+            matches!(
+                refused,
+                Some(StoreError::SchemaVersion {
+                    found: 2,
+                    supported: 1
+                })
+            ),
+            "{refused:?}"
+        );
+        // And a database holding other tables of the log's names is not taken over.
+        let other = test_database();
+        let mut client = postgres::Client::connect(&other.url, postgres::NoTls).unwrap();
+        client
+            .batch_execute("CREATE TABLE log_entries (something text)")
+            .unwrap();
+        let refused = PostgresStore::open(&other.url).err();
+        assert!(
+            matches!(refused, Some(StoreError::Postgres(_))),
+            "{refused:?}"
+        );
+        // The server's message is in the error's text.
+        let message = refused.unwrap().to_string();
+        assert!(message.contains("already exists"), "{message}");
+    }
+
+    /// Append throughput in batches of 1,000 entries of 500 bytes (a group commit's shape).
+    /// A measurement, not a check:
+    /// `cargo test --release -p kt-log --features postgres --test store_conformance --
+    /// --ignored --nocapture postgres_store_append_throughput`.
+    #[test]
+    #[ignore = "a measurement; run it explicitly (see its doc comment)"]
+    fn postgres_store_append_throughput() {
+        let db = test_database();
+        let store = open(&db.url);
+        let mut frontier = Frontier::new();
+        let mut size = 0u64;
+        let mut append_batch = |store: &PostgresStore| {
+            let entries: Vec<Vec<u8>> = (size..size + 1000)
+                .map(|i| {
+                    let mut e = vec![0u8; 500];
+                    for (j, b) in e.iter_mut().enumerate() {
+                        *b = (i.wrapping_mul(2_654_435_761).wrapping_add(j as u64 * 97) >> 7) as u8;
+                    }
+                    e
+                })
+                .collect();
+            let nodes = batch(&mut frontier, &entries);
+            let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            store.append(&refs, &nodes).unwrap();
+            size += 1000;
+        };
+        for _ in 0..3 {
+            append_batch(&store);
+        }
+        let batches = 50;
+        let start = Instant::now();
+        for _ in 0..batches {
+            append_batch(&store);
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "PostgresStore: {batches} appends of 1,000 entries of 500 bytes in {:.2} s: \
+             {:.0} entries/s, {:.1} ms per batch",
+            elapsed.as_secs_f64(),
+            f64::from(batches * 1000) / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / f64::from(batches)
+        );
+        assert_eq!(store.size(), 53_000);
+    }
+}

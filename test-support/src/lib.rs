@@ -2,11 +2,14 @@
 //! integration tests, the end-to-end tests in `tests/`, and mls-demo's): starting it on a
 //! loopback port and stopping it. It depends on nothing but std, so mls-demo (which must not
 //! depend on as-server) can use it too; each suite keeps its own HTTPS client.
+//! [`postgres`] gives a test a PostgreSQL database of its own (a throw-away cluster started by
+//! `scripts/pg-cluster`, or the server at `KT_TEST_POSTGRES_URL`).
 #![forbid(unsafe_code)]
 // Test code: a panic is how a test fails, with its message.
 #![allow(clippy::panic)]
 
 pub mod file_server;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

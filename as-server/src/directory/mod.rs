@@ -128,27 +128,7 @@ impl Directory {
                 (Replay::new(), 0)
             }
         };
-        let mut index = from;
-        while index < size {
-            let end = size.min(index + 4096);
-            let entries = log
-                .entries(index, end)
-                .map_err(|e| OpenError::Log(e.to_string()))?;
-            for (i, bytes) in (index..end).zip(entries) {
-                let entry = PublicEntry::parse(&bytes).map_err(|e| OpenError::Entry {
-                    index: i,
-                    error: e.to_string(),
-                })?;
-                replay.apply(&entry).map_err(|e| OpenError::Rules {
-                    index: i,
-                    error: e.to_string(),
-                })?;
-            }
-            index = end;
-        }
-        if replay.in_batch() {
-            return Err(OpenError::Unfinished);
-        }
+        replay_entries(&mut replay, log, from..size)?;
         let replayed = size - from;
         let directory = Directory {
             keys,
@@ -222,6 +202,37 @@ impl Directory {
         if due {
             self.snapshot_in_background();
         }
+    }
+
+    /// Brings the published map level with the log up to `checkpoint` (of the log's whole
+    /// tree, ending in a map entry) and publishes them together: after a storage fault left
+    /// batches in the log whose map was never published ([`crate::resync`]). The entries past
+    /// the published checkpoint are replayed through the public rules, as at [`Directory::open`],
+    /// on a copy of the map; nothing is published unless all of them follow the rules.
+    /// Returns how many entries were replayed.
+    pub fn catch_up(
+        &self,
+        log: &AsLog,
+        checkpoint: Arc<SignedCheckpoint>,
+    ) -> Result<u64, OpenError> {
+        let (from, map) = {
+            let published = self.read();
+            let from = published.checkpoint.checkpoint.size;
+            if from >= checkpoint.checkpoint.size {
+                return Ok(0);
+            }
+            (from, published.map.clone())
+        };
+        let size = checkpoint.checkpoint.size;
+        let mut replay = Replay::from_map(map);
+        replay_entries(&mut replay, log, from..size)?;
+        {
+            let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
+            published.map = replay.into_map();
+            published.checkpoint = checkpoint;
+        }
+        self.unsaved.fetch_add(size - from, Ordering::Relaxed);
+        Ok(size - from)
     }
 
     /// Publishes a new checkpoint of the same map (the log's tree did not change).
@@ -351,6 +362,37 @@ pub fn open_change(
     }
 }
 
+/// Runs the log's entries `range` through `replay` (the public rules); the last must end a
+/// batch.
+fn replay_entries(
+    replay: &mut Replay,
+    log: &AsLog,
+    range: std::ops::Range<u64>,
+) -> Result<(), OpenError> {
+    let mut index = range.start;
+    while index < range.end {
+        let end = range.end.min(index + 4096);
+        let entries = log
+            .entries(index, end)
+            .map_err(|e| OpenError::Log(e.to_string()))?;
+        for (i, bytes) in (index..end).zip(entries) {
+            let entry = PublicEntry::parse(&bytes).map_err(|e| OpenError::Entry {
+                index: i,
+                error: e.to_string(),
+            })?;
+            replay.apply(&entry).map_err(|e| OpenError::Rules {
+                index: i,
+                error: e.to_string(),
+            })?;
+        }
+        index = end;
+    }
+    if replay.in_batch() {
+        return Err(OpenError::Unfinished);
+    }
+    Ok(())
+}
+
 /// Whether a snapshot of `size` entries with `map` ends where the log has a map entry with
 /// its root and count.
 fn snapshot_fits(log: &AsLog, size: u64, map: &Map) -> bool {
@@ -407,44 +449,112 @@ pub(crate) mod testing {
         let log = Log::open(FileStore::open(dir).unwrap(), signer).unwrap();
         log.append(&[empty_map_entry()]).unwrap();
         if !changes.is_empty() {
-            let keys = keys();
-            let map = Map::new();
-            let mut batch = Batch::new();
-            let mut rows: HashMap<String, VersionRow> = HashMap::new();
-            let mut entries = Vec::new();
-            for entry in changes {
-                let identity = entry.body.identity().to_owned();
-                let (label, proof) = keys.vrf().prove(&identity);
-                let version = batch.next_version(&map, &label);
-                let (recorded, row) = make_version(
-                    &label,
-                    version,
-                    rows.get(&identity),
-                    entry,
-                    &keys.opening(&label, version),
-                    None,
-                )
-                .unwrap();
-                batch
-                    .push(&map, &label, version, &recorded.commitment)
-                    .unwrap();
-                rows.insert(identity, row);
-                entries.push(
-                    keys.update_entry(
-                        &label,
-                        version,
-                        &recorded.commitment,
-                        &proof,
-                        &entry.to_bytes(),
-                    )
-                    .unwrap(),
-                );
-            }
-            let (_, map_entry) = batch.stage(&map);
-            entries.push(PublicEntry::Map(map_entry).to_bytes());
-            log.append(&entries).unwrap();
+            log.append(&first_batch(changes)).unwrap();
         }
         log.sign_checkpoint().unwrap();
         log
+    }
+
+    /// The entries of `changes` as the first batch of a log (updates on the empty map, then its
+    /// map entry).
+    pub(crate) fn first_batch(changes: &[LogEntry]) -> Vec<Vec<u8>> {
+        let keys = keys();
+        let map = Map::new();
+        let mut batch = Batch::new();
+        let mut rows: HashMap<String, VersionRow> = HashMap::new();
+        let mut entries = Vec::new();
+        for entry in changes {
+            let identity = entry.body.identity().to_owned();
+            let (label, proof) = keys.vrf().prove(&identity);
+            let version = batch.next_version(&map, &label);
+            let (recorded, row) = make_version(
+                &label,
+                version,
+                rows.get(&identity),
+                entry,
+                &keys.opening(&label, version),
+                None,
+            )
+            .unwrap();
+            batch
+                .push(&map, &label, version, &recorded.commitment)
+                .unwrap();
+            rows.insert(identity, row);
+            entries.push(
+                keys.update_entry(
+                    &label,
+                    version,
+                    &recorded.commitment,
+                    &proof,
+                    &entry.to_bytes(),
+                )
+                .unwrap(),
+            );
+        }
+        let (_, map_entry) = batch.stage(&map);
+        entries.push(PublicEntry::Map(map_entry).to_bytes());
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kt_protocol::directory::public_entry::{MapRoot, PublicEntry};
+
+    use super::testing::{directory_log, first_batch, keys};
+    use super::*;
+    use crate::state::test_ids::issue;
+
+    /// A store that keeps nothing.
+    struct NoSnapshots;
+
+    impl MapStore for NoSnapshots {
+        fn load(&self) -> std::io::Result<Option<snapshot::Snapshot>> {
+            Ok(None)
+        }
+        fn save(&self, _: u64, _: &Map) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn catch_up_publishes_the_batches_the_log_holds_beyond_the_map_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = directory_log(dir.path(), &[]);
+        let (directory, _) =
+            Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint()).unwrap();
+        let published = log.latest_checkpoint();
+
+        // A batch in the log whose map was never published (a storage fault), then a map
+        // entry that breaks the rules: nothing is published.
+        let batch = first_batch(&[issue("a@b.co", "s1", "e1")]);
+        log.append(&batch[..batch.len() - 1]).unwrap();
+        let wrong = PublicEntry::Map(MapRoot {
+            root: [9; 32],
+            labels: 1,
+        });
+        log.append(&[wrong.to_bytes()]).unwrap();
+        let bad = log.sign_checkpoint().unwrap();
+        assert!(matches!(
+            directory.catch_up(&log, bad),
+            Err(OpenError::Rules { .. })
+        ));
+        assert_eq!(directory.read().checkpoint.note, published.note);
+        assert!(directory.prove("a@b.co", None).value.is_none());
+
+        // A log whose tail follows the rules is published with its checkpoint.
+        let dir = tempfile::tempdir().unwrap();
+        let log = directory_log(dir.path(), &[]);
+        let (directory, _) =
+            Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint()).unwrap();
+        log.append(&batch).unwrap();
+        let checkpoint = log.sign_checkpoint().unwrap();
+        let replayed = directory.catch_up(&log, Arc::clone(&checkpoint)).unwrap();
+        assert_eq!(replayed, batch.len() as u64);
+        assert_eq!(directory.read().checkpoint.note, checkpoint.note);
+        assert_eq!(directory.prove("a@b.co", None).value.unwrap().version, 1);
+        assert_eq!(directory.catch_up(&log, checkpoint).unwrap(), 0);
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     bad_identity, check_identity, check_serial, directory_proof, json, present, read_json,
-    read_optional_json, require_admin, BULK_BODY, SMALL_BODY,
+    read_optional_json, require_admin, state_problem, BULK_BODY, SMALL_BODY,
 };
 use crate::app::AppState;
 use crate::entry::{EntryBody, RevocationReason};
@@ -93,11 +93,14 @@ pub async fn enroll(
             expires_at,
         });
     }
-    let state = app.state.clone();
+    let state = app.state.get()?;
     let stored = web::block(move || state.add_enrollments(&records))
         .await
         .map_err(Problem::internal)?
-        .map_err(Problem::internal)?;
+        // A storage fault is 503: nothing answered shows the enrollment (a journaled record
+        // without its store record has tokens nobody was given), and a store that failed is
+        // reopened by the sequencer.
+        .map_err(state_problem)?;
     if let Err(identity) = stored {
         return Err(Problem::new(
             ProblemKind::IdentityRevoked,

@@ -6,7 +6,10 @@ use ed25519_dalek::VerifyingKey;
 use kt_protocol::api::CredentialAnswer;
 use serde::Deserialize;
 
-use super::{check_identity, check_serial, directory_proof, json, present, read_json, SMALL_BODY};
+use super::{
+    check_identity, check_serial, directory_proof, json, present, read_json, state_problem,
+    SMALL_BODY,
+};
 use crate::admission::rotation_refused;
 use crate::app::AppState;
 use crate::ca::cert_pem;
@@ -122,10 +125,10 @@ pub async fn issue(
     let enrollment = enrollment_id(&request.token);
     // The cheap check first: unknown or used tokens are refused before any signature work,
     // so a client without a token costs one lookup. The sequencer decides for good.
-    match app
-        .state
+    let state = app.state.get()?;
+    match state
         .enrollment(&enrollment.to_hex())
-        .map_err(Problem::internal)?
+        .map_err(state_problem)?
     {
         Some(record) if record.identity == request.identity => {
             if record.used_by.is_some() {
@@ -158,6 +161,16 @@ pub async fn issue(
             ))
         }
     };
+    // An identity's first change needs its VRF label (a few scalar multiplications): made
+    // here, on this request's worker, once the token and the proof hold, rather than in the
+    // sequencer that every change waits for.
+    if state
+        .label_row(&request.identity)
+        .map_err(state_problem)?
+        .is_none()
+    {
+        app.directory.compute_label(&request.identity);
+    }
     let binding = build_binding(&app, &request.identity, &key)?;
     let committed = app
         .sequencer
@@ -178,10 +191,10 @@ pub async fn rotate(
     let request: RotateRequest = read_json(&app, payload, SMALL_BODY).await?;
     check_identity(&request.identity)?;
     let replaces = check_serial(&request.serial)?;
-    let current = app
-        .state
+    let state = app.state.get()?;
+    let current = state
         .credential(&request.serial)
-        .map_err(Problem::internal)?
+        .map_err(state_problem)?
         .filter(|c| c.identity == request.identity)
         .ok_or_else(|| {
             Problem::not_found(format!(
@@ -215,10 +228,9 @@ pub async fn rotate(
     // The budget after the proofs (a forged request learns that its proof is bad, and cannot
     // spend the budget anyway) and before a certificate is signed; the sequencer decides for
     // good, in log order.
-    let recent = app
-        .state
+    let recent = state
         .identity(&request.identity)
-        .map_err(Problem::internal)?
+        .map_err(state_problem)?
         .map(|record| record.recent_rotations)
         .unwrap_or_default();
     if let Some(wait) = app.rotation_budget.wait(&recent, unix_now()) {

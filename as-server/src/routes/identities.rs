@@ -10,37 +10,44 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use kt_protocol::api::{HistoryAnswer, HistoryItem, IdentityProof};
 use serde::Deserialize;
 
-use super::{check_identity, json};
+use super::{check_identity, json, state_problem};
 use crate::app::AppState;
 use crate::directory::ProofParts;
 use crate::encoding::b64;
 use crate::problem::Problem;
 use crate::state::directory::VersionRow;
+use crate::state::State;
 
 /// Most earlier versions one history answer gives.
 pub const MAX_HISTORY: u64 = 4096;
 
 /// The published proof of `identity` and its latest version row.
-fn prove(app: &AppState, identity: &str) -> Result<(ProofParts, Option<VersionRow>), Problem> {
-    let label = app
-        .state
+fn prove(
+    app: &AppState,
+    state: &State,
+    identity: &str,
+) -> Result<(ProofParts, Option<VersionRow>), Problem> {
+    let label = state
         .label_row(identity)
-        .map_err(Problem::internal)?
+        .map_err(state_problem)?
         .and_then(|row| row.decode());
     let parts = app.directory.prove(identity, label);
     // The state is written before the map that shows a version is published: the row is there.
     let row = match parts.value {
-        Some(value) => app
-            .state
+        Some(value) => state
             .version_row(identity, value.version)
-            .map_err(Problem::internal)?,
+            .map_err(state_problem)?,
         None => None,
     };
     Ok((parts, row))
 }
 
-fn identity_proof(app: &AppState, identity: &str) -> Result<(IdentityProof, u64), Problem> {
-    let (parts, row) = prove(app, identity)?;
+fn identity_proof(
+    app: &AppState,
+    state: &State,
+    identity: &str,
+) -> Result<(IdentityProof, u64), Problem> {
+    let (parts, row) = prove(app, state, identity)?;
     let version = parts.value.map_or(0, |v| v.version);
     let proof = app
         .directory
@@ -56,7 +63,7 @@ pub async fn lookup(
 ) -> Result<HttpResponse, Problem> {
     let identity = identity.into_inner();
     check_identity(&identity)?;
-    let (proof, _) = identity_proof(&app, &identity)?;
+    let (proof, _) = identity_proof(&app, &app.state.get()?, &identity)?;
     Ok(json(StatusCode::OK, &proof))
 }
 
@@ -75,7 +82,8 @@ pub async fn history(
     let identity = identity.into_inner();
     check_identity(&identity)?;
     let query: HistoryQuery = super::log_read::query(&req)?;
-    let (proof, version) = identity_proof(&app, &identity)?;
+    let state = app.state.get()?;
+    let (proof, version) = identity_proof(&app, &state, &identity)?;
     let first = query.after.saturating_add(1);
     if version > first && version - first > MAX_HISTORY {
         return Err(Problem::bad_request(format!(
@@ -85,18 +93,16 @@ pub async fn history(
             query.after
         )));
     }
-    let label = app
-        .state
+    let label = state
         .label_row(&identity)
-        .map_err(Problem::internal)?
+        .map_err(state_problem)?
         .and_then(|row| row.decode());
     let mut history = Vec::new();
     if let Some((label, _)) = label {
         for v in first..version {
-            let row = app
-                .state
+            let row = state
                 .version_row(&identity, v)
-                .map_err(Problem::internal)?
+                .map_err(state_problem)?
                 .ok_or_else(|| {
                     Problem::internal(format!("version {v} of {identity} is missing"))
                 })?;

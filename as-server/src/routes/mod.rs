@@ -199,6 +199,12 @@ pub fn directory_proof(app: &AppState, committed: &Committed) -> Result<Identity
         .map_err(Problem::internal)
 }
 
+/// The problem of a failed read of the state store: `storage-unavailable` for a storage fault
+/// ([`crate::storage::state_refusal`]), else `internal`.
+pub fn state_problem(error: crate::state::StateError) -> Problem {
+    crate::storage::state_refusal(error).into()
+}
+
 /// A JSON answer with `status`.
 pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> HttpResponse {
     HttpResponse::build(status)

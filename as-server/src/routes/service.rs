@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use crate::app::{AppState, CachedCrl};
 use crate::encoding::from_hex;
 use crate::problem::Problem;
+use crate::routes::state_problem;
 use crate::unix_now;
 
 /// A CRL is valid for a day and rebuilt after an hour even without new revocations.
@@ -21,16 +22,31 @@ pub async fn ca(app: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /v1/crl`: every revoked credential, signed by the CA.
 pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+    let now = unix_now();
+    // The generation first: a CRL built from a store replaced meanwhile is built again.
+    let generation = app.state.generation();
+    let state = match app.state.get() {
+        Ok(state) => state,
+        // While the state store is reopened, the CRL built last, if still valid.
+        Err(refusal) => {
+            let cached = app.crl.lock().unwrap_or_else(|e| e.into_inner());
+            return match cached.as_ref() {
+                Some(c) if now < c.built_at + CRL_VALIDITY => Ok(crl_answer(c.der.clone())),
+                _ => Err(refusal.into()),
+            };
+        }
+    };
     // One record read decides whether the cached CRL is still current; the revocations are
     // scanned only to build a new one.
-    let last_revocation = app.state.last_revocation().map_err(Problem::internal)?;
-    let now = unix_now();
+    let last_revocation = state.last_revocation().map_err(state_problem)?;
     let mut cached = app.crl.lock().unwrap_or_else(|e| e.into_inner());
     let fresh = cached.as_ref().is_some_and(|c| {
-        c.last_revocation == last_revocation && now < c.built_at + CRL_REBUILD_AFTER
+        c.last_revocation == last_revocation
+            && c.state_generation == generation
+            && now < c.built_at + CRL_REBUILD_AFTER
     });
     if !fresh {
-        let revocations = app.state.revocations().map_err(Problem::internal)?;
+        let revocations = state.revocations().map_err(state_problem)?;
         let listed: Vec<_> = revocations
             .iter()
             .filter_map(|(serial, r)| {
@@ -56,14 +72,19 @@ pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
             last_revocation,
             built_at: now,
             number,
+            state_generation: generation,
             der,
         });
     }
     let der = cached.as_ref().map(|c| c.der.clone()).unwrap_or_default();
-    Ok(HttpResponse::Ok()
+    Ok(crl_answer(der))
+}
+
+fn crl_answer(der: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "application/pkix-crl"))
         .insert_header((CACHE_CONTROL, "no-cache"))
-        .body(der))
+        .body(der)
 }
 
 /// `GET /healthz`.

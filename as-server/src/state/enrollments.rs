@@ -145,10 +145,17 @@ impl State {
     /// the enrollment had come first. The journal is written between the two steps; a crash
     /// before the store has them is repaired by [`State::open`]. A crash before the answer
     /// leaves enrollments whose tokens were never answered, so nobody can use them; they expire.
+    ///
+    /// A store whose write failed ([`State::failed`]) or that was replaced refuses with
+    /// [`StateError::Unavailable`] before writing anything; a failure of the journal's append
+    /// leaves the journal as it was.
     pub fn add_enrollments(
         &self,
         enrollments: &[(String, String, u64)],
     ) -> Result<Result<(), String>, StateError> {
+        if self.failed() || self.retired() {
+            return Err(StateError::Unavailable);
+        }
         let mut epochs: std::collections::HashMap<&str, u64> = Default::default();
         for (_, identity, _) in enrollments {
             if epochs.contains_key(identity.as_str()) {
@@ -167,6 +174,11 @@ impl State {
             .enrolling
             .lock()
             .map_err(|_| StateError::Journal(std::io::Error::other("enrollment lock poisoned")))?;
+        // Checked again under the lock: a reopened store may have replaced this one, and only
+        // that one may append to the journal now.
+        if self.failed() || self.retired() {
+            return Err(StateError::Unavailable);
+        }
         let journaled: Vec<JournalRecord> = enrollments
             .iter()
             .map(|(id, identity, expires_at)| JournalRecord {
@@ -201,12 +213,16 @@ impl State {
                 });
             match written {
                 Ok(()) => {}
-                Err(sled::transaction::TransactionError::Storage(e)) => return Err(e.into()),
+                Err(sled::transaction::TransactionError::Storage(e)) => {
+                    return self.written(Err(e));
+                }
                 Err(sled::transaction::TransactionError::Abort(never)) => match never {},
             }
         }
-        self.tree
-            .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end))?;
+        self.written(
+            self.tree
+                .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end)),
+        )?;
         Ok(Ok(()))
     }
 }

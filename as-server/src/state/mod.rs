@@ -14,14 +14,22 @@
 //! damaged or disagrees with the log.
 //!
 //! Files: [`records`] (what the store holds), [`overlay`] (how log entries change it, and
-//! catching up with the log), `enrollments` (the journal's side), `upgrade` (earlier layouts).
+//! catching up with the log), `enrollments` (the journal's side), `upgrade` (earlier layouts),
+//! [`shared`] (the store the server runs on, replaced by a reopened one after a storage fault).
+//!
+//! **Write failures.** sled refuses every write after one it could not make durable (a full or
+//! read-only disk), until it is reopened. A store whose write failed says so
+//! ([`State::failed`]), refuses enrollments from then on, and is replaced in-process by a
+//! reopened one brought level with the log ([`crate::resync`]); until then it still answers
+//! reads with what it held.
 //!
 //! Keys of the one sled tree (one tree, so that one batch is atomic):
 //! `i/<identity>` → [`IdentityRecord`], `c/<serial>` → [`CredentialRecord`],
 //! `e/<enrollment id>` → [`EnrollmentRecord`], `r/<serial>` → [`RevocationRecord`] (the CRL),
 //! `m/applied` → u64 big-endian, `m/applied-root` → the log's root hash at that size,
-//! `m/journal-end` → how much of the enrollment journal the store holds, and the directory's
-//! rows ([`directory`]: `d/<identity>`, `v/<identity>/<version>`).
+//! `m/journal-end` → how much of the enrollment journal the store holds, `m/probe` → a counter
+//! the sequencer writes to see that the store takes writes ([`State::check_writable`]), and the
+//! directory's rows ([`directory`]: `d/<identity>`, `v/<identity>/<version>`).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,6 +41,7 @@ pub mod directory;
 mod enrollments;
 pub mod overlay;
 pub mod records;
+pub mod shared;
 mod upgrade;
 
 pub use overlay::Overlay;
@@ -65,6 +74,10 @@ pub enum StateError {
     /// sled panicked while opening its files (it does on some damaged files).
     #[error("state store: sled panicked while opening it")]
     Panicked,
+    /// A write failed earlier (or the store was replaced): it takes no write until it is
+    /// reopened (see the module doc).
+    #[error("state store: a write failed; it takes none until it is reopened")]
+    Unavailable,
     /// A log entry does not decode.
     #[error("log entry {index} does not parse: {error}")]
     BadEntry {
@@ -101,6 +114,10 @@ const LAST_REVOCATION_KEY: &[u8] = b"m/last-revocation";
 const FORMAT_KEY: &[u8] = b"m/format";
 /// Version 1: identity records say whether the log has an entry of them (`logged`).
 const FORMAT: u64 = 1;
+/// Written before each batch's log append ([`State::check_writable`]): a counter that goes on
+/// from the stored value, since sled skips (and so does not check) a write of the value a key
+/// already has.
+const PROBE_KEY: &[u8] = b"m/probe";
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
     serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
@@ -126,6 +143,14 @@ pub struct State {
     /// Held while enrollments are journaled and stored, so that the journal's records reach
     /// the store in journal order and [`JOURNAL_END_KEY`] can say up to where they are in it.
     enrolling: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Set once a write to the store failed (see the module doc).
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set when a reopened store replaces this one ([`State::retire`]): from then on no
+    /// enrollment is journaled through it. Shared by every clone, so that whoever reopens the
+    /// store can wait for the last clone to go ([`State::clones`]).
+    retired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Counts [`State::check_writable`]'s writes.
+    probes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl State {
@@ -168,7 +193,18 @@ impl State {
             data_file: dir.join("db"),
             journal: std::sync::Arc::new(opened.journal),
             enrolling: Default::default(),
+            failed: Default::default(),
+            retired: Default::default(),
+            probes: Default::default(),
         };
+        let probed = state
+            .tree
+            .get(PROBE_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        state
+            .probes
+            .store(probed.wrapping_add(1), std::sync::atomic::Ordering::Relaxed);
         state.upgrade()?;
         state.restore_enrollments(&opened.records, &opened.ends)?;
         state.compact_journal(opened.records, crate::unix_now())?;
@@ -179,13 +215,61 @@ impl State {
     /// (`sync_file_range` on Linux) writes the data but neither commits the file's metadata
     /// nor flushes the device cache, so the data file is synced after it.
     fn make_durable(&self) -> Result<(), StateError> {
-        self.db.flush()?;
+        self.written(self.db.flush())?;
         let sync = |path: &std::path::Path| std::fs::File::open(path).and_then(|f| f.sync_all());
-        sync(&self.data_file)
+        let synced = sync(&self.data_file)
             // The folder too, which names the file (new on a first start).
-            .and_then(|()| self.data_file.parent().map_or(Ok(()), sync))
-            .map_err(|e| StateError::Sled(sled::Error::Io(e)))?;
+            .and_then(|()| self.data_file.parent().map_or(Ok(()), sync));
+        self.written(synced.map_err(sled::Error::Io))?;
         Ok(())
+    }
+
+    /// `result` of a write to the store; a failure marks the store failed (see the module doc).
+    fn written<T>(&self, result: Result<T, sled::Error>) -> Result<T, StateError> {
+        result.map_err(|e| {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+            StateError::Sled(e)
+        })
+    }
+
+    /// Whether a write to the store failed: it then takes no more until it is reopened.
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Fails, marking the store failed, unless it still takes writes: sled refuses every write
+    /// after a background flush failed, so the sequencer asks before it appends a batch to the
+    /// log, whose state it must then write (one small write).
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        if self.failed() {
+            return Err(StateError::Unavailable);
+        }
+        let n = self
+            .probes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.written(self.tree.insert(PROBE_KEY, &n.to_be_bytes()))?;
+        Ok(())
+    }
+
+    /// Marks this store replaced: waits for an enrollment being journaled through it, and
+    /// refuses every later one, so that only the store that replaces it appends to the
+    /// journal.
+    pub fn retire(&self) {
+        let _enrolling = self.enrolling.lock().unwrap_or_else(|e| e.into_inner());
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this store was replaced ([`State::retire`]).
+    pub fn retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A handle that counts this store's live clones: sled holds its files (and its lock on
+    /// them) until the last one is dropped.
+    pub fn clones(&self) -> std::sync::Weak<std::sync::atomic::AtomicBool> {
+        std::sync::Arc::downgrade(&self.retired)
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {

@@ -256,7 +256,7 @@ impl Overlay<'_> {
         }
         batch.insert(APPLIED_KEY, &applied.to_be_bytes());
         batch.insert(APPLIED_ROOT_KEY, &root);
-        self.state.tree.apply_batch(batch)?;
+        self.state.written(self.state.tree.apply_batch(batch))?;
         Ok(())
     }
 }

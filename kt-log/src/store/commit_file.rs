@@ -141,6 +141,15 @@ impl CommitFile {
     }
 }
 
+#[cfg(test)]
+impl CommitFile {
+    /// Puts `file` in place of the commit file's handle and returns the one it held, so that
+    /// a test can make writes of the record fail.
+    pub(super) fn swap_handle(&mut self, file: File) -> File {
+        std::mem::replace(&mut self.file, file)
+    }
+}
+
 /// Creates the file with `record` in slot 1 and an empty slot 0, through a temporary file
 /// renamed into place, so that a crash leaves either no file or a complete one.
 fn create(dir: &Path, record: &CommitRecord) -> Result<(), StoreError> {

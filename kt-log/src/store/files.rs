@@ -33,7 +33,16 @@
 //! impossible one, so that an older binary refuses the folder instead of cutting its files
 //! back. A folder whose data files hold data but that has no commit record is refused.
 //!
-//! After any failed write or sync the store is poisoned (see [`StoreError::Poisoned`]).
+//! **Failures.** A failed append or checkpoint changes nothing a reader sees, and the store
+//! stays usable, so a process outlives a full or read-only disk: a failure while writing or
+//! syncing the data files happened past the committed ends, which are never read and which the
+//! next append overwrites (and syncs) before it commits anything; committed data was synced
+//! before, so a failed `fdatasync` cannot lose it. A failed write of the commit record leaves
+//! the record on disk unknown (the new one, the old one, or torn): the store then writes the
+//! committed record again, to the same slot, before its next write of any kind, and refuses
+//! to write until that succeeds. So the commit record on disk never runs ahead of what the
+//! store answered while it runs; a crash before that rewrite may still find the new record
+//! (its data was synced before it), which is the crash case of any commit.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -91,8 +100,9 @@ struct Writer {
     /// End of the committed bytes in `entries.bin`.
     data_len: u64,
     commit: CommitFile,
-    /// Set after a failed write; appends are refused until reopen.
-    poisoned: bool,
+    /// A write of the commit record failed, so the record on disk is unknown: the committed
+    /// one (in memory) is written again before any other write (see the module doc).
+    commit_unsure: bool,
 }
 
 fn open_file(dir: &Path, name: &str) -> Result<ZeroFilledFile, StoreError> {
@@ -215,16 +225,37 @@ impl FileStore {
             writer: Mutex::new(Writer {
                 data_len,
                 commit,
-                poisoned: false,
+                commit_unsure: false,
             }),
             _lock: lock,
         })
     }
 
-    /// Writes and syncs the batch's bytes past the committed ends, then commits the size.
-    fn write_batch(
+    /// Writes the committed record again if a write of it failed (see the module doc).
+    fn settle(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        if writer.commit_unsure {
+            let checkpoint = self.checkpoint.read().unwrap_or_else(|e| e.into_inner());
+            writer.commit.write(&CommitRecord {
+                size: self.size(),
+                checkpoint: checkpoint.clone(),
+            })?;
+            writer.commit_unsure = false;
+        }
+        Ok(())
+    }
+
+    /// Writes `record`, noting a failure as an unknown record on disk.
+    fn commit(&self, writer: &mut Writer, record: &CommitRecord) -> Result<(), StoreError> {
+        let written = writer.commit.write(record);
+        writer.commit_unsure = written.is_err();
+        written
+    }
+
+    /// Writes and syncs the batch's bytes past the committed ends; returns the new end of
+    /// `entries.bin`. Commits nothing: a failure here leaves the committed data as it was.
+    fn write_data(
         &self,
-        writer: &mut Writer,
+        writer: &Writer,
         size: u64,
         entries: &[&[u8]],
         nodes: &[Hash],
@@ -248,13 +279,6 @@ impl FileStore {
         self.entries.file().sync_data()?;
         self.offsets.file().sync_data()?;
         self.nodes.file().sync_data()?;
-
-        let new_size = size + entries.len() as u64;
-        let checkpoint = self.checkpoint.read().unwrap_or_else(|e| e.into_inner());
-        writer.commit.write(&CommitRecord {
-            size: new_size,
-            checkpoint: checkpoint.clone(),
-        })?;
         Ok(end)
     }
 
@@ -272,9 +296,7 @@ impl LogStore for FileStore {
 
     fn append(&self, entries: &[&[u8]], nodes: &[Hash]) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if writer.poisoned {
-            return Err(StoreError::Poisoned);
-        }
+        self.settle(&mut writer)?;
         let size = self.size();
         let expected_nodes = node_count(size + entries.len() as u64) - node_count(size);
         if nodes.len() as u64 != expected_nodes {
@@ -284,18 +306,23 @@ impl LogStore for FileStore {
                 nodes.len()
             )));
         }
-        match self.write_batch(&mut writer, size, entries, nodes) {
-            Ok(data_len) => {
-                writer.data_len = data_len;
-                self.size
-                    .store(size + entries.len() as u64, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                writer.poisoned = true;
-                Err(e)
-            }
-        }
+        let data_len = self.write_data(&writer, size, entries, nodes)?;
+        let new_size = size + entries.len() as u64;
+        let checkpoint = self
+            .checkpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.commit(
+            &mut writer,
+            &CommitRecord {
+                size: new_size,
+                checkpoint,
+            },
+        )?;
+        writer.data_len = data_len;
+        self.size.store(new_size, Ordering::Release);
+        Ok(())
     }
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -349,9 +376,7 @@ impl LogStore for FileStore {
 
     fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if writer.poisoned {
-            return Err(StoreError::Poisoned);
-        }
+        self.settle(&mut writer)?;
         if note.len() > super::commit_file::MAX_NOTE_LEN {
             // Refused before any write: the store stays usable.
             return Err(StoreError::Io(std::io::Error::new(
@@ -363,11 +388,59 @@ impl LogStore for FileStore {
             size: self.size(),
             checkpoint: Some(note.to_vec()),
         };
-        if let Err(e) = writer.commit.write(&record) {
-            writer.poisoned = true;
-            return Err(e);
-        }
+        self.commit(&mut writer, &record)?;
         *self.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = record.checkpoint;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Log;
+    use crate::note::NoteSigner;
+
+    impl FileStore {
+        /// Makes writes of the commit record in `dir` fail (a read-only handle) or work again.
+        fn break_commit_record(&self, dir: &Path, broken: bool) {
+            let mut writer = self.writer.lock().unwrap();
+            let file = OpenOptions::new()
+                .read(true)
+                .write(!broken)
+                .open(dir.join(super::super::commit_file::FILE_NAME))
+                .unwrap();
+            drop(writer.commit.swap_handle(file));
+        }
+    }
+
+    fn signer() -> NoteSigner {
+        NoteSigner::from_seed("example.com/log", &[7; 32]).unwrap()
+    }
+
+    #[test]
+    fn a_failed_commit_record_write_changes_nothing_and_is_settled_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(FileStore::open(dir.path()).unwrap(), signer()).unwrap();
+        log.append_and_sign(&[b"a".as_slice(), b"b", b"c"]).unwrap();
+        let signed = log.latest_checkpoint();
+
+        log.store().break_commit_record(dir.path(), true);
+        assert!(log.append_and_sign(&[b"lost".as_slice()]).is_err());
+        assert!(log.append(&[b"lost again".as_slice()]).is_err());
+        assert_eq!(log.size(), 3);
+        let abc = [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
+        assert_eq!(log.entries(0, 3).unwrap(), abc);
+        assert_eq!(log.latest_checkpoint().note, signed.note);
+
+        // The fault is gone: the record is settled, then the append goes where the failed
+        // ones went.
+        log.store().break_commit_record(dir.path(), false);
+        let (range, checkpoint) = log.append_and_sign(&[b"d".as_slice()]).unwrap();
+        assert_eq!((range, checkpoint.checkpoint.size), (3..4, 4));
+        drop(log);
+        let log = Log::open(FileStore::open(dir.path()).unwrap(), signer()).unwrap();
+        assert_eq!(log.size(), 4);
+        assert_eq!(log.entries(3, 4).unwrap(), [b"d".to_vec()]);
+        assert_eq!(log.latest_checkpoint().note, checkpoint.note);
     }
 }

@@ -4,16 +4,22 @@
 //! - [`FileStore`], the default: entries and tree nodes in append-only files with `fsync`,
 //!   the commit record (size) and the latest checkpoint in a two-slot commit file;
 //! - [`SledStore`]: everything in sled, kept to compare against (see docs/architecture.md);
-//! - [`MemoryStore`]: in memory, for tests, with failure injection.
+//! - [`MemoryStore`]: in memory, for tests, with failure injection;
+//! - `PostgresStore` (feature `postgres`): the log in a PostgreSQL database that several
+//!   frontends may share, appends fenced on the stored size (issue 14, in progress).
 
 mod commit_file;
 mod files;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sled_store;
 mod zero_filled;
 
 pub use files::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use sled_store::SledStore;
 
 use std::sync::Arc;
@@ -35,10 +41,6 @@ pub enum StoreError {
     /// Stored data contradicts itself (missing committed bytes, a malformed record).
     #[error("store is corrupt: {0}")]
     Corrupt(String),
-    /// An earlier append failed part-way; the store refuses writes until it is reopened,
-    /// because after a failed `fsync` the state of the page cache is unknown.
-    #[error("store refused the write: an earlier write failed; reopen the store")]
-    Poisoned,
     /// A read asked for data beyond the committed size.
     #[error("{what} {index} is beyond the committed data")]
     OutOfRange {
@@ -54,6 +56,37 @@ pub enum StoreError {
     /// Failure injected by a test ([`MemoryStore`] only).
     #[error("injected failure")]
     Injected,
+    /// PostgreSQL failed: connection, query or commit (`PostgresStore` only).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL failed: {}", postgres::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
+    /// The shared log is not at the size this store expected: another writer (another
+    /// frontend) appended since this store last read the size, so this write was refused
+    /// rather than forking the log. Reopen (or refresh) the store to continue from its size.
+    #[error(
+        "the log is at size {found}, not {expected} as this store expected: another writer \
+         appended meanwhile; reopen the store to continue from its size"
+    )]
+    Fenced {
+        /// The size this store expected.
+        expected: u64,
+        /// The size the log has.
+        found: u64,
+    },
+    /// The database holds the log's tables in a schema version this build does not know.
+    #[error(
+        "the database's log schema is version {found}; this build reads version {supported} \
+         only (a newer build wrote it?)"
+    )]
+    SchemaVersion {
+        /// The version in the database.
+        found: i64,
+        /// The version this build reads and writes.
+        supported: i64,
+    },
+    /// The database would acknowledge commits it may lose (e.g. PostgreSQL with `fsync = off`).
+    #[error("the database is not durable: {0}")]
+    NotDurable(String),
 }
 
 /// The storage contract of the log.
@@ -67,6 +100,10 @@ pub enum StoreError {
 /// **Concurrency.** Any number of readers may run alongside one writer; callers must not
 /// call `append` or `set_checkpoint` concurrently (the log serialises them). Readers see
 /// only committed data: everything below [`size`](LogStore::size) as it was when they read it.
+/// **Failure.** A failed `append` or `set_checkpoint` (a full or read-only disk, an I/O error)
+/// changes nothing readers see. [`FileStore`] and [`MemoryStore`] also take writes again once
+/// the fault is gone, without a reopen; [`SledStore`] does not (sled refuses every write after
+/// a failed one until it is reopened).
 pub trait LogStore: Send + Sync {
     /// Number of entries durably committed.
     fn size(&self) -> u64;

@@ -1,0 +1,414 @@
+//! A [`LogStore`] on PostgreSQL (feature `postgres`, issue 14): one log in one database,
+//! which several frontends may open at once, with appends fenced so that the log never forks.
+//!
+//! **Schema** (created at the first open, in the connection's `search_path`; version 1):
+//! - `schema_version(component text primary key, version integer)`: the row `('log', 1)`.
+//!   A database whose log schema has another version is refused
+//!   ([`StoreError::SchemaVersion`]): a newer one may not be readable by this build, and an
+//!   older one does not exist yet;
+//! - `log_state`: one row, the committed `size` and the latest `checkpoint` note;
+//! - `log_entries(idx bigint primary key, data bytea)`: entry `idx`;
+//! - `log_nodes(pos bigint primary key, hash bytea)`: the complete node at post-order `pos`.
+//!
+//! **Append** is one transaction: lock the `log_state` row (`SELECT … FOR UPDATE`), check that
+//! its size is the size this store expects, insert the entries and nodes (one multi-row
+//! `INSERT … SELECT FROM unnest(…)` each, with binary array parameters: one round trip per
+//! table whatever the batch's size; `COPY … (FORMAT binary)` measured no faster for batches
+//! of 1,000), set the new size, commit. The commit is durable when it returns: the store
+//! refuses a server running with `fsync = off` ([`StoreError::NotDurable`]) and turns
+//! `synchronous_commit` on for its own session if the server's default is `off`.
+//!
+//! **Several frontends (fencing).** Each store instance knows the size it last read or wrote.
+//! If another instance (another process, another machine) appended meanwhile, the stored size
+//! differs and the append fails with [`StoreError::Fenced`], changing nothing, instead of
+//! writing a second version of the same indices; `set_checkpoint` is fenced the same way (it
+//! stores the note only while the log still has the size this instance signed). The row lock
+//! makes the check and the write one step: of two instances appending at the same size,
+//! exactly one succeeds. The primary keys would refuse a second write of an index anyway.
+//!
+//! **What an instance sees.** [`size`](LogStore::size) and
+//! [`checkpoint`](LogStore::checkpoint) answer from memory: the state as of the open, the
+//! last [`refresh`](PostgresStore::refresh), or this instance's own last write, so they never
+//! fail and never run ahead of committed data. Entries and nodes are read from the database,
+//! below that size only. An instance learns of others' appends only through `refresh` (or by
+//! being reopened): a writer that got [`StoreError::Fenced`] must rebuild its tree state from
+//! the new size, which is what reopening the log does.
+//!
+//! **Failures.** A failed append or checkpoint rolls back and changes nothing this instance
+//! answers. If the connection broke during `COMMIT`, whether the transaction committed is
+//! unknown; the next append then finds out: it succeeds if the commit did not happen, and is
+//! fenced if it did. A broken connection is replaced on the next call.
+//!
+//! Connections: one for writes, and a small pool for reads (readers run alongside the
+//! writer, as the trait allows). No TLS yet: use a Unix socket or a loopback address.
+
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Config, NoTls};
+
+use super::{check_entry_range, check_node_position, LogStore, StoreError};
+use crate::hash::Hash;
+use crate::tree::node_count;
+
+/// The version of the log's tables this build reads and writes.
+const SCHEMA_VERSION: i32 = 1;
+
+/// Key of the advisory lock that serialises schema creation between concurrent opens.
+const SCHEMA_LOCK: i64 = 0x6b74_5f6c_6f67; // "kt_log"
+
+/// Reader connections kept open between reads.
+const MAX_IDLE_READERS: usize = 8;
+
+const CREATE_VERSION_TABLE: &str = "
+CREATE TABLE schema_version (
+    component text PRIMARY KEY,
+    version integer NOT NULL
+);";
+
+const CREATE_LOG_TABLES: &str = "
+CREATE TABLE log_state (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    size bigint NOT NULL CHECK (size >= 0),
+    checkpoint bytea
+);
+INSERT INTO log_state (size) VALUES (0);
+CREATE TABLE log_entries (
+    idx bigint PRIMARY KEY CHECK (idx >= 0),
+    data bytea NOT NULL
+);
+-- Entries are mostly sealed (random) bytes: do not try to compress them.
+ALTER TABLE log_entries ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE TABLE log_nodes (
+    pos bigint PRIMARY KEY CHECK (pos >= 0),
+    hash bytea NOT NULL CHECK (octet_length(hash) = 32)
+);";
+
+/// What this instance knows of the log: see the module documentation.
+struct State {
+    size: u64,
+    checkpoint: Option<Vec<u8>>,
+}
+
+/// The log in a PostgreSQL database; see the module documentation.
+pub struct PostgresStore {
+    config: Config,
+    /// The connection appends and checkpoints go through (`None` until reconnected after a
+    /// failure closed it); its lock also serialises this instance's writes.
+    writer: Mutex<Option<Client>>,
+    readers: Mutex<Vec<Client>>,
+    state: RwLock<State>,
+}
+
+/// The server's message of a database error (severity, message, detail, SQLSTATE), or the
+/// error with its cause: `postgres::Error`'s own `Display` says only "db error".
+pub(super) fn describe(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!("{}: {}", db.severity(), db.message());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        text.push_str(&format!(" [SQLSTATE {}]", db.code().code()));
+        return text;
+    }
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} does not fit a bigint")))
+}
+
+fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{what} is negative ({n})")))
+}
+
+/// A connection that commits durably: refuses `fsync = off`, turns `synchronous_commit` on
+/// for the session if the server has it off.
+fn connect_writer(config: &Config) -> Result<Client, StoreError> {
+    let mut client = config.connect(NoTls)?;
+    let fsync: String = client.query_one("SHOW fsync", &[])?.get(0);
+    if fsync != "on" {
+        return Err(StoreError::NotDurable(format!(
+            "the server runs with fsync = {fsync}: a commit could be lost on a crash"
+        )));
+    }
+    let synchronous_commit: String = client.query_one("SHOW synchronous_commit", &[])?.get(0);
+    if synchronous_commit == "off" {
+        client.batch_execute("SET synchronous_commit = on")?;
+    }
+    Ok(client)
+}
+
+/// Creates the schema if the database has none; refuses another version.
+fn ensure_schema(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+    let has_versions: bool = tx
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
+        .get(0);
+    if !has_versions {
+        tx.batch_execute(CREATE_VERSION_TABLE)?;
+    }
+    let version: Option<i32> = tx
+        .query_opt(
+            "SELECT version FROM schema_version WHERE component = 'log'",
+            &[],
+        )?
+        .map(|row| row.get(0));
+    match version {
+        // Plain CREATE TABLE: tables of the same names that are not ours make the open fail.
+        None => {
+            tx.batch_execute(CREATE_LOG_TABLES)?;
+            tx.execute(
+                "INSERT INTO schema_version (component, version) VALUES ('log', $1)",
+                &[&SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(found) => {
+            return Err(StoreError::SchemaVersion {
+                found: i64::from(found),
+                supported: i64::from(SCHEMA_VERSION),
+            })
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The committed size and checkpoint, read together.
+fn read_state(client: &mut Client) -> Result<State, StoreError> {
+    let row = client.query_one("SELECT size, checkpoint FROM log_state", &[])?;
+    Ok(State {
+        size: to_u64(row.get(0), "the stored size")?,
+        checkpoint: row.get(1),
+    })
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a libpq-style URL or key=value string, e.g.
+    /// `postgresql://user@/db?host=/run/postgresql`), creates the log's schema if it has none,
+    /// and reads the committed state. Refuses a schema of another version and a server that
+    /// does not make commits durable.
+    pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut config: Config = url.parse()?;
+        if config.get_application_name().is_none() {
+            config.application_name("kt-log");
+        }
+        let mut writer = connect_writer(&config)?;
+        ensure_schema(&mut writer)?;
+        let state = read_state(&mut writer)?;
+        Ok(PostgresStore {
+            config,
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+            state: RwLock::new(state),
+        })
+    }
+
+    /// Re-reads the committed size and checkpoint, so that this instance sees what other
+    /// instances appended; returns the size. Waits for this instance's own write in progress.
+    pub fn refresh(&self) -> Result<u64, StoreError> {
+        let mut writer = self.lock_writer();
+        let client = self.writer_client(&mut writer)?;
+        let fresh = read_state(client)?;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if fresh.size < state.size {
+            return Err(StoreError::Corrupt(format!(
+                "the stored size went back from {} to {}",
+                state.size, fresh.size
+            )));
+        }
+        *state = fresh;
+        Ok(state.size)
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Option<Client>> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer connection, replaced if a failure closed it.
+    fn writer_client<'a>(
+        &self,
+        writer: &'a mut MutexGuard<'_, Option<Client>>,
+    ) -> Result<&'a mut Client, StoreError> {
+        if writer.as_ref().is_none_or(Client::is_closed) {
+            **writer = None;
+            **writer = Some(connect_writer(&self.config)?);
+        }
+        writer
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("no writer connection".into()))
+    }
+
+    /// Runs `read` on a pooled reader connection.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut client = match pooled {
+            Some(client) if !client.is_closed() => client,
+            _ => self.config.connect(NoTls)?,
+        };
+        let result = read(&mut client);
+        if !client.is_closed() {
+            let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(client);
+            }
+        }
+        result
+    }
+
+    /// The append transaction; the caller holds the writer lock.
+    fn append_tx(
+        client: &mut Client,
+        size: u64,
+        entries: &[&[u8]],
+        nodes: &[Hash],
+    ) -> Result<u64, StoreError> {
+        let new_size = size + entries.len() as u64;
+        let mut tx = client.transaction()?;
+        let found: i64 = tx
+            .query_typed_one("SELECT size FROM log_state FOR UPDATE", &[])?
+            .get(0);
+        let found = to_u64(found, "the stored size")?;
+        if found != size {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::Fenced {
+                expected: size,
+                found,
+            });
+        }
+        if entries.is_empty() {
+            return Ok(size);
+        }
+        let indices = (size..new_size)
+            .map(to_i64)
+            .collect::<Result<Vec<_>, _>>()?;
+        let first_node = node_count(size);
+        let positions = (first_node..first_node + nodes.len() as u64)
+            .map(to_i64)
+            .collect::<Result<Vec<_>, _>>()?;
+        let hashes: Vec<&[u8]> = nodes.iter().map(|h| &h.0[..]).collect();
+        let params: [(&(dyn ToSql + Sync), Type); 2] =
+            [(&indices, Type::INT8_ARRAY), (&entries, Type::BYTEA_ARRAY)];
+        tx.execute_typed(
+            "INSERT INTO log_entries (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+            &params,
+        )?;
+        if !nodes.is_empty() {
+            let params: [(&(dyn ToSql + Sync), Type); 2] =
+                [(&positions, Type::INT8_ARRAY), (&hashes, Type::BYTEA_ARRAY)];
+            tx.execute_typed(
+                "INSERT INTO log_nodes (pos, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                &params,
+            )?;
+        }
+        tx.execute_typed(
+            "UPDATE log_state SET size = $1",
+            &[(&to_i64(new_size)?, Type::INT8)],
+        )?;
+        tx.commit()?;
+        Ok(new_size)
+    }
+}
+
+impl LogStore for PostgresStore {
+    fn size(&self) -> u64 {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).size
+    }
+
+    fn append(&self, entries: &[&[u8]], nodes: &[Hash]) -> Result<(), StoreError> {
+        let mut writer = self.lock_writer();
+        let size = self.size();
+        let expected_nodes = node_count(size + entries.len() as u64) - node_count(size);
+        if nodes.len() as u64 != expected_nodes {
+            return Err(StoreError::Corrupt(format!(
+                "append of {} entries at size {size} needs {expected_nodes} nodes, got {}",
+                entries.len(),
+                nodes.len()
+            )));
+        }
+        let client = self.writer_client(&mut writer)?;
+        let new_size = Self::append_tx(client, size, entries, nodes)?;
+        self.state.write().unwrap_or_else(|e| e.into_inner()).size = new_size;
+        Ok(())
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        check_entry_range(start, end, self.size())?;
+        if start == end {
+            return Ok(Vec::new());
+        }
+        let rows = self.read(|client| {
+            Ok(client.query_typed(
+                "SELECT idx, data FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[(&to_i64(start)?, Type::INT8), (&to_i64(end)?, Type::INT8)],
+            )?)
+        })?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (expected, row) in (start..end).zip(&rows) {
+            if to_u64(row.get(0), "an entry index")? != expected {
+                return Err(StoreError::Corrupt(format!("entry {expected} is missing")));
+            }
+            entries.push(row.get(1));
+        }
+        if entries.len() as u64 != end - start {
+            return Err(StoreError::Corrupt(format!(
+                "entry {} is missing",
+                start + entries.len() as u64
+            )));
+        }
+        Ok(entries)
+    }
+
+    fn node(&self, position: u64) -> Result<Hash, StoreError> {
+        check_node_position(position, self.size())?;
+        let row = self.read(|client| {
+            Ok(client.query_typed_opt(
+                "SELECT hash FROM log_nodes WHERE pos = $1",
+                &[(&to_i64(position)?, Type::INT8)],
+            )?)
+        })?;
+        let row = row.ok_or_else(|| StoreError::Corrupt(format!("node {position} is missing")))?;
+        Hash::from_slice(row.get(0))
+            .ok_or_else(|| StoreError::Corrupt(format!("node {position} is not 32 bytes")))
+    }
+
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .checkpoint
+            .clone())
+    }
+
+    fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
+        let mut writer = self.lock_writer();
+        let size = self.size();
+        let client = self.writer_client(&mut writer)?;
+        // Stored only while the log has the size this instance knows (see the module doc).
+        let updated = client.execute_typed(
+            "UPDATE log_state SET checkpoint = $1 WHERE size = $2",
+            &[(&note, Type::BYTEA), (&to_i64(size)?, Type::INT8)],
+        )?;
+        if updated != 1 {
+            let found: i64 = client.query_one("SELECT size FROM log_state", &[])?.get(0);
+            return Err(StoreError::Fenced {
+                expected: size,
+                found: to_u64(found, "the stored size")?,
+            });
+        }
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .checkpoint = Some(note.to_vec());
+        Ok(())
+    }
+}

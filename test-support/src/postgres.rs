@@ -1,0 +1,192 @@
+//! A PostgreSQL database for a test: the server at `KT_TEST_POSTGRES_URL` if that is set,
+//! otherwise a throw-away cluster that `scripts/pg-cluster` installs (Debian's `postgresql`
+//! package, if missing), creates and starts once per test process.
+//!
+//! **Nothing is left running.** The cluster lives in a fresh folder under the temporary
+//! directory and is started with `--owner-pid <this process>`: the script leaves a detached
+//! watcher that stops the server and removes the folder as soon as this process is gone,
+//! however it ends (all tests passed, a panic, `exit`, SIGKILL). A `static` is never dropped
+//! in Rust and a test harness may exit without running destructors, so the watcher, not a
+//! `Drop`, is what stops the cluster; it needs no cooperation from the test process.
+//!
+//! **Parallel tests.** [`test_database`] creates a database of its own (`CREATE DATABASE`
+//! with a unique name) for each call, so tests running in parallel never share tables. On a
+//! server given by `KT_TEST_POSTGRES_URL` the database is dropped when the [`TestDatabase`]
+//! is; a cluster of our own is removed whole.
+//!
+//! **Never skipped.** If PostgreSQL cannot be installed, started or reached, the test panics
+//! with the reason (the script's error output).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The environment variable naming an existing server to use instead of a cluster of our own
+/// (any libpq-style URL, `postgresql://user@host:port/db` or `…?host=/socket/dir`; the
+/// database in it is where the tests' databases are created from).
+pub const URL_VARIABLE: &str = "KT_TEST_POSTGRES_URL";
+
+/// The server this test process uses, found or started once.
+struct Server {
+    /// Connection URL of a database to run `CREATE DATABASE` in.
+    url: String,
+    /// Whether the server was given from outside (its databases are dropped after use).
+    external: bool,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, empty database of its own for one test.
+pub struct TestDatabase {
+    /// Its connection URL.
+    pub url: String,
+    /// Its name.
+    pub name: String,
+    /// Where to drop it from when this is dropped (a server given from outside only).
+    drop_through: Option<String>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(admin) = &self.drop_through {
+            // Best effort: a database left behind on an outside server is only clutter.
+            let _ = script().arg("dropdb").arg(admin).arg(&self.name).output();
+        }
+    }
+}
+
+/// The path of `scripts/pg-cluster` in this workspace.
+pub fn script_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("pg-cluster")
+}
+
+fn script() -> Command {
+    let mut command = Command::new("bash");
+    command.arg(script_path());
+    command
+}
+
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn start_server() -> Result<Server, String> {
+    if let Some(url) = std::env::var(URL_VARIABLE).ok().filter(|u| !u.is_empty()) {
+        return Ok(Server {
+            url,
+            external: true,
+        });
+    }
+    let dir = std::env::temp_dir().join(format!("kt-pg-{}", unique_suffix()));
+    let output = script()
+        .arg("start")
+        .arg(&dir)
+        .arg("--owner-pid")
+        .arg(std::process::id().to_string())
+        .output()
+        .map_err(|e| format!("could not run {}: {e}", script_path().display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "{} start {} failed ({}): {}",
+            script_path().display(),
+            dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let url = stdout
+        .lines()
+        .last()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| format!("pg-cluster start printed no URL (stdout: {stdout:?})"))?;
+    Ok(Server {
+        url: url.to_owned(),
+        external: false,
+    })
+}
+
+/// A fresh database of its own for the calling test, on the server of `KT_TEST_POSTGRES_URL`
+/// or on this process's own cluster (started on the first call). Panics with the reason if
+/// PostgreSQL cannot be installed, started or reached: the test fails, it is never skipped.
+pub fn test_database() -> TestDatabase {
+    let server = match SERVER.get_or_init(start_server) {
+        Ok(server) => server,
+        Err(reason) => panic!("no PostgreSQL for this test: {reason}"),
+    };
+    let name = format!("kt_test_{}", unique_suffix());
+    let output = script()
+        .arg("createdb")
+        .arg(&server.url)
+        .arg(&name)
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", script_path().display()));
+    if !output.status.success() {
+        panic!(
+            "CREATE DATABASE {name} through {} failed: {}",
+            server.url,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    TestDatabase {
+        url: with_database(&server.url, &name),
+        name,
+        drop_through: server.external.then(|| server.url.clone()),
+    }
+}
+
+/// `url` with its database replaced by `name`: the path of a `postgres://` or `postgresql://`
+/// URL, or a `dbname=` appended to a key=value connection string.
+pub fn with_database(url: &str, name: &str) -> String {
+    for scheme in ["postgresql://", "postgres://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let (main, query) = match rest.find('?') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            let authority = main.split('/').next().unwrap_or("");
+            return format!("{scheme}{authority}/{name}{query}");
+        }
+    }
+    format!("{url} dbname={name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(
+            with_database("postgresql://kt@/postgres?host=/tmp/x/socket", "t1"),
+            "postgresql://kt@/t1?host=/tmp/x/socket"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:5433", "t2"),
+            "postgres://u:p@127.0.0.1:5433/t2"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "t3"),
+            "postgres://u@h/t3?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("host=/run/postgresql user=u", "t4"),
+            "host=/run/postgresql user=u dbname=t4"
+        );
+    }
+}
