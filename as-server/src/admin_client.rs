@@ -15,6 +15,8 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use crate::entry::RevocationReason;
+use kt_protocol::api::{EnableRequest, EnrollmentRequest, RevocationRequest};
+use kt_protocol::identity::path_segment;
 
 /// An HTTPS client pinned to one server certificate.
 #[derive(Clone)]
@@ -184,6 +186,11 @@ fn reason(text: &str) -> Result<RevocationReason, String> {
         .map_err(|_| format!("unknown reason {text:?}"))
 }
 
+/// A request body's JSON bytes.
+fn to_json<T: serde::Serialize>(body: &T) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_default()
+}
+
 /// Runs an admin command; prints the server's JSON answer. Returns the process exit code:
 /// 0 success, 1 refused by the server, 3 network or I/O failure.
 pub fn run(args: AdminArgs) -> Result<i32, String> {
@@ -211,29 +218,33 @@ pub fn run(args: AdminArgs) -> Result<i32, String> {
                         .map(str::to_owned),
                 );
             }
-            let mut body = serde_json::json!({ "identities": all });
-            if let Some(ttl) = ttl {
-                body["ttl_seconds"] = (*ttl).into();
-            }
-            ("/v1/admin/enrollments".to_owned(), body)
+            let body = EnrollmentRequest {
+                identities: all,
+                ttl_seconds: ttl.map(serde_json::Number::from),
+            };
+            ("/v1/admin/enrollments".to_owned(), to_json(&body))
         }
         AdminCommand::RevokeIdentity {
             identity,
             reason: r,
         } => (
-            format!("/v1/admin/identities/{identity}/revoke"),
-            serde_json::json!({ "reason": reason(r)? }),
+            format!("/v1/admin/identities/{}/revoke", path_segment(identity)),
+            to_json(&RevocationRequest {
+                reason: Some(reason(r)?),
+            }),
         ),
         AdminCommand::RevokeCredential { serial, reason: r } => (
-            format!("/v1/admin/credentials/{serial}/revoke"),
-            serde_json::json!({ "reason": reason(r)? }),
+            format!("/v1/admin/credentials/{}/revoke", path_segment(serial)),
+            to_json(&RevocationRequest {
+                reason: Some(reason(r)?),
+            }),
         ),
         AdminCommand::Enable { identity } => (
-            format!("/v1/admin/identities/{identity}/enable"),
-            serde_json::json!({}),
+            format!("/v1/admin/identities/{}/enable", path_segment(identity)),
+            to_json(&EnableRequest {}),
         ),
     };
-    let answer = match client.post(&path, body.to_string().as_bytes(), Some(&token)) {
+    let answer = match client.post(&path, &body, Some(&token)) {
         Ok(answer) => answer,
         Err(e) => {
             eprintln!("error: {e}");

@@ -23,6 +23,8 @@
 //!   the log and the state;
 //! - [`witnessing`]: sending checkpoints to the witness policy's witnesses, serving the
 //!   newest one its quorum cosigned;
+//! - [`operations`]: enrollment, issuance, rotation, revocation and enabling as the domain's
+//!   operations, which any frontend calls;
 //! - [`app`]: the state every handler shares; [`server`], [`routes`], [`problem`],
 //!   [`metrics`], [`tls`], [`logging`], [`unread_body`]: the HTTPS service over it;
 //! - [`admin_client`]: the `as-server admin …` subcommands.
@@ -42,6 +44,7 @@ pub mod enrollment_journal;
 pub use kt_protocol::entry;
 pub mod logging;
 pub mod metrics;
+pub mod operations;
 pub mod pop;
 pub mod problem;
 pub mod recovery;

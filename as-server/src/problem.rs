@@ -192,6 +192,10 @@ impl From<crate::refusal::Refusal> for Problem {
     fn from(refusal: crate::refusal::Refusal) -> Problem {
         use crate::refusal::RefusalKind as R;
         let kind = match refusal.kind {
+            R::BadRequest => ProblemKind::BadRequest,
+            R::BadIdentity => ProblemKind::BadIdentity,
+            R::BadKey => ProblemKind::BadKey,
+            R::BadProof => ProblemKind::BadProof,
             R::BadToken => ProblemKind::BadToken,
             R::TokenUsed => ProblemKind::TokenUsed,
             R::IdentityRevoked => ProblemKind::IdentityRevoked,

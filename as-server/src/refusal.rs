@@ -9,6 +9,14 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RefusalKind {
+    /// The request breaks the API's form: bad base64, a missing or extra proof, a limit.
+    BadRequest,
+    /// The identity breaks the identity rules.
+    BadIdentity,
+    /// The public key is not a valid Ed25519 key, or not one the action may use.
+    BadKey,
+    /// The proof of possession (signature or CSR) does not verify.
+    BadProof,
     /// The enrollment token is unknown, expired, void or for another identity.
     BadToken,
     /// The enrollment token was used.
@@ -54,6 +62,11 @@ impl Refusal {
             detail: detail.into(),
             retry_after: None,
         }
+    }
+
+    /// The request breaks the API's form.
+    pub fn bad_request(detail: impl Into<String>) -> Refusal {
+        Refusal::new(RefusalKind::BadRequest, detail)
     }
 
     /// No such identity or credential.

@@ -5,7 +5,7 @@
 //! - [`entry`]: the log entry format, one strict parser and one serializer;
 //! - [`pop`]: the texts a client signs to prove possession of a key, and enrollment ids;
 //! - [`history`]: which entry may follow which, for the server's admission and the auditor;
-//! - [`api`]: the API's answers that carry the directory's proofs;
+//! - [`api`]: the API's requests and answers;
 //! - [`directory`]: the private, verifiable map of every identity's complete state (VRF labels,
 //!   commitments, the prefix tree and its proofs, the log's entries and their public rules).
 #![forbid(unsafe_code)]

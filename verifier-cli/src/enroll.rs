@@ -33,7 +33,8 @@ use crate::online::Online;
 use crate::output::Outcome;
 use crate::state::write_atomic;
 use crate::trust::Ca;
-use crate::wire::{CredentialAnswer, CredentialRequest, RotationRequest};
+use crate::wire::CredentialAnswer;
+use kt_protocol::api::{IssueRequest, RotateRequest};
 
 /// Refuses to run when an output file exists.
 fn check_new_files(paths: &[&Path]) -> Result<(), Error> {
@@ -97,11 +98,12 @@ pub(crate) fn enroll(
         &B64.encode(public_key),
         &kt_protocol::pop::enrollment_id(token),
     );
-    let request = CredentialRequest {
-        identity,
-        token,
-        public_key: B64.encode(public_key),
-        signature: B64.encode(key.sign(text.as_bytes()).to_bytes()),
+    let request = IssueRequest {
+        identity: identity.to_owned(),
+        token: token.to_owned(),
+        public_key: Some(B64.encode(public_key)),
+        signature: Some(B64.encode(key.sign(text.as_bytes()).to_bytes())),
+        csr: None,
     };
     let bundle: CredentialAnswer = online.client.post_json("/v1/credentials", &request)?;
     let verified = verify_bundle(&bundle, &online.verifier, &online.vrf()?, ca, crate::now())
@@ -182,9 +184,9 @@ pub(crate) fn rotate(
     })?;
     let text =
         kt_protocol::pop::rotation_message(&identity, &current_serial, &B64.encode(new_public));
-    let request = RotationRequest {
-        identity: &identity,
-        serial: &serial,
+    let request = RotateRequest {
+        identity: identity.clone(),
+        serial: serial.clone(),
         public_key: B64.encode(new_public),
         signature_current: B64.encode(current.sign(text.as_bytes()).to_bytes()),
         signature_new: B64.encode(new.sign(text.as_bytes()).to_bytes()),

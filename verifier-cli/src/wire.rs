@@ -1,8 +1,8 @@
-//! The tool's own JSON objects: the requests it sends, problem documents, proof files. The
-//! server's answers that carry proofs are `kt_protocol::api`'s.
+//! The tool's own JSON objects: problem documents, proof files. The requests it sends and
+//! the server's answers are `kt_protocol::api`'s.
 
 use kt_log::Hash;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::Error;
 pub(crate) use kt_protocol::api::{CredentialAnswer, HistoryAnswer, IdentityProof};
@@ -20,34 +20,6 @@ pub(crate) struct Problem {
     /// Details.
     #[serde(default)]
     pub(crate) detail: Option<String>,
-}
-
-/// Request of `POST /v1/credentials`, signature form.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct CredentialRequest<'a> {
-    /// Identity to enroll.
-    pub(crate) identity: &'a str,
-    /// Enrollment token.
-    pub(crate) token: &'a str,
-    /// New public key, base64.
-    pub(crate) public_key: String,
-    /// Proof-of-possession signature, base64.
-    pub(crate) signature: String,
-}
-
-/// Request of `POST /v1/credentials/rotate`.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct RotationRequest<'a> {
-    /// Identity holding the credential.
-    pub(crate) identity: &'a str,
-    /// Serial of the current credential, lowercase hex.
-    pub(crate) serial: &'a str,
-    /// New public key, base64.
-    pub(crate) public_key: String,
-    /// Signature of the rotation text by the current key, base64.
-    pub(crate) signature_current: String,
-    /// Signature of the rotation text by the new key, base64.
-    pub(crate) signature_new: String,
 }
 
 /// Decodes base64 hashes, failing verification (exit 1) on any bad element.

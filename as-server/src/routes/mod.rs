@@ -17,11 +17,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use kt_protocol::api::IdentityProof;
-
 use crate::app::AppState;
+use crate::operations;
 use crate::problem::{Problem, ProblemKind};
-use crate::sequencer::Committed;
 
 /// Body limit of ordinary requests.
 pub const SMALL_BODY: usize = 64 * 1024;
@@ -91,16 +89,6 @@ impl actix_web::Responder for Problem {
     fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
         actix_web::ResponseError::error_response(&self)
     }
-}
-
-/// For optional request fields: absent is `None`, but an explicit `null` is refused like any
-/// other wrong type (use with `#[serde(default, deserialize_with = "present")]`).
-pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
 }
 
 /// Reads the whole body: at most `limit` bytes (413 beyond), within the body deadline (408
@@ -186,19 +174,6 @@ pub fn require_admin(req: &HttpRequest, app: &AppState) -> Result<String, Proble
         .ok_or_else(|| Problem::new(ProblemKind::Forbidden, "not an admin token"))
 }
 
-/// The proof of a committed change's identity in the checkpoint that covers it: what every
-/// answer of a change carries (`directory`).
-pub fn directory_proof(app: &AppState, committed: &Committed) -> Result<IdentityProof, Problem> {
-    app.directory
-        .identity_proof(
-            &app.log,
-            committed.body.identity(),
-            &committed.proof,
-            committed.row.as_ref(),
-        )
-        .map_err(Problem::internal)
-}
-
 /// The problem of a failed read of the state store: `storage-unavailable` for a storage fault
 /// ([`crate::storage::state_refusal`]), else `internal`.
 pub fn state_problem(error: crate::state::StateError) -> Problem {
@@ -212,26 +187,13 @@ pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> Http
         .body(serde_json::to_vec(body).unwrap_or_default())
 }
 
-/// Checks an identity from a request against the identity syntax
-/// ([`kt_protocol::identity::check_syntax`]): 422 `bad-identity` if it breaks it.
+/// Checks an identity from a request ([`operations::check_identity`]): 422 `bad-identity`
+/// if it breaks the syntax.
 pub fn check_identity(identity: &str) -> Result<(), Problem> {
-    kt_protocol::identity::check_syntax(identity).map_err(|e| bad_identity(identity, e))
+    Ok(operations::check_identity(identity)?)
 }
 
-/// 422 `bad-identity` for `identity`, saying which rule it breaks.
-pub fn bad_identity(identity: &str, error: kt_protocol::identity::IdentityError) -> Problem {
-    Problem::new(
-        ProblemKind::BadIdentity,
-        format!("{identity:?} is not a valid identity: {error}"),
-    )
-}
-
-/// Parses a serial from a request (32 lowercase hex digits): 404 otherwise, as no such
-/// serial exists.
+/// Parses a serial from a request ([`operations::check_serial`]): 404 if it cannot be one.
 pub fn check_serial(serial: &str) -> Result<crate::entry::Serial, Problem> {
-    crate::entry::Serial::parse_hex(serial).ok_or_else(|| {
-        Problem::not_found(format!(
-            "{serial:?} is not a serial (32 lowercase hex digits)"
-        ))
-    })
+    Ok(operations::check_serial(serial)?)
 }

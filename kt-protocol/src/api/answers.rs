@@ -1,5 +1,5 @@
-//! The API's answers that carry the directory's proofs (docs/api.md): one definition that
-//! the server writes and every client reads.
+//! The API's answers (docs/api.md): one definition that the server writes and every client
+//! reads.
 //!
 //! Nothing in these types is trusted as parsed: `kt-verify` checks every field before a
 //! client believes it. Fields the contract does not name are ignored when reading.
@@ -104,4 +104,22 @@ pub struct EnableAnswer {
     pub identity: String,
     /// The proof of the identity's state after the enabling.
     pub directory: IdentityProof,
+}
+
+/// One enrolled identity and its single-use token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// The identity enrolled.
+    pub identity: String,
+    /// Its enrollment token: a secret for the identity's owner, used once.
+    pub token: String,
+    /// When the token expires, Unix seconds.
+    pub expires_at: u64,
+}
+
+/// `POST /v1/admin/enrollments` (201): a token for each identity, in the request's order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentAnswer {
+    /// The enrollments.
+    pub enrollments: Vec<Enrollment>,
 }

@@ -1,0 +1,87 @@
+//! Enrollment: single-use tokens for identities an admin names, with which their clients
+//! obtain their first credentials.
+//!
+//! A token is a secret for the identity's owner: only its digest (`enrollment_id`) is
+//! stored, journaled before the answer gives the token out, so a token answered is never
+//! lost and a stored one names nobody's secret.
+
+use kt_protocol::api::{Enrollment, EnrollmentAnswer, EnrollmentRequest};
+use kt_protocol::pop::enrollment_id;
+
+use super::bad_identity;
+use crate::app::AppState;
+use crate::refusal::{Refusal, RefusalKind};
+use crate::storage::state_refusal;
+use crate::tokens::generate_token;
+use crate::unix_now;
+
+/// Most identities in one enrollment request.
+pub const MAX_ENROLLMENTS: usize = 100_000;
+/// Default enrollment token lifetime: one day.
+pub const DEFAULT_TOKEN_TTL: u64 = 86_400;
+/// Enrollment token lifetimes allowed: one minute to 30 days.
+pub const TOKEN_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=2_592_000;
+
+/// A whole number of seconds from a JSON number (`60` or `60.0`), if it is one.
+fn whole_seconds(number: &serde_json::Number) -> Option<u64> {
+    number.as_u64().or_else(|| {
+        let value = number.as_f64()?;
+        (value.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&value)).then_some(value as u64)
+    })
+}
+
+/// Enrolls every identity of `request` (1 to [`MAX_ENROLLMENTS`], each allowed by the
+/// identity policy for new enrollments, none revoked) with a fresh token valid for
+/// `ttl_seconds` (in [`TOKEN_TTL_RANGE`]; [`DEFAULT_TOKEN_TTL`] if absent). All or nothing:
+/// one refused identity refuses the request, and nothing is stored.
+pub async fn enroll(
+    app: &AppState,
+    request: EnrollmentRequest,
+) -> Result<EnrollmentAnswer, Refusal> {
+    if request.identities.is_empty() || request.identities.len() > MAX_ENROLLMENTS {
+        return Err(Refusal::bad_request(format!(
+            "identities must list 1 to {MAX_ENROLLMENTS} identities"
+        )));
+    }
+    let ttl = match &request.ttl_seconds {
+        None => DEFAULT_TOKEN_TTL,
+        Some(number) => whole_seconds(number).unwrap_or(0),
+    };
+    if !TOKEN_TTL_RANGE.contains(&ttl) {
+        return Err(Refusal::bad_request(
+            "ttl_seconds must be between 60 and 2592000",
+        ));
+    }
+    for identity in &request.identities {
+        app.identity_policy
+            .check_new(identity)
+            .map_err(|e| bad_identity(identity, e))?;
+    }
+    let expires_at = unix_now() + ttl;
+    let mut enrollments = Vec::with_capacity(request.identities.len());
+    let mut records = Vec::with_capacity(request.identities.len());
+    for identity in request.identities {
+        let token = generate_token().map_err(Refusal::failed)?;
+        records.push((enrollment_id(&token).to_hex(), identity.clone(), expires_at));
+        enrollments.push(Enrollment {
+            identity,
+            token,
+            expires_at,
+        });
+    }
+    let state = app.state.get()?;
+    let stored = tokio::task::spawn_blocking(move || state.add_enrollments(&records))
+        .await
+        .map_err(Refusal::failed)?
+        // A storage fault refuses for now: nothing answered shows the enrollment (a journaled
+        // record without its store record has tokens nobody was given), and a store that
+        // failed is reopened by the sequencer.
+        .map_err(state_refusal)?;
+    if let Err(identity) = stored {
+        return Err(Refusal::new(
+            RefusalKind::IdentityRevoked,
+            format!("{identity} is revoked; an admin must enable it first"),
+        ));
+    }
+    Ok(EnrollmentAnswer { enrollments })
+}
