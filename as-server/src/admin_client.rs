@@ -138,7 +138,7 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Enroll identities: prints one single-use token per identity (JSON).
     Enroll {
-        /// Identities (local@domain); or use --file.
+        /// Identities (email addresses or URIs); or use --file.
         identities: Vec<String>,
         /// File with one identity per line (for bulk enrollment).
         #[arg(long)]
@@ -191,17 +191,10 @@ fn to_json<T: serde::Serialize>(body: &T) -> Vec<u8> {
     serde_json::to_vec(body).unwrap_or_default()
 }
 
-/// Runs an admin command; prints the server's JSON answer. Returns the process exit code:
-/// 0 success, 1 refused by the server, 3 network or I/O failure.
-pub fn run(args: AdminArgs) -> Result<i32, String> {
-    let token = read_token(args.token_file.as_deref())?;
-    let tls_ca = args
-        .tls_ca
-        .clone()
-        .unwrap_or_else(|| args.data.join("tls-cert.pem"));
-    let pem = std::fs::read(&tls_ca).map_err(|e| format!("{}: {e}", tls_ca.display()))?;
-    let client = HttpsClient::new(&args.server, &pem)?;
-    let (path, body) = match &args.command {
+/// The path and JSON body of `command`'s request; identities and serials are percent-encoded
+/// as one path segment each, so that a URI identity's `/`, `?` and `%` stay in it.
+fn request(command: &AdminCommand) -> Result<(String, Vec<u8>), String> {
+    Ok(match command {
         AdminCommand::Enroll {
             identities,
             file,
@@ -243,7 +236,20 @@ pub fn run(args: AdminArgs) -> Result<i32, String> {
             format!("/v1/admin/identities/{}/enable", path_segment(identity)),
             to_json(&EnableRequest {}),
         ),
-    };
+    })
+}
+
+/// Runs an admin command; prints the server's JSON answer. Returns the process exit code:
+/// 0 success, 1 refused by the server, 3 network or I/O failure.
+pub fn run(args: AdminArgs) -> Result<i32, String> {
+    let token = read_token(args.token_file.as_deref())?;
+    let tls_ca = args
+        .tls_ca
+        .clone()
+        .unwrap_or_else(|| args.data.join("tls-cert.pem"));
+    let pem = std::fs::read(&tls_ca).map_err(|e| format!("{}: {e}", tls_ca.display()))?;
+    let client = HttpsClient::new(&args.server, &pem)?;
+    let (path, body) = request(&args.command)?;
     let answer = match client.post(&path, &body, Some(&token)) {
         Ok(answer) => answer,
         Err(e) => {
@@ -257,4 +263,63 @@ pub fn run(args: AdminArgs) -> Result<i32, String> {
     } else {
         1
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_and_serials_are_one_path_segment() {
+        let revoke = AdminCommand::RevokeIdentity {
+            identity: "https://example.com/u/alice?x=1".into(),
+            reason: "keyCompromise".into(),
+        };
+        let (path, body) = request(&revoke).unwrap();
+        assert_eq!(
+            path,
+            "/v1/admin/identities/https%3A%2F%2Fexample.com%2Fu%2Falice%3Fx%3D1/revoke"
+        );
+        assert_eq!(body, br#"{"reason":"keyCompromise"}"#);
+        let enable = AdminCommand::Enable {
+            identity: "alice@example.com".into(),
+        };
+        assert_eq!(
+            request(&enable).unwrap(),
+            (
+                "/v1/admin/identities/alice@example.com/enable".to_owned(),
+                b"{}".to_vec()
+            )
+        );
+        let serial = AdminCommand::RevokeCredential {
+            serial: "../x".into(),
+            reason: "unspecified".into(),
+        };
+        assert_eq!(
+            request(&serial).unwrap().0,
+            "/v1/admin/credentials/..%2Fx/revoke"
+        );
+        let bad = AdminCommand::RevokeCredential {
+            serial: "00".into(),
+            reason: "sleepy".into(),
+        };
+        assert!(request(&bad).is_err());
+    }
+
+    #[test]
+    fn enrollment_bodies_name_the_lifetime_only_when_given() {
+        let enroll = |ttl| AdminCommand::Enroll {
+            identities: vec!["a@example.com".into(), "im:b@example.com".into()],
+            file: None,
+            ttl,
+        };
+        assert_eq!(
+            request(&enroll(None)).unwrap().1,
+            br#"{"identities":["a@example.com","im:b@example.com"]}"#
+        );
+        assert_eq!(
+            request(&enroll(Some(600))).unwrap().1,
+            br#"{"identities":["a@example.com","im:b@example.com"],"ttl_seconds":600}"#
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! The HTTP API's request parsing, in process: as-server's real routes
 //! (`as_server::routes::configure`) over a real `AppState` (`as_server::app::open` on a
-//! data folder in /dev/shm), driven with actix-web's test harness. The request structs are
-//! private to as-server, so they are reached through their handlers: fuzzed JSON bodies,
-//! path segments, queries and Authorization headers.
+//! data folder in /dev/shm), driven with actix-web's test harness: the request types
+//! (`kt_protocol::api`) and the operations behind them are reached through their handlers,
+//! with fuzzed JSON bodies, path segments, queries and Authorization headers.
 //!
 //! At start the harness enrolls two identities and issues alice a credential (a real signed
 //! proof of possession), so lookups, histories (`GET /v1/identities/{identity}/history?after=N`),
@@ -18,8 +18,8 @@ use std::cell::RefCell;
 
 use actix_web::rt::{System, SystemRunner};
 use actix_web::{test, web, App};
-use as_server::config::ServeArgs;
 use as_server::app::AppState;
+use as_server::config::ServeArgs;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -112,11 +112,19 @@ fn setup() -> Harness {
     let body = br#"{"identities":["alice@example.com","bob@example.com"]}"#.to_vec();
     let (status, answer) = call(
         &h,
-        Req { method_post: true, uri: "/v1/admin/enrollments".into(), auth: admin_bearer(&h), body },
+        Req {
+            method_post: true,
+            uri: "/v1/admin/enrollments".into(),
+            auth: admin_bearer(&h),
+            body,
+        },
     );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
     let answer: serde_json::Value = serde_json::from_slice(&answer).expect("json");
-    let token = answer["enrollments"][0]["token"].as_str().expect("token").to_owned();
+    let token = answer["enrollments"][0]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let key = SigningKey::from_bytes(&[3u8; 32]);
     let public_key = B64.encode(key.verifying_key().as_bytes());
     let message = kt_protocol::pop::issuance_message(
@@ -131,8 +139,15 @@ fn setup() -> Harness {
     })
     .to_string()
     .into_bytes();
-    let (status, answer) =
-        call(&h, Req { method_post: true, uri: "/v1/credentials".into(), auth: None, body });
+    let (status, answer) = call(
+        &h,
+        Req {
+            method_post: true,
+            uri: "/v1/credentials".into(),
+            auth: None,
+            body,
+        },
+    );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
     h
 }
@@ -151,7 +166,12 @@ fuzz_target!(|data: &[u8]| {
             auth,
             body: body.to_vec(),
         };
-        let get = |uri: String| Req { method_post: false, uri, auth: None, body: Vec::new() };
+        let get = |uri: String| Req {
+            method_post: false,
+            uri,
+            auth: None,
+            body: Vec::new(),
+        };
         let req = match mode % 13 {
             0 => post("/v1/credentials".into(), None, rest),
             1 => post("/v1/credentials/rotate".into(), None, rest),
