@@ -32,15 +32,9 @@ fn main() {
     let count: usize = std::env::args()
         .nth(1)
         .map_or(100_000, |n| n.parse().expect("N: a number"));
-    let exe = std::env::current_exe().unwrap();
     let binary = std::env::var_os("AS_SERVER_BIN").map_or_else(
-        || exe.parent().unwrap().parent().unwrap().join("as-server"),
+        || test_support::workspace_binary("as-server"),
         std::path::PathBuf::from,
-    );
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it with --bins",
-        binary.display()
     );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

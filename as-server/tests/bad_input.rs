@@ -6,9 +6,11 @@ mod common;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{assert_problem, issue_request, new_key, Schemas, Server};
+use common::{assert_problem, Server};
 use ed25519_dalek::Signer as _;
 use serde_json::{json, Value};
+use test_support::requests::{issue_request, new_key};
+use test_support::schemas::Schemas;
 
 #[test]
 fn bad_requests_are_refused_and_change_nothing() {

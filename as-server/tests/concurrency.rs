@@ -7,7 +7,8 @@ mod common;
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
-use common::{new_key, Server};
+use common::Server;
+use test_support::requests::new_key;
 
 #[test]
 fn a_hundred_clients_at_once() {

@@ -81,9 +81,13 @@ fn config_file_operator_tls_and_token_file() {
         let first = pinned
             .post(
                 "/v1/credentials",
-                common::issue_request("x@example.test", &tokens[0], &common::new_key())
-                    .to_string()
-                    .as_bytes(),
+                test_support::requests::issue_request(
+                    "x@example.test",
+                    &tokens[0],
+                    &test_support::requests::new_key(),
+                )
+                .to_string()
+                .as_bytes(),
                 None,
             )
             .unwrap();
@@ -92,9 +96,13 @@ fn config_file_operator_tls_and_token_file() {
         let second = pinned
             .post(
                 "/v1/credentials",
-                common::issue_request("x@example.test", &tokens[1], &common::new_key())
-                    .to_string()
-                    .as_bytes(),
+                test_support::requests::issue_request(
+                    "x@example.test",
+                    &tokens[1],
+                    &test_support::requests::new_key(),
+                )
+                .to_string()
+                .as_bytes(),
                 None,
             )
             .unwrap();

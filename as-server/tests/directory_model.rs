@@ -14,13 +14,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{new_key, Server};
+use common::Server;
 use ed25519_dalek::SigningKey;
 use kt_protocol::api::IdentityProof;
 use kt_protocol::directory::record::Status;
 use kt_verify::directory;
 use proptest::prelude::*;
 use serde_json::json;
+use test_support::requests::new_key;
 
 const IDENTITIES: usize = 3;
 

@@ -7,8 +7,10 @@
 
 mod common;
 
-use common::{assert_problem, new_key, Schemas, Server};
+use common::{assert_problem, Server};
 use serde_json::json;
+use test_support::requests::new_key;
+use test_support::schemas::Schemas;
 
 fn enroll_one(server: &Server, identity: &str) -> as_server::admin_client::Answer {
     server.admin_post(

@@ -7,10 +7,12 @@ mod common;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{new_key, Schemas, Server};
+use common::Server;
 use kt_protocol::directory::record::{Change, Status, VersionRecord};
 use kt_protocol::entry::RevocationScope;
 use serde_json::{json, Value};
+use test_support::requests::new_key;
+use test_support::schemas::Schemas;
 
 fn body(answer: &as_server::admin_client::Answer) -> Value {
     answer.json()
@@ -27,7 +29,7 @@ fn identities_and_devices_live_their_whole_life() {
         &json!({"identities": ["alice@example.com", "alice@example.com", "bob@example.com"], "ttl_seconds": 600}),
     );
     assert_eq!(enroll.status, 201);
-    schemas.check("enrollment-response", &body(&enroll));
+    schemas.check("enrollment-response.schema.json", &body(&enroll));
     let tokens: Vec<String> = body(&enroll)["enrollments"]
         .as_array()
         .unwrap()
@@ -45,7 +47,7 @@ fn identities_and_devices_live_their_whole_life() {
         String::from_utf8_lossy(&issued.body)
     );
     let first = body(&issued);
-    schemas.check("credential", &first);
+    schemas.check("credential.schema.json", &first);
     // The answer proves alice's new state in its checkpoint: this credential is in it.
     let record = state_of(&server, &first["directory"]);
     assert_eq!(record.identity, "alice@example.com");
@@ -69,7 +71,7 @@ fn identities_and_devices_live_their_whole_life() {
 
     // Lookup: both of alice's devices, the complete set, proven in the answer's checkpoint.
     let lookup = body(&server.get("/v1/identities/alice@example.com"));
-    schemas.check("identity", &lookup);
+    schemas.check("identity.schema.json", &lookup);
     let record = state_of(&server, &lookup);
     assert_eq!(record.status, Status::Active);
     assert_eq!(record.credentials.len(), 2);
@@ -89,7 +91,7 @@ fn identities_and_devices_live_their_whole_life() {
         String::from_utf8_lossy(&rotated.body)
     );
     let rotated = body(&rotated);
-    schemas.check("rotation-response", &rotated);
+    schemas.check("rotation-response.schema.json", &rotated);
     assert_eq!(rotated["replaces"], second["serial"]);
     let record = state_of(&server, &rotated["directory"]);
     assert!(
@@ -117,7 +119,7 @@ fn identities_and_devices_live_their_whole_life() {
     );
     assert_eq!(revoked.status, 200);
     let revoked = body(&revoked);
-    schemas.check("revocation-response", &revoked);
+    schemas.check("revocation-response.schema.json", &revoked);
     let record = state_of(&server, &revoked["directory"]);
     assert!(matches!(
         &record.change,
@@ -152,7 +154,7 @@ fn identities_and_devices_live_their_whole_life() {
         &json!({"identities": ["alice@example.com"]}),
     );
     assert_eq!(refused.status, 409);
-    schemas.check("problem", &refused.json());
+    schemas.check("problem.schema.json", &refused.json());
     assert_eq!(
         server
             .admin_post("/v1/admin/identities/alice@example.com/revoke", &json!({}))
@@ -176,7 +178,7 @@ fn identities_and_devices_live_their_whole_life() {
     let enabled = server.admin_post("/v1/admin/identities/alice@example.com/enable", &json!({}));
     assert_eq!(enabled.status, 200);
     let enabled = body(&enabled);
-    schemas.check("enable-response", &enabled);
+    schemas.check("enable-response.schema.json", &enabled);
     let record = state_of(&server, &enabled["directory"]);
     assert!(matches!(record.change, Change::Enable { .. }));
     assert_eq!(record.version, 6);
@@ -207,9 +209,12 @@ fn identities_and_devices_live_their_whole_life() {
     }
     for (index, bytes) in entries.iter().enumerate() {
         let one = body(&server.get(&format!("/v1/log/entries/{index}")));
-        schemas.check("log-entry-response", &one);
+        schemas.check("log-entry-response.schema.json", &one);
         assert_eq!(B64.decode(one["entry"].as_str().unwrap()).unwrap(), *bytes);
-        schemas.check("log-entry", &serde_json::from_slice(bytes).unwrap());
+        schemas.check(
+            "log-entry.schema.json",
+            &serde_json::from_slice(bytes).unwrap(),
+        );
         let text = String::from_utf8_lossy(bytes);
         for secret in &secrets {
             assert!(
@@ -222,12 +227,12 @@ fn identities_and_devices_live_their_whole_life() {
         }
     }
     let key = body(&server.get("/v1/log/key"));
-    schemas.check("log-key", &key);
+    schemas.check("log-key.schema.json", &key);
     assert_eq!(key["verifier_key"], server.log_key.to_vkey());
     let proof = body(&server.get("/v1/log/proof/consistency?from=3&to=17"));
-    schemas.check("consistency-proof", &proof);
+    schemas.check("consistency-proof.schema.json", &proof);
     let proof = body(&server.get("/v1/log/proof/inclusion?index=2&size=17"));
-    schemas.check("inclusion-proof", &proof);
+    schemas.check("inclusion-proof.schema.json", &proof);
 }
 
 #[test]

@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{new_key, Server};
+use common::Server;
 use kt_log::Hash;
+use test_support::requests::new_key;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{assert_problem, new_key, Schemas, Server};
+use common::{assert_problem, Server};
+use test_support::requests::new_key;
+use test_support::schemas::Schemas;
 
 const ALICE: &str = "alice@example.com";
 

@@ -8,7 +8,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{new_key, Server};
+use common::Server;
+use test_support::requests::new_key;
 
 /// What is done to `state/` while the server is down.
 #[derive(Clone, Copy, Debug)]

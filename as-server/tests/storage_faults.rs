@@ -22,11 +22,13 @@ use std::time::{Duration, Instant};
 use as_server::admin_client::Answer;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{assert_problem, new_key, Schemas, Server};
+use common::{assert_problem, Server};
 use ed25519_dalek::SigningKey;
 use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_log::Hash;
 use serde_json::json;
+use test_support::requests::new_key;
+use test_support::schemas::Schemas;
 
 /// Says why a test cannot run; a failure if `KT_REQUIRE_MOUNT_TESTS=1`.
 fn cannot_run(why: &str) {

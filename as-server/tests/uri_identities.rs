@@ -6,8 +6,10 @@
 
 mod common;
 
-use common::{assert_problem, new_key, Schemas, Server};
+use common::{assert_problem, Server};
 use serde_json::json;
+use test_support::requests::new_key;
+use test_support::schemas::Schemas;
 
 use kt_protocol::identity::path_segment as segment;
 
@@ -49,7 +51,7 @@ fn uri_identities_are_enrolled_issued_looked_up_and_revoked() {
             String::from_utf8_lossy(&issued.body)
         );
         let issued = issued.json();
-        schemas.check("credential", &issued);
+        schemas.check("credential.schema.json", &issued);
         // What verifier-cli and mls-demo check, and what identity they read from it.
         let bundle: kt_protocol::api::CredentialAnswer =
             serde_json::from_value(issued.clone()).unwrap();
@@ -73,7 +75,7 @@ fn uri_identities_are_enrolled_issued_looked_up_and_revoked() {
         let lookup = server.get(&format!("/v1/identities/{}", segment(identity)));
         assert_eq!(lookup.status, 200, "{identity}");
         let lookup = lookup.json();
-        schemas.check("identity", &lookup);
+        schemas.check("identity.schema.json", &lookup);
         assert_eq!(lookup["identity"], *identity);
         let record = server.verify_directory(&lookup).state.unwrap().record;
         assert_eq!(record.credentials[0].serial.to_hex(), issued["serial"]);

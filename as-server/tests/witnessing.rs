@@ -12,11 +12,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{assert_problem, new_key, Schemas, Server};
+use common::{assert_problem, Server};
 use kt_log::checkpoint::Checkpoint;
 use kt_log::cosignature::CosignatureSigner;
 use kt_log::hash::leaf_hash;
 use kt_log::note::NoteSigner;
+use test_support::requests::new_key;
+use test_support::schemas::Schemas;
 
 /// Runs `as-server serve` on `data` with `extra` and expects it to refuse to start; returns
 /// its error output.
@@ -106,11 +108,7 @@ fn with_its_witnesses_unreachable_the_server_issues_and_says_why_nothing_is_cosi
     let dir = tempfile::tempdir().unwrap();
     let (data, vkey, token) = prepared(dir.path());
     // A port nobody listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = test_support::free_port();
     let witness = CosignatureSigner::generate("w.example/w").unwrap();
     let policy = dir.path().join("policy");
     std::fs::write(

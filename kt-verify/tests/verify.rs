@@ -2,8 +2,7 @@
 //! refused with its typed error, and the honest input accepted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-#[path = "../../verifier-cli/tests/common/fixtures.rs"]
-mod fixtures;
+use test_support::fixtures;
 
 use fixtures::{b64, now, revoke_entry, Cred, MemDirectory, MemLog, TestCa, ORIGIN};
 use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};

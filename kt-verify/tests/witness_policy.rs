@@ -9,6 +9,7 @@ use kt_log::note::{NoteSigner, NoteVerifier};
 use kt_verify::witness_policy::{
     verify_witnessed_checkpoint, GroupShortfall, PolicyError, WitnessError, WitnessPolicy,
 };
+use test_support::fixtures;
 
 const ORIGIN: &str = "example.com/log";
 
@@ -384,9 +385,6 @@ fn a_large_policy_parses_quickly() {
     let (m, _) = missing(check(&[1], &p));
     assert_eq!(m.len(), 1024);
 }
-
-#[path = "../../verifier-cli/tests/common/fixtures.rs"]
-mod fixtures;
 
 /// A log of 9 entries; the policy "2 of A, B, C" over it.
 fn covered_world() -> (fixtures::MemLog, WitnessPolicy) {

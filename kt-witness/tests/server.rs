@@ -6,12 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{config_text, independent_verify, note_text, TestLog};
 use kt_log::Hash;
+use test_support::free_port;
+use test_support::witness::serve_command;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
@@ -30,27 +32,12 @@ struct Answer {
     body: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Server {
     fn start(config: &Path, data: &Path, https: bool) -> Server {
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kt-witness"));
-        command
-            .args(["serve", "--workers", "2", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--config")
-            .arg(config)
-            .arg("--data")
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
+        let binary = Path::new(env!("CARGO_BIN_EXE_kt-witness"));
+        let mut command = serve_command(binary, config, data, port);
+        command.args(["--workers", "2"]);
         if !https {
             command.arg("--plain-http");
         }

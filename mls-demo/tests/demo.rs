@@ -9,7 +9,7 @@ use std::process::Command;
 #[test]
 fn mls_scenario_against_a_real_server() {
     let server = common::Server::start();
-    let token_file = server.dir.path().join("admin-token");
+    let token_file = server.folder().join("admin-token");
     std::fs::write(&token_file, &server.admin_token).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_mls-demo"))
         .arg("--server")

@@ -1,14 +1,6 @@
 //! Pure test fixtures: an honest in-memory log, a test CA with its certificates and CRLs,
-//! credentials and entries. Shared by verifier-cli's tests (through `common`) and
-//! kt-verify's (by path), so both test the same objects.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+//! credentials and entries, an honest in-memory directory. Shared by verifier-cli's tests and
+//! kt-verify's, so both test the same objects.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -41,8 +33,10 @@ use x509_cert::spki::SubjectPublicKeyInfoRef;
 use x509_cert::time::{Time, Validity};
 use x509_cert::{Certificate, SubjectPublicKeyInfo};
 
+/// The origin of the fixtures' logs.
 pub const ORIGIN: &str = "example.com/log";
 
+/// Unix time now, in seconds.
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -50,6 +44,7 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// A fixed key seed, one for each `n`.
 pub fn seed(n: u8) -> [u8; 32] {
     let mut s = [n; 32];
     s[0] = 0x5a;
@@ -59,8 +54,11 @@ pub fn seed(n: u8) -> [u8; 32] {
 /// An honest log held in memory; proofs computed with kt_log::tree over a naive reader.
 #[derive(Clone)]
 pub struct MemLog {
+    /// The log's note key.
     pub signer: NoteSigner,
+    /// The entries, in order.
     pub entries: Vec<Vec<u8>>,
+    /// Their leaf hashes.
     pub leaves: Vec<Hash>,
 }
 
@@ -83,6 +81,7 @@ impl NodeReader for Reader<'_> {
 }
 
 impl MemLog {
+    /// An empty log signed by `signer`.
     pub fn new(signer: NoteSigner) -> MemLog {
         MemLog {
             signer,
@@ -90,17 +89,21 @@ impl MemLog {
             leaves: Vec::new(),
         }
     }
+    /// Appends `entry`; returns its index.
     pub fn push(&mut self, entry: Vec<u8>) -> u64 {
         self.leaves.push(leaf_hash(&entry));
         self.entries.push(entry);
         self.entries.len() as u64 - 1
     }
+    /// How many entries it holds.
     pub fn size(&self) -> u64 {
         self.entries.len() as u64
     }
+    /// The root of the tree of its first `size` entries.
     pub fn root(&self, size: u64) -> Hash {
         tree::range_hash(&Reader(&self.leaves), 0, size).unwrap()
     }
+    /// The signed checkpoint (note text) of the tree of `size` entries.
     pub fn checkpoint(&self, size: u64) -> String {
         let cp = Checkpoint {
             origin: self.signer.name().to_owned(),
@@ -110,12 +113,15 @@ impl MemLog {
         };
         String::from_utf8(cp.sign(&self.signer).unwrap().note).unwrap()
     }
+    /// The inclusion proof of entry `index` in the tree of `size` entries.
     pub fn inclusion(&self, index: u64, size: u64) -> Vec<Hash> {
         tree::inclusion_proof(&Reader(&self.leaves), index, size).unwrap()
     }
+    /// The consistency proof from the tree of `old` entries to that of `new`.
     pub fn consistency(&self, old: u64, new: u64) -> Vec<Hash> {
         tree::consistency_proof(&Reader(&self.leaves), old, new).unwrap()
     }
+    /// The note verifier key of its signer.
     pub fn vkey(&self) -> String {
         self.signer.verifier().to_vkey()
     }
@@ -141,10 +147,12 @@ impl MemLog {
     }
 }
 
+/// Standard base64.
 pub fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
+/// Hashes as a JSON array of base64 strings, as the API writes proofs.
 pub fn hashes_json(hashes: &[Hash]) -> Value {
     json!(hashes.iter().map(|h| b64(&h.0)).collect::<Vec<_>>())
 }
@@ -182,12 +190,16 @@ fn spki(key: &VerifyingKey) -> SubjectPublicKeyInfo {
 
 /// A test CA.
 pub struct TestCa {
+    /// Its signing key.
     pub key: SigningKey,
+    /// Its self-signed certificate.
     pub cert: Certificate,
+    /// The certificate's DER.
     pub der: Vec<u8>,
 }
 
 impl TestCa {
+    /// The CA named `Test CA <n>`, with a key of [`seed`]`(n)`, valid for a year.
     pub fn new(n: u8) -> TestCa {
         let key = SigningKey::from_bytes(&seed(n));
         let name = Name::from_str(&format!("CN=Test CA {n}")).unwrap();
@@ -207,6 +219,7 @@ impl TestCa {
         let der = cert.to_der().unwrap();
         TestCa { key, cert, der }
     }
+    /// Its certificate's PEM.
     pub fn pem(&self) -> String {
         self.cert.to_pem(der::pem::LineEnding::LF).unwrap()
     }
@@ -256,6 +269,7 @@ impl TestCa {
             .to_der()
             .unwrap()
     }
+    /// A CRL listing the serials `revoked`, valid for an hour.
     pub fn crl(&self, revoked: &[&[u8]]) -> Vec<u8> {
         let entries: Vec<RevokedCert<Rfc5280>> = revoked
             .iter()
@@ -282,6 +296,7 @@ impl TestCa {
     }
 }
 
+/// The PEM of a DER certificate.
 pub fn pem_of(der: &[u8]) -> String {
     Certificate::from_der(der)
         .unwrap()
@@ -289,6 +304,7 @@ pub fn pem_of(der: &[u8]) -> String {
         .unwrap()
 }
 
+/// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -296,15 +312,23 @@ pub fn hex(bytes: &[u8]) -> String {
 /// One credential: key, serial, certificate and its issue entry.
 #[derive(Clone)]
 pub struct Cred {
+    /// The identity it binds.
     pub identity: String,
+    /// The subject's key.
     pub key: SigningKey,
+    /// Its serial.
     pub serial: [u8; 16],
+    /// Start of validity (Unix seconds).
     pub not_before: u64,
+    /// End of validity (Unix seconds).
     pub not_after: u64,
+    /// The certificate's DER.
     pub der: Vec<u8>,
+    /// Its `issue` entry.
     pub entry: Vec<u8>,
 }
 
+/// The serial of credential `n`.
 pub fn serial(n: u64) -> [u8; 16] {
     let mut s = [0u8; 16];
     s[0] = 0x11;
@@ -313,6 +337,7 @@ pub fn serial(n: u64) -> [u8; 16] {
 }
 
 impl Cred {
+    /// Credential `n` of `identity` from `ca`, valid over `validity` (a fixed key for each `n`).
     pub fn new(ca: &TestCa, identity: &str, n: u64, validity: (u64, u64)) -> Cred {
         let mut seed = [7u8; 32];
         seed[..8].copy_from_slice(&n.to_be_bytes());
@@ -336,6 +361,7 @@ impl Cred {
             entry,
         }
     }
+    /// The subject's public key, base64.
     pub fn public_b64(&self) -> String {
         b64(self.key.verifying_key().as_bytes())
     }
@@ -370,6 +396,7 @@ impl Cred {
     }
 }
 
+/// The `issue` entry of a credential, as an honest AS logs it.
 pub fn issue_entry(
     identity: &str,
     serial: &[u8],
@@ -391,6 +418,7 @@ pub fn issue_entry(
     .into_bytes()
 }
 
+/// The entry revoking `serials` of `identity` (scope identity).
 pub fn revoke_entry(identity: &str, serials: &[&[u8]]) -> Vec<u8> {
     let list: Vec<String> = serials.iter().map(|s| format!("\"{}\"", hex(s))).collect();
     format!(
@@ -403,9 +431,13 @@ pub fn revoke_entry(identity: &str, serials: &[&[u8]]) -> Vec<u8> {
 /// One version of an identity in a [`MemDirectory`].
 #[derive(Clone, Debug)]
 pub struct Version {
+    /// The version's record.
     pub record: kt_protocol::directory::record::VersionRecord,
+    /// The opening of its commitment.
     pub opening: [u8; 32],
+    /// The head of the identity's chain before it.
     pub previous_head: [u8; 32],
+    /// The head of the chain with it.
     pub head: [u8; 32],
 }
 
@@ -414,13 +446,18 @@ pub struct Version {
 /// commitment, an opaque sealed change) closed by the batch's map entry.
 #[derive(Clone)]
 pub struct MemDirectory {
+    /// The log it writes.
     pub log: MemLog,
+    /// The VRF key of its labels.
     pub vrf: std::sync::Arc<kt_protocol::directory::vrf::VrfSecretKey>,
+    /// The map the log makes.
     pub map: kt_protocol::directory::tree::Map,
+    /// Each identity's versions, oldest first.
     pub versions: std::collections::HashMap<String, Vec<Version>>,
 }
 
 impl MemDirectory {
+    /// A directory whose log, signed by `signer`, holds the empty map's entry.
     pub fn new(signer: NoteSigner) -> MemDirectory {
         let mut log = MemLog::new(signer);
         let map = kt_protocol::directory::tree::Map::new();

@@ -17,11 +17,12 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use e2e_tests::{
-    cert_pem, check_fork_evidence, copy_dir, copy_keys, forge_log, key_b64, new_key,
-    write_expected_keys, EvilAs, Server, TestDir, Trust, Verifier,
+    cert_pem, check_fork_evidence, copy_dir, copy_keys, forge_log, write_expected_keys, EvilAs,
+    Server, TestDir, Trust, Verifier,
 };
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
+use test_support::requests::{key_b64, new_key};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";

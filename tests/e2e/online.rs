@@ -11,13 +11,14 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use e2e_tests::{
-    expect_status, key_b64, log_verifier, new_key, write_certificate, write_expected_keys, Server,
-    TestDir, Trust, Verifier,
+    expect_status, write_certificate, write_expected_keys, Server, TestDir, Trust, Verifier,
 };
 use ed25519_dalek::SigningKey;
 use kt_log::checkpoint::open_checkpoint;
 use kt_log::Hash;
 use serde_json::{json, Value};
+use test_support::requests::{key_b64, new_key};
+use test_support::server::log_verifier;
 
 const BULK: usize = 300;
 const DAVE: &str = "dave@example.com";
@@ -60,7 +61,7 @@ fn issue_all(server: &Server, work: Vec<(String, String)>) {
             let http = server.client.clone();
             std::thread::spawn(move || {
                 for (identity, token) in part {
-                    let body = e2e_tests::issue_request(&identity, &token, &new_key());
+                    let body = test_support::requests::issue_request(&identity, &token, &new_key());
                     let answer = http
                         .post("/v1/credentials", body.to_string().as_bytes(), None)
                         .unwrap();

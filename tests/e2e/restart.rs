@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use e2e_tests::{expect_status, issue_request, key_b64, new_key, Server, TestDir, Trust, Verifier};
+use e2e_tests::{expect_status, Server, TestDir, Trust, Verifier};
 use serde_json::{json, Value};
+use test_support::requests::{issue_request, key_b64, new_key};
 
 const CLIENTS: usize = 4;
 /// More than the clients get through before the kill, so that some enrollments stay unused.
@@ -90,7 +91,7 @@ fn sigkill_during_issuance_loses_nothing_acknowledged() {
 
     server.restart(&[]);
     let checkpoint = server.checkpoint();
-    let verifier = e2e_tests::log_verifier(&server.data);
+    let verifier = test_support::server::log_verifier(&server.data);
     let answered_in = |credential: &Value| {
         kt_log::checkpoint::open_checkpoint(
             credential["directory"]["checkpoint"]

@@ -12,10 +12,11 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use e2e_tests::{
-    expect_status, key_b64, new_key, read_key, write_certificate, write_expected_keys, Server,
-    TestDir, Trust, Verifier,
+    expect_status, read_key, write_certificate, write_expected_keys, Server, TestDir, Trust,
+    Verifier,
 };
 use serde_json::{json, Value};
+use test_support::requests::{key_b64, new_key};
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
@@ -225,7 +226,7 @@ fn mls_scenario_with_audits_restart_rotation_and_revocation() {
             .as_str()
             .unwrap()
             .as_bytes(),
-        &e2e_tests::log_verifier(&server.data),
+        &test_support::server::log_verifier(&server.data),
     )
     .unwrap();
     check_inclusion_offline(&server, &auditor, &dir, bob2_checkpoint.size() - 1);
@@ -285,7 +286,7 @@ fn mls_scenario_with_audits_restart_rotation_and_revocation() {
     run.code(2);
     // Rotation over HTTP, as a client without verifier-cli does it, is checked in online.rs;
     // here the server's answer to a request signed by the new key only is a refusal.
-    let forged = e2e_tests::rotation_request(
+    let forged = test_support::requests::rotation_request(
         BOB,
         rotated["serial"].as_str().unwrap(),
         &new_key(),
@@ -452,7 +453,7 @@ fn credential_args(party: &Verifier, server: &Server, cert: &Path) -> Vec<OsStri
 fn check_inclusion_offline(server: &Server, party: &Verifier, dir: &TestDir, index: u64) {
     let checkpoint = server.get("/log/checkpoint");
     assert_eq!(checkpoint.status, 200);
-    let size = e2e_tests::log_verifier(&server.data);
+    let size = test_support::server::log_verifier(&server.data);
     let size = kt_log::checkpoint::open_checkpoint(&checkpoint.body, &size)
         .unwrap()
         .size();

@@ -5,8 +5,9 @@
 //! a result and an error mixed, evidence where there is no fork) fails. The real outputs are
 //! validated by the harness in every other test.
 
-use e2e_tests::{schemas, Schemas, COMMANDS};
+use e2e_tests::{output_reference, COMMANDS, STATUSES};
 use serde_json::{json, Value};
+use test_support::schemas::schemas;
 
 const OUTPUT: &str = "verifier-cli-output.schema.json";
 const HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
@@ -30,14 +31,14 @@ fn invalid(reference: &str, value: &Value, why: &str) {
 #[track_caller]
 fn output_ok(value: &Value) {
     let command = value["command"].as_str().unwrap();
-    valid(&Schemas::output_reference(command), value);
+    valid(&output_reference(command), value);
     valid(OUTPUT, value);
 }
 
 #[track_caller]
 fn output_bad(value: &Value, why: &str) {
     let command = value["command"].as_str().unwrap();
-    invalid(&Schemas::output_reference(command), value, why);
+    invalid(&output_reference(command), value, why);
     invalid(OUTPUT, value, why);
 }
 
@@ -54,13 +55,7 @@ fn with(value: &Value, changes: Value) -> Value {
 }
 
 fn common(command: &str, code: i32) -> Value {
-    let status = [
-        "ok",
-        "verification_failed",
-        "usage_error",
-        "network_or_io_error",
-        "fork_detected",
-    ][code as usize];
+    let status = STATUSES[code as usize];
     json!({"command": command, "ok": code == 0, "status": status, "exit_code": code})
 }
 

@@ -5,11 +5,11 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use e2e_tests::witness::Witness;
 use e2e_tests::{binary, Run};
 use kt_log::checkpoint::Checkpoint;
 use kt_log::hash::leaf_hash;
 use kt_log::note::NoteSigner;
+use test_support::witness::Witness;
 
 const ORIGIN: &str = "e2e.example/witnessed-log";
 

@@ -8,11 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e_tests::witness::Witness;
-use e2e_tests::{copy_keys, forge_log, log_verifier, new_key, Server, TestDir, Trust, Verifier};
+use e2e_tests::{copy_keys, forge_log, Server, TestDir, Trust, Verifier};
 use kt_log::checkpoint::open_checkpoint;
 use kt_verify::witness_policy::{verify_witnessed_checkpoint, WitnessPolicy};
 use serde_json::Value;
+use test_support::requests::new_key;
+use test_support::server::log_verifier;
+use test_support::witness::Witness;
 
 const ORIGIN: &str = e2e_tests::ORIGIN;
 const ALICE: &str = "alice@example.com";
@@ -148,7 +150,7 @@ fn witness_status(server: &Server) -> Value {
     let answer = server.get("/v1/log/witnesses");
     assert_eq!(answer.status, 200);
     let status = answer.json();
-    e2e_tests::schemas().check("witnesses.schema.json", &status);
+    test_support::schemas::schemas().check("witnesses.schema.json", &status);
     status
 }
 
@@ -299,7 +301,8 @@ fn a_split_view_gets_no_cosignature_and_a_client_requiring_the_quorum_refuses_it
 fn witness_size(witness: &Witness) -> u64 {
     let hash = kt_witness_origin_hash(ORIGIN);
     let (status, note) =
-        e2e_tests::witness::http(witness.port, "GET", &format!("/{hash}/checkpoint"), b"").unwrap();
+        test_support::witness::http(witness.port, "GET", &format!("/{hash}/checkpoint"), b"")
+            .unwrap();
     assert_eq!(status, 200, "{note}");
     note.lines().nth(1).unwrap().parse().unwrap()
 }

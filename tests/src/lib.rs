@@ -10,9 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::ffi::OsString;
-use std::ops::Range;
+use std::ops::{Deref, DerefMut, Range};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ use as_server::state::directory::{make_version, VersionRow};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use kt_log::checkpoint::{open_checkpoint, SignedCheckpoint, VerifiedCheckpoint};
 use kt_log::log::Log;
 use kt_log::note::{NoteSigner, NoteVerifier};
@@ -37,9 +37,11 @@ use kt_protocol::directory::public_entry::PublicEntry;
 use kt_protocol::directory::tree::Map;
 use kt_protocol::directory::vrf::{Label, PROOF_LEN};
 use serde_json::{json, Value};
-use test_support::ServerProcess;
-
-pub mod witness;
+use test_support::requests::{
+    enrollment_request, enrollment_tokens, issue_request, key_b64, new_key, rotation_request,
+};
+use test_support::schemas::schemas;
+use test_support::server::{log_verifier, TestServer};
 
 /// The default log origin of `as-server` (its data folder's state folder name is derived from
 /// it).
@@ -68,14 +70,8 @@ pub struct Run {
 impl Run {
     /// Runs `program` with `args` and collects its output.
     pub fn of(program: &Path, args: &[OsString]) -> Run {
-        let output = Command::new(program)
+        let output = test_support::cli::command(program)
             .args(args)
-            .env_remove("KT_LOG_KEY")
-            .env_remove("KT_CA")
-            .env_remove("KT_SERVER")
-            .env_remove("KT_STATE")
-            .env_remove("KT_WITNESS_POLICY")
-            .env_remove("AS_ADMIN_TOKEN")
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
@@ -217,23 +213,8 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
             "unexpected",
             "bytes_fetched",
         ],
-        "enroll" => &[
-            "identity",
-            "serial",
-            "public_key",
-            "not_before",
-            "not_after",
-            "version",
-            "checkpoint_size",
-            "checkpoint_root",
-            "origin",
-            "chain_has_ca",
-            "key_file",
-            "credential_file",
-            "consistency",
-            "previous_size",
-        ],
-        "rotate" => &[
+        // The same fields: a rotation saves a new key and credential as an enrollment does.
+        "enroll" | "rotate" => &[
             "identity",
             "serial",
             "public_key",
@@ -261,14 +242,10 @@ pub fn documented_fields(command: &str) -> &'static [&'static str] {
 #[track_caller]
 pub fn check_json_output(command: &str, run: &Run) -> Value {
     let value = run.json();
-    let status = match run.code {
-        0 => "ok",
-        1 => "verification_failed",
-        2 => "usage_error",
-        3 => "network_or_io_error",
-        4 => "fork_detected",
-        other => panic!("exit code {other} is not documented: {}", run.command),
-    };
+    let status = usize::try_from(run.code)
+        .ok()
+        .and_then(|code| STATUSES.get(code))
+        .unwrap_or_else(|| panic!("exit code {} is not documented: {}", run.code, run.command));
     assert_eq!(value["command"], json!(command), "{}", run.stdout);
     assert_eq!(value["ok"], json!(run.code == 0), "{}", run.stdout);
     assert_eq!(value["status"], json!(status), "{}", run.stdout);
@@ -295,29 +272,21 @@ pub fn check_json_output(command: &str, run: &Run) -> Value {
             run.stdout
         );
     }
-    schemas().check_output(command, &value, run);
+    check_output(command, &value, run);
     if let Some(evidence) = value["evidence"].as_str().filter(|e| !e.is_empty()) {
         check_fork_evidence(Path::new(evidence));
     }
     value
 }
 
-/// The `$id` prefix of every schema file in `schemas/`.
-pub const SCHEMA_BASE: &str = "https://kt-as.dev/schemas/";
-
-/// The JSON Schemas of `schemas/` (every `*.schema.json`, registered under its `$id`), with a
-/// validator for each verifier-cli command's `--json` output
-/// (`verifier-cli-output.schema.json#/$defs/<command>`), the whole output schema, the fork
-/// evidence file and the Credential files `enroll` and `rotate` save.
-pub struct Schemas {
-    validators: std::collections::HashMap<String, jsonschema::Validator>,
-}
-
-/// The schemas, loaded and compiled once per test process.
-pub fn schemas() -> &'static Schemas {
-    static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
-    SCHEMAS.get_or_init(Schemas::load)
-}
+/// The `status` of each exit code of verifier-cli, by code (docs/auditing.md).
+pub const STATUSES: [&str; 5] = [
+    "ok",
+    "verification_failed",
+    "usage_error",
+    "network_or_io_error",
+    "fork_detected",
+];
 
 /// Every verifier-cli command, as `--json` output names it.
 pub const COMMANDS: [&str; 14] = [
@@ -337,119 +306,28 @@ pub const COMMANDS: [&str; 14] = [
     "rotate",
 ];
 
-impl Schemas {
-    /// Reads `schemas/*.schema.json` and compiles the validators (panics on a bad schema).
-    pub fn load() -> Schemas {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-        let mut resources = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("the schemas folder") {
-            let path = entry.expect("a schemas folder entry").path();
-            if !path.to_string_lossy().ends_with(".schema.json") {
-                continue;
-            }
-            let schema: Value = serde_json::from_slice(&std::fs::read(&path).expect("a schema"))
-                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-            let id = schema["$id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{} has no $id", path.display()))
-                .to_owned();
-            let name = path.file_name().expect("a file name").to_string_lossy();
-            assert_eq!(
-                id,
-                format!("{SCHEMA_BASE}{name}"),
-                "$id of {}",
-                path.display()
-            );
-            resources.push((id, schema));
-        }
-        let compile = |reference: &str| {
-            let mut options = jsonschema::options();
-            for (id, schema) in &resources {
-                options = options.with_resource(
-                    id.clone(),
-                    jsonschema::Resource::from_contents(schema.clone())
-                        .unwrap_or_else(|e| panic!("{id}: {e}")),
-                );
-            }
-            let root = json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "$ref": format!("{SCHEMA_BASE}{reference}"),
-            });
-            options
-                .build(&root)
-                .unwrap_or_else(|e| panic!("cannot compile {reference}: {e}"))
-        };
-        let mut references: Vec<String> = COMMANDS
-            .iter()
-            .map(|c| Schemas::output_reference(c))
-            .collect();
-        references.extend(
-            [
-                "verifier-cli-output.schema.json",
-                "fork-evidence.schema.json",
-                "credential.schema.json",
-                "rotation-response.schema.json",
-                "witnesses.schema.json",
-            ]
-            .map(str::to_owned),
-        );
-        let validators = references
-            .into_iter()
-            .map(|r| {
-                let validator = compile(&r);
-                (r, validator)
-            })
-            .collect();
-        Schemas { validators }
-    }
+/// The schema reference of `command`'s output: `verifier-cli-output.schema.json#/$defs/…`.
+pub fn output_reference(command: &str) -> String {
+    format!(
+        "verifier-cli-output.schema.json#/$defs/{}",
+        command.replace(' ', "_")
+    )
+}
 
-    /// The schema reference of `command`'s output: `verifier-cli-output.schema.json#/$defs/…`.
-    pub fn output_reference(command: &str) -> String {
-        format!(
-            "verifier-cli-output.schema.json#/$defs/{}",
-            command.replace(' ', "_")
-        )
-    }
-
-    /// The validation errors of `value` under `reference` (a file name in `schemas/`, with an
-    /// optional `#/$defs/…` fragment, compiled by [`Schemas::load`]).
-    pub fn errors(&self, reference: &str, value: &Value) -> Vec<String> {
-        let validator = self
-            .validators
-            .get(reference)
-            .unwrap_or_else(|| panic!("no validator for {reference}"));
-        validator
-            .iter_errors(value)
-            .map(|e| format!("{e} (at {}, schema {})", e.instance_path, e.schema_path))
-            .collect()
-    }
-
-    /// Panics, listing the errors, unless `value` is valid under `reference`.
-    #[track_caller]
-    pub fn check(&self, reference: &str, value: &Value) {
-        let errors = self.errors(reference, value);
-        assert!(
-            errors.is_empty(),
-            "not valid under {reference}:\n  {}\n{value:#}",
-            errors.join("\n  ")
-        );
-    }
-
-    /// Checks the `--json` output of `command` under its schema (and the whole output schema,
-    /// which must pick the same command).
-    #[track_caller]
-    pub fn check_output(&self, command: &str, value: &Value, run: &Run) {
-        let reference = Schemas::output_reference(command);
-        let errors = self.errors(&reference, value);
-        assert!(
-            errors.is_empty(),
-            "`{command} --json` does not match {reference}:\n  {}\ncommand: {}\nstdout: {}",
-            errors.join("\n  "),
-            run.command,
-            run.stdout
-        );
-        self.check("verifier-cli-output.schema.json", value);
-    }
+/// Checks the `--json` output of `command` under its schema (and the whole output schema,
+/// which must pick the same command).
+#[track_caller]
+pub fn check_output(command: &str, value: &Value, run: &Run) {
+    let reference = output_reference(command);
+    let errors = schemas().errors(&reference, value);
+    assert!(
+        errors.is_empty(),
+        "`{command} --json` does not match {reference}:\n  {}\ncommand: {}\nstdout: {}",
+        errors.join("\n  "),
+        run.command,
+        run.stdout
+    );
+    schemas().check("verifier-cli-output.schema.json", value);
 }
 
 /// Reads a fork evidence file and checks it against `fork-evidence.schema.json`.
@@ -480,54 +358,42 @@ pub fn check_credential_file(path: &Path, rotated: bool) -> Value {
     value
 }
 
-/// A running `as-server serve` on 127.0.0.1 (port 0), SIGKILLed when dropped.
+/// A running `as-server serve` on 127.0.0.1 (port 0), SIGKILLed when dropped: test-support's
+/// [`TestServer`] (data folder, admin token, keys) with as-server's HTTPS client of it.
 pub struct Server {
-    process: ServerProcess,
-    /// Its data folder.
-    pub data: PathBuf,
-    /// `https://127.0.0.1:<port>`.
-    pub base: String,
+    server: TestServer,
     /// An HTTPS client pinned to its TLS certificate.
     pub client: HttpsClient,
-    /// The admin token.
-    pub admin_token: String,
+}
+
+impl Deref for Server {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.server
+    }
 }
 
 impl Server {
     /// Starts a server over `data` (created on first start). `admin_token`: the token printed
     /// by an earlier start of the same folder (a first start prints a new one).
     pub fn start(data: &Path, admin_token: Option<&str>, extra: &[&str]) -> Server {
-        let process = ServerProcess::start(&binary("as-server"), data, extra);
-        let token = process
-            .printed_admin_token
-            .clone()
-            .or(admin_token.map(str::to_owned));
-        let pem = std::fs::read(data.join("tls-cert.pem")).expect("tls-cert.pem");
-        let client = HttpsClient::new(&process.base, &pem).expect("an HTTPS client");
-        Server {
-            base: process.base.clone(),
-            process,
-            data: data.to_path_buf(),
-            client,
-            admin_token: token.expect("an admin token (first start, or given)"),
-        }
-    }
-
-    /// SIGKILLs the server (no clean shutdown) and waits for it.
-    pub fn kill(&mut self) {
-        self.process.kill();
+        let server = TestServer::start(&binary("as-server"), data, admin_token, extra);
+        let client = HttpsClient::new(&server.base, &server.tls_pem()).expect("an HTTPS client");
+        Server { server, client }
     }
 
     /// Kills this server and starts a new one on the same data folder (new port).
     pub fn restart(&mut self, extra: &[&str]) {
-        self.kill();
-        let token = self.admin_token.clone();
-        *self = Server::start(&self.data.clone(), Some(&token), extra);
-    }
-
-    /// The server's TLS certificate file.
-    pub fn tls_cert(&self) -> PathBuf {
-        self.data.join("tls-cert.pem")
+        self.server.restart(extra);
+        self.client =
+            HttpsClient::new(&self.server.base, &self.server.tls_pem()).expect("an HTTPS client");
     }
 
     /// `GET path`.
@@ -552,17 +418,8 @@ impl Server {
     /// Enrolls `identities` over HTTP; returns their tokens in order.
     #[track_caller]
     pub fn enroll(&self, identities: &[&str]) -> Vec<String> {
-        let answer = self.admin_post(
-            "/v1/admin/enrollments",
-            &json!({ "identities": identities }),
-        );
-        let body = expect_status(&answer, 201);
-        body["enrollments"]
-            .as_array()
-            .expect("enrollments")
-            .iter()
-            .map(|e| e["token"].as_str().expect("a token").to_owned())
-            .collect()
+        let answer = self.admin_post("/v1/admin/enrollments", &enrollment_request(identities));
+        enrollment_tokens(&expect_status(&answer, 201))
     }
 
     /// Issues a credential over HTTP (signature proof of possession); returns the
@@ -633,68 +490,10 @@ pub fn expect_status(answer: &Answer, status: u16) -> Value {
     answer.json()
 }
 
-/// The log's note verifier key of a data folder.
-pub fn log_verifier(data: &Path) -> NoteVerifier {
-    let text = std::fs::read_to_string(data.join("log-key.pub")).expect("log-key.pub");
-    NoteVerifier::parse(text.trim()).expect("a note verifier key")
-}
-
-/// A new random Ed25519 key.
-pub fn new_key() -> SigningKey {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).expect("randomness");
-    SigningKey::from_bytes(&seed)
-}
-
-/// Base64 of a public key, as the API and `verifier-cli` write it.
-pub fn key_b64(key: &VerifyingKey) -> String {
-    B64.encode(key.as_bytes())
-}
-
 /// Reads a PKCS#8 PEM private key (as `verifier-cli enroll` writes it).
 pub fn read_key(path: &Path) -> SigningKey {
     let pem = std::fs::read_to_string(path).expect("a key file");
     SigningKey::from_pkcs8_pem(&pem).expect("a PKCS#8 Ed25519 key")
-}
-
-/// Hex SHA-256 of an enrollment token: the enrollment id of docs/api.md.
-pub fn enrollment_id(token: &str) -> String {
-    kt_protocol::pop::enrollment_id(token).to_hex()
-}
-
-/// A `POST /v1/credentials` body, signature form.
-pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
-    let public = key_b64(&key.verifying_key());
-    let message = kt_protocol::pop::issuance_message(
-        identity,
-        &public,
-        &kt_protocol::pop::enrollment_id(token),
-    );
-    json!({
-        "identity": identity,
-        "token": token,
-        "public_key": public,
-        "signature": B64.encode(key.sign(message.as_bytes()).to_bytes()),
-    })
-}
-
-/// A `POST /v1/credentials/rotate` body signed by both keys.
-pub fn rotation_request(
-    identity: &str,
-    serial: &str,
-    current: &SigningKey,
-    new: &SigningKey,
-) -> Value {
-    let public = key_b64(&new.verifying_key());
-    let replaced = Serial::parse_hex(serial).expect("a serial of 32 hex digits");
-    let message = kt_protocol::pop::rotation_message(identity, &replaced, &public);
-    json!({
-        "identity": identity,
-        "serial": serial,
-        "public_key": public,
-        "signature_current": B64.encode(current.sign(message.as_bytes()).to_bytes()),
-        "signature_new": B64.encode(new.sign(message.as_bytes()).to_bytes()),
-    })
 }
 
 /// The PEM of a `Credential` JSON's certificate, written to `path`.

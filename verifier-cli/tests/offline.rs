@@ -7,14 +7,6 @@ use common::*;
 use kt_log::note::NoteSigner;
 use serde_json::json;
 
-fn log_of(n: u64) -> MemLog {
-    let mut log = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
-    for i in 0..n {
-        log.push(format!("entry {i}").into_bytes());
-    }
-    log
-}
-
 #[test]
 fn checkpoint_verify_catches_tampering_and_other_keys() {
     let dir = tempfile::tempdir().unwrap();

@@ -37,14 +37,6 @@ fn policy(log: &MemLog) -> String {
     )
 }
 
-fn log_of(n: u64) -> MemLog {
-    let mut log = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
-    for i in 0..n {
-        log.push(format!("entry {i}").into_bytes());
-    }
-    log
-}
-
 #[test]
 fn checkpoint_verify_requires_the_quorum() {
     let dir = tempfile::tempdir().unwrap();

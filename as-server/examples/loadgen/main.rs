@@ -22,12 +22,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use as_server::admin_client::HttpsClient;
-use as_server::pop::issuance_message;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use clap::Parser;
-use ed25519_dalek::{Signer as _, SigningKey};
-use kt_protocol::pop::enrollment_id;
+use test_support::requests::{issue_request, new_key};
 use test_support::ServerProcess;
 
 #[derive(Parser)]
@@ -90,13 +86,7 @@ fn cpu_seconds(pid: &str) -> f64 {
 
 fn spawn(flags: &str, witness_count: usize, audit: bool) -> (Spawned, String, Vec<u8>, String) {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/examples/loadgen → target/<profile>/as-server
-    let binary = exe.parent().unwrap().parent().unwrap().join("as-server");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it with --bins",
-        binary.display()
-    );
+    let binary = test_support::workspace_binary("as-server");
     let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
     let data = dir.path().join("data");
     let flags: Vec<&str> = flags.split_whitespace().collect();
@@ -276,15 +266,7 @@ fn main() {
         for enrollment in answer.json()["enrollments"].as_array().unwrap() {
             let identity = enrollment["identity"].as_str().unwrap();
             let token = enrollment["token"].as_str().unwrap();
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).unwrap();
-            let key = SigningKey::from_bytes(&seed);
-            let public = B64.encode(key.verifying_key().as_bytes());
-            let message = issuance_message(identity, &public, &enrollment_id(token));
-            let body = serde_json::json!({
-                "identity": identity, "token": token, "public_key": public,
-                "signature": B64.encode(key.sign(message.as_bytes()).to_bytes()),
-            });
+            let body = issue_request(identity, token, &new_key());
             requests.push(body.to_string().into_bytes());
         }
     }

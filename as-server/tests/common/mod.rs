@@ -1,32 +1,51 @@
-//! Test harness: runs the real `as-server` binary on a loopback port with a fresh data folder,
-//! talks to it over real HTTPS, and checks answers against the log key and the schemas.
+//! The suite's view of test-support: the real `as-server` binary on a loopback port
+//! ([`TestServer`]) with as-server's own HTTPS client pinned to its certificate, the calls
+//! the tests make with it, and answers checked against the log key and the schemas.
 #![allow(dead_code, missing_docs, unreachable_pub)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
 
 use as_server::admin_client::{Answer, HttpsClient};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::SigningKey;
 use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
-use kt_log::note::NoteVerifier;
 use kt_protocol::api::IdentityProof;
 use kt_protocol::directory::public_entry::PublicEntry;
-use kt_protocol::directory::vrf::VrfPublicKey;
 use kt_verify::directory::{self, VerifiedIdentity};
-use serde_json::{json, Value};
-use test_support::ServerProcess;
+use serde_json::Value;
+use test_support::requests::{
+    enrollment_request, enrollment_tokens, issue_request, rotation_request,
+};
+use test_support::schemas::Schemas;
+use test_support::server::TestServer;
 
+/// A running server (data folder, token, keys: [`TestServer`]) and as-server's HTTPS client
+/// of it.
 pub struct Server {
-    process: ServerProcess,
-    _dir: Option<tempfile::TempDir>,
-    pub data: PathBuf,
-    pub base: String,
+    server: TestServer,
     pub client: HttpsClient,
-    pub admin_token: String,
-    pub log_key: NoteVerifier,
-    pub vrf_key: VrfPublicKey,
+}
+
+impl Deref for Server {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.server
+    }
+}
+
+/// This package's binary.
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_as-server"))
 }
 
 impl Server {
@@ -37,11 +56,9 @@ impl Server {
 
     /// A server with a fresh data folder and extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let mut server = Server::start_in(&data, None, extra);
-        server._dir = Some(dir);
-        server
+        let server = TestServer::start_fresh(binary(), extra);
+        let client = HttpsClient::new(&server.base, &server.tls_pem()).unwrap();
+        Server { server, client }
     }
 
     /// A server over `data`; `admin_token` is the token from an earlier start, if any.
@@ -56,33 +73,15 @@ impl Server {
         extra: &[&str],
         tls_cert: &Path,
     ) -> Server {
-        let process = ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_as-server")), data, extra);
-        let token = process.printed_admin_token.clone().or(admin_token);
-        let base = process.base.clone();
+        let server = TestServer::start(binary(), data, admin_token.as_deref(), extra);
         let pem = std::fs::read(tls_cert).unwrap();
-        let client = HttpsClient::new(&base, &pem).unwrap();
-        let vkey = std::fs::read_to_string(data.join("log-key.pub")).unwrap();
-        let vrf = std::fs::read_to_string(data.join("vrf-key.pub")).unwrap();
-        Server {
-            process,
-            _dir: None,
-            data: data.to_path_buf(),
-            base,
-            client,
-            admin_token: token.expect("an admin token"),
-            log_key: NoteVerifier::parse(vkey.trim()).unwrap(),
-            vrf_key: VrfPublicKey::from_bytes(&B64.decode(vrf.trim()).unwrap()).unwrap(),
-        }
-    }
-
-    /// SIGKILLs the server (no clean shutdown).
-    pub fn kill(&mut self) {
-        self.process.kill();
+        let client = HttpsClient::new(&server.base, &pem).unwrap();
+        Server { server, client }
     }
 
     /// How many file descriptors the server process has open now.
     pub fn open_fds(&self) -> usize {
-        let pid = self.process.pid().expect("running");
+        let pid = self.pid().expect("running");
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .count()
@@ -106,22 +105,14 @@ impl Server {
 
     /// Enrolls `identities`, returns their tokens in order.
     pub fn enroll(&self, identities: &[&str]) -> Vec<String> {
-        let answer = self.admin_post(
-            "/v1/admin/enrollments",
-            &json!({ "identities": identities }),
-        );
+        let answer = self.admin_post("/v1/admin/enrollments", &enrollment_request(identities));
         assert_eq!(
             answer.status,
             201,
             "{}",
             String::from_utf8_lossy(&answer.body)
         );
-        answer.json()["enrollments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["token"].as_str().unwrap().to_owned())
-            .collect()
+        enrollment_tokens(&answer.json())
     }
 
     /// Requests a credential for `identity` with `token`, proving possession of `key`.
@@ -137,18 +128,9 @@ impl Server {
         current: &SigningKey,
         new: &SigningKey,
     ) -> Answer {
-        let public = B64.encode(new.verifying_key().as_bytes());
-        let replaced = kt_protocol::entry::Serial::parse_hex(serial).expect("a serial");
-        let message = kt_protocol::pop::rotation_message(identity, &replaced, &public);
         self.post(
             "/v1/credentials/rotate",
-            &json!({
-                "identity": identity,
-                "serial": serial,
-                "public_key": public,
-                "signature_current": B64.encode(current.sign(message.as_bytes()).to_bytes()),
-                "signature_new": B64.encode(new.sign(message.as_bytes()).to_bytes()),
-            }),
+            &rotation_request(identity, serial, current, new),
         )
     }
 
@@ -210,73 +192,6 @@ impl Server {
             .iter()
             .filter(|e| matches!(e, PublicEntry::Update(_)))
             .count()
-    }
-}
-
-pub fn new_key() -> SigningKey {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).unwrap();
-    SigningKey::from_bytes(&seed)
-}
-
-pub fn enrollment_id(token: &str) -> String {
-    kt_protocol::pop::enrollment_id(token).to_hex()
-}
-
-pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
-    let public = B64.encode(key.verifying_key().as_bytes());
-    let message = kt_protocol::pop::issuance_message(
-        identity,
-        &public,
-        &kt_protocol::pop::enrollment_id(token),
-    );
-    json!({
-        "identity": identity,
-        "token": token,
-        "public_key": public,
-        "signature": B64.encode(key.sign(message.as_bytes()).to_bytes()),
-    })
-}
-
-/// The JSON Schemas in `schemas/`, registered under their `$id`s.
-pub struct Schemas {
-    dir: PathBuf,
-    resources: Vec<(String, Value)>,
-}
-
-impl Schemas {
-    pub fn load() -> Schemas {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-        let mut resources = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.to_string_lossy().ends_with(".schema.json") {
-                let schema: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                let id = schema["$id"].as_str().unwrap().to_owned();
-                resources.push((id, schema));
-            }
-        }
-        Schemas { dir, resources }
-    }
-
-    /// Asserts that `value` is valid under `schemas/<name>.schema.json`.
-    pub fn check(&self, name: &str, value: &Value) {
-        let file = format!("{name}.schema.json");
-        let schema: Value =
-            serde_json::from_slice(&std::fs::read(self.dir.join(&file)).unwrap()).unwrap();
-        let mut options = jsonschema::options();
-        for (id, resource) in &self.resources {
-            options = options.with_resource(
-                id.clone(),
-                jsonschema::Resource::from_contents(resource.clone()).unwrap(),
-            );
-        }
-        let validator = options.build(&schema).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(value)
-            .map(|e| format!("{e} at {}", e.instance_path))
-            .collect();
-        assert!(errors.is_empty(), "{file}: {errors:?}\n{value:#}");
     }
 }
 
@@ -356,5 +271,5 @@ pub fn assert_problem(
         "{problem}"
     );
     assert_eq!(problem["status"], status);
-    schemas.check("problem", &problem);
+    schemas.check("problem.schema.json", &problem);
 }

@@ -1,33 +1,38 @@
 //! Runs the real `as-server` binary (built by `cargo build --workspace`, next to the test
-//! executable) on a loopback port with a fresh data folder, through `test-support`; and a
-//! replica with the AS's TLS key that replays fixed answers.
+//! executable) on a loopback port with a fresh data folder, through test-support, with
+//! mls-demo's own HTTPS client of it; and a replica with the AS's TLS key that replays fixed
+//! answers.
 #![allow(dead_code, missing_docs, unreachable_pub)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::sync::Arc;
 
-use kt_log::note::NoteVerifier;
-use kt_protocol::directory::vrf::VrfPublicKey;
 use kt_verify::credential::Ca;
 use mls_demo::https::HttpsClient;
-use mls_demo::validator::{read_log_key, read_vrf_key, AsValidator};
+use mls_demo::validator::AsValidator;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use test_support::{workspace_binary, ServerProcess};
+use test_support::server::TestServer;
+use test_support::workspace_binary;
 
+/// A running server with a fresh data folder ([`TestServer`]: its trust anchors come from the
+/// data folder's files, as an MLS member would be given them, never from the server's
+/// answers) and mls-demo's HTTPS client of it.
 pub struct Server {
-    process: ServerProcess,
-    pub dir: tempfile::TempDir,
-    pub data: PathBuf,
-    pub base: String,
-    pub admin_token: String,
+    server: TestServer,
     pub client: HttpsClient,
-    pub log_key: NoteVerifier,
-    pub vrf_key: VrfPublicKey,
+}
+
+impl Deref for Server {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
 }
 
 impl Server {
@@ -37,27 +42,9 @@ impl Server {
 
     /// Started with `extra` flags (e.g. `--rotation-min-interval 0`).
     pub fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let process = ServerProcess::start(&workspace_binary("as-server"), &data, extra);
-        let base = process.base.clone();
-        let admin_token = process.printed_admin_token.clone().expect("an admin token");
-        let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
-        let client = HttpsClient::new(&base, &pem).unwrap();
-        // The trust anchors, from the data folder's files (as an MLS member would be given
-        // them), never from the server's answers.
-        let log_key = read_log_key(&data.join("log-key.pub")).unwrap();
-        let vrf_key = read_vrf_key(&data.join("vrf-key.pub")).unwrap();
-        Server {
-            process,
-            dir,
-            data,
-            base,
-            admin_token,
-            client,
-            log_key,
-            vrf_key,
-        }
+        let server = TestServer::start_fresh(&workspace_binary("as-server"), extra);
+        let client = HttpsClient::new(&server.base, &server.tls_pem()).unwrap();
+        Server { server, client }
     }
 
     /// The server's CA, as an MLS member would be given it.

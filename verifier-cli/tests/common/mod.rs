@@ -1,4 +1,4 @@
-//! Test fixtures (fixtures.rs: an honest in-memory log, a CA, entries, tiles), a tiny HTTP
+//! The fixtures of test-support (an honest in-memory log, a CA, entries, tiles), a tiny HTTP
 //! server, and a runner for the built binary.
 #![allow(
     dead_code,
@@ -13,25 +13,28 @@ use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use kt_log::note::NoteSigner;
 use serde_json::{json, Value};
 
-mod fixtures;
-pub use fixtures::*;
+pub use test_support::fixtures::*;
+
+/// A log of `n` entries (`entry 0`, `entry 1`, …) under the origin of the fixtures.
+pub fn log_of(n: u64) -> MemLog {
+    let mut log = MemLog::new(NoteSigner::from_seed(ORIGIN, &seed(1)).unwrap());
+    for i in 0..n {
+        log.push(format!("entry {i}").into_bytes());
+    }
+    log
+}
 
 /// Runs the binary; returns (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_verifier-cli"))
+    let out = test_support::cli::command(Path::new(env!("CARGO_BIN_EXE_verifier-cli")))
         .args(args)
-        .env_remove("KT_LOG_KEY")
-        .env_remove("KT_CA")
-        .env_remove("KT_SERVER")
-        .env_remove("KT_STATE")
-        .env_remove("KT_WITNESS_POLICY")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
