@@ -11,14 +11,17 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 use kt_log::note::NoteVerifier;
-use kt_protocol::api::{CredentialAnswer, IdentityProof, RevocationAnswer};
+use kt_protocol::api::{
+    CredentialAnswer, EnrollmentRequest, IdentityProof, IssueRequest, RevocationAnswer,
+    RevocationRequest, RotateRequest,
+};
 use kt_protocol::directory::record::Status;
 use kt_protocol::directory::vrf::VrfPublicKey;
 use kt_protocol::entry::Serial;
 use kt_verify::bundle::{verify_bundle, VerifiedBundle};
 use kt_verify::credential::Ca;
 use kt_verify::directory::{answer_checkpoint, verify_identity, VerifiedIdentity};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::https::{Answer, HttpsClient};
 
@@ -30,19 +33,20 @@ pub fn new_key() -> Result<SigningKey, String> {
 }
 
 /// The `POST /v1/credentials` body (signature form) proving possession of `key`.
-pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> Value {
-    let public = key.verifying_key().to_bytes();
+pub fn issue_request(identity: &str, token: &str, key: &SigningKey) -> IssueRequest {
+    let public = B64.encode(key.verifying_key().to_bytes());
     let text = kt_protocol::pop::issuance_message(
         identity,
-        &B64.encode(public),
+        &public,
         &kt_protocol::pop::enrollment_id(token),
     );
-    json!({
-        "identity": identity,
-        "token": token,
-        "public_key": B64.encode(public),
-        "signature": B64.encode(key.sign(text.as_bytes()).to_bytes()),
-    })
+    IssueRequest {
+        identity: identity.to_owned(),
+        token: token.to_owned(),
+        public_key: Some(public),
+        signature: Some(B64.encode(key.sign(text.as_bytes()).to_bytes())),
+        csr: None,
+    }
 }
 
 /// The `POST /v1/credentials/rotate` body: both the current key (of credential `current`)
@@ -52,15 +56,24 @@ pub fn rotate_request(
     current: &Serial,
     current_key: &SigningKey,
     new_key: &SigningKey,
-) -> Value {
+) -> RotateRequest {
     let public = B64.encode(new_key.verifying_key().to_bytes());
     let text = kt_protocol::pop::rotation_message(identity, current, &public);
-    json!({
-        "identity": identity,
-        "serial": current.to_hex(),
-        "public_key": public,
-        "signature_current": B64.encode(current_key.sign(text.as_bytes()).to_bytes()),
-        "signature_new": B64.encode(new_key.sign(text.as_bytes()).to_bytes()),
+    RotateRequest {
+        identity: identity.to_owned(),
+        serial: current.to_hex(),
+        public_key: public,
+        signature_current: B64.encode(current_key.sign(text.as_bytes()).to_bytes()),
+        signature_new: B64.encode(new_key.sign(text.as_bytes()).to_bytes()),
+    }
+}
+
+/// The body of a revocation for the RFC 5280 reason named `reason` (`keyCompromise`, …).
+fn revocation_request(reason: &str) -> Result<RevocationRequest, String> {
+    let reason = serde_json::from_value(Value::String(reason.to_owned()))
+        .map_err(|_| format!("unknown revocation reason {reason:?}"))?;
+    Ok(RevocationRequest {
+        reason: Some(reason),
     })
 }
 
@@ -92,7 +105,10 @@ pub fn enroll(
 ) -> Result<Vec<String>, String> {
     let answer = client.post_json(
         "/v1/admin/enrollments",
-        &json!({ "identities": identities }),
+        &EnrollmentRequest {
+            identities: identities.iter().map(|&i| i.to_owned()).collect(),
+            ttl_seconds: None,
+        },
         Some(admin_token),
     )?;
     let json = expect(answer, 201, "enrollment")?;
@@ -178,7 +194,7 @@ pub fn revoke_identity(
             "/v1/admin/identities/{}/revoke",
             kt_protocol::identity::path_segment(identity)
         ),
-        &json!({ "reason": reason }),
+        &revocation_request(reason)?,
         Some(admin_token),
     )?;
     serde_json::from_value::<RevocationAnswer>(expect(answer, 200, "revocation")?)
@@ -195,7 +211,7 @@ pub fn revoke_credential(
 ) -> Result<RevocationAnswer, String> {
     let answer = client.post_json(
         &format!("/v1/admin/credentials/{}/revoke", serial.to_hex()),
-        &json!({ "reason": reason }),
+        &revocation_request(reason)?,
         Some(admin_token),
     )?;
     serde_json::from_value::<RevocationAnswer>(expect(answer, 200, "credential revocation")?)

@@ -85,9 +85,10 @@ impl HttpsClient {
     pub fn post_json(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
         bearer: Option<&str>,
     ) -> Result<Answer, String> {
+        let body = serde_json::to_vec(body).map_err(|e| format!("request body: {e}"))?;
         let mut request = self
             .agent
             .post(format!("{}{path}", self.base))
@@ -95,6 +96,6 @@ impl HttpsClient {
         if let Some(token) = bearer {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        Self::finish(request.send(body.to_string().as_bytes()))
+        Self::finish(request.send(&body[..]))
     }
 }
