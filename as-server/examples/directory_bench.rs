@@ -261,7 +261,7 @@ fn main() {
             .iter()
             .filter(|(r, _, _)| r.version > after && r.version < records.len() as u64)
             .map(|(r, o, _)| HistoryItem {
-                record: r.to_json(),
+                change: r.entry().unwrap().to_json(),
                 opening: B64.encode(o),
             })
             .collect(),

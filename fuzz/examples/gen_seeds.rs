@@ -171,7 +171,7 @@ impl DirectoryDemo {
             history: between
                 .iter()
                 .map(|r| HistoryItem {
-                    record: r.to_json(),
+                    change: r.entry().unwrap().to_json(),
                     opening: B64.encode(self.keys.opening(&label, r.version)),
                 })
                 .collect(),

@@ -33,6 +33,7 @@ use kt_protocol::api::{CredentialAnswer, HistoryAnswer, IdentityProof};
 use kt_protocol::directory::hash::{chain, commitment, EMPTY};
 use kt_protocol::directory::record::VersionRecord;
 use kt_protocol::directory::vrf::VrfPublicKey;
+use kt_protocol::entry::LogEntry;
 use kt_verify::credential::Ca;
 use kt_verify::directory::{answer_checkpoint, verify_identity, VerifiedIdentity};
 use kt_verify::monitor::{advance, Watch};
@@ -104,7 +105,10 @@ fn monitor(answer: &HistoryAnswer, k: usize) {
         head: EMPTY,
     };
     for item in &answer.history[..k] {
-        let Ok(record) = VersionRecord::from_json(&item.record) else {
+        let Ok(entry) = LogEntry::from_json(&item.change) else {
+            return;
+        };
+        let Ok(record) = VersionRecord::next(watch.records.last(), &entry) else {
             return;
         };
         let Some(opening) = B64

@@ -521,6 +521,20 @@ impl LogEntry {
         }
     }
 
+    /// The entry as a JSON object, for answers that carry a change (its fields are the byte
+    /// form's; only the byte form fixes their order).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.to_bytes()).unwrap_or_default()
+    }
+
+    /// Parses an entry from a JSON object of an answer: the exact shape (no unknown, missing
+    /// or mistyped field) and every field's rule, as [`LogEntry::parse`] checks them, but not
+    /// the byte form (an answer's JSON has none). `from_json(&e.to_json()) == e`.
+    pub fn from_json(value: &serde_json::Value) -> Result<LogEntry, EntryError> {
+        let raw = RawEntry::deserialize(value).map_err(|e| EntryError::Json(e.to_string()))?;
+        from_raw(raw)
+    }
+
     /// Parses entry bytes (see the module guarantees).
     pub fn parse(bytes: &[u8]) -> Result<LogEntry, EntryError> {
         let raw: RawEntry<'_> =
@@ -746,6 +760,25 @@ mod tests {
         }
         let identity_scope = r#"{"v":1,"type":"revoke","time":5,"identity":"a@b.co","serials":[],"scope":"identity","reason":"unspecified","admin":"ops"}"#;
         assert!(LogEntry::parse(identity_scope.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn json_objects_round_trip_and_follow_the_same_rules() {
+        for text in [issue(), rotate(), revoke(), ENABLE.to_owned()] {
+            let entry = LogEntry::parse(text.as_bytes()).unwrap();
+            assert_eq!(LogEntry::from_json(&entry.to_json()).unwrap(), entry);
+        }
+        // Each field's rule holds as in the byte form: a bad identity, an unknown field, a
+        // missing one, a mistyped one.
+        for bad in [
+            issue().replace("alice@example.com", "Alice@example.com"),
+            issue().replace(r#""time":5"#, r#""time":5,"extra":1"#),
+            issue().replace(r#","enrollment""#, r#","ignored""#),
+            issue().replace(r#""time":5"#, r#""time":"5""#),
+        ] {
+            let value: serde_json::Value = serde_json::from_str(&bad).unwrap();
+            assert!(LogEntry::from_json(&value).is_err(), "{bad}");
+        }
     }
 
     #[test]

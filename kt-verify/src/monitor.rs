@@ -7,20 +7,23 @@
 //! its saved one), and [`advance`] checks the versions in between:
 //! - the latest version is not below the saved one, and at the same version the chain head is
 //!   the saved one (nothing was rewritten);
-//! - the records since, with their openings, chain from the saved head to the head the map
-//!   holds: so they are every version the AS ever put in the map for this label, in order, a
-//!   change made and undone included (an AS that skips or rewinds versions breaks the public
-//!   rules, which auditors check);
-//! - each record follows from the one before by the directory's transition rule
-//!   ([`VersionRecord::next`]) and its change passes the history rules ([`kt_protocol::history`])
-//!   over the identity's own history (an issuance to a revoked identity without an enabling, a
-//!   revoked credential revived, an enrollment used twice…).
+//! - the answer gives the change of each version since; the monitor makes each version's
+//!   record from the one before by the directory's transition rule ([`VersionRecord::next`],
+//!   which refuses a change that does not apply), and the records, with their openings, must
+//!   chain from the saved head to the head the map holds: so they are every version the AS
+//!   ever put in the map for this label, in order, a change made and undone included (an AS
+//!   that skips or rewinds versions breaks the public rules, which auditors check);
+//! - the latest state's record is the one its change makes from the version before;
+//! - every change, before its record is made, passes the history rules
+//!   ([`kt_protocol::history`]) over the identity's own history (an issuance to a revoked
+//!   identity without an enabling, a revoked credential revived, an enrollment used twice…).
 //!
 //! [`Progress::changes`] are the new records, for the owner to compare with what it did.
 
 use kt_protocol::api::HistoryAnswer;
 use kt_protocol::directory::hash::{chain, commitment, Hash32, EMPTY};
 use kt_protocol::directory::record::{RecordError, VersionRecord};
+use kt_protocol::entry::LogEntry;
 use kt_protocol::history::{MemoryHistory, Violation};
 use thiserror::Error;
 
@@ -74,7 +77,7 @@ pub enum MonitorError {
         /// Versions given.
         found: usize,
     },
-    /// A record is malformed, another identity's, or numbered out of order.
+    /// A change is malformed or another identity's.
     #[error("version {version}: {reason}")]
     BadRecord {
         /// The version it stands for.
@@ -163,18 +166,30 @@ pub fn advance(
             found: answer.history.len(),
         });
     }
+    let mut history = MemoryHistory::default();
+    for record in &watch.records {
+        if let Ok(entry) = record.entry() {
+            history.apply(&entry);
+        }
+    }
     let mut head = watch.head;
-    let mut changes = Vec::with_capacity(answer.history.len() + 1);
+    let mut changes: Vec<VersionRecord> = Vec::with_capacity(answer.history.len() + 1);
     for (i, item) in answer.history.iter().enumerate() {
         let version = saved + 1 + i as u64;
         let bad = |reason: String| MonitorError::BadRecord { version, reason };
-        let record = VersionRecord::from_json(&item.record).map_err(|e| bad(e.to_string()))?;
-        if record.identity != verified.identity || record.version != version {
-            return Err(bad(format!(
-                "the record is version {} of {}",
-                record.version, record.identity
-            )));
+        let entry = LogEntry::from_json(&item.change).map_err(|e| bad(e.to_string()))?;
+        if entry.body.identity() != verified.identity {
+            return Err(bad(format!("the change is of {}", entry.body.identity())));
         }
+        // The history rules first (the precise name of what is wrong), then the record: the
+        // one the change makes from the record before, by the transition rule applied here
+        // rather than trusted.
+        history
+            .accept(&entry)
+            .map_err(|violation| MonitorError::Violation { version, violation })?;
+        let previous = changes.last().or(watch.records.last());
+        let record = VersionRecord::next(previous, &entry)
+            .map_err(|source| MonitorError::DoesNotFollow { version, source })?;
         let opening = hash32(&item.opening, "history.opening")?;
         head = chain(
             &head,
@@ -185,33 +200,25 @@ pub fn advance(
     if head != state.previous_head {
         return Err(MonitorError::ChainBroken);
     }
-    changes.push(state.record.clone());
 
-    let mut history = MemoryHistory::default();
-    for record in &watch.records {
-        if let Ok(entry) = record.entry() {
-            history.apply(&entry);
-        }
+    // The latest version, whose record the verified state holds: it must follow too.
+    let version = state.record.version;
+    let entry = state
+        .record
+        .entry()
+        .map_err(|source| MonitorError::DoesNotFollow { version, source })?;
+    history
+        .accept(&entry)
+        .map_err(|violation| MonitorError::Violation { version, violation })?;
+    let expected = VersionRecord::next(changes.last().or(watch.records.last()), &entry)
+        .map_err(|source| MonitorError::DoesNotFollow { version, source })?;
+    if expected != state.record {
+        return Err(MonitorError::DoesNotFollow {
+            version,
+            source: RecordError::DoesNotFollow("the state is not what the change makes"),
+        });
     }
-    let mut previous = watch.records.last();
-    for record in &changes {
-        let version = record.version;
-        let entry = record
-            .entry()
-            .map_err(|source| MonitorError::DoesNotFollow { version, source })?;
-        history
-            .accept(&entry)
-            .map_err(|violation| MonitorError::Violation { version, violation })?;
-        let expected = VersionRecord::next(previous, &entry)
-            .map_err(|source| MonitorError::DoesNotFollow { version, source })?;
-        if expected != *record {
-            return Err(MonitorError::DoesNotFollow {
-                version,
-                source: RecordError::DoesNotFollow("the state is not what the change makes"),
-            });
-        }
-        previous = Some(record);
-    }
+    changes.push(state.record.clone());
     let mut records = watch.records.clone();
     records.extend(changes.iter().cloned());
     Ok(Progress {

@@ -609,7 +609,7 @@ impl MemDirectory {
             .iter()
             .filter(|v| v.record.version > after && v.record.version < latest)
             .map(|v| kt_protocol::api::HistoryItem {
-                record: v.record.to_json(),
+                change: v.record.entry().expect("a record's change").to_json(),
                 opening: b64(&v.opening),
             })
             .collect();

@@ -106,8 +106,19 @@ pub async fn history(
                 .ok_or_else(|| {
                     Problem::internal(format!("version {v} of {identity} is missing"))
                 })?;
+            let change = row
+                .record()
+                .and_then(|record| {
+                    record
+                        .entry()
+                        .map_err(|e| crate::state::StateError::Corrupt {
+                            key: "v/".into(),
+                            error: e.to_string(),
+                        })
+                })
+                .map_err(Problem::internal)?;
             history.push(HistoryItem {
-                record: serde_json::from_str(&row.record).map_err(Problem::internal)?,
+                change: change.to_json(),
                 opening: b64(&app.directory.keys().opening(&label, v)),
             });
         }

@@ -38,18 +38,22 @@ pub struct StateProof {
     pub previous_head: String,
 }
 
-/// One earlier version of an identity, as an owner's monitor receives it.
+/// One earlier version of an identity, as an owner's monitor receives it: the change that
+/// made it, from which the monitor derives the version record itself
+/// (`VersionRecord::next` on the record before), and the opening of its commitment. A change
+/// is smaller than the record it makes (one credential, not all the current ones).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryItem {
-    /// The version record, as a JSON object.
-    pub record: serde_json::Value,
-    /// Its commitment's opening, base64.
+    /// The change (`kt_protocol::entry::LogEntry`, schemas/change.schema.json), as a JSON
+    /// object.
+    pub change: serde_json::Value,
+    /// The commitment's opening of the version it makes, base64.
     pub opening: String,
 }
 
-/// `GET /v1/identities/{identity}/history?after=N`: the latest state's proof and every version
-/// between `after` and it, so that a monitor holding version `after` and its chain head can
-/// check every change since.
+/// `GET /v1/identities/{identity}/history?after=N`: the latest state's proof and the change of
+/// every version between `after` and it, so that a monitor holding version `after` (its
+/// record and chain head) can check every change since.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryAnswer {
     /// The latest state's proof.
