@@ -195,6 +195,40 @@ pub fn decode_entry_bundle(bytes: &[u8], count: usize) -> Result<Vec<&[u8]>, Til
     Ok(entries)
 }
 
+/// Entry bundle `index` as it is in a tree of `size` entries, read through `fetch` (a tile
+/// path → its bytes, `None` when there is no such tile): the bundle of that width, or, when
+/// it is a partial one that is gone — C2SP tlog-tiles lets a log delete partial tiles once the
+/// full one exists, so a reader of an older tree meets this whenever the log grew since — the
+/// full bundle. Returns the bytes and the number of entries they hold (decode them with
+/// [`decode_entry_bundle`]), of which only the first `tile_width(size, None, index)` belong to
+/// the tree of `size`; `None` when neither bundle is there. Nothing fetched is trusted: the
+/// caller hashes the entries into the tree and compares its root with a signed checkpoint.
+pub fn fetch_entry_bundle<E>(
+    size: u64,
+    index: u64,
+    mut fetch: impl FnMut(&str) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Option<(Vec<u8>, usize)>, E> {
+    let width = tile_width(size, None, index);
+    let id = TileId {
+        kind: TileKind::Entries,
+        index,
+        width,
+    };
+    if let Some(bytes) = fetch(&id.path())? {
+        return Ok(Some((bytes, usize::from(width))));
+    }
+    if u64::from(width) < TILE_WIDTH {
+        let full = TileId {
+            width: TILE_WIDTH as u16,
+            ..id
+        };
+        if let Some(bytes) = fetch(&full.path())? {
+            return Ok(Some((bytes, TILE_WIDTH as usize)));
+        }
+    }
+    Ok(None)
+}
+
 /// Splits a hash tile into its hashes (1 to 256 of them).
 pub fn decode_hash_tile(bytes: &[u8]) -> Result<Vec<Hash>, TileError> {
     let n = bytes.len() / HASH_LEN;
@@ -225,6 +259,52 @@ mod tests {
         ] {
             assert!(decode_index(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_gone_partial_bundle_falls_back_to_the_full_one() {
+        use std::collections::HashMap;
+        let tiles: HashMap<&str, Vec<u8>> = [
+            ("tile/entries/000", vec![0u8]),
+            ("tile/entries/001.p/5", vec![1u8]),
+        ]
+        .into_iter()
+        .collect();
+        let mut asked = Vec::new();
+        let mut fetch = |path: &str| -> Result<Option<Vec<u8>>, ()> {
+            asked.push(path.to_owned());
+            Ok(tiles.get(path).cloned())
+        };
+        // The partial bundle of the tree of 261 entries is there.
+        assert_eq!(
+            fetch_entry_bundle(261, 1, &mut fetch),
+            Ok(Some((vec![1], 5)))
+        );
+        // Of the tree of 100, bundle 0 was partial and is gone: the full one stands in.
+        assert_eq!(
+            fetch_entry_bundle(100, 0, &mut fetch),
+            Ok(Some((vec![0], 256)))
+        );
+        // Neither is there.
+        assert_eq!(fetch_entry_bundle(300, 1, &mut fetch), Ok(None));
+        // A full bundle that is missing is not looked for twice.
+        assert_eq!(fetch_entry_bundle(1000, 2, &mut fetch), Ok(None));
+        assert_eq!(
+            asked,
+            [
+                "tile/entries/001.p/5",
+                "tile/entries/000.p/100",
+                "tile/entries/000",
+                "tile/entries/001.p/44",
+                "tile/entries/001",
+                "tile/entries/002",
+            ]
+        );
+        // Errors pass through.
+        assert_eq!(
+            fetch_entry_bundle(10, 0, |_| Err::<Option<Vec<u8>>, _>(7)),
+            Err(7)
+        );
     }
 
     #[test]

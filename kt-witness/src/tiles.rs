@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kt_log::tiles::{decode_entry_bundle, tile_width, TileId, TileKind, TILE_WIDTH};
+use kt_log::tiles::{
+    decode_entry_bundle, fetch_entry_bundle, tile_width, TileId, TileKind, TILE_WIDTH,
+};
 use ureq::Agent;
 
 /// Most bytes read of one entry bundle: 256 entries of at most 64 KiB each, with their
@@ -73,15 +75,7 @@ impl TileClient {
                 index,
                 width,
             };
-            let mut fetched = self.get(&id.path())?.map(|b| (b, usize::from(width)));
-            if fetched.is_none() && u64::from(width) < TILE_WIDTH {
-                let full = TileId {
-                    width: TILE_WIDTH as u16,
-                    ..id
-                };
-                fetched = self.get(&full.path())?.map(|b| (b, TILE_WIDTH as usize));
-            }
-            let (bytes, count) = fetched
+            let (bytes, count) = fetch_entry_bundle(to, index, |path| self.get(path))?
                 .ok_or_else(|| FetchError(format!("entry bundle {} is missing", id.path())))?;
             let first = index * TILE_WIDTH;
             let entries = decode_entry_bundle(&bytes, count)

@@ -17,7 +17,9 @@ use std::sync::{mpsc, Mutex};
 
 use indicatif::ProgressBar;
 use kt_log::hash::leaf_hash;
-use kt_log::tiles::{decode_entry_bundle, tile_width, TileId, TileKind, TILE_WIDTH};
+use kt_log::tiles::{
+    decode_entry_bundle, fetch_entry_bundle, tile_width, TileId, TileKind, TILE_WIDTH,
+};
 use kt_log::Hash;
 
 use crate::client::{Client, Fetched, TILE_LIMIT};
@@ -68,28 +70,15 @@ impl TileSource for DirTiles {
 /// and entry count. A missing partial bundle falls back to the full one (the log may have
 /// grown since), of which only the first `width` entries are used.
 fn fetch_bundle(source: &dyn TileSource, index: u64, size: u64) -> Result<(Vec<u8>, usize), Error> {
-    let width = tile_width(size, None, index);
-    let id = TileId {
-        kind: TileKind::Entries,
-        index,
-        width,
-    };
-    if let Some(bytes) = source.tile(&id.path())? {
-        return Ok((bytes, usize::from(width)));
-    }
-    if u64::from(width) < TILE_WIDTH {
-        let full = TileId {
-            width: TILE_WIDTH as u16,
-            ..id
+    fetch_entry_bundle(size, index, |path| source.tile(path))?.ok_or_else(|| {
+        let width = tile_width(size, None, index);
+        let id = TileId {
+            kind: TileKind::Entries,
+            index,
+            width,
         };
-        if let Some(bytes) = source.tile(&full.path())? {
-            return Ok((bytes, TILE_WIDTH as usize));
-        }
-    }
-    Err(Error::Network(format!(
-        "entry bundle {} is missing",
-        id.path()
-    )))
+        Error::Network(format!("entry bundle {} is missing", id.path()))
+    })
 }
 
 /// Per-tile work done in parallel: checks entries and extracts what the in-order pass needs.
