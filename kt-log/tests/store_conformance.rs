@@ -380,6 +380,60 @@ mod postgres_store {
         conformance(|| open(&db.url), true);
     }
 
+    /// The database stopped (unreachable) and started again under an open store: while it is
+    /// down every append, checkpoint and read fails with an error and changes nothing the
+    /// store answers; once it is back the store reconnects by itself, everything committed
+    /// before is there byte for byte, and appends go on from the same size.
+    #[test]
+    fn a_postgres_store_survives_its_database_stopping_and_starting_again() {
+        let cluster = test_support::postgres::OwnCluster::start();
+        let store = open(&cluster.url);
+        let mut frontier = Frontier::new();
+        append_range(&store, &mut frontier, 0, 10);
+        store.set_checkpoint(b"checkpoint at 10").unwrap();
+        let before: Vec<Vec<u8>> = store.entries(0, 10).unwrap();
+
+        cluster.stop();
+        let mut down = frontier.clone();
+        let entries: Vec<Vec<u8>> = (10..13).map(entry).collect();
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let nodes = batch(&mut down, &entries);
+        assert!(matches!(
+            store.append(&refs, &nodes),
+            Err(StoreError::Postgres(_))
+        ));
+        assert!(store.set_checkpoint(b"lost checkpoint").is_err());
+        assert!(store.entries(0, 10).is_err());
+        assert!(store.refresh().is_err());
+        // Nothing the store answers changed.
+        assert_eq!(store.size(), 10);
+        assert_eq!(
+            store.checkpoint().unwrap().as_deref(),
+            Some(&b"checkpoint at 10"[..])
+        );
+
+        cluster.start_again();
+        assert_eq!(store.refresh().unwrap(), 10);
+        assert_eq!(store.entries(0, 10).unwrap(), before);
+        append_range(&store, &mut frontier, 10, 15);
+        store.set_checkpoint(b"checkpoint at 15").unwrap();
+        assert_eq!(store.size(), 15);
+        // A new store on the restarted database sees the same log.
+        let reopened = open(&cluster.url);
+        assert_eq!(reopened.size(), 15);
+        assert_eq!(reopened.entries(0, 10).unwrap(), before);
+        assert_eq!(
+            reopened.entries(10, 15).unwrap(),
+            (10..15).map(entry).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            reopened.checkpoint().unwrap().as_deref(),
+            Some(&b"checkpoint at 15"[..])
+        );
+        let last = node_count(15) - 1;
+        assert_eq!(reopened.node(last).unwrap(), store.node(last).unwrap());
+    }
+
     #[test]
     fn two_postgres_stores_cannot_both_append_at_one_size() {
         let db = test_database();

@@ -92,11 +92,23 @@ fn start_server() -> Result<Server, String> {
         });
     }
     let dir = std::env::temp_dir().join(format!("kt-pg-{}", unique_suffix()));
-    let output = script()
-        .arg("start")
-        .arg(&dir)
-        .arg("--owner-pid")
-        .arg(std::process::id().to_string())
+    Ok(Server {
+        url: start_cluster(&dir, true)?,
+        external: false,
+    })
+}
+
+/// Starts (creates or restarts) the cluster in `dir` with `scripts/pg-cluster` and returns the
+/// URL it prints; `watched`: with a watcher that removes it when this process exits.
+fn start_cluster(dir: &std::path::Path, watched: bool) -> Result<String, String> {
+    let mut command = script();
+    command.arg("start").arg(dir);
+    if watched {
+        command
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string());
+    }
+    let output = command
         .output()
         .map_err(|e| format!("could not run {}: {e}", script_path().display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -109,16 +121,54 @@ fn start_server() -> Result<Server, String> {
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    let url = stdout
+    stdout
         .lines()
         .last()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .ok_or_else(|| format!("pg-cluster start printed no URL (stdout: {stdout:?})"))?;
-    Ok(Server {
-        url: url.to_owned(),
-        external: false,
-    })
+        .map(str::to_owned)
+        .ok_or_else(|| format!("pg-cluster start printed no URL (stdout: {stdout:?})"))
+}
+
+/// A cluster of one test's own, which the test may stop and start again: for what a client
+/// does while its database is unreachable, and after it restarted. Like the shared cluster it
+/// is removed when the test process exits, however it exits.
+pub struct OwnCluster {
+    dir: PathBuf,
+    /// Connection URL of its `postgres` database.
+    pub url: String,
+}
+
+impl OwnCluster {
+    /// Creates and starts a cluster of its own (panics with the reason if it cannot).
+    pub fn start() -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!("kt-pg-own-{}", unique_suffix()));
+        match start_cluster(&dir, true) {
+            Ok(url) => OwnCluster { dir, url },
+            Err(reason) => panic!("no PostgreSQL for this test: {reason}"),
+        }
+    }
+
+    /// Stops the server (a fast shutdown: connections are closed, committed data is kept).
+    pub fn stop(&self) {
+        let output = script()
+            .arg("stop")
+            .arg(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("could not run {}: {e}", script_path().display()));
+        assert!(
+            output.status.success(),
+            "pg-cluster stop failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+
+    /// Starts the stopped server again, on the same data and socket.
+    pub fn start_again(&self) {
+        let url = start_cluster(&self.dir, false)
+            .unwrap_or_else(|reason| panic!("restarting PostgreSQL failed: {reason}"));
+        assert_eq!(url, self.url, "the cluster came back at another URL");
+    }
 }
 
 /// A fresh database of its own for the calling test, on the server of `KT_TEST_POSTGRES_URL`
