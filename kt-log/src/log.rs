@@ -89,6 +89,40 @@ impl<S: LogStore> NodeReader for CachedNodes<'_, S> {
         }
         Ok(hash)
     }
+
+    /// The cached ones from the cache, all the others in one [`LogStore::nodes`] read.
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        let mut hashes: Vec<Option<Hash>> = {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            ids.iter()
+                .map(|id| {
+                    (id.level >= CACHED_LEVEL)
+                        .then(|| cache.get(&id.postorder()).copied())
+                        .flatten()
+                })
+                .collect()
+        };
+        let missing: Vec<usize> = (0..ids.len()).filter(|&i| hashes[i].is_none()).collect();
+        if !missing.is_empty() {
+            let positions: Vec<u64> = missing.iter().map(|&i| ids[i].postorder()).collect();
+            let read = self.store.nodes(&positions)?;
+            if read.len() != positions.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "asked for {} nodes, the store gave {}",
+                    positions.len(),
+                    read.len()
+                )));
+            }
+            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            for (&i, hash) in missing.iter().zip(read) {
+                if ids[i].level >= CACHED_LEVEL && cache.len() < CACHE_CAPACITY {
+                    cache.insert(ids[i].postorder(), hash);
+                }
+                hashes[i] = Some(hash);
+            }
+        }
+        Ok(hashes.into_iter().flatten().collect())
+    }
 }
 
 /// A transparency log over a store, signing with one note key whose name is the origin.

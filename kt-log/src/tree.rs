@@ -79,6 +79,40 @@ pub trait NodeReader {
     type Error;
     /// The hash of complete node `id`. Called only for nodes of the tree being proven.
     fn node(&self, id: NodeId) -> Result<Hash, Self::Error>;
+
+    /// The hashes of complete nodes `ids`, one per id, in order: what one proof needs, read
+    /// at once (a store across a network answers them in one round trip). By default one
+    /// [`node`](NodeReader::node) call each.
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, Self::Error> {
+        ids.iter().map(|&id| self.node(id)).collect()
+    }
+}
+
+/// The Merkle tree hashes of leaf ranges `ranges` (each as [`range_hash`]), their nodes read
+/// in one [`NodeReader::nodes`] call.
+fn range_hashes<R: NodeReader>(reader: &R, ranges: &[(u64, u64)]) -> Result<Vec<Hash>, R::Error> {
+    let per_range: Vec<Vec<NodeId>> = ranges
+        .iter()
+        .map(|&(start, end)| range_nodes(start, end))
+        .collect();
+    let ids: Vec<NodeId> = per_range.iter().flatten().copied().collect();
+    let mut hashes = reader.nodes(&ids)?;
+    if hashes.len() != ids.len() {
+        // A reader that broke the one-hash-per-id contract: read them one by one instead.
+        hashes = ids
+            .iter()
+            .map(|&id| reader.node(id))
+            .collect::<Result<_, _>>()?;
+    }
+    let mut rest = hashes.as_slice();
+    Ok(per_range
+        .iter()
+        .map(|nodes| {
+            let (these, after) = rest.split_at(nodes.len());
+            rest = after;
+            fold_right(these)
+        })
+        .collect())
 }
 
 /// Merkle tree hash of leaves `start..end` (see [`range_nodes`] for the precondition).
@@ -97,31 +131,25 @@ pub fn inclusion_proof<R: NodeReader>(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, R::Error> {
-    let mut proof = Vec::new();
-    path(reader, index, 0, size, &mut proof)?;
-    Ok(proof)
+    let mut ranges = Vec::new();
+    path(index, 0, size, &mut ranges);
+    range_hashes(reader, &ranges)
 }
 
-fn path<R: NodeReader>(
-    reader: &R,
-    m: u64,
-    lo: u64,
-    hi: u64,
-    out: &mut Vec<Hash>,
-) -> Result<(), R::Error> {
+/// The leaf ranges whose hashes make the audit path of leaf `m` in `lo..hi`, bottom-up.
+fn path(m: u64, lo: u64, hi: u64, out: &mut Vec<(u64, u64)>) {
     let n = hi - lo;
     if n <= 1 {
-        return Ok(());
+        return;
     }
     let k = split_point(n);
     if m < k {
-        path(reader, m, lo, lo + k, out)?;
-        out.push(range_hash(reader, lo + k, hi)?);
+        path(m, lo, lo + k, out);
+        out.push((lo + k, hi));
     } else {
-        path(reader, m - k, lo + k, hi, out)?;
-        out.push(range_hash(reader, lo, lo + k)?);
+        path(m - k, lo + k, hi, out);
+        out.push((lo, lo + k));
     }
-    Ok(())
 }
 
 /// RFC 9162 §2.1.4.1 consistency proof from the first `old` leaves to the first `new`.
@@ -131,37 +159,31 @@ pub fn consistency_proof<R: NodeReader>(
     old: u64,
     new: u64,
 ) -> Result<Vec<Hash>, R::Error> {
-    let mut proof = Vec::new();
+    let mut ranges = Vec::new();
     if old < new {
-        subproof(reader, old, 0, new, true, &mut proof)?;
+        subproof(old, 0, new, true, &mut ranges);
     }
-    Ok(proof)
+    range_hashes(reader, &ranges)
 }
 
-fn subproof<R: NodeReader>(
-    reader: &R,
-    m: u64,
-    lo: u64,
-    hi: u64,
-    whole: bool,
-    out: &mut Vec<Hash>,
-) -> Result<(), R::Error> {
+/// The leaf ranges whose hashes make the consistency proof of the first `m` leaves of
+/// `lo..hi` (RFC 9162 SUBPROOF; `whole`: `lo..lo + m` is the whole old tree).
+fn subproof(m: u64, lo: u64, hi: u64, whole: bool, out: &mut Vec<(u64, u64)>) {
     let n = hi - lo;
     if m == n {
         if !whole {
-            out.push(range_hash(reader, lo, hi)?);
+            out.push((lo, hi));
         }
-        return Ok(());
+        return;
     }
     let k = split_point(n);
     if m <= k {
-        subproof(reader, m, lo, lo + k, whole, out)?;
-        out.push(range_hash(reader, lo + k, hi)?);
+        subproof(m, lo, lo + k, whole, out);
+        out.push((lo + k, hi));
     } else {
-        subproof(reader, m - k, lo + k, hi, false, out)?;
-        out.push(range_hash(reader, lo, lo + k)?);
+        subproof(m - k, lo + k, hi, false, out);
+        out.push((lo, lo + k));
     }
-    Ok(())
 }
 
 /// The right edge of a growing tree: the hashes of the complete subtrees that make up its

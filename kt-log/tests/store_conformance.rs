@@ -91,6 +91,12 @@ fn conformance<S: LogStore + 'static>(open: impl Fn() -> S, reopen: bool) {
             assert_eq!(store.node(pos as u64).unwrap(), *hash, "node {pos}");
         }
         assert!(store.node(node_count(size)).is_err());
+        // Many at once: the same hashes, in the order asked, repeats included.
+        let positions: Vec<u64> = (0..emitted.len() as u64).rev().chain([0, 0]).collect();
+        let expected: Vec<_> = positions.iter().map(|&p| emitted[p as usize]).collect();
+        assert_eq!(store.nodes(&positions).unwrap(), expected);
+        assert_eq!(store.nodes(&[]).unwrap(), vec![]);
+        assert!(store.nodes(&[0, node_count(size)]).is_err());
         assert!(store.entries(size, size + 1).is_err());
         assert!(store.entries(3, 2).is_err());
     };
@@ -643,5 +649,73 @@ mod postgres_store {
             elapsed.as_secs_f64() * 1000.0 / f64::from(batches)
         );
         assert_eq!(store.size(), 53_000);
+    }
+
+    /// Reads each node with its own query, as a store without a batched read would.
+    struct OneByOne<'a>(&'a PostgresStore);
+
+    impl kt_log::tree::NodeReader for OneByOne<'_> {
+        type Error = StoreError;
+        fn node(&self, id: kt_log::tree::NodeId) -> Result<kt_log::Hash, StoreError> {
+            self.0.node(id.postorder())
+        }
+    }
+
+    /// Reads a proof's nodes in one query ([`LogStore::nodes`]).
+    struct Batched<'a>(&'a PostgresStore);
+
+    impl kt_log::tree::NodeReader for Batched<'_> {
+        type Error = StoreError;
+        fn node(&self, id: kt_log::tree::NodeId) -> Result<kt_log::Hash, StoreError> {
+            self.0.node(id.postorder())
+        }
+        fn nodes(&self, ids: &[kt_log::tree::NodeId]) -> Result<Vec<kt_log::Hash>, StoreError> {
+            let positions: Vec<u64> = ids.iter().map(|id| id.postorder()).collect();
+            self.0.nodes(&positions)
+        }
+    }
+
+    /// Inclusion proofs from a PostgresStore of 100,000 entries, each node read by its own
+    /// query against one query per proof, alternately in one run (the same proofs, checked
+    /// equal): `cargo test --release -p kt-log --features postgres --test store_conformance
+    /// -- --ignored --nocapture postgres_store_proof_reads`.
+    #[test]
+    #[ignore = "a measurement; run it explicitly (see its doc comment)"]
+    fn postgres_store_proof_reads() {
+        use kt_log::tree::inclusion_proof;
+        let db = test_database();
+        let store = open(&db.url);
+        let mut frontier = Frontier::new();
+        let size = 100_000u64;
+        for start in (0..size).step_by(10_000) {
+            append_range(&store, &mut frontier, start, start + 10_000);
+        }
+        let proofs = 2_000u64;
+        let indices: Vec<u64> = (0..proofs)
+            .map(|i| i.wrapping_mul(2_654_435_761) % size)
+            .collect();
+        for round in 1..=3 {
+            let start = Instant::now();
+            let one_by_one: Vec<_> = indices
+                .iter()
+                .map(|&i| inclusion_proof(&OneByOne(&store), i, size).unwrap())
+                .collect();
+            let single = start.elapsed();
+            let start = Instant::now();
+            let batched: Vec<_> = indices
+                .iter()
+                .map(|&i| inclusion_proof(&Batched(&store), i, size).unwrap())
+                .collect();
+            let together = start.elapsed();
+            assert_eq!(one_by_one, batched);
+            let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / proofs as f64;
+            println!(
+                "round {round}: {proofs} inclusion proofs at size {size}: a query per node \
+                 {:.0} µs per proof, one query per proof {:.0} µs per proof ({:.2}×)",
+                per(single),
+                per(together),
+                single.as_secs_f64() / together.as_secs_f64()
+            );
+        }
     }
 }

@@ -120,6 +120,13 @@ pub trait LogStore: Send + Sync {
     /// The complete node at post-order `position` (below `node_count(size())`).
     fn node(&self, position: u64) -> Result<Hash, StoreError>;
 
+    /// The complete nodes at `positions` (each as [`node`](LogStore::node)), one hash per
+    /// position, in order: a proof's nodes at once. By default one `node` call each; a store
+    /// across a network reads them in one round trip.
+    fn nodes(&self, positions: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        positions.iter().map(|&p| self.node(p)).collect()
+    }
+
     /// The latest checkpoint note stored with [`set_checkpoint`](LogStore::set_checkpoint).
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
 
@@ -142,6 +149,9 @@ macro_rules! forward_log_store {
             }
             fn node(&self, position: u64) -> Result<Hash, StoreError> {
                 (**self).node(position)
+            }
+            fn nodes(&self, positions: &[u64]) -> Result<Vec<Hash>, StoreError> {
+                (**self).nodes(positions)
             }
             fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
                 (**self).checkpoint()

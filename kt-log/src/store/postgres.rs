@@ -380,6 +380,37 @@ impl LogStore for PostgresStore {
             .ok_or_else(|| StoreError::Corrupt(format!("node {position} is not 32 bytes")))
     }
 
+    /// One query for all of them.
+    fn nodes(&self, positions: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        let size = self.size();
+        let mut keys = Vec::with_capacity(positions.len());
+        for &position in positions {
+            check_node_position(position, size)?;
+            keys.push(to_i64(position)?);
+        }
+        let rows = self.read(|client| {
+            Ok(client.query_typed(
+                "SELECT pos, hash FROM log_nodes WHERE pos = ANY($1)",
+                &[(&keys, Type::INT8_ARRAY)],
+            )?)
+        })?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let position: i64 = row.get(0);
+            let hash = Hash::from_slice(row.get(1))
+                .ok_or_else(|| StoreError::Corrupt(format!("node {position} is not 32 bytes")))?;
+            found.insert(position, hash);
+        }
+        keys.iter()
+            .map(|key| {
+                found
+                    .get(key)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("node {key} is missing")))
+            })
+            .collect()
+    }
+
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .state
