@@ -5,6 +5,11 @@
 //! parses re-serialises (to_bytes) to bytes that parse to an equal entry, and to_bytes is a
 //! fixed point; and, as the module promises one byte form per entry, those bytes are exactly
 //! the input.
+//!
+//! Also `LogEntry::from_json`, which reads the changes of a history answer (untrusted, what
+//! an owner's monitor receives): on any input that is JSON it never panics, and an entry it
+//! accepts is one `parse` accepts in its byte form (`from_json` applies the same field rules,
+//! only without a byte form); every parsed entry reads back from its `to_json` unchanged.
 #![no_main]
 
 use as_server::entry::LogEntry;
@@ -24,5 +29,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.to_bytes(), bytes, "to_bytes is not a fixed point");
         assert_eq!(bytes, data, "parse accepted a non-canonical byte form");
         let _ = (entry.body.identity(), entry.body.kind(), entry.body.time());
+        assert_eq!(
+            LogEntry::from_json(&entry.to_json()).as_ref(),
+            Ok(&entry),
+            "to_json does not read back"
+        );
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        if let Ok(entry) = LogEntry::from_json(&value) {
+            let bytes = entry.to_bytes();
+            assert_eq!(
+                LogEntry::parse(&bytes).as_ref(),
+                Ok(&entry),
+                "from_json accepted what parse refuses in its byte form"
+            );
+        }
     }
 });
