@@ -255,7 +255,7 @@ mod tests {
         }
         // The earlier layout: enrollments in the store only.
         std::fs::remove_file(&journal).unwrap();
-        drop(State::open(&store, &journal).unwrap());
+        drop(super::reopen_for_test(&store, &journal));
         std::fs::remove_dir_all(&store).unwrap();
         let state = State::open(&store, &journal).unwrap();
         // Only the unused, unexpired one was worth keeping.
@@ -275,14 +275,13 @@ mod tests {
             .collect();
         enrollments.push((id(99_999), "new@b.co".into(), u64::MAX));
         drop(State::open(&store, &journal).unwrap());
-        State::open(&store, &journal)
-            .unwrap()
+        super::reopen_for_test(&store, &journal)
             .add_enrollments(&enrollments)
             .unwrap()
             .unwrap();
         let journaled = || EnrollmentJournal::open(&journal).unwrap().records;
         assert_eq!(journaled().len(), JOURNAL_COMPACTS_FROM + 1);
-        drop(State::open(&store, &journal).unwrap());
+        drop(super::reopen_for_test(&store, &journal));
         let kept = journaled();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].identity, "new@b.co");

@@ -347,6 +347,26 @@ impl State {
     }
 }
 
+/// [`State::open`] for a test that reopens a store it just dropped: sled 0.34 releases its
+/// file lock from a background thread shortly after the drop, so the reopen is retried while
+/// it meets that lock (for at most 10 s); any other error fails the test.
+#[cfg(test)]
+pub(crate) fn reopen_for_test(store: &std::path::Path, journal: &std::path::Path) -> State {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match State::open(store, journal) {
+            Ok(state) => return state,
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("reopening the state store: {e}"),
+        }
+    }
+}
+
 /// Serials and enrollment ids named by a word, for tests: `serial("s1")`.
 #[cfg(test)]
 pub(crate) mod test_ids {

@@ -81,7 +81,7 @@ mod tests {
             state.db.flush().unwrap();
         }
         let state =
-            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
+            super::reopen_for_test(&dir.path().join("state"), &dir.path().join("enrollments"));
         let logged = |name: &str| state.identity(name).unwrap().unwrap().logged;
         assert!(!logged("pending@b.co"));
         assert!(logged("holder@b.co"));
