@@ -108,14 +108,8 @@ pub async fn history(
                 })?;
             let change = row
                 .record()
-                .and_then(|record| {
-                    record
-                        .entry()
-                        .map_err(|e| crate::state::StateError::Corrupt {
-                            key: "v/".into(),
-                            error: e.to_string(),
-                        })
-                })
+                .map_err(Problem::internal)?
+                .entry()
                 .map_err(Problem::internal)?;
             history.push(HistoryItem {
                 change: change.to_json(),

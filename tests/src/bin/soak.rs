@@ -33,6 +33,7 @@ use e2e_tests::{Server, TestDir};
 use kt_log::checkpoint::{open_checkpoint, VerifiedCheckpoint};
 use kt_protocol::api::{CredentialAnswer, IdentityProof};
 use kt_verify::directory::{answer_checkpoint, verify_identity};
+use kt_verify::wire::decode_hashes;
 use test_support::requests::{issue_request, new_key};
 
 /// One acknowledged credential: the identity and the server's answer.
@@ -160,14 +161,10 @@ fn consistent(server: &Server, old: &VerifiedCheckpoint, new: &VerifiedCheckpoin
     if answer.status != 200 {
         return false;
     }
-    let proof: Option<Vec<kt_log::Hash>> = answer.json()["proof"].as_array().map(|hashes| {
-        hashes
-            .iter()
-            .filter_map(|h| B64.decode(h.as_str()?).ok())
-            .filter_map(|h| kt_log::Hash::from_slice(&h))
-            .collect()
-    });
-    proof.is_some_and(|proof| old.verify_extended_by(new, &proof).is_ok())
+    let Ok(hashes) = serde_json::from_value::<Vec<String>>(answer.json()["proof"].clone()) else {
+        return false;
+    };
+    decode_hashes(&hashes, "proof").is_ok_and(|proof| old.verify_extended_by(new, &proof).is_ok())
 }
 
 /// Whether `identity`'s verified complete state holds the credential `credential`
