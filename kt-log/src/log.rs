@@ -3,8 +3,9 @@
 //!
 //! Guarantees, given a store that honours the [`LogStore`] contract:
 //! - [`Log::append`] returns only after the whole batch is durable.
-//! - A checkpoint is signed only over the durable tree, and is persisted as the latest before
-//!   it is returned. Sizes only grow and the tree is append-only, so the log never signs two
+//! - A checkpoint is returned only over the durable tree, and is persisted as the latest before
+//!   it is returned ([`Log::append_and_sign`] signs it before the store commits, and drops it
+//!   unpublished if the commit fails). Sizes only grow and the tree is append-only, so the log never signs two
 //!   roots for one size nor a smaller size after a larger one.
 //! - [`Log::open`] refuses a store whose tree does not reach, or does not match, the latest
 //!   checkpoint it signed: after any crash the log resumes at or beyond every checkpoint.
@@ -125,6 +126,26 @@ impl<S: LogStore> NodeReader for CachedNodes<'_, S> {
     }
 }
 
+/// The frontier after `entries`, and the nodes they complete; refuses an oversized entry.
+fn grown(frontier: &Frontier, entries: &[&[u8]]) -> Result<(Frontier, Vec<Hash>), LogError> {
+    if let Some((position, e)) = entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.len() > tiles::MAX_ENTRY_LEN)
+    {
+        return Err(LogError::EntryTooLarge {
+            position,
+            len: e.len(),
+        });
+    }
+    let mut next = frontier.clone();
+    let mut nodes = Vec::with_capacity(2 * entries.len() + 64);
+    for entry in entries {
+        next.push(leaf_hash(entry), |h| nodes.push(h));
+    }
+    Ok((next, nodes))
+}
+
 /// A transparency log over a store, signing with one note key whose name is the origin.
 pub struct Log<S: LogStore> {
     store: S,
@@ -242,21 +263,7 @@ impl<S: LogStore> Log<S> {
         entries: &[E],
     ) -> Result<Range<u64>, LogError> {
         let entries: Vec<&[u8]> = entries.iter().map(AsRef::as_ref).collect();
-        if let Some((position, e)) = entries
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.len() > tiles::MAX_ENTRY_LEN)
-        {
-            return Err(LogError::EntryTooLarge {
-                position,
-                len: e.len(),
-            });
-        }
-        let mut next = frontier.clone();
-        let mut nodes = Vec::with_capacity(2 * entries.len() + 64);
-        for entry in &entries {
-            next.push(leaf_hash(entry), |h| nodes.push(h));
-        }
+        let (next, nodes) = grown(frontier, &entries)?;
         self.store.append(&entries, &nodes)?;
         let range = frontier.size()..next.size();
         *frontier = next;
@@ -282,15 +289,80 @@ impl<S: LogStore> Log<S> {
     }
 
     /// Appends a batch and signs a checkpoint covering it, as one step: what a sequencer does
-    /// for each group commit.
+    /// for each group commit. The checkpoint is signed over the tree the batch makes and
+    /// given to the store with the batch ([`LogStore::append_checkpointed`]: one transaction
+    /// on a shared store); it is returned, and becomes the latest, only once both are durable.
+    /// If the store took the entries but not the checkpoint, the log goes on from the grown
+    /// tree (as after [`append`](Log::append)) and the error is returned.
     pub fn append_and_sign<E: AsRef<[u8]>>(
         &self,
         entries: &[E],
     ) -> Result<(Range<u64>, Arc<SignedCheckpoint>), LogError> {
         let mut frontier = self.lock_frontier();
-        let range = self.append_locked(&mut frontier, entries)?;
-        let checkpoint = self.sign_locked(&frontier)?;
-        Ok((range, checkpoint))
+        if entries.is_empty() {
+            let size = frontier.size();
+            return Ok((size..size, self.sign_locked(&frontier)?));
+        }
+        let entries: Vec<&[u8]> = entries.iter().map(AsRef::as_ref).collect();
+        let (next, nodes) = grown(&frontier, &entries)?;
+        let signed = Arc::new(Self::checkpoint_for(&self.signer, &next)?);
+        let range = frontier.size()..next.size();
+        if let Err(e) = self
+            .store
+            .append_checkpointed(&entries, &nodes, &signed.note)
+        {
+            if self.store.size() == next.size() {
+                // The entries are durable, the checkpoint is not.
+                *frontier = next;
+            }
+            return Err(e.into());
+        }
+        *frontier = next;
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&signed);
+        Ok((range, signed))
+    }
+
+    /// Takes in what other writers of a shared store appended ([`LogStore::refresh`]): the
+    /// frontier is read again at the store's new size, and the store's checkpoint, once
+    /// verified with this log's key and against the stored tree, becomes the latest. Returns
+    /// the size. A store that only this log writes never grows here.
+    pub fn refresh(&self) -> Result<u64, LogError> {
+        let mut frontier = self.lock_frontier();
+        let size = self.store.refresh()?;
+        if size == frontier.size() {
+            return Ok(size);
+        }
+        if size < frontier.size() {
+            return Err(LogError::Inconsistent(format!(
+                "the store went back from {} to {size} entries",
+                frontier.size()
+            )));
+        }
+        let reader = self.nodes();
+        let hashes = reader.nodes(&Frontier::node_ids(size))?;
+        let next = Frontier::from_parts(size, hashes)
+            .ok_or_else(|| LogError::Inconsistent("frontier has the wrong shape".into()))?;
+        if let Some(note) = self.store.checkpoint()? {
+            let verified = open_checkpoint(&note, &self.signer.verifier())?;
+            let latest = self.latest_checkpoint();
+            if verified.size() > latest.checkpoint.size {
+                if verified.size() > size
+                    || tree::range_hash(&reader, 0, verified.size())? != verified.root()
+                {
+                    return Err(LogError::Inconsistent(format!(
+                        "the stored checkpoint of size {} does not match the stored tree",
+                        verified.size()
+                    )));
+                }
+                *self.latest.write().unwrap_or_else(|e| e.into_inner()) =
+                    Arc::new(SignedCheckpoint {
+                        checkpoint: verified.checkpoint().clone(),
+                        note,
+                    });
+            }
+        }
+        *frontier = next;
+        Ok(size)
     }
 
     /// The latest signed checkpoint.

@@ -553,6 +553,102 @@ mod postgres_store {
     }
 
     #[test]
+    fn a_fenced_log_refreshes_and_goes_on_from_the_other_writers_tree() {
+        use kt_log::log::{Log, LogError};
+        use kt_log::note::NoteSigner;
+        let signer = || NoteSigner::from_seed("test.example/log", &[7; 32]).unwrap();
+        let db = test_database();
+        let first = Log::open(open(&db.url), signer()).unwrap();
+        let second = Log::open(open(&db.url), signer()).unwrap();
+        let (_, signed) = first.append_and_sign(&[b"a", b"b", b"c"]).unwrap();
+        // The batch and its checkpoint were stored together.
+        assert_eq!(
+            first.store().checkpoint().unwrap().as_deref(),
+            Some(&signed.note[..])
+        );
+        let refused = second.append_and_sign(&[b"x"]);
+        assert!(
+            matches!(
+                refused,
+                Err(LogError::Store(StoreError::Fenced {
+                    expected: 0,
+                    found: 3
+                }))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            (second.size(), second.latest_checkpoint().checkpoint.size),
+            (0, 0)
+        );
+        // Refreshed, it takes the first's tree and checkpoint, and appends after them.
+        assert_eq!(second.refresh().unwrap(), 3);
+        assert_eq!(second.latest_checkpoint().note, signed.note);
+        assert_eq!(second.root_at(3).unwrap(), first.root_at(3).unwrap());
+        let (range, signed) = second.append_and_sign(&[b"d", b"e"]).unwrap();
+        assert_eq!((range, signed.checkpoint.size), (3..5, 5));
+        // Nothing of the refused batch was written.
+        assert_eq!(first.refresh().unwrap(), 5);
+        assert_eq!(first.latest_checkpoint().note, signed.note);
+        assert_eq!(
+            first.entries(0, 5).unwrap(),
+            [&b"a"[..], b"b", b"c", b"d", b"e"]
+                .map(<[u8]>::to_vec)
+                .to_vec()
+        );
+        let old_root = second.root_at(3).unwrap();
+        kt_log::verify::verify_consistency(
+            3,
+            5,
+            &old_root,
+            &signed.checkpoint.root,
+            &first.consistency_proof(3, 5).unwrap(),
+        )
+        .unwrap();
+        // A refresh with nothing new changes nothing.
+        assert_eq!(first.refresh().unwrap(), 5);
+        let reopened = Log::open(open(&db.url), signer()).unwrap();
+        assert_eq!(reopened.root_at(5).unwrap(), first.root_at(5).unwrap());
+    }
+
+    #[test]
+    fn a_log_refuses_a_shared_checkpoint_its_key_did_not_sign() {
+        use kt_log::log::{Log, LogError};
+        use kt_log::note::NoteSigner;
+        let db = test_database();
+        let ours = Log::open(
+            open(&db.url),
+            NoteSigner::from_seed("test.example/log", &[7; 32]).unwrap(),
+        )
+        .unwrap();
+        let theirs = Log::open(
+            open(&db.url),
+            NoteSigner::from_seed("test.example/log", &[8; 32]).unwrap(),
+        );
+        // A log of another key cannot even open the database's log...
+        assert!(theirs.is_err());
+        // ...and a checkpoint of another key written beside ours is refused at refresh.
+        let other = NoteSigner::from_seed("test.example/log", &[8; 32]).unwrap();
+        let store = open(&db.url);
+        let mut frontier = Frontier::new();
+        let mut nodes = Vec::new();
+        frontier.push(kt_log::hash::leaf_hash(b"z"), |h| nodes.push(h));
+        let forged = kt_log::checkpoint::Checkpoint {
+            origin: "test.example/log".into(),
+            size: 1,
+            root: frontier.root(),
+            extensions: Vec::new(),
+        }
+        .sign(&other)
+        .unwrap();
+        store
+            .append_checkpointed(&[b"z"], &nodes, &forged.note)
+            .unwrap();
+        assert!(matches!(ours.refresh(), Err(LogError::Checkpoint(_))));
+        assert_eq!(ours.latest_checkpoint().checkpoint.size, 0);
+    }
+
+    #[test]
     fn postgres_stores_opened_at_once_on_a_new_database_share_one_schema() {
         let db = test_database();
         let stores: Vec<PostgresStore> = std::thread::scope(|scope| {

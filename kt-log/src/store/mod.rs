@@ -132,6 +132,27 @@ pub trait LogStore: Send + Sync {
 
     /// Durably replaces the latest checkpoint note.
     fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError>;
+
+    /// Appends as [`append`](LogStore::append) and stores `note`, the checkpoint of the tree
+    /// the append makes, as [`set_checkpoint`](LogStore::set_checkpoint) would. By default the
+    /// two calls in turn; a store shared by several writers does both in one transaction, so
+    /// that another writer's append cannot come between them.
+    fn append_checkpointed(
+        &self,
+        entries: &[&[u8]],
+        nodes: &[Hash],
+        note: &[u8],
+    ) -> Result<(), StoreError> {
+        self.append(entries, nodes)?;
+        self.set_checkpoint(note)
+    }
+
+    /// Learns what other writers committed since this store last read or wrote, and returns
+    /// the size it now answers with. Only a store that several writers share (one database,
+    /// several frontends) can grow this way; by default nothing changes.
+    fn refresh(&self) -> Result<u64, StoreError> {
+        Ok(self.size())
+    }
 }
 
 /// Forwards every call, so a boxed or shared store is a store with the same contract.
@@ -158,6 +179,17 @@ macro_rules! forward_log_store {
             }
             fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
                 (**self).set_checkpoint(note)
+            }
+            fn append_checkpointed(
+                &self,
+                entries: &[&[u8]],
+                nodes: &[Hash],
+                note: &[u8],
+            ) -> Result<(), StoreError> {
+                (**self).append_checkpointed(entries, nodes, note)
+            }
+            fn refresh(&self) -> Result<u64, StoreError> {
+                (**self).refresh()
             }
         }
     )*};

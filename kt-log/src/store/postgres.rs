@@ -211,7 +211,7 @@ impl PostgresStore {
 
     /// Re-reads the committed size and checkpoint, so that this instance sees what other
     /// instances appended; returns the size. Waits for this instance's own write in progress.
-    pub fn refresh(&self) -> Result<u64, StoreError> {
+    fn refresh_state(&self) -> Result<u64, StoreError> {
         let mut writer = self.lock_writer();
         let client = self.writer_client(&mut writer)?;
         let fresh = read_state(client)?;
@@ -264,12 +264,14 @@ impl PostgresStore {
         result
     }
 
-    /// The append transaction; the caller holds the writer lock.
+    /// The append transaction, storing `note` as the checkpoint in it if given; the caller
+    /// holds the writer lock.
     fn append_tx(
         client: &mut Client,
         size: u64,
         entries: &[&[u8]],
         nodes: &[Hash],
+        note: Option<&[u8]>,
     ) -> Result<u64, StoreError> {
         let new_size = size + entries.len() as u64;
         let mut tx = client.transaction()?;
@@ -284,7 +286,7 @@ impl PostgresStore {
                 found,
             });
         }
-        if entries.is_empty() {
+        if entries.is_empty() && note.is_none() {
             return Ok(size);
         }
         let indices = (size..new_size)
@@ -295,12 +297,14 @@ impl PostgresStore {
             .map(to_i64)
             .collect::<Result<Vec<_>, _>>()?;
         let hashes: Vec<&[u8]> = nodes.iter().map(|h| &h.0[..]).collect();
-        let params: [(&(dyn ToSql + Sync), Type); 2] =
-            [(&indices, Type::INT8_ARRAY), (&entries, Type::BYTEA_ARRAY)];
-        tx.execute_typed(
-            "INSERT INTO log_entries (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-            &params,
-        )?;
+        if !entries.is_empty() {
+            let params: [(&(dyn ToSql + Sync), Type); 2] =
+                [(&indices, Type::INT8_ARRAY), (&entries, Type::BYTEA_ARRAY)];
+            tx.execute_typed(
+                "INSERT INTO log_entries (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                &params,
+            )?;
+        }
         if !nodes.is_empty() {
             let params: [(&(dyn ToSql + Sync), Type); 2] =
                 [(&positions, Type::INT8_ARRAY), (&hashes, Type::BYTEA_ARRAY)];
@@ -309,21 +313,29 @@ impl PostgresStore {
                 &params,
             )?;
         }
-        tx.execute_typed(
-            "UPDATE log_state SET size = $1",
-            &[(&to_i64(new_size)?, Type::INT8)],
-        )?;
+        match note {
+            Some(note) => tx.execute_typed(
+                "UPDATE log_state SET size = $1, checkpoint = $2",
+                &[(&to_i64(new_size)?, Type::INT8), (&note, Type::BYTEA)],
+            )?,
+            None => tx.execute_typed(
+                "UPDATE log_state SET size = $1",
+                &[(&to_i64(new_size)?, Type::INT8)],
+            )?,
+        };
         tx.commit()?;
         Ok(new_size)
     }
 }
 
-impl LogStore for PostgresStore {
-    fn size(&self) -> u64 {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).size
-    }
-
-    fn append(&self, entries: &[&[u8]], nodes: &[Hash]) -> Result<(), StoreError> {
+impl PostgresStore {
+    /// [`LogStore::append`], storing `note` as the checkpoint in the same transaction.
+    fn append_with(
+        &self,
+        entries: &[&[u8]],
+        nodes: &[Hash],
+        note: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         let mut writer = self.lock_writer();
         let size = self.size();
         let expected_nodes = node_count(size + entries.len() as u64) - node_count(size);
@@ -335,9 +347,37 @@ impl LogStore for PostgresStore {
             )));
         }
         let client = self.writer_client(&mut writer)?;
-        let new_size = Self::append_tx(client, size, entries, nodes)?;
-        self.state.write().unwrap_or_else(|e| e.into_inner()).size = new_size;
+        let new_size = Self::append_tx(client, size, entries, nodes, note)?;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.size = new_size;
+        if let Some(note) = note {
+            state.checkpoint = Some(note.to_vec());
+        }
         Ok(())
+    }
+}
+
+impl LogStore for PostgresStore {
+    fn size(&self) -> u64 {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).size
+    }
+
+    fn append(&self, entries: &[&[u8]], nodes: &[Hash]) -> Result<(), StoreError> {
+        self.append_with(entries, nodes, None)
+    }
+
+    /// One transaction: the entries, the nodes, the new size and the checkpoint.
+    fn append_checkpointed(
+        &self,
+        entries: &[&[u8]],
+        nodes: &[Hash],
+        note: &[u8],
+    ) -> Result<(), StoreError> {
+        self.append_with(entries, nodes, Some(note))
+    }
+
+    fn refresh(&self) -> Result<u64, StoreError> {
+        self.refresh_state()
     }
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
