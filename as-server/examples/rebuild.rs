@@ -21,7 +21,7 @@ use as_server::entry::EntryBody;
 use clap::Parser;
 use kt_log::log::Log;
 use kt_log::note::NoteSigner;
-use kt_log::store::FileStore;
+use kt_log::store::{FileStore, LogStore};
 
 #[derive(Parser)]
 struct Args {
@@ -37,7 +37,8 @@ fn main() {
     let args = Args::parse();
     let key = std::fs::read_to_string(args.data.join("log-key")).unwrap();
     let signer = NoteSigner::parse(key.trim()).unwrap();
-    let log = Log::open(FileStore::open(args.data.join("log")).unwrap(), signer).unwrap();
+    let store: Box<dyn LogStore> = Box::new(FileStore::open(args.data.join("log")).unwrap());
+    let log = Log::open(store, signer).unwrap();
     let size = log.size();
     let keys = DirectoryKeys::load_or_create(&args.data).unwrap();
 

@@ -5,20 +5,21 @@
 
 use std::sync::{Arc, Mutex};
 
-use kt_log::log::Log;
-use kt_log::store::FileStore;
+use kt_log::log::{Log, LogError};
+use kt_log::store::StoreError;
 use kt_protocol::identity::IdentityPolicy;
 
 use crate::admission::Limits;
-use crate::as_log::AsLog;
+use crate::as_log::{open_store, AsLog};
 use crate::ca::Ca;
-use crate::config::Config;
+use crate::config::{Config, StoreChoice};
 use crate::directory::snapshot::FileMapStore;
 use crate::directory::{empty_map_entry, Directory};
 use crate::metrics::Metrics;
 use crate::rotation::RotationBudget;
 use crate::sequencer::{Sequencer, SequencerConfig};
 use crate::setup::{self, DataPaths};
+use crate::shared_enrollments::SharedEnrollments;
 use crate::state::shared::SharedState;
 use crate::tokens::AdminTokens;
 use crate::witnessing::cosigner::Cosigner;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Witness cosigning, with a witness policy.
     pub witnessing: Option<Arc<Witnessing>>,
+    /// The enrollments every frontend sees, when the log is on PostgreSQL.
+    pub shared_enrollments: Option<Arc<SharedEnrollments>>,
     /// The thread that asks the witnesses (stopped when the state is dropped).
     _cosigner: Option<Cosigner>,
     /// The data folder's lock, held for as long as the server runs (see [`setup`]).
@@ -79,15 +82,27 @@ pub struct AppState {
 /// starts the sequencer.
 pub fn open(config: &Config, material: setup::Material) -> Result<AppState, String> {
     let paths = DataPaths::new(&config.data);
-    let store = FileStore::open(paths.file("log")).map_err(|e| format!("log store: {e}"))?;
+    let store = open_store(&config.store, &paths.file("log"))?;
+    let shared_enrollments = match &config.store {
+        StoreChoice::Embedded => None,
+        StoreChoice::Postgres(url) => Some(Arc::new(
+            SharedEnrollments::open(url).map_err(|e| format!("enrollments on PostgreSQL: {e}"))?,
+        )),
+    };
     let log_key = material.log_signer.verifier();
     let verifier_key = log_key.to_vkey();
     let log = Arc::new(Log::open(store, material.log_signer).map_err(|e| format!("log: {e}"))?);
     if log.size() == 0 {
         // A new log starts with the empty map's entry, so that every checkpoint it signs ends
-        // in a map entry.
-        log.append(&[empty_map_entry()])
-            .map_err(|e| format!("starting the log: {e}"))?;
+        // in a map entry. On a shared store another frontend may have started it meanwhile.
+        match log.append_and_sign(&[empty_map_entry()]) {
+            Ok(_) => {}
+            Err(LogError::Store(StoreError::Fenced { .. })) => {
+                log.refresh()
+                    .map_err(|e| format!("reading the log another frontend started: {e}"))?;
+            }
+            Err(e) => return Err(format!("starting the log: {e}")),
+        }
     }
     // A crash between a batch's append and its checkpoint leaves entries no checkpoint covers:
     // cover them now, before the state (and so lookups and proofs) can show them.
@@ -128,6 +143,7 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         },
         Arc::clone(&metrics),
         &config.data,
+        config.store != StoreChoice::Embedded,
     )
     .map_err(|e| format!("sequencer thread: {e}"))?;
     let witnessing = match &config.witnessing {
@@ -161,6 +177,7 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         rotation_budget: config.rotation_budget,
         body_timeout: std::time::Duration::from_secs(config.body_timeout),
         witnessing,
+        shared_enrollments,
         _cosigner: cosigner,
         _folder_lock: material.folder_lock,
     })

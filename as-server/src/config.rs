@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// PEM certificates to trust for HTTPS witnesses instead of the Web PKI roots.
     #[arg(long, env = "AS_WITNESS_TLS_CA")]
     pub witness_tls_ca: Option<PathBuf>,
+    /// Where the log is: `postgres://…` (a libpq URL) for a PostgreSQL database that several
+    /// frontends share (docs/operations.md, "Running on PostgreSQL") [default: the data folder].
+    #[arg(long, env = "AS_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 /// The settings file, every key optional.
@@ -152,6 +156,44 @@ struct FileConfig {
     witness_cadence_ms: Option<u64>,
     witness_timeout_ms: Option<u64>,
     witness_tls_ca: Option<PathBuf>,
+    store: Option<String>,
+}
+
+/// Where the log is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// kt-log's `FileStore` in the data folder: one server, no database.
+    Embedded,
+    /// kt-log's `PostgresStore` at this URL, which several frontends may share. The URL may
+    /// hold a password: it is never printed (see the `Debug` impl).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Embedded => f.write_str("Embedded"),
+            StoreChoice::Postgres(_) => f.write_str("Postgres(<url>)"),
+        }
+    }
+}
+
+impl StoreChoice {
+    /// `postgres://…` or `postgresql://…`; anything else is refused (the embedded store is
+    /// chosen by giving none).
+    fn parse(given: Option<String>) -> Result<StoreChoice, String> {
+        match given {
+            None => Ok(StoreChoice::Embedded),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(StoreChoice::Postgres(url))
+            }
+            Some(_) => Err(
+                "store: expected a postgres:// or postgresql:// URL (leave it unset for the \
+                 embedded store in the data folder)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 /// The resolved configuration.
@@ -191,6 +233,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Witness cosigning, if a policy is given.
     pub witnessing: Option<WitnessingConfig>,
+    /// Where the log is.
+    pub store: StoreChoice,
 }
 
 /// Where the witness policy is and how the log talks to its witnesses.
@@ -318,6 +362,7 @@ impl ServeArgs {
                     tls_ca: self.witness_tls_ca.clone().or(file.witness_tls_ca),
                 }),
             },
+            store: StoreChoice::parse(self.store.clone().or(file.store))?,
         };
         if !(60..=MAX_CREDENTIAL_LIFETIME).contains(&config.credential_lifetime) {
             return Err("credential_lifetime must be between 60 seconds and 10 years".into());
@@ -380,5 +425,29 @@ mod tests {
 
         std::fs::write(&file, "lsiten = \"x\"\n").unwrap();
         assert!(args.resolve().unwrap_err().contains("lsiten"));
+    }
+
+    #[test]
+    fn the_store_is_embedded_unless_a_postgres_url_is_given_and_the_url_is_never_printed() {
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().store,
+            StoreChoice::Embedded
+        );
+        let url = "postgres://as:s3cret@db.example/as";
+        let config = ServeArgs {
+            store: Some(url.into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.store, StoreChoice::Postgres(url.into()));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let refused = ServeArgs {
+            store: Some("mysql://db.example/as".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(refused.contains("postgres://"), "{refused}");
     }
 }

@@ -15,12 +15,15 @@
 //!   the wire;
 //! - [`state`]: the AS's view of identities and credentials, a cache derived from the log and
 //!   the [`enrollment_journal`]; [`recovery`]: opening it, and rebuilding it when it must;
-//! - [`storage`]: what a storage fault is (a data disk that does not take writes);
+//!   [`shared_enrollments`]: enrollments that several frontends on PostgreSQL share;
+//! - [`storage`]: what a storage fault is (a data disk that does not take writes, an
+//!   unreachable database);
 //!   [`resync`]: coming back from one without a restart;
 //! - [`admission`]: the rules an action must pass to become a log entry, decided in log order;
 //!   [`refusal`]: why an action is refused, in the domain's terms (problems only at the edge);
-//! - [`as_log`]: the log type the AS runs on; [`sequencer`]: the group-committing writer of
-//!   the log and the state;
+//! - [`as_log`]: the log type the AS runs on, on the data folder or a shared PostgreSQL
+//!   database; [`sequencer`]: the group-committing writer of the log and the state, which
+//!   follows other frontends' appends to a shared log;
 //! - [`witnessing`]: sending checkpoints to the witness policy's witnesses, serving the
 //!   newest one its quorum cosigned;
 //! - [`operations`]: enrollment, issuance, rotation, revocation and enabling as the domain's
@@ -56,6 +59,7 @@ pub mod secret_file;
 pub mod sequencer;
 pub mod server;
 pub mod setup;
+pub mod shared_enrollments;
 pub mod state;
 pub mod storage;
 pub mod tls;

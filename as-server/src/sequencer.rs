@@ -45,6 +45,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kt_log::checkpoint::SignedCheckpoint;
+use kt_log::log::LogError;
+use kt_log::store::StoreError;
 use kt_log::tiles::MAX_ENTRY_LEN;
 use kt_protocol::directory::batch::Batch;
 use kt_protocol::directory::public_entry::PublicEntry;
@@ -66,6 +68,11 @@ use crate::unix_now;
 
 /// How often an idle sequencer looks whether an enrollment found the state store failed.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How often an idle sequencer of a shared log takes in other frontends' appends, so that
+/// its lookups show them.
+const FOLLOW_EVERY: Duration = Duration::from_millis(50);
+/// Tries of one batch whose append other frontends' appends fenced.
+const FENCED_TRIES: usize = 8;
 
 /// A committed action: where its update is, what it changed, and the proof of its identity's
 /// state in the checkpoint that covers it.
@@ -112,7 +119,8 @@ pub struct Sequencer {
 
 impl Sequencer {
     /// Starts the sequencer thread over `log`, `state` and `directory` (which must be caught
-    /// up); `data` is the data folder, whose disk [`Resync`] probes after a storage fault.
+    /// up); `data` is the data folder, whose disk [`Resync`] probes after a storage fault;
+    /// `shared` if other frontends append to the log too.
     pub fn start(
         log: Arc<AsLog>,
         state: Arc<SharedState>,
@@ -120,11 +128,13 @@ impl Sequencer {
         config: SequencerConfig,
         metrics: Arc<Metrics>,
         data: &std::path::Path,
+        shared: bool,
     ) -> std::io::Result<Sequencer> {
         let (queue, jobs) = mpsc::sync_channel(config.queue_capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             log,
+            shared,
             state,
             directory,
             config,
@@ -170,6 +180,8 @@ impl Sequencer {
 
 struct Worker {
     log: Arc<AsLog>,
+    /// Whether other frontends append to the log too (a shared database).
+    shared: bool,
     state: Arc<SharedState>,
     directory: Arc<Directory>,
     config: SequencerConfig,
@@ -185,11 +197,21 @@ impl Worker {
     fn run(mut self, jobs: Receiver<Job>) {
         loop {
             self.notice_failed_state();
-            let first = match jobs.recv_timeout(self.resync.wait(IDLE_CHECK)) {
+            let idle = if self.shared {
+                FOLLOW_EVERY
+            } else {
+                IDLE_CHECK
+            };
+            let first = match jobs.recv_timeout(self.resync.wait(idle)) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.resync
-                        .attempt_if_due(&self.log, &self.state, &self.directory);
+                    if self
+                        .resync
+                        .attempt_if_due(&self.log, &self.state, &self.directory)
+                    {
+                        // Failures are logged there, and tried again next time.
+                        let _ = self.follow(false);
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -213,18 +235,102 @@ impl Worker {
         }
     }
 
-    fn commit(&mut self, batch: Vec<Job>) {
-        if self.resync.is_down()
-            && !self
-                .resync
-                .attempt_if_due(&self.log, &self.state, &self.directory)
-        {
-            refuse_all(batch, &self.resync.refusal());
-            return;
+    /// Commits `batch`. On a shared log it first takes the log's write lock and what other
+    /// frontends appended ([`Worker::follow`]), so that the batch is admitted against the
+    /// log's latest state and appended before any other frontend's; the lock ends with the
+    /// append. An append fenced all the same (the lock is only a means to waste no work) is
+    /// admitted again against the grown log, at most [`FENCED_TRIES`] times.
+    fn commit(&mut self, mut batch: Vec<Job>) {
+        for _ in 0..FENCED_TRIES {
+            if self.resync.is_down()
+                && !self
+                    .resync
+                    .attempt_if_due(&self.log, &self.state, &self.directory)
+            {
+                refuse_all(batch, &self.resync.refusal());
+                return;
+            }
+            let fenced = match self.follow(true) {
+                Ok(()) => self.commit_once(batch),
+                Err(refusal) => {
+                    refuse_all(batch, &refusal);
+                    None
+                }
+            };
+            if self.shared {
+                if let Err(e) = self.log.release_writes() {
+                    tracing::warn!(error = %e, "giving back the shared log's write lock");
+                }
+            }
+            match fenced {
+                Some(fenced) => batch = fenced,
+                None => return,
+            }
         }
+        let refusal = Refusal::storage_unavailable(
+            "other frontends of the shared log appended before every try of this change; \
+             nothing was changed, retry",
+            1,
+        );
+        refuse_all(batch, &refusal);
+    }
+
+    /// Takes in what other frontends appended to a shared log ([`AsLog::refresh`], or
+    /// [`AsLog::hold_writes`] if `lock`, which takes the log's write lock too): the state
+    /// first, then the map published with the log's latest checkpoint, so that the map never
+    /// shows a version the state lacks. Nothing to do on a log only this process writes. A
+    /// failure is refused at once, and the next batch tries again.
+    fn follow(&mut self, lock: bool) -> Result<(), Refusal> {
+        if !self.shared {
+            return Ok(());
+        }
+        let size = if lock {
+            self.log.hold_writes()
+        } else {
+            self.log.refresh()
+        };
+        let size = size.map_err(|e| {
+            // An idle follower tries again in a moment: only a batch's failure is worth a
+            // warning.
+            if lock {
+                tracing::warn!(error = %e, "reading the shared log failed");
+            } else {
+                tracing::debug!(error = %e, "reading the shared log failed");
+            }
+            Fault::of_log(&e)
+                .unwrap_or_else(|| not_level(&e))
+                .refusal(1)
+        })?;
+        if self.directory.read().checkpoint.checkpoint.size == size {
+            return Ok(());
+        }
+        let state = self.state.get()?;
+        crate::recovery::catch_up(&state, &self.log, self.directory.keys()).map_err(|e| {
+            let fault = state_fault(&e);
+            let refusal = fault.refusal(1);
+            self.resync.fault(fault);
+            refusal
+        })?;
+        let checkpoint = self.log.latest_checkpoint();
+        self.directory
+            .catch_up(&self.log, checkpoint)
+            .map_err(|e| {
+                tracing::error!(error = %e, "the map cannot follow the shared log");
+                Refusal::failed(e)
+            })?;
+        self.metrics.set_log_size(size);
+        Ok(())
+    }
+
+    /// One try of [`commit`](Worker::commit); returns the jobs again if the append was fenced
+    /// by another frontend's (nothing of them was written).
+    fn commit_once(&mut self, batch: Vec<Job>) -> Option<Vec<Job>> {
         let state = match self.state.get() {
             Ok(state) => state,
-            Err(refusal) => return refuse_all(batch, &refusal),
+            Err(refusal) => {
+                refuse_all(batch, &refusal);
+                return None;
+            }
         };
         let base = self.log.size();
         let now = unix_now();
@@ -253,12 +359,13 @@ impl Worker {
             (staged, PublicEntry::Map(map_entry).to_bytes())
         };
         if admitted.is_empty() {
-            return;
+            return None;
         }
         // The state must take this batch's writes once the log has it: asked first, so that a
         // store that failed in the background refuses the batch before anything is written.
         if let Err(e) = state.check_writable() {
-            return self.refuse_for(admitted, state_fault(&e), false);
+            self.refuse_for(admitted, state_fault(&e), Written::No);
+            return None;
         }
         let mut entries: Vec<&[u8]> = admitted.iter().map(|(_, _, b)| b.as_slice()).collect();
         entries.push(&map_entry);
@@ -267,23 +374,37 @@ impl Worker {
             Ok((range, checkpoint)) => {
                 let root = checkpoint.checkpoint.root.0;
                 if let Err(fault) = self.commit_state(base, range.clone(), root, overlay) {
-                    return self.refuse_for(admitted, fault, true);
+                    self.refuse_for(admitted, fault, Written::Yes);
+                    return None;
                 }
                 (range, checkpoint)
             }
+            Err(LogError::Store(StoreError::Fenced { expected, found })) => {
+                // Another frontend appended first: nothing of this batch was written.
+                tracing::debug!(expected, found, "append fenced by another frontend");
+                return Some(admitted.into_iter().map(|(job, _, _)| job).collect());
+            }
             Err(e) if self.log.size() == base && Fault::of_log(&e).is_none() => {
-                // Nothing appended, and not the disk's fault: the server failed; the state is
-                // still level with the log.
+                // Nothing appended, and not the storage's fault: the server failed; the state
+                // is still level with the log.
                 let refusal = Refusal::failed(e);
-                return refuse_all(admitted.into_iter().map(|(job, _, _)| job), &refusal);
+                refuse_all(admitted.into_iter().map(|(job, _, _)| job), &refusal);
+                return None;
             }
             Err(e) => match self.after_failed_append(base, count, overlay, &e) {
                 Ok(done) => done,
-                Err((fault, logged)) => return self.refuse_for(admitted, fault, logged),
+                Err((fault, written)) => {
+                    self.refuse_for(admitted, fault, written);
+                    return None;
+                }
             },
         };
-        self.directory
-            .publish(staged, admitted.len() as u64, Arc::clone(&checkpoint));
+        self.directory.publish(
+            &self.log,
+            staged,
+            admitted.len() as u64,
+            Arc::clone(&checkpoint),
+        );
         self.metrics.record_batch(admitted.len(), range.end);
         for (offset, (job, body, _)) in admitted.into_iter().enumerate() {
             let answer =
@@ -295,23 +416,31 @@ impl Worker {
                 });
             let _gone = job.reply.send(answer);
         }
+        None
     }
 
-    /// Records `fault` and refuses the batch; `logged` if its entries are durable in the log
-    /// anyway (their map unpublished until [`Resync`] brings everything level).
-    fn refuse_for(&mut self, admitted: Vec<Admitted>, fault: Fault, logged: bool) {
-        let refusal = if logged {
-            Refusal::storage_unavailable(
+    /// Records `fault` and refuses the batch, saying whether its entries were `written` to
+    /// the log anyway (their map unpublished until [`Resync`] brings everything level).
+    fn refuse_for(&mut self, admitted: Vec<Admitted>, fault: Fault, written: Written) {
+        let refusal = match written {
+            Written::No => fault.refusal(1),
+            Written::Yes => Refusal::storage_unavailable(
                 format!(
-                    "the server's data disk failed while this change was recorded ({}): the \
-                     change is in the log and is shown once the disk takes writes again; \
+                    "the server's storage failed while this change was recorded ({}): the \
+                     change is in the log and is shown once the storage takes writes again; \
                      look it up before retrying",
                     fault.reason
                 ),
                 1,
-            )
-        } else {
-            fault.refusal(1)
+            ),
+            Written::Unknown => Refusal::storage_unavailable(
+                format!(
+                    "the server's storage failed while this change was being recorded ({}): \
+                     it may or may not be in the log; look it up before retrying",
+                    fault.reason
+                ),
+                1,
+            ),
         };
         self.resync.fault(fault);
         let refusal = refusal.retry_after(self.resync.retry_after());
@@ -409,27 +538,55 @@ impl Worker {
         count: usize,
         overlay: Overlay<'_>,
         error: &kt_log::log::LogError,
-    ) -> Result<(Range<u64>, Arc<SignedCheckpoint>), (Fault, bool)> {
+    ) -> Result<(Range<u64>, Arc<SignedCheckpoint>), (Fault, Written)> {
         let size = self.log.size();
         let fault = || Fault::of_log(error).unwrap_or_else(|| not_level(error));
         if size == base {
-            return Err((fault(), false));
+            // A database whose connection broke during the commit may have committed it.
+            let written = match error {
+                LogError::Store(StoreError::Postgres(_)) => Written::Unknown,
+                _ => Written::No,
+            };
+            return Err((fault(), written));
         }
         tracing::error!(%error, base, size, "entries appended but not signed");
         let range = base..size;
         if size != base + count as u64 {
-            return Err((not_level("the log grew outside the sequencer"), true));
+            return Err((
+                not_level("the log grew outside the sequencer"),
+                Written::Yes,
+            ));
         }
-        let root = self.log.root_at(size).map_err(|e| (not_level(e), true))?;
+        let root = self
+            .log
+            .root_at(size)
+            .map_err(|e| (not_level(e), Written::Yes))?;
         self.commit_state(base, range.clone(), root.0, overlay)
-            .map_err(|f| (f, true))?;
+            .map_err(|f| (f, Written::Yes))?;
         match self.log.sign_checkpoint() {
             Ok(checkpoint) if checkpoint.checkpoint.size >= size => Ok((range, checkpoint)),
             // Durable but unsigned: refused; the resync signs them.
-            Ok(_) => Err((not_level("the checkpoint does not cover the batch"), true)),
-            Err(e) => Err((Fault::of_log(&e).unwrap_or_else(|| not_level(&e)), true)),
+            Ok(_) => Err((
+                not_level("the checkpoint does not cover the batch"),
+                Written::Yes,
+            )),
+            Err(e) => Err((
+                Fault::of_log(&e).unwrap_or_else(|| not_level(&e)),
+                Written::Yes,
+            )),
         }
     }
+}
+
+/// Whether a refused batch's entries are in the log.
+#[derive(Clone, Copy)]
+enum Written {
+    /// Not: nothing of the batch was written.
+    No,
+    /// Durably, though their map is not published yet.
+    Yes,
+    /// Unknown: the database's connection broke during the commit.
+    Unknown,
 }
 
 /// Answers every job with `refusal`.

@@ -1,6 +1,6 @@
 //! Storage faults: which failures mean that the data disk does not take writes (full, over
-//! quota, read-only, failing), what a client is told about one, and the probe that says
-//! whether the disk takes writes again.
+//! quota, read-only, failing) or that the log's PostgreSQL database cannot be reached, what a
+//! client is told about one, and the probe that says whether the disk takes writes again.
 //!
 //! Such a failure is answered `503 storage-unavailable` with `Retry-After`, not `500
 //! internal`: it says nothing about the request, and the same request may succeed once the
@@ -22,10 +22,14 @@ const PROBE_LEN: usize = 1 << 20;
 /// The probe's file, in the data folder.
 const PROBE_FILE: &str = ".storage-probe";
 
-/// A write the data disk refused.
+/// The reason of every failure of the log's PostgreSQL database (unreachable, restarting, a
+/// failed query or commit): the client needs no more, the server's log gets the error.
+pub const DATABASE_FAILED: &str = "the log's database is unreachable or failed";
+
+/// A write the storage refused: the data disk, or the log's database.
 #[derive(Clone, Debug)]
 pub struct Fault {
-    /// What kind of fault, for clients ("the disk is full").
+    /// What kind of fault, for clients ("the data disk is full").
     pub reason: &'static str,
     /// The error, for the server's log.
     pub error: String,
@@ -38,6 +42,10 @@ impl Fault {
         match error {
             LogError::Store(StoreError::Io(e)) => Some(Fault::io(e, error)),
             LogError::Store(StoreError::Sled(e)) => Some(Fault::sled(e, error)),
+            LogError::Store(StoreError::Postgres(_)) => Some(Fault {
+                reason: DATABASE_FAILED,
+                error: error.to_string(),
+            }),
             _ => None,
         }
     }
@@ -78,7 +86,7 @@ impl Fault {
     pub fn refusal(&self, seconds: u64) -> Refusal {
         Refusal::storage_unavailable(
             format!(
-                "the server's data disk does not take writes now ({}); nothing was changed, \
+                "the server's storage does not take writes now ({}); nothing was changed, \
                  retry later",
                 self.reason
             ),
@@ -100,12 +108,23 @@ pub fn state_refusal(error: StateError) -> Refusal {
     }
 }
 
+/// The refusal of an action the shared database failed (an enrollment it could not store or
+/// look up): `storage-unavailable`, retry soon. The error goes to the server's log only.
+pub fn database_refusal(error: String) -> Refusal {
+    tracing::warn!(%error, "the shared database failed");
+    Fault {
+        reason: DATABASE_FAILED,
+        error,
+    }
+    .refusal(1)
+}
+
 fn reason(kind: io::ErrorKind) -> &'static str {
     match kind {
-        io::ErrorKind::StorageFull => "it is full",
-        io::ErrorKind::QuotaExceeded => "the quota is exceeded",
-        io::ErrorKind::ReadOnlyFilesystem => "it is read-only",
-        _ => "an I/O error",
+        io::ErrorKind::StorageFull => "the data disk is full",
+        io::ErrorKind::QuotaExceeded => "the data disk's quota is exceeded",
+        io::ErrorKind::ReadOnlyFilesystem => "the data disk is read-only",
+        _ => "the data disk failed an I/O",
     }
 }
 
@@ -128,22 +147,29 @@ mod tests {
     #[test]
     fn disk_faults_are_told_by_kind_and_other_failures_are_not_faults() {
         let full = LogError::Store(StoreError::Io(io::Error::from(io::ErrorKind::StorageFull)));
-        assert_eq!(Fault::of_log(&full).unwrap().reason, "it is full");
+        assert_eq!(
+            Fault::of_log(&full).unwrap().reason,
+            "the data disk is full"
+        );
         let read_only = StateError::Journal(io::Error::from(io::ErrorKind::ReadOnlyFilesystem));
         assert_eq!(
             Fault::of_state(&read_only).unwrap().reason,
-            "it is read-only"
+            "the data disk is read-only"
         );
         let sled_io = StateError::Sled(sled::Error::Io(io::Error::from_raw_os_error(122)));
         assert_eq!(
             Fault::of_state(&sled_io).unwrap().reason,
-            "the quota is exceeded"
+            "the data disk's quota is exceeded"
         );
         assert!(Fault::of_log(&LogError::Store(StoreError::Corrupt("x".into()))).is_none());
         assert!(Fault::of_state(&StateError::Disagrees("x".into())).is_none());
         let refusal = Fault::of_log(&full).unwrap().refusal(3);
         assert_eq!(refusal.retry_after, Some(3));
-        assert!(refusal.detail.contains("it is full"), "{}", refusal.detail);
+        assert!(
+            refusal.detail.contains("the data disk is full"),
+            "{}",
+            refusal.detail
+        );
     }
 
     #[test]

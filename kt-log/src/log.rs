@@ -329,6 +329,27 @@ impl<S: LogStore> Log<S> {
     pub fn refresh(&self) -> Result<u64, LogError> {
         let mut frontier = self.lock_frontier();
         let size = self.store.refresh()?;
+        self.take_in(&mut frontier, size)
+    }
+
+    /// Takes the store's write lock ([`LogStore::hold_writes`]) and takes in what other
+    /// writers appended, as [`refresh`](Log::refresh); returns the size. Until the next
+    /// append (or [`release_writes`](Log::release_writes)) no other writer appends, so the
+    /// caller can decide its batch on the log's latest state and append it unfenced.
+    pub fn hold_writes(&self) -> Result<u64, LogError> {
+        let mut frontier = self.lock_frontier();
+        let size = self.store.hold_writes()?;
+        self.take_in(&mut frontier, size)
+    }
+
+    /// Gives back the write lock of [`hold_writes`](Log::hold_writes) if no append did.
+    pub fn release_writes(&self) -> Result<(), LogError> {
+        let _frontier = self.lock_frontier();
+        Ok(self.store.release_writes()?)
+    }
+
+    /// Makes the log's frontier and latest checkpoint those of the store at `size`.
+    fn take_in(&self, frontier: &mut Frontier, size: u64) -> Result<u64, LogError> {
         if size == frontier.size() {
             return Ok(size);
         }

@@ -612,6 +612,59 @@ mod postgres_store {
     }
 
     #[test]
+    fn a_held_write_lock_keeps_other_writers_out_until_the_append_commits() {
+        use kt_log::log::{Log, LogError};
+        use kt_log::note::NoteSigner;
+        let signer = || NoteSigner::from_seed("test.example/log", &[7; 32]).unwrap();
+        let db = test_database();
+        let first = Log::open(open(&db.url), signer()).unwrap();
+        let second = Log::open(open(&db.url), signer()).unwrap();
+        first.append_and_sign(&[b"a"]).unwrap();
+        // The second takes the lock, and with it the first's append.
+        assert_eq!(second.hold_writes().unwrap(), 1);
+        let (appended, waited) = std::thread::scope(|scope| {
+            let blocked = scope.spawn(|| {
+                let started = Instant::now();
+                (first.append_and_sign(&[b"late"]), started.elapsed())
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            // The second decides and appends while the first waits.
+            let (range, _) = second.append_and_sign(&[b"b", b"c"]).unwrap();
+            assert_eq!(range, 1..3);
+            blocked.join().unwrap()
+        });
+        assert!(
+            waited >= std::time::Duration::from_millis(250),
+            "{waited:?}"
+        );
+        // The first waited for the lock, then found the log grown: fenced, nothing written.
+        assert!(
+            matches!(
+                appended,
+                Err(LogError::Store(StoreError::Fenced {
+                    expected: 1,
+                    found: 3
+                }))
+            ),
+            "{appended:?}"
+        );
+        // A lock given back without an append writes nothing and lets the others in.
+        assert_eq!(first.hold_writes().unwrap(), 3);
+        first.release_writes().unwrap();
+        let (range, signed) = second.append_and_sign(&[b"d"]).unwrap();
+        assert_eq!((range, signed.checkpoint.size), (3..4, 4));
+        // Held again, the lock also ends with a checkpoint-only write.
+        assert_eq!(first.hold_writes().unwrap(), 4);
+        assert_eq!(first.sign_checkpoint().unwrap().note, signed.note);
+        first.release_writes().unwrap();
+        let reopened = Log::open(open(&db.url), signer()).unwrap();
+        assert_eq!(
+            reopened.entries(0, 4).unwrap(),
+            [&b"a"[..], b"b", b"c", b"d"].map(<[u8]>::to_vec).to_vec()
+        );
+    }
+
+    #[test]
     fn a_log_refuses_a_shared_checkpoint_its_key_did_not_sign() {
         use kt_log::log::{Log, LogError};
         use kt_log::note::NoteSigner;

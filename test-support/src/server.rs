@@ -115,3 +115,28 @@ pub fn vrf_key(data: &Path) -> VrfPublicKey {
     let bytes = B64.decode(text.trim()).expect("base64");
     VrfPublicKey::from_bytes(&bytes).expect("a VRF public key")
 }
+
+/// The files of a data folder that every frontend of one log holds alike (docs/operations.md,
+/// "Several frontends"): the CA, the log key, the directory key and the admin tokens.
+pub const KEY_FILES: [&str; 7] = [
+    "ca-key.pem",
+    "ca-cert.pem",
+    "log-key",
+    "log-key.pub",
+    "directory-key",
+    "vrf-key.pub",
+    "admin-tokens.json",
+];
+
+/// Copies [`KEY_FILES`] of data folder `from` into `to` (created, mode 0700, if missing).
+pub fn copy_keys(from: &Path, to: &Path) {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .expect("data folder");
+    for name in KEY_FILES {
+        std::fs::copy(from.join(name), to.join(name)).expect("copy key material");
+    }
+}

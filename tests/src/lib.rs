@@ -799,18 +799,8 @@ pub fn escape_origin(origin: &str) -> String {
 /// data folder `to`, without the log and the state: what a malicious AS needs to serve a
 /// different log under the same keys.
 pub fn copy_keys(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("data folder");
-    for name in [
-        "ca-key.pem",
-        "ca-cert.pem",
-        "log-key",
-        "log-key.pub",
-        "directory-key",
-        "vrf-key.pub",
-        "tls-key.pem",
-        "tls-cert.pem",
-        "admin-tokens.json",
-    ] {
+    test_support::server::copy_keys(from, to);
+    for name in ["tls-key.pem", "tls-cert.pem"] {
         std::fs::copy(from.join(name), to.join(name)).expect("copy key material");
     }
 }

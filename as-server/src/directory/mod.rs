@@ -50,12 +50,46 @@ pub struct Published {
     pub map: Map,
     /// The checkpoint.
     pub checkpoint: Arc<SignedCheckpoint>,
+    /// The checkpoint's last entry and its inclusion proof, if they could be read when it was
+    /// published (see [`LastEntry`]).
+    pub last: Option<Arc<LastEntry>>,
+}
+
+/// A checkpoint's last entry (the map entry) and its inclusion proof in that checkpoint, read
+/// once when the checkpoint is published: every lookup answer carries them, and read each
+/// time they would cost each lookup reads of the log's store (queries, on PostgreSQL).
+pub struct LastEntry {
+    /// The entry's bytes.
+    pub bytes: Vec<u8>,
+    /// Its inclusion proof.
+    pub proof: Vec<kt_log::Hash>,
+}
+
+impl LastEntry {
+    /// The last entry of `checkpoint` in `log`, or `None` (logged) if it cannot be read now:
+    /// lookups then read it themselves.
+    fn read(log: &AsLog, checkpoint: &SignedCheckpoint) -> Option<Arc<LastEntry>> {
+        let size = checkpoint.checkpoint.size;
+        let index = size.checked_sub(1)?;
+        let read = log
+            .entry(index)
+            .and_then(|bytes| Ok((bytes, log.inclusion_proof(index, size)?)));
+        match read {
+            Ok((bytes, proof)) => Some(Arc::new(LastEntry { bytes, proof })),
+            Err(e) => {
+                tracing::warn!(error = %e, size, "reading the published checkpoint's map entry");
+                None
+            }
+        }
+    }
 }
 
 /// What a proof of one identity is made of, read under one lock (see [`Directory::prove`]).
 pub struct ProofParts {
     /// The checkpoint.
     pub checkpoint: Arc<SignedCheckpoint>,
+    /// Its last entry, if it was read when published.
+    pub last: Option<Arc<LastEntry>>,
     /// The identity's label and VRF proof.
     pub label: (Label, [u8; PROOF_LEN]),
     /// The map proof of the label.
@@ -134,6 +168,7 @@ impl Directory {
             keys,
             published: RwLock::new(Published {
                 map: replay.into_map(),
+                last: LastEntry::read(log, &checkpoint),
                 checkpoint,
             }),
             labels: Mutex::new(HashMap::new()),
@@ -186,11 +221,19 @@ impl Directory {
 
     /// Publishes a batch's map with the checkpoint that ends in its map entry, and starts a
     /// snapshot if one is due.
-    pub fn publish(&self, staged: Staged, changed: u64, checkpoint: Arc<SignedCheckpoint>) {
+    pub fn publish(
+        &self,
+        log: &AsLog,
+        staged: Staged,
+        changed: u64,
+        checkpoint: Arc<SignedCheckpoint>,
+    ) {
+        let last = LastEntry::read(log, &checkpoint);
         {
             let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
             published.map.commit(staged);
             published.checkpoint = checkpoint;
+            published.last = last;
         }
         let unsaved = self.unsaved.fetch_add(changed, Ordering::Relaxed) + changed;
         let due = unsaved >= SNAPSHOT_EVERY
@@ -226,21 +269,15 @@ impl Directory {
         let size = checkpoint.checkpoint.size;
         let mut replay = Replay::from_map(map);
         replay_entries(&mut replay, log, from..size)?;
+        let last = LastEntry::read(log, &checkpoint);
         {
             let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
             published.map = replay.into_map();
             published.checkpoint = checkpoint;
+            published.last = last;
         }
         self.unsaved.fetch_add(size - from, Ordering::Relaxed);
         Ok(size - from)
-    }
-
-    /// Publishes a new checkpoint of the same map (the log's tree did not change).
-    pub fn republish(&self, checkpoint: Arc<SignedCheckpoint>) {
-        self.published
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .checkpoint = checkpoint;
     }
 
     /// Writes a snapshot of the published map on another thread, unless one is being written.
@@ -286,6 +323,7 @@ impl Directory {
         let (map_proof, value) = published.map.prove(&label.0);
         ProofParts {
             checkpoint: Arc::clone(&published.checkpoint),
+            last: published.last.clone(),
             label,
             map_proof,
             value,
@@ -305,10 +343,14 @@ impl Directory {
         let index = size
             .checked_sub(1)
             .ok_or("the checkpoint is of the empty log")?;
-        let map_entry = log.entry(index).map_err(|e| e.to_string())?;
-        let map_entry_proof = log
-            .inclusion_proof(index, size)
-            .map_err(|e| e.to_string())?;
+        let (map_entry, map_entry_proof) = match &parts.last {
+            Some(last) => (last.bytes.clone(), last.proof.clone()),
+            None => (
+                log.entry(index).map_err(|e| e.to_string())?,
+                log.inclusion_proof(index, size)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
         let state = match (parts.value, row) {
             (Some(value), Some(row)) => Some(kt_protocol::api::StateProof {
                 record: serde_json::from_str(&row.record).map_err(|e| e.to_string())?,
@@ -426,7 +468,7 @@ pub(crate) mod testing {
 
     use kt_log::log::Log;
     use kt_log::note::NoteSigner;
-    use kt_log::store::FileStore;
+    use kt_log::store::{FileStore, LogStore};
     use kt_protocol::directory::batch::Batch;
     use kt_protocol::directory::public_entry::PublicEntry;
     use kt_protocol::directory::tree::Map;
@@ -446,7 +488,8 @@ pub(crate) mod testing {
     /// its map entry), signed.
     pub(crate) fn directory_log(dir: &Path, changes: &[LogEntry]) -> AsLog {
         let signer = NoteSigner::generate("example.com/test").unwrap();
-        let log = Log::open(FileStore::open(dir).unwrap(), signer).unwrap();
+        let store: Box<dyn LogStore> = Box::new(FileStore::open(dir).unwrap());
+        let log = Log::open(store, signer).unwrap();
         log.append(&[empty_map_entry()]).unwrap();
         if !changes.is_empty() {
             log.append(&first_batch(changes)).unwrap();

@@ -2,8 +2,9 @@
 //! obtain their first credentials.
 //!
 //! A token is a secret for the identity's owner: only its digest (`enrollment_id`) is
-//! stored, journaled before the answer gives the token out, so a token answered is never
-//! lost and a stored one names nobody's secret.
+//! stored, journaled before the answer gives the token out (and, with several frontends,
+//! stored in the shared database too), so a token answered is never lost and a stored one
+//! names nobody's secret.
 
 use kt_protocol::api::{Enrollment, EnrollmentAnswer, EnrollmentRequest};
 use kt_protocol::pop::enrollment_id;
@@ -11,7 +12,7 @@ use kt_protocol::pop::enrollment_id;
 use super::bad_identity;
 use crate::app::AppState;
 use crate::refusal::{Refusal, RefusalKind};
-use crate::storage::state_refusal;
+use crate::storage::{database_refusal, state_refusal};
 use crate::tokens::generate_token;
 use crate::unix_now;
 
@@ -77,11 +78,22 @@ pub async fn enroll(
         // record without its store record has tokens nobody was given), and a store that
         // failed is reopened by the sequencer.
         .map_err(state_refusal)?;
-    if let Err(identity) = stored {
-        return Err(Refusal::new(
-            RefusalKind::IdentityRevoked,
-            format!("{identity} is revoked; an admin must enable it first"),
-        ));
+    let journaled = match stored {
+        Ok(journaled) => journaled,
+        Err(identity) => {
+            return Err(Refusal::new(
+                RefusalKind::IdentityRevoked,
+                format!("{identity} is revoked; an admin must enable it first"),
+            ))
+        }
+    };
+    if let Some(shared) = &app.shared_enrollments {
+        // Every frontend must be able to redeem the tokens before they are given out.
+        let shared = std::sync::Arc::clone(shared);
+        tokio::task::spawn_blocking(move || shared.add(&journaled))
+            .await
+            .map_err(Refusal::failed)?
+            .map_err(database_refusal)?;
     }
     Ok(EnrollmentAnswer { enrollments })
 }

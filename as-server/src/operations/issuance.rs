@@ -11,8 +11,11 @@ use crate::entry::{Binding, Serial};
 use crate::pop;
 use crate::refusal::{Refusal, RefusalKind};
 use crate::sequencer::Action;
-use crate::storage::state_refusal;
+use crate::shared_enrollments::SharedEnrollments;
+use crate::state::{EnrollmentRecord, State};
+use crate::storage::{database_refusal, state_refusal};
 use crate::unix_now;
+use std::sync::Arc;
 
 /// Credentials start this long before they are issued, for clients whose clocks lag.
 const BACKDATE: u64 = 60;
@@ -45,10 +48,15 @@ pub async fn issue(app: &AppState, request: IssueRequest) -> Result<Issued, Refu
     }
     let enrollment = enrollment_id(&request.token);
     let state = app.state.get()?;
-    match state
+    let mut record = state
         .enrollment(&enrollment.to_hex())
-        .map_err(state_refusal)?
-    {
+        .map_err(state_refusal)?;
+    if record.is_none() {
+        if let Some(shared) = &app.shared_enrollments {
+            record = take_in_shared(shared, &state, enrollment.to_hex()).await?;
+        }
+    }
+    match record {
         Some(record) if record.identity == request.identity => {
             if record.used_by.is_some() {
                 return Err(Refusal::new(
@@ -140,4 +148,23 @@ pub(super) fn sign_credential(
         not_after,
         certificate: der,
     })
+}
+
+/// The enrollment `id` from the database several frontends share, taken into this frontend's
+/// state ([`State::import_enrollment`]) if another frontend made it; `None` if none did.
+async fn take_in_shared(
+    shared: &Arc<SharedEnrollments>,
+    state: &State,
+    id: String,
+) -> Result<Option<EnrollmentRecord>, Refusal> {
+    let (shared, state) = (Arc::clone(shared), state.clone());
+    tokio::task::spawn_blocking(move || {
+        let Some(found) = shared.find(&id).map_err(database_refusal)? else {
+            return Ok(None);
+        };
+        state.import_enrollment(&found).map_err(state_refusal)?;
+        state.enrollment(&id).map_err(state_refusal)
+    })
+    .await
+    .map_err(Refusal::failed)?
 }

@@ -131,6 +131,20 @@ impl State {
         Ok(())
     }
 
+    /// The lock under which enrollments are journaled, once this store is known to be the
+    /// one that may append to the journal: checked under the lock, since a reopened store may
+    /// have replaced this one.
+    fn lock_journal(&self) -> Result<std::sync::MutexGuard<'_, ()>, StateError> {
+        let locked = self
+            .enrolling
+            .lock()
+            .map_err(|_| StateError::Journal(std::io::Error::other("enrollment lock poisoned")))?;
+        if self.failed() || self.retired() {
+            return Err(StateError::Unavailable);
+        }
+        Ok(locked)
+    }
+
     /// Records new enrollments durably (across power loss: in the journal) before returning,
     /// creating the identity records that do not exist yet. `enrollments` are (enrollment id, identity,
     /// expires_at). Refuses the whole set, writing nothing, if any identity is revoked
@@ -152,7 +166,7 @@ impl State {
     pub fn add_enrollments(
         &self,
         enrollments: &[(String, String, u64)],
-    ) -> Result<Result<(), String>, StateError> {
+    ) -> Result<Result<Vec<JournalRecord>, String>, StateError> {
         if self.failed() || self.retired() {
             return Err(StateError::Unavailable);
         }
@@ -170,15 +184,7 @@ impl State {
             };
             epochs.insert(identity, epoch);
         }
-        let _enrolling = self
-            .enrolling
-            .lock()
-            .map_err(|_| StateError::Journal(std::io::Error::other("enrollment lock poisoned")))?;
-        // Checked again under the lock: a reopened store may have replaced this one, and only
-        // that one may append to the journal now.
-        if self.failed() || self.retired() {
-            return Err(StateError::Unavailable);
-        }
+        let _enrolling = self.lock_journal()?;
         let journaled: Vec<JournalRecord> = enrollments
             .iter()
             .map(|(id, identity, expires_at)| JournalRecord {
@@ -223,7 +229,51 @@ impl State {
             self.tree
                 .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end)),
         )?;
-        Ok(Ok(()))
+        Ok(Ok(journaled))
+    }
+
+    /// Takes in an enrollment another frontend made ([`crate::shared_enrollments`]): journaled
+    /// (synced), then written to the store unless the store holds a record of it already —
+    /// an unused copy, or the used record its issuance left — which is never overwritten
+    /// (one atomic compare-and-swap, so an issuance applied meanwhile is not undone).
+    pub fn import_enrollment(&self, record: &JournalRecord) -> Result<(), StateError> {
+        if self.failed() || self.retired() {
+            return Err(StateError::Unavailable);
+        }
+        let key = enrollment_key(&record.id);
+        if self.tree.get(&key)?.is_some() {
+            return Ok(());
+        }
+        let _enrolling = self.lock_journal()?;
+        let journal_end = self
+            .journal
+            .append(std::slice::from_ref(record))
+            .map_err(StateError::Journal)?;
+        let identity = identity_key(&record.identity);
+        // Only created, never overwritten: the sequencer owns existing ones.
+        let created = self.written(self.tree.compare_and_swap(
+            &identity,
+            None::<&[u8]>,
+            Some(encode(&IdentityRecord::new())),
+        ))?;
+        drop(created);
+        let enrollment = EnrollmentRecord {
+            identity: record.identity.clone(),
+            expires_at: record.expires_at,
+            epoch: record.epoch,
+            used_by: None,
+        };
+        let swapped = self.written(self.tree.compare_and_swap(
+            &key,
+            None::<&[u8]>,
+            Some(encode(&enrollment)),
+        ))?;
+        drop(swapped);
+        self.written(
+            self.tree
+                .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end)),
+        )?;
+        Ok(())
     }
 }
 

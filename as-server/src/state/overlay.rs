@@ -170,10 +170,22 @@ impl Overlay<'_> {
                     identity.current.push(serial.clone());
                 }
                 let enrollment = enrollment.to_hex();
-                if let Some(mut record) = self.enrollment(&enrollment)? {
-                    record.used_by = Some(serial);
-                    self.put(enrollment_key(&enrollment), &record);
-                }
+                // Without its record (made at another frontend and not taken in yet, or
+                // dropped from the journal long after it expired), a used one is left, so
+                // that taking the enrollment in later cannot make it usable again.
+                let record = match self.enrollment(&enrollment)? {
+                    Some(record) => EnrollmentRecord {
+                        used_by: Some(serial),
+                        ..record
+                    },
+                    None => EnrollmentRecord {
+                        identity: identity_name.clone(),
+                        expires_at: 0,
+                        epoch: identity.epoch,
+                        used_by: Some(serial),
+                    },
+                };
+                self.put(enrollment_key(&enrollment), &record);
             }
             EntryBody::Rotate {
                 time,

@@ -19,7 +19,7 @@ mod zero_filled;
 pub use files::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{off_runtime, PostgresStore};
 pub use sled_store::SledStore;
 
 use std::sync::Arc;
@@ -153,6 +153,25 @@ pub trait LogStore: Send + Sync {
     fn refresh(&self) -> Result<u64, StoreError> {
         Ok(self.size())
     }
+
+    /// For a store that several writers share: takes the store's write lock, waiting while
+    /// another writer holds it, learns what the others committed (as
+    /// [`refresh`](LogStore::refresh)) and returns the size. The lock is held until this
+    /// writer's next append or checkpointed append ends (committed or not), or until
+    /// [`release_writes`](LogStore::release_writes). Holding it, a writer can read the log's
+    /// latest state, decide what to append, and append it without another writer's append
+    /// coming between: without it the append would be fenced, and the work done again. The
+    /// lock serialises work only; fencing alone keeps the log from forking. By default (one
+    /// writer) a refresh.
+    fn hold_writes(&self) -> Result<u64, StoreError> {
+        self.refresh()
+    }
+
+    /// Gives back the write lock [`hold_writes`](LogStore::hold_writes) took, if no append
+    /// ended it. By default nothing.
+    fn release_writes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Forwards every call, so a boxed or shared store is a store with the same contract.
@@ -190,6 +209,12 @@ macro_rules! forward_log_store {
             }
             fn refresh(&self) -> Result<u64, StoreError> {
                 (**self).refresh()
+            }
+            fn hold_writes(&self) -> Result<u64, StoreError> {
+                (**self).hold_writes()
+            }
+            fn release_writes(&self) -> Result<(), StoreError> {
+                (**self).release_writes()
             }
         }
     )*};

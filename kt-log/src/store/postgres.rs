@@ -26,6 +26,16 @@
 //! makes the check and the write one step: of two instances appending at the same size,
 //! exactly one succeeds. The primary keys would refuse a second write of an index anyway.
 //!
+//! **Serialising frontends.** Fencing keeps the log whole, but a frontend whose append is
+//! fenced has done its batch's work for nothing. [`hold_writes`](LogStore::hold_writes) opens a
+//! transaction that locks the state row and reads the state under it; the frontend then
+//! decides its batch on the log's latest state, and its next append (or checkpoint) commits
+//! in that same transaction. Other frontends' appends wait on the row meanwhile, as in
+//! Trillian's and Tessera's sequencers. A frontend that stalls while it holds the row (stopped,
+//! partitioned) loses its transaction after `idle_in_transaction_session_timeout` (5 s, set
+//! on the writer's session), and the others go on; when it resumes, its append fails and
+//! nothing of it is written.
+//!
 //! **What an instance sees.** [`size`](LogStore::size) and
 //! [`checkpoint`](LogStore::checkpoint) answer from memory: the state as of the open, the
 //! last [`refresh`](PostgresStore::refresh), or this instance's own last write, so they never
@@ -41,11 +51,16 @@
 //!
 //! Connections: one for writes, and a small pool for reads (readers run alongside the
 //! writer, as the trait allows). No TLS yet: use a Unix socket or a loopback address.
+//!
+//! **Async callers.** The synchronous client drives a runtime of its own, which may not run on
+//! a thread that already drives one (an async request handler). Such calls are made on a
+//! short-lived scoped thread instead ([`off_runtime`]); calls from plain threads run in place.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, GenericClient, NoTls};
 
 use super::{check_entry_range, check_node_position, LogStore, StoreError};
 use crate::hash::Hash;
@@ -56,6 +71,10 @@ const SCHEMA_VERSION: i32 = 1;
 
 /// Key of the advisory lock that serialises schema creation between concurrent opens.
 const SCHEMA_LOCK: i64 = 0x6b74_5f6c_6f67; // "kt_log"
+
+/// Milliseconds a writer's connection may sit idle inside a transaction before the server
+/// ends it (see `connect_writer`).
+const HELD_IDLE_TIMEOUT_MS: u64 = 5_000;
 
 /// Reader connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
@@ -96,6 +115,9 @@ pub struct PostgresStore {
     /// The connection appends and checkpoints go through (`None` until reconnected after a
     /// failure closed it); its lock also serialises this instance's writes.
     writer: Mutex<Option<Client>>,
+    /// Whether the writer connection is in a transaction that
+    /// [`hold_writes`](LogStore::hold_writes) opened (changed under the writer lock only).
+    held: AtomicBool,
     readers: Mutex<Vec<Client>>,
     state: RwLock<State>,
 }
@@ -139,6 +161,12 @@ fn connect_writer(config: &Config) -> Result<Client, StoreError> {
     if synchronous_commit == "off" {
         client.batch_execute("SET synchronous_commit = on")?;
     }
+    // A writer that stalls (stopped, partitioned) inside a held transaction loses it, and the
+    // state row's lock with it, after this long: other frontends go on.
+    client.batch_execute(&format!(
+        "SET idle_in_transaction_session_timeout = {}",
+        HELD_IDLE_TIMEOUT_MS
+    ))?;
     Ok(client)
 }
 
@@ -188,12 +216,44 @@ fn read_state(client: &mut Client) -> Result<State, StoreError> {
     })
 }
 
+/// Runs `work` where a blocking PostgreSQL client may run: on this thread, or, if this
+/// thread drives (or is entered into) an async runtime, on a scoped thread of its own, waited
+/// for. For every synchronous `postgres` client of a process that also runs async code.
+pub fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(work)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+impl Drop for PostgresStore {
+    /// Closes the connections off any async runtime (see [`off_runtime`]).
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().map(Option::take).ok().flatten();
+        let readers = self
+            .readers
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        off_runtime(move || drop((writer, readers)));
+    }
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` (a libpq-style URL or key=value string, e.g.
     /// `postgresql://user@/db?host=/run/postgresql`), creates the log's schema if it has none,
     /// and reads the committed state. Refuses a schema of another version and a server that
     /// does not make commits durable.
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        off_runtime(|| Self::open_here(url))
+    }
+
+    fn open_here(url: &str) -> Result<PostgresStore, StoreError> {
         let mut config: Config = url.parse()?;
         if config.get_application_name().is_none() {
             config.application_name("kt-log");
@@ -204,6 +264,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             config,
             writer: Mutex::new(Some(writer)),
+            held: AtomicBool::new(false),
             readers: Mutex::new(Vec::new()),
             state: RwLock::new(state),
         })
@@ -212,9 +273,57 @@ impl PostgresStore {
     /// Re-reads the committed size and checkpoint, so that this instance sees what other
     /// instances appended; returns the size. Waits for this instance's own write in progress.
     fn refresh_state(&self) -> Result<u64, StoreError> {
+        off_runtime(|| self.refresh_here())
+    }
+
+    fn refresh_here(&self) -> Result<u64, StoreError> {
         let mut writer = self.lock_writer();
         let client = self.writer_client(&mut writer)?;
         let fresh = read_state(client)?;
+        self.take_state(fresh)
+    }
+
+    /// Opens the transaction that holds the state row (see [`LogStore::hold_writes`]) and
+    /// reads the state under it.
+    fn hold_here(&self) -> Result<u64, StoreError> {
+        let mut writer = self.lock_writer();
+        let client = self.writer_client(&mut writer)?;
+        if self.held.swap(false, Ordering::AcqRel) {
+            client.batch_execute("ROLLBACK")?;
+        }
+        client.batch_execute("BEGIN")?;
+        let row = match client
+            .query_typed_one("SELECT size, checkpoint FROM log_state FOR UPDATE", &[])
+        {
+            Ok(row) => row,
+            Err(e) => {
+                if !client.is_closed() {
+                    let _ = client.batch_execute("ROLLBACK");
+                }
+                return Err(e.into());
+            }
+        };
+        self.held.store(true, Ordering::Release);
+        self.take_state(State {
+            size: to_u64(row.get(0), "the stored size")?,
+            checkpoint: row.get(1),
+        })
+    }
+
+    /// Ends the transaction [`hold_here`](Self::hold_here) opened, if an append did not.
+    fn release_here(&self) -> Result<(), StoreError> {
+        let mut writer = self.lock_writer();
+        if !self.held.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match writer.as_mut() {
+            Some(client) if !client.is_closed() => Ok(client.batch_execute("ROLLBACK")?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Answers with `fresh` from now on; refuses a size that went back.
+    fn take_state(&self, fresh: State) -> Result<u64, StoreError> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if fresh.size < state.size {
             return Err(StoreError::Corrupt(format!(
@@ -236,6 +345,8 @@ impl PostgresStore {
         writer: &'a mut MutexGuard<'_, Option<Client>>,
     ) -> Result<&'a mut Client, StoreError> {
         if writer.as_ref().is_none_or(Client::is_closed) {
+            // A held transaction ended with its connection.
+            self.held.store(false, Ordering::Release);
             **writer = None;
             **writer = Some(connect_writer(&self.config)?);
         }
@@ -245,7 +356,14 @@ impl PostgresStore {
     }
 
     /// Runs `read` on a pooled reader connection.
-    fn read<T>(
+    fn read<T: Send>(
+        &self,
+        read: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| self.read_here(read))
+    }
+
+    fn read_here<T>(
         &self,
         read: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -265,16 +383,40 @@ impl PostgresStore {
     }
 
     /// The append transaction, storing `note` as the checkpoint in it if given; the caller
-    /// holds the writer lock.
+    /// holds the writer lock. `held`: the connection is in the transaction
+    /// [`hold_writes`](LogStore::hold_writes) opened, which this one commits (or rolls back).
     fn append_tx(
         client: &mut Client,
+        held: bool,
+        size: u64,
+        entries: &[&[u8]],
+        nodes: &[Hash],
+        note: Option<&[u8]>,
+    ) -> Result<u64, StoreError> {
+        if !held {
+            let mut tx = client.transaction()?;
+            let new_size = Self::append_rows(&mut tx, size, entries, nodes, note)?;
+            tx.commit()?;
+            return Ok(new_size);
+        }
+        let appended = Self::append_rows(client, size, entries, nodes, note)
+            .and_then(|new_size| Ok((client.batch_execute("COMMIT")?, new_size).1));
+        if appended.is_err() && !client.is_closed() {
+            // Best effort: the held transaction ends either way.
+            let _ = client.batch_execute("ROLLBACK");
+        }
+        appended
+    }
+
+    /// The append's statements, in the transaction `tx`.
+    fn append_rows(
+        tx: &mut impl GenericClient,
         size: u64,
         entries: &[&[u8]],
         nodes: &[Hash],
         note: Option<&[u8]>,
     ) -> Result<u64, StoreError> {
         let new_size = size + entries.len() as u64;
-        let mut tx = client.transaction()?;
         let found: i64 = tx
             .query_typed_one("SELECT size FROM log_state FOR UPDATE", &[])?
             .get(0);
@@ -323,7 +465,6 @@ impl PostgresStore {
                 &[(&to_i64(new_size)?, Type::INT8)],
             )?,
         };
-        tx.commit()?;
         Ok(new_size)
     }
 }
@@ -331,6 +472,15 @@ impl PostgresStore {
 impl PostgresStore {
     /// [`LogStore::append`], storing `note` as the checkpoint in the same transaction.
     fn append_with(
+        &self,
+        entries: &[&[u8]],
+        nodes: &[Hash],
+        note: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        off_runtime(|| self.append_here(entries, nodes, note))
+    }
+
+    fn append_here(
         &self,
         entries: &[&[u8]],
         nodes: &[Hash],
@@ -347,7 +497,8 @@ impl PostgresStore {
             )));
         }
         let client = self.writer_client(&mut writer)?;
-        let new_size = Self::append_tx(client, size, entries, nodes, note)?;
+        let held = self.held.swap(false, Ordering::AcqRel);
+        let new_size = Self::append_tx(client, held, size, entries, nodes, note)?;
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.size = new_size;
         if let Some(note) = note {
@@ -378,6 +529,17 @@ impl LogStore for PostgresStore {
 
     fn refresh(&self) -> Result<u64, StoreError> {
         self.refresh_state()
+    }
+
+    /// Opens a transaction that locks the state row (`SELECT … FOR UPDATE`) and reads the
+    /// state under it: other frontends' appends wait until the next append commits it, or
+    /// [`release_writes`](LogStore::release_writes) rolls it back.
+    fn hold_writes(&self) -> Result<u64, StoreError> {
+        off_runtime(|| self.hold_here())
+    }
+
+    fn release_writes(&self) -> Result<(), StoreError> {
+        off_runtime(|| self.release_here())
     }
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -461,14 +623,38 @@ impl LogStore for PostgresStore {
     }
 
     fn set_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
+        off_runtime(|| self.set_checkpoint_here(note))
+    }
+}
+
+impl PostgresStore {
+    fn set_checkpoint_here(&self, note: &[u8]) -> Result<(), StoreError> {
         let mut writer = self.lock_writer();
         let size = self.size();
         let client = self.writer_client(&mut writer)?;
+        // A held transaction (see `hold_writes`) ends here, committed with the checkpoint.
+        let held = self.held.swap(false, Ordering::AcqRel);
         // Stored only while the log has the size this instance knows (see the module doc).
-        let updated = client.execute_typed(
-            "UPDATE log_state SET checkpoint = $1 WHERE size = $2",
-            &[(&note, Type::BYTEA), (&to_i64(size)?, Type::INT8)],
-        )?;
+        let updated = client
+            .execute_typed(
+                "UPDATE log_state SET checkpoint = $1 WHERE size = $2",
+                &[(&note, Type::BYTEA), (&to_i64(size)?, Type::INT8)],
+            )
+            .and_then(|updated| {
+                if held {
+                    client.batch_execute(if updated == 1 { "COMMIT" } else { "ROLLBACK" })?;
+                }
+                Ok(updated)
+            });
+        let updated = match updated {
+            Ok(updated) => updated,
+            Err(e) => {
+                if held && !client.is_closed() {
+                    let _ = client.batch_execute("ROLLBACK");
+                }
+                return Err(e.into());
+            }
+        };
         if updated != 1 {
             let found: i64 = client.query_one("SELECT size FROM log_state", &[])?.get(0);
             return Err(StoreError::Fenced {

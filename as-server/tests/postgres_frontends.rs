@@ -1,0 +1,308 @@
+//! Several as-server frontends on one PostgreSQL database (issue 14, `--store postgres://…`):
+//! any of them takes any request, their writes go into one log in one order with no fork, a
+//! token given out by one is redeemed at another exactly once, a frontend stopped at any
+//! moment (SIGSTOP) and resumed never overwrites what the others appended, and the database
+//! going away is answered with 503 problems until it is back.
+//!
+//! The frontends share the key material (copied from the first one's data folder, as
+//! docs/operations.md says) and nothing else on disk.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use as_server::admin_client::Answer;
+use common::{assert_problem, Server};
+use kt_log::checkpoint::VerifiedCheckpoint;
+use kt_protocol::api::IdentityProof;
+use kt_verify::directory;
+use serde_json::Value;
+use test_support::postgres::{test_database, OwnCluster};
+use test_support::requests::new_key;
+use test_support::schemas::Schemas;
+use test_support::server::copy_keys;
+
+/// A first frontend on `url`, with a fresh data folder.
+fn first_frontend(url: &str) -> Server {
+    Server::start_with(&["--store", url])
+}
+
+/// Another frontend of `first`'s log: a data folder of its own holding `first`'s keys.
+fn another_frontend(first: &Server, url: &str, folder: &Path) -> Server {
+    let data = folder.join("data");
+    copy_keys(&first.data, &data);
+    Server::start_in(&data, Some(first.admin_token.clone()), &["--store", url])
+}
+
+/// The checkpoint an answer's directory proof is in, verified with the log key.
+fn answer_checkpoint(server: &Server, answer: &Value) -> VerifiedCheckpoint {
+    let proof: IdentityProof = serde_json::from_value(answer["directory"].clone()).unwrap();
+    server.verify_directory(&answer["directory"]);
+    directory::answer_checkpoint(&proof, &proof.identity, &server.log_key).unwrap()
+}
+
+/// Checks that every checkpoint in `seen` is consistent with `latest`, through `server`'s
+/// consistency proofs: no frontend ever signed a fork.
+fn assert_consistent(server: &Server, seen: &[VerifiedCheckpoint], latest: &VerifiedCheckpoint) {
+    for old in seen {
+        if old.size() == latest.size() {
+            assert_eq!(
+                old.root(),
+                latest.root(),
+                "two roots at size {}",
+                old.size()
+            );
+            continue;
+        }
+        let answer = server.get(&format!(
+            "/v1/log/proof/consistency?from={}&to={}",
+            old.size(),
+            latest.size()
+        ));
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let items: Vec<String> = serde_json::from_value(answer.json()["proof"].clone()).unwrap();
+        let proof = kt_verify::wire::decode_hashes(&items, "proof").unwrap();
+        kt_log::verify::verify_consistency(
+            old.size(),
+            latest.size(),
+            &old.root(),
+            &latest.root(),
+            &proof,
+        )
+        .unwrap_or_else(|e| panic!("checkpoint {} is not in the log: {e}", old.size()));
+    }
+}
+
+/// Waits until both frontends publish the same checkpoint, and returns it.
+fn same_checkpoint(a: &Server, b: &Server) -> VerifiedCheckpoint {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (x, y) = (a.checkpoint(), b.checkpoint());
+        if x.size() == y.size() {
+            assert_eq!(
+                x.root(),
+                y.root(),
+                "the frontends disagree at size {}",
+                x.size()
+            );
+            return x;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sizes {} and {}",
+            x.size(),
+            y.size()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status_and_body(answer: &Answer) -> (u16, String) {
+    (
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    )
+}
+
+#[test]
+fn two_frontends_share_one_log_and_redeem_each_others_tokens() {
+    let db = test_database();
+    let a = first_frontend(&db.url);
+    let folder = tempfile::tempdir().unwrap();
+    let b = another_frontend(&a, &db.url, folder.path());
+    let from_a: Vec<String> = (0..24).map(|i| format!("a{i}@example.com")).collect();
+    let from_b: Vec<String> = (0..24).map(|i| format!("b{i}@example.com")).collect();
+    let tokens_a = a.enroll(&names(&from_a));
+    let tokens_b = b.enroll(&names(&from_b));
+
+    // Each frontend redeems the other's tokens, both at once, several requests in flight.
+    let issued: Vec<(String, Value)> = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for (server, identities, tokens) in [(&b, &from_a, &tokens_a), (&a, &from_b, &tokens_b)] {
+            for part in 0..4 {
+                handles.push(scope.spawn(move || {
+                    let mut answers = Vec::new();
+                    for (identity, token) in identities.iter().zip(tokens).skip(part).step_by(4) {
+                        let answer = server.issue(identity, token, &new_key());
+                        assert_eq!(answer.status, 201, "{:?}", status_and_body(&answer));
+                        answers.push((identity.clone(), answer.json()));
+                    }
+                    answers
+                }));
+            }
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(issued.len(), 48);
+
+    let latest = same_checkpoint(&a, &b);
+    let seen: Vec<VerifiedCheckpoint> = issued
+        .iter()
+        .map(|(_, answer)| answer_checkpoint(&a, answer))
+        .collect();
+    assert_consistent(&a, &seen, &latest);
+    assert_consistent(&b, &seen, &latest);
+    // One update entry per credential: nothing lost, nothing written twice.
+    assert_eq!(a.changes(), 48);
+    // Both frontends show every credential, as its answer gave it.
+    for (identity, answer) in &issued {
+        let serial = answer["serial"].as_str().unwrap().to_owned();
+        assert_eq!(a.current_serials(identity), vec![serial.clone()]);
+        assert_eq!(b.current_serials(identity), vec![serial]);
+    }
+}
+
+#[test]
+fn a_token_raced_across_frontends_yields_exactly_one_credential() {
+    let db = test_database();
+    let a = first_frontend(&db.url);
+    let folder = tempfile::tempdir().unwrap();
+    let b = another_frontend(&a, &db.url, folder.path());
+    let schemas = Schemas::load();
+    let identities: Vec<String> = (0..12).map(|i| format!("race{i}@example.com")).collect();
+    let tokens = a.enroll(&identities.iter().map(String::as_str).collect::<Vec<_>>());
+    for (identity, token) in identities.iter().zip(&tokens) {
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [&a, &b]
+                .map(|server| scope.spawn(move || server.issue(identity, token, &new_key())))
+                .into_iter()
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [201, 409],
+            "{:?}",
+            answers.iter().map(status_and_body).collect::<Vec<_>>()
+        );
+        let refused = answers.iter().find(|a| a.status == 409).unwrap();
+        assert_problem(refused, 409, "token-used", &schemas);
+        let winner = answers.iter().find(|a| a.status == 201).unwrap().json();
+        let serial = winner["serial"].as_str().unwrap().to_owned();
+        same_checkpoint(&a, &b);
+        assert_eq!(a.current_serials(identity), vec![serial.clone()]);
+        assert_eq!(b.current_serials(identity), vec![serial]);
+    }
+    assert_eq!(a.changes(), identities.len());
+}
+
+fn names(identities: &[String]) -> Vec<&str> {
+    identities.iter().map(String::as_str).collect()
+}
+
+/// SIGSTOPs or SIGCONTs `pid`.
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+#[test]
+fn a_frontend_stopped_at_any_moment_never_overwrites_the_others_entries() {
+    let db = test_database();
+    let a = first_frontend(&db.url);
+    let folder = tempfile::tempdir().unwrap();
+    let b = another_frontend(&a, &db.url, folder.path());
+    let identities: Vec<String> = (0..120).map(|i| format!("s{i}@example.com")).collect();
+    let tokens = a.enroll(&identities.iter().map(String::as_str).collect::<Vec<_>>());
+    let pid = a.pid().unwrap();
+    let issue_range = |server: &Server, range: std::ops::Range<usize>| {
+        let mut issued = Vec::new();
+        for i in range {
+            let answer = server.issue(&identities[i], &tokens[i], &new_key());
+            assert_eq!(answer.status, 201, "{:?}", status_and_body(&answer));
+            let serial = answer.json()["serial"].as_str().unwrap().to_owned();
+            issued.push((identities[i].clone(), serial));
+        }
+        issued
+    };
+    let issued: BTreeMap<String, String> = std::thread::scope(|scope| {
+        let handles = [
+            scope.spawn(|| issue_range(&a, 0..60)),
+            scope.spawn(|| issue_range(&b, 60..120)),
+        ];
+        // Stop the first frontend at arbitrary moments of its work, while the second appends.
+        for round in 0..8u64 {
+            std::thread::sleep(Duration::from_millis(15 + 11 * round));
+            signal(pid, "STOP");
+            std::thread::sleep(Duration::from_millis(40));
+            signal(pid, "CONT");
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(issued.len(), 120);
+    let latest = same_checkpoint(&a, &b);
+    assert_eq!(a.changes(), 120);
+    for (identity, serial) in &issued {
+        assert_eq!(&a.current_serials(identity), &vec![serial.clone()]);
+        assert_eq!(&b.current_serials(identity), &vec![serial.clone()]);
+    }
+    // Entries are contiguous and each update is a different credential.
+    let serials: BTreeSet<&String> = issued.values().collect();
+    assert_eq!(serials.len(), 120);
+    assert!(latest.size() > 120);
+}
+
+#[test]
+fn an_unreachable_database_is_answered_503_and_the_frontend_recovers_by_itself() {
+    let cluster = OwnCluster::start();
+    let a = first_frontend(&cluster.url);
+    let schemas = Schemas::load();
+    let tokens = a.enroll(&["before@example.com", "during@example.com"]);
+    let before = a.issue("before@example.com", &tokens[0], &new_key());
+    assert_eq!(before.status, 201);
+    let acknowledged = answer_checkpoint(&a, &before.json());
+
+    cluster.stop();
+    let refused = a.issue("during@example.com", &tokens[1], &new_key());
+    assert_problem(&refused, 503, "storage-unavailable", &schemas);
+    assert!(refused.retry_after.is_some());
+    let enrolling = a.admin_post(
+        "/v1/admin/enrollments",
+        &test_support::requests::enrollment_request(&["late@example.com"]),
+    );
+    assert_problem(&enrolling, 503, "storage-unavailable", &schemas);
+    // What the frontend holds is still served.
+    assert_eq!(
+        a.lookup("before@example.com")
+            .state
+            .unwrap()
+            .record
+            .credentials
+            .len(),
+        1
+    );
+
+    cluster.start_again();
+    // The refused request changed nothing: the same token is redeemed now.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let answer = a.issue("during@example.com", &tokens[1], &new_key());
+        if answer.status != 503 || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(after.status, 201, "{:?}", status_and_body(&after));
+    let latest = answer_checkpoint(&a, &after.json());
+    assert_consistent(&a, &[acknowledged], &latest);
+    assert_eq!(a.changes(), 2);
+}
