@@ -150,16 +150,63 @@ fn attempt(
     Ok((state, replayed))
 }
 
-/// Re-applies the log's entries `state` has not applied ([`State::catch_up`]); returns how many.
+/// Re-applies the log's entries `state` has not applied ([`State::catch_up`]), durably;
+/// returns how many.
 pub fn catch_up(state: &State, log: &AsLog, keys: &DirectoryKeys) -> Result<u64, StateError> {
+    let mut entries = EntryReader::new(log);
     state.catch_up(
         log.size(),
-        |i| {
-            let bytes = log.entry(i).map_err(|e| e.to_string())?;
-            open_change(keys, &bytes)
-        },
+        |i| open_change(keys, &entries.entry(i)?),
         |size| log.root_at(size).map(|h| h.0).map_err(|e| e.to_string()),
     )
+}
+
+/// Applies what other frontends appended to a shared log ([`State::follow`]: not synced);
+/// returns how many entries.
+pub fn follow(state: &State, log: &AsLog, keys: &DirectoryKeys) -> Result<u64, StateError> {
+    let mut entries = EntryReader::new(log);
+    state.follow(
+        log.size(),
+        |i| open_change(keys, &entries.entry(i)?),
+        |size| log.root_at(size).map(|h| h.0).map_err(|e| e.to_string()),
+    )
+}
+
+/// Reads a log's entries in ascending order, [`READ_AHEAD`] at a time: one read of the store
+/// (one query on PostgreSQL) for many entries.
+struct EntryReader<'a> {
+    log: &'a AsLog,
+    first: u64,
+    read: std::collections::VecDeque<Vec<u8>>,
+}
+
+/// Entries read at once by [`EntryReader`].
+const READ_AHEAD: u64 = 4096;
+
+impl<'a> EntryReader<'a> {
+    fn new(log: &'a AsLog) -> EntryReader<'a> {
+        EntryReader {
+            log,
+            first: 0,
+            read: Default::default(),
+        }
+    }
+
+    /// Entry `index`, which must follow the one asked for last (or be the first asked).
+    fn entry(&mut self, index: u64) -> Result<Vec<u8>, String> {
+        if index != self.first || self.read.is_empty() {
+            let end = self.log.size().min(index.saturating_add(READ_AHEAD));
+            let read = self
+                .log
+                .entries(index, end.max(index + 1))
+                .map_err(|e| e.to_string())?;
+            self.first = index;
+            self.read = read.into();
+        }
+        let entry = self.read.pop_front().ok_or("the log gave no entry")?;
+        self.first += 1;
+        Ok(entry)
+    }
 }
 
 /// Whether the store can be what the log's first `applied` entries made: never ahead of the

@@ -305,7 +305,7 @@ impl Worker {
             return Ok(());
         }
         let state = self.state.get()?;
-        crate::recovery::catch_up(&state, &self.log, self.directory.keys()).map_err(|e| {
+        crate::recovery::follow(&state, &self.log, self.directory.keys()).map_err(|e| {
             let fault = state_fault(&e);
             let refusal = fault.refusal(1);
             self.resync.fault(fault);

@@ -163,6 +163,46 @@ impl OwnCluster {
         );
     }
 
+    /// SIGKILLs the server and its backends, as a crash or power loss would end them: no
+    /// shutdown checkpoint, so the next start recovers from the WAL. Returns once they are
+    /// gone.
+    pub fn kill(&self) {
+        let pid_file = self.dir.join("data").join("postmaster.pid");
+        let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+        else {
+            panic!("no running cluster at {}", self.dir.display());
+        };
+        let kill = |args: &[&str]| {
+            // pkill exits 1 when no child is left: not a failure here.
+            let _ = Command::new(args[0]).args(&args[1..]).status();
+        };
+        kill(&["pkill", "-KILL", "-P", &pid.to_string()]);
+        kill(&["kill", "-KILL", &pid.to_string()]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // A zombie (not reaped yet) is dead too.
+        let alive = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state != "Z")
+            })
+        };
+        while alive(pid)
+            || Command::new("pgrep")
+                .args(["-P", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL did not die"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Starts the stopped server again, on the same data and socket.
     pub fn start_again(&self) {
         let url = start_cluster(&self.dir, false)

@@ -129,13 +129,13 @@ impl Connection {
     }
 }
 
-/// Sends every request over `clients` connections (each takes the next unsent request when its
-/// previous answer is in). Returns (elapsed, the latency of each answer with status
+/// Sends every request over `clients` connections, spread evenly over `targets` (each takes
+/// the next unsent request when its previous answer is in). Returns (elapsed, the latency of each answer with status
 /// `expected`, errors): other statuses, failed connections, and requests never sent because
 /// every connection failed all count as errors, so `latencies.len()` is what succeeded.
 /// Connections are opened before the clock starts.
 pub(crate) fn run(
-    target: Target,
+    targets: Vec<Target>,
     clients: usize,
     requests: Vec<Request>,
     expected: u16,
@@ -146,8 +146,8 @@ pub(crate) fn run(
         .unwrap();
     runtime.block_on(async move {
         let mut connections = Vec::with_capacity(clients);
-        for _ in 0..clients {
-            connections.push(target.connect().await.unwrap());
+        for i in 0..clients {
+            connections.push(targets[i % targets.len()].connect().await.unwrap());
         }
         let total = requests.len();
         let requests = Arc::new(requests);

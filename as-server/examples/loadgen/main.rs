@@ -13,6 +13,8 @@
 //! sent by a light async client ([`light_client`]): one tokio thread drives every connection.
 //! Latency is per request, from send to the full answer. `--server URL --tls-ca PEM --admin-token-file F`
 //! targets a running server instead. Requests are bounded in count; only loopback is targeted.
+//! `--postgres --frontends 2` spawns two frontends of one log on a fresh PostgreSQL database
+//! (the project's throw-away cluster) and spreads the clients over them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod light_client;
@@ -61,14 +63,53 @@ struct Args {
     /// tiles and check the directory's rules before cosigning).
     #[arg(long, requires = "witnesses")]
     audit_witnesses: bool,
+    /// Spawn the servers on PostgreSQL (`--store`): a fresh database on the project's own
+    /// throw-away cluster (scripts/pg-cluster), or on the server of `KT_TEST_POSTGRES_URL`.
+    #[arg(long, conflicts_with = "server")]
+    postgres: bool,
+    /// Frontends to spawn on that one database (with --postgres); the clients are spread
+    /// evenly over them.
+    #[arg(long, default_value_t = 1, requires = "postgres")]
+    frontends: usize,
 }
 
 /// A server this generator started, on a fresh data folder removed with it, and its
-/// witnesses if any.
+/// witnesses if any; with --frontends, the other frontends of its log.
 struct Spawned {
     process: ServerProcess,
     witnesses: Option<witnesses::Witnesses>,
+    others: Vec<ServerProcess>,
+    _database: Option<test_support::postgres::TestDatabase>,
     _dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    /// Every frontend's (base URL, TLS certificate PEM), the first one's first.
+    fn frontends(&self, dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        std::iter::once(&self.process)
+            .chain(&self.others)
+            .enumerate()
+            .map(|(i, process)| {
+                let data = dir.join(if i == 0 {
+                    "data".into()
+                } else {
+                    format!("data{i}")
+                });
+                (
+                    process.base.clone(),
+                    std::fs::read(data.join("tls-cert.pem")).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The process ids of every frontend, for the CPU meter.
+    fn pids(&self) -> Vec<String> {
+        std::iter::once(&self.process)
+            .chain(&self.others)
+            .filter_map(|p| p.pid().map(|pid| pid.to_string()))
+            .collect()
+    }
 }
 
 /// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
@@ -84,12 +125,22 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-fn spawn(flags: &str, witness_count: usize, audit: bool) -> (Spawned, String, Vec<u8>, String) {
+fn spawn(args: &Args) -> (Spawned, String, Vec<u8>, String) {
+    let (witness_count, audit) = (args.witnesses, args.audit_witnesses);
     let exe = std::env::current_exe().unwrap();
     let binary = test_support::workspace_binary("as-server");
     let dir = tempfile::tempdir_in(exe.parent().unwrap()).unwrap();
     let data = dir.path().join("data");
-    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let database = args.postgres.then(test_support::postgres::test_database);
+    let mut flags: Vec<&str> = args
+        .server_flags
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    if let Some(database) = &database {
+        flags.extend(["--store", &database.url]);
+    }
     let mut process = ServerProcess::start(&binary, &data, &flags);
     let token = process.printed_admin_token.clone().expect("an admin token");
     let witnesses = (witness_count > 0).then(|| {
@@ -111,10 +162,19 @@ fn spawn(flags: &str, witness_count: usize, audit: bool) -> (Spawned, String, Ve
         witnesses.audit(&format!("{base}/log"), &data.join("tls-cert.pem"));
     }
     let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
+    let others = (1..args.frontends)
+        .map(|i| {
+            let other = dir.path().join(format!("data{i}"));
+            test_support::server::copy_keys(&data, &other);
+            ServerProcess::start(&binary, &other, &flags)
+        })
+        .collect();
     (
         Spawned {
             process,
             witnesses,
+            others,
+            _database: database,
             _dir: dir,
         },
         base,
@@ -163,27 +223,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// CPU use of the server and of this load generator during one phase.
+/// CPU use of the servers (all frontends together) and of this load generator during one
+/// phase.
 struct CpuMeter {
-    server: Option<String>,
+    servers: Vec<String>,
     server_start: f64,
     own_start: f64,
 }
 
 impl CpuMeter {
-    fn start(server: Option<String>) -> CpuMeter {
+    fn start(servers: Vec<String>) -> CpuMeter {
         CpuMeter {
-            server_start: server.as_deref().map_or(0.0, cpu_seconds),
-            server,
+            server_start: servers.iter().map(|pid| cpu_seconds(pid)).sum(),
+            servers,
             own_start: cpu_seconds("self"),
         }
     }
 
     fn report(&self, count: usize) {
         let own = cpu_seconds("self") - self.own_start;
-        match &self.server {
-            Some(pid) => {
-                let server = cpu_seconds(pid) - self.server_start;
+        match self.servers.is_empty() {
+            false => {
+                let server = self.servers.iter().map(|pid| cpu_seconds(pid)).sum::<f64>()
+                    - self.server_start;
                 println!(
                     "  CPU: server {:.1} s ({:.0} us per request), load generator {:.1} s ({:.0} us per request)",
                     server,
@@ -192,7 +254,7 @@ impl CpuMeter {
                     own * 1e6 / count as f64
                 );
             }
-            None => println!("  CPU: load generator {own:.1} s"),
+            true => println!("  CPU: load generator {own:.1} s"),
         }
     }
 }
@@ -228,11 +290,7 @@ fn main() {
             (None, server.clone(), pem, token.trim().to_owned())
         }
         None => {
-            let (spawned, base, pem, token) = spawn(
-                args.server_flags.as_deref().unwrap_or(""),
-                args.witnesses,
-                args.audit_witnesses,
-            );
+            let (spawned, base, pem, token) = spawn(&args);
             (Some(spawned), base, pem, token)
         }
     };
@@ -284,16 +342,23 @@ fn main() {
         );
         return;
     }
-    println!("server {base}; {} clients", args.clients);
-    let server_pid = _spawned
-        .as_ref()
-        .and_then(|s| s.process.pid())
-        .map(|pid| pid.to_string());
+    let frontends = match &_spawned {
+        Some(spawned) => spawned.frontends(spawned._dir.path()),
+        None => vec![(base.clone(), pem.clone())],
+    };
+    println!(
+        "server {base}{}; {} clients",
+        match (args.postgres, frontends.len()) {
+            (false, _) => String::new(),
+            (true, 1) => " on PostgreSQL".into(),
+            (true, n) => format!(" and {} more frontends, on PostgreSQL", n - 1),
+        },
+        args.clients
+    );
     let phase = Phase {
-        base: &base,
-        pem: &pem,
+        frontends: &frontends,
         clients: args.clients,
-        server_pid,
+        server_pids: _spawned.as_ref().map(Spawned::pids).unwrap_or_default(),
     };
     let issue = requests
         .into_iter()
@@ -325,11 +390,11 @@ fn main() {
 
 /// What every measured phase shares.
 struct Phase<'a> {
-    base: &'a str,
-    pem: &'a [u8],
+    /// Each frontend's base URL and TLS certificate.
+    frontends: &'a [(String, Vec<u8>)],
     clients: usize,
-    /// The spawned server's pid, to report its CPU.
-    server_pid: Option<String>,
+    /// The spawned frontends' pids, to report their CPU.
+    server_pids: Vec<String>,
 }
 
 impl Phase<'_> {
@@ -337,10 +402,14 @@ impl Phase<'_> {
     /// other than `expected` are errors.
     fn measure(&self, name: &str, requests: Vec<light_client::Request>, expected: u16) {
         let count = requests.len();
-        let meter = CpuMeter::start(self.server_pid.clone());
-        let target = light_client::Target::new(self.base, self.pem);
+        let meter = CpuMeter::start(self.server_pids.clone());
+        let targets = self
+            .frontends
+            .iter()
+            .map(|(base, pem)| light_client::Target::new(base, pem))
+            .collect();
         let (elapsed, latencies, errors) =
-            light_client::run(target, self.clients, requests, expected);
+            light_client::run(targets, self.clients, requests, expected);
         report(name, latencies.len(), errors, elapsed, latencies);
         meter.report(count);
     }

@@ -235,6 +235,11 @@ impl Directory {
             published.checkpoint = checkpoint;
             published.last = last;
         }
+        self.saved(changed);
+    }
+
+    /// Counts `changed` more unsaved changes, and starts a snapshot if one is due.
+    fn saved(&self, changed: u64) {
         let unsaved = self.unsaved.fetch_add(changed, Ordering::Relaxed) + changed;
         let due = unsaved >= SNAPSHOT_EVERY
             || (unsaved > 0
@@ -253,30 +258,63 @@ impl Directory {
     /// the published checkpoint are replayed through the public rules, as at [`Directory::open`],
     /// on a copy of the map; nothing is published unless all of them follow the rules.
     /// Returns how many entries were replayed.
+    ///
+    /// The published map is not copied when the entries are one batch (what a frontend of a
+    /// shared log takes in before each of its own): that batch is staged beside it, checked,
+    /// and committed, as the sequencer's own are. Only this thread (the sequencer's) publishes,
+    /// so the map does not change between the staging and the commit.
     pub fn catch_up(
         &self,
         log: &AsLog,
         checkpoint: Arc<SignedCheckpoint>,
     ) -> Result<u64, OpenError> {
-        let (from, map) = {
-            let published = self.read();
-            let from = published.checkpoint.checkpoint.size;
-            if from >= checkpoint.checkpoint.size {
-                return Ok(0);
-            }
-            (from, published.map.clone())
-        };
+        let from = self.read().checkpoint.checkpoint.size;
         let size = checkpoint.checkpoint.size;
-        let mut replay = Replay::from_map(map);
-        replay_entries(&mut replay, log, from..size)?;
+        if from >= size {
+            return Ok(0);
+        }
+        let entries = log
+            .entries(from, size)
+            .map_err(|e| OpenError::Log(e.to_string()))?;
+        let parsed = (from..size)
+            .zip(&entries)
+            .map(|(index, bytes)| {
+                PublicEntry::parse(bytes).map_err(|e| OpenError::Entry {
+                    index,
+                    error: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batches = parsed
+            .iter()
+            .filter(|e| matches!(e, PublicEntry::Map(_)))
+            .count();
+        let next = if batches == 1 {
+            NextMap::Staged(stage_batch(&self.read().map, from, &parsed)?)
+        } else {
+            let mut replay = Replay::from_map(self.read().map.clone());
+            for (index, entry) in (from..size).zip(&parsed) {
+                replay.apply(entry).map_err(|e| OpenError::Rules {
+                    index,
+                    error: e.to_string(),
+                })?;
+            }
+            if replay.in_batch() {
+                return Err(OpenError::Unfinished);
+            }
+            NextMap::Replayed(replay.into_map())
+        };
         let last = LastEntry::read(log, &checkpoint);
         {
             let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
-            published.map = replay.into_map();
+            match next {
+                NextMap::Replayed(map) => published.map = map,
+                NextMap::Staged(staged) => published.map.commit(staged),
+            }
             published.checkpoint = checkpoint;
             published.last = last;
         }
-        self.unsaved.fetch_add(size - from, Ordering::Relaxed);
+        self.saved(size - from);
         Ok(size - from)
     }
 
@@ -433,6 +471,59 @@ fn replay_entries(
         return Err(OpenError::Unfinished);
     }
     Ok(())
+}
+
+/// The map after entries taken in by [`Directory::catch_up`].
+enum NextMap {
+    /// One batch, staged beside the published map.
+    Staged(Staged),
+    /// Several, replayed on a copy of it.
+    Replayed(Map),
+}
+
+/// The staged effect on `map` of one batch of the log: `entries` (from index `from`), its
+/// updates then its map entry, checked against the public rules as [`Replay`] does.
+fn stage_batch(map: &Map, from: u64, entries: &[PublicEntry]) -> Result<Staged, OpenError> {
+    let mut batch = kt_protocol::directory::batch::Batch::new();
+    let rules = |index: u64, error: kt_protocol::directory::batch::MapViolation| OpenError::Rules {
+        index,
+        error: error.to_string(),
+    };
+    for (index, entry) in (from..).zip(entries) {
+        match entry {
+            PublicEntry::Update(update) => {
+                batch
+                    .push(map, &update.label, update.version, &update.commitment)
+                    .map_err(|e| rules(index, e))?;
+            }
+            PublicEntry::Map(_) if index + 1 != from + entries.len() as u64 => {
+                return Err(OpenError::Unfinished);
+            }
+            PublicEntry::Map(found) => {
+                let (staged, expected) = batch.stage(map);
+                if found.root != expected.root {
+                    return Err(rules(
+                        index,
+                        kt_protocol::directory::batch::MapViolation::Root {
+                            expected: expected.root,
+                            found: found.root,
+                        },
+                    ));
+                }
+                if found.labels != expected.labels {
+                    return Err(rules(
+                        index,
+                        kt_protocol::directory::batch::MapViolation::Labels {
+                            expected: expected.labels,
+                            found: found.labels,
+                        },
+                    ));
+                }
+                return Ok(staged);
+            }
+        }
+    }
+    Err(OpenError::Unfinished)
 }
 
 /// Whether a snapshot of `size` entries with `map` ends where the log has a map entry with
@@ -599,5 +690,32 @@ mod tests {
         assert_eq!(directory.read().checkpoint.note, checkpoint.note);
         assert_eq!(directory.prove("a@b.co", None).value.unwrap().version, 1);
         assert_eq!(directory.catch_up(&log, checkpoint).unwrap(), 0);
+
+        // Several batches at once are replayed on a copy: the first batch again, then a batch
+        // of no update (its map entry repeats the root), or one whose map entry is wrong.
+        let closing = batch.last().unwrap().clone();
+        for (second, accepted) in [(closing.clone(), true), (wrong.to_bytes(), false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = directory_log(dir.path(), &[]);
+            let (directory, _) =
+                Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint())
+                    .unwrap();
+            let before = directory.read().checkpoint.note.clone();
+            log.append(&batch).unwrap();
+            log.append(&[second]).unwrap();
+            let checkpoint = log.sign_checkpoint().unwrap();
+            let caught = directory.catch_up(&log, Arc::clone(&checkpoint));
+            assert_eq!(caught.is_ok(), accepted, "{:?}", caught.err());
+            let shown = directory.read().checkpoint.note.clone();
+            assert_eq!(
+                shown,
+                if accepted {
+                    checkpoint.note.clone()
+                } else {
+                    before
+                }
+            );
+            assert_eq!(directory.prove("a@b.co", None).value.is_some(), accepted);
+        }
     }
 }

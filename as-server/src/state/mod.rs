@@ -214,7 +214,7 @@ impl State {
     /// Makes everything written so far durable, across power loss too: sled's own flush
     /// (`sync_file_range` on Linux) writes the data but neither commits the file's metadata
     /// nor flushes the device cache, so the data file is synced after it.
-    fn make_durable(&self) -> Result<(), StateError> {
+    pub(crate) fn make_durable(&self) -> Result<(), StateError> {
         self.written(self.db.flush())?;
         let sync = |path: &std::path::Path| std::fs::File::open(path).and_then(|f| f.sync_all());
         let synced = sync(&self.data_file)

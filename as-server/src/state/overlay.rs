@@ -27,6 +27,21 @@ impl State {
     pub fn catch_up(
         &self,
         log_size: u64,
+        change_at: impl FnMut(u64) -> Result<Option<OpenedChange>, String>,
+        root_at: impl FnMut(u64) -> Result<[u8; 32], String>,
+    ) -> Result<u64, StateError> {
+        let applied = self.follow(log_size, change_at, root_at)?;
+        self.make_durable()?;
+        Ok(applied)
+    }
+
+    /// [`catch_up`](State::catch_up) without making the store durable afterwards: how a
+    /// frontend of a shared log takes in the other frontends' entries before each batch. The
+    /// store is a cache of the log, as after the sequencer's own batches, which are not synced
+    /// either: a crash loses nothing a start does not re-apply.
+    pub fn follow(
+        &self,
+        log_size: u64,
         mut change_at: impl FnMut(u64) -> Result<Option<OpenedChange>, String>,
         mut root_at: impl FnMut(u64) -> Result<[u8; 32], String>,
     ) -> Result<u64, StateError> {
@@ -49,7 +64,6 @@ impl State {
             overlay.commit(end, root)?;
             index = end;
         }
-        self.make_durable()?;
         Ok(index - start)
     }
 }

@@ -1,5 +1,5 @@
-//! The crash soak of the embedded store (issue 14, part 4): sustained concurrent issuance
-//! while the server is SIGKILLed at random moments, again and again, on one data folder.
+//! The crash soak (issue 14, part 4): sustained concurrent issuance while the server is
+//! SIGKILLed at random moments, again and again, on one data folder.
 //!
 //! Each round starts the server (a restart after the first), enrolls a fresh chunk of
 //! identities, and lets `--clients` threads issue credentials until the server is killed
@@ -18,9 +18,15 @@
 //! more. It prints what it measured — kills, acknowledged, lost, forks — and exits 1 if
 //! anything acknowledged was lost or any checkpoint forked.
 //!
+//! With `--postgres` it runs two frontends of one log on a PostgreSQL cluster of its own
+//! (scripts/pg-cluster), and each round kills one frontend or, one round in four, the
+//! database itself (SIGKILL of every PostgreSQL process: it recovers from its WAL when
+//! started again, and the frontends reconnect by themselves); both frontends are checked.
+//!
 //! `cargo build -p as-server --bins && cargo run -p e2e-tests --bin soak -- --kills 100`
-//! (the full run; `.ci/run` makes a short one). It runs the as-server binary of its own
-//! target folder (`--release` for both for a faster soak).
+//! (the full run; add `--postgres` for the PostgreSQL one; `.ci/run` makes short ones). It
+//! runs the as-server binary of its own target folder (`--release` for both for a faster
+//! soak).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +51,8 @@ struct Args {
     per_round: usize,
     min_ms: u64,
     max_ms: u64,
+    /// Two frontends on a PostgreSQL cluster of the soak's own, instead of the embedded store.
+    postgres: bool,
 }
 
 fn parse_args() -> Args {
@@ -54,9 +62,14 @@ fn parse_args() -> Args {
         per_round: 4_000,
         min_ms: 200,
         max_ms: 1_500,
+        postgres: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--postgres" {
+            args.postgres = true;
+            continue;
+        }
         let mut value = || -> u64 {
             it.next()
                 .and_then(|v| v.parse().ok())
@@ -69,7 +82,8 @@ fn parse_args() -> Args {
             "--min-ms" => args.min_ms = value(),
             "--max-ms" => args.max_ms = value(),
             _ => panic!(
-                "usage: soak [--kills N] [--clients N] [--per-round N] [--min-ms MS] [--max-ms MS]"
+                "usage: soak [--postgres] [--kills N] [--clients N] [--per-round N] [--min-ms MS] \
+                 [--max-ms MS]"
             ),
         }
     }
@@ -91,20 +105,21 @@ struct Findings {
     forks: Vec<String>,
 }
 
-/// Issues credentials for `work` from `clients` threads until the server stops answering;
-/// returns what was acknowledged.
+/// Issues credentials for `work` from `clients` threads spread over `servers`, and after
+/// `kill_after` calls `kill` and stops them; returns what was acknowledged.
 fn issue_until_killed(
-    server: &mut Server,
+    servers: &[&Server],
     work: Vec<(String, String)>,
     clients: usize,
     kill_after: Duration,
+    kill: impl FnOnce(),
 ) -> Vec<Acknowledged> {
     let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
     let dead = Arc::new(AtomicBool::new(false));
     let chunk = work.len().div_ceil(clients).max(1);
     let mut threads = Vec::new();
-    for part in work.chunks(chunk) {
-        let http = server.client.clone();
+    for (client, part) in work.chunks(chunk).enumerate() {
+        let http = servers[client % servers.len()].client.clone();
         let acknowledged = Arc::clone(&acknowledged);
         let dead = Arc::clone(&dead);
         let part = part.to_vec();
@@ -121,7 +136,8 @@ fn issue_until_killed(
                         acknowledged.lock().unwrap().push((identity, credential));
                     }
                     Ok(answer) if answer.status == 503 => {
-                        // Back-pressure: not acknowledged; this client tries its next one.
+                        // Back-pressure, or the database is down: not acknowledged; this
+                        // client tries its next one.
                     }
                     Ok(answer) => panic!(
                         "issuance answered {}: {}",
@@ -135,7 +151,7 @@ fn issue_until_killed(
         }));
     }
     std::thread::sleep(kill_after);
-    server.kill();
+    kill();
     dead.store(true, Ordering::SeqCst);
     for thread in threads {
         thread.join().expect("a client thread");
@@ -288,66 +304,221 @@ fn expect_status_text(answer: &as_server::admin_client::Answer) -> Vec<u8> {
     answer.body.clone()
 }
 
+/// The newest checkpoint any answer of `round` carried, if newer than `newest`.
+fn newest_of(server: &Server, round: &[Acknowledged], newest: &mut Option<VerifiedCheckpoint>) {
+    for (_, credential) in round {
+        let cp = open_checkpoint(credential.directory.checkpoint.as_bytes(), &server.log_key)
+            .expect("an acknowledged answer's checkpoint verifies");
+        if newest.as_ref().is_none_or(|n| cp.size() > n.size()) {
+            *newest = Some(cp);
+        }
+    }
+}
+
+/// `count` fresh identities from `next` on, enrolled at `server`, with their tokens.
+fn enroll(server: &Server, next: &mut usize, count: usize) -> Vec<(String, String)> {
+    let identities: Vec<String> = (*next..*next + count)
+        .map(|i| format!("soak{i}@example.com"))
+        .collect();
+    *next += count;
+    let names: Vec<&str> = identities.iter().map(String::as_str).collect();
+    let tokens = server.enroll(&names);
+    identities.into_iter().zip(tokens).collect()
+}
+
+/// The whole run's tally.
+struct Tally {
+    started: Instant,
+    findings: Findings,
+    all: Vec<Acknowledged>,
+    database_kills: usize,
+}
+
+impl Tally {
+    /// Checks everything acknowledged once more at each of `servers`, prints the figures,
+    /// and exits 1 on any loss or fork.
+    fn finish(mut self, servers: &[&Server], store: &str, kills: usize) {
+        for server in servers {
+            for (identity, credential) in &self.all {
+                if let Err(e) = served(server, identity, credential) {
+                    self.findings
+                        .lost
+                        .push(format!("{identity} (final check at {}): {e}", server.base));
+                }
+            }
+        }
+        for line in self.findings.lost.iter().chain(&self.findings.forks) {
+            eprintln!("  {line}");
+        }
+        let database = if self.database_kills > 0 {
+            format!(" ({} of the database)", self.database_kills)
+        } else {
+            String::new()
+        };
+        println!(
+            "soak ({store}): kills {kills}{database}, acknowledged {}, lost {}, forks {}, in {:.0} s",
+            self.all.len(),
+            self.findings.lost.len(),
+            self.findings.forks.len(),
+            self.started.elapsed().as_secs_f64()
+        );
+        if !self.findings.lost.is_empty() || !self.findings.forks.is_empty() {
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     let args = parse_args();
+    if args.postgres {
+        soak_postgres(&args);
+    } else {
+        soak_embedded(&args);
+    }
+}
+
+/// One server on its data folder, SIGKILLed and restarted each round.
+fn soak_embedded(args: &Args) {
     let dir = TestDir::new();
     let data = dir.join("as-data");
     let mut server = Server::start(&data, None, &[]);
-    let started = Instant::now();
-    let mut findings = Findings::default();
-    let mut all: Vec<Acknowledged> = Vec::new();
+    let mut tally = Tally {
+        started: Instant::now(),
+        findings: Findings::default(),
+        all: Vec::new(),
+        database_kills: 0,
+    };
     let mut newest: Option<VerifiedCheckpoint> = None;
     let mut next_identity = 0usize;
     for kill in 1..=args.kills {
-        let identities: Vec<String> = (next_identity..next_identity + args.per_round)
-            .map(|i| format!("soak{i}@example.com"))
-            .collect();
-        next_identity += args.per_round;
-        let names: Vec<&str> = identities.iter().map(String::as_str).collect();
-        let tokens = server.enroll(&names);
-        let work = identities.into_iter().zip(tokens).collect();
+        let work = enroll(&server, &mut next_identity, args.per_round);
         let kill_after = Duration::from_millis(random_between(args.min_ms, args.max_ms));
-        let round = issue_until_killed(&mut server, work, args.clients, kill_after);
-        // The newest checkpoint any answer of the round carried.
-        for (_, credential) in &round {
-            let cp = open_checkpoint(credential.directory.checkpoint.as_bytes(), &server.log_key)
-                .expect("an acknowledged answer's checkpoint verifies");
-            if newest.as_ref().is_none_or(|n| cp.size() > n.size()) {
-                newest = Some(cp);
-            }
-        }
+        let pid = server.pid();
+        let round = issue_until_killed(&[&server], work, args.clients, kill_after, || sigkill(pid));
+        newest_of(&server, &round, &mut newest);
         server.restart(&[]);
-        let now = check_round(&server, &round, newest.as_ref(), &mut findings);
+        let now = check_round(&server, &round, newest.as_ref(), &mut tally.findings);
         eprintln!(
             "kill {kill}/{}: after {} ms, {} acknowledged this round, log size {}, lost {}, forks {}",
             args.kills,
             kill_after.as_millis(),
             round.len(),
             now.size(),
-            findings.lost.len(),
-            findings.forks.len()
+            tally.findings.lost.len(),
+            tally.findings.forks.len()
         );
         newest = Some(now);
-        all.extend(round);
+        tally.all.extend(round);
     }
-    // Everything acknowledged, once more, against the last restart.
-    for (identity, credential) in &all {
-        if let Err(e) = served(&server, identity, credential) {
-            findings.lost.push(format!("{identity} (final check): {e}"));
+    tally.finish(&[&server], "embedded store", args.kills);
+}
+
+/// SIGKILLs process `pid` (the server's), if it runs.
+fn sigkill(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Waits until `server` publishes a checkpoint of at least `size` (it follows the shared log
+/// and the database by itself), and returns it.
+fn caught_up(server: &Server, size: u64) -> VerifiedCheckpoint {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = server.get("/log/checkpoint");
+        if answer.status == 200 {
+            let now = open_checkpoint(&answer.body, &server.log_key)
+                .expect("the server's checkpoint verifies");
+            if now.size() >= size {
+                return now;
+            }
         }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not reach size {size} in 60 s",
+            server.base
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-    for line in findings.lost.iter().chain(&findings.forks) {
-        eprintln!("  {line}");
+}
+
+/// Two frontends of one log on a PostgreSQL cluster of the soak's own. Each round one of
+/// them, or (one round in four) the database itself, is SIGKILLed at a random moment while
+/// clients issue at both; a killed frontend is restarted, a killed database is started again
+/// (it recovers from its WAL) and the frontends reconnect by themselves. After each round
+/// both frontends must serve everything acknowledged, with checkpoints consistent with
+/// everything seen.
+fn soak_postgres(args: &Args) {
+    let cluster = test_support::postgres::OwnCluster::start();
+    let url = cluster.url.clone();
+    let flags = ["--store", url.as_str()];
+    let dir = TestDir::new();
+    let (data_a, data_b) = (dir.join("a"), dir.join("b"));
+    let mut a = Server::start(&data_a, None, &flags);
+    e2e_tests::copy_keys(&data_a, &data_b);
+    let mut b = Server::start(&data_b, Some(&a.admin_token), &flags);
+    let mut tally = Tally {
+        started: Instant::now(),
+        findings: Findings::default(),
+        all: Vec::new(),
+        database_kills: 0,
+    };
+    let mut newest: Option<VerifiedCheckpoint> = None;
+    let mut next_identity = 0usize;
+    for kill in 1..=args.kills {
+        let work = enroll(&a, &mut next_identity, args.per_round);
+        let kill_after = Duration::from_millis(random_between(args.min_ms, args.max_ms));
+        let victim = match random_between(0, 3) {
+            0 => "database",
+            1 | 2 if kill % 2 == 0 => "frontend a",
+            _ => "frontend b",
+        };
+        let pids = (a.pid(), b.pid());
+        let round =
+            issue_until_killed(&[&a, &b], work, args.clients, kill_after, || match victim {
+                "database" => cluster.kill(),
+                "frontend a" => sigkill(pids.0),
+                _ => sigkill(pids.1),
+            });
+        newest_of(&a, &round, &mut newest);
+        match victim {
+            "database" => {
+                tally.database_kills += 1;
+                cluster.start_again();
+            }
+            "frontend a" => a.restart(&flags),
+            _ => b.restart(&flags),
+        }
+        let wanted = newest.as_ref().map_or(0, VerifiedCheckpoint::size);
+        caught_up(&a, wanted);
+        caught_up(&b, wanted);
+        let now = check_round(&a, &round, newest.as_ref(), &mut tally.findings);
+        for (identity, credential) in &round {
+            if let Err(e) = served(&b, identity, credential) {
+                tally.findings.lost.push(format!("{identity} (at b): {e}"));
+            }
+        }
+        let at_b = caught_up(&b, now.size());
+        if !consistent(&b, &now, &at_b) {
+            tally.findings.forks.push(format!(
+                "a's checkpoint of size {} is not consistent with b's of size {}",
+                now.size(),
+                at_b.size()
+            ));
+        }
+        eprintln!(
+            "kill {kill}/{} ({victim}): after {} ms, {} acknowledged this round, log size {}, lost {}, forks {}",
+            args.kills,
+            kill_after.as_millis(),
+            round.len(),
+            now.size(),
+            tally.findings.lost.len(),
+            tally.findings.forks.len()
+        );
+        newest = Some(at_b);
+        tally.all.extend(round);
     }
-    println!(
-        "soak (embedded store): kills {}, acknowledged {}, lost {}, forks {}, in {:.0} s",
-        args.kills,
-        all.len(),
-        findings.lost.len(),
-        findings.forks.len(),
-        started.elapsed().as_secs_f64()
-    );
-    if !findings.lost.is_empty() || !findings.forks.is_empty() {
-        std::process::exit(1);
-    }
+    tally.finish(&[&a, &b], "PostgreSQL, two frontends", args.kills);
 }
