@@ -151,25 +151,35 @@ impl SharedEnrollments {
     /// Runs `work` on the connection, reconnecting first if a failure closed it.
     fn with_client<T: Send>(
         &self,
-        work: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+        work: impl FnMut(&mut Client) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, String> {
         off_runtime(|| self.with_client_here(work))
     }
 
+    /// Runs `work` on the connection; if the server had closed it meanwhile (a restart), once
+    /// more on a new one: `work` must be safe to repeat.
     fn with_client_here<T>(
         &self,
-        work: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        mut work: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, String> {
         let mut held = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if held.as_ref().is_none_or(Client::is_closed) {
-            *held = None;
-            *held = Some(connect(&self.config).map_err(|e| describe(&e))?);
+        for attempt in 0..2 {
+            if held.as_ref().is_none_or(Client::is_closed) {
+                *held = None;
+                *held = Some(connect(&self.config).map_err(|e| describe(&e))?);
+            }
+            let client = held.as_mut().ok_or("no connection")?;
+            match work(client) {
+                Err(_) if attempt == 0 && client.is_closed() => continue,
+                done => return done.map_err(|e| describe(&e)),
+            }
         }
-        let client = held.as_mut().ok_or("no connection")?;
-        work(client).map_err(|e| describe(&e))
+        Err("the database closed the connection twice".into())
     }
 
-    /// Stores `records` in one transaction, durable when it returns: all or none.
+    /// Stores `records` in one transaction, durable when it returns: all or none. Ids are
+    /// digests of fresh random tokens, so one already there can only be this call's own, made
+    /// again after a connection broke as it committed.
     pub fn add(&self, records: &[JournalRecord]) -> Result<(), String> {
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let identities: Vec<&str> = records.iter().map(|r| r.identity.as_str()).collect();
@@ -178,7 +188,8 @@ impl SharedEnrollments {
         self.with_client(|client| {
             client.execute(
                 "INSERT INTO as_enrollments (id, identity, expires_at, epoch) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])",
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
+                 ON CONFLICT (id) DO NOTHING",
                 &[&ids, &identities, &expiries, &epochs],
             )?;
             Ok(())

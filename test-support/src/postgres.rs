@@ -174,32 +174,50 @@ impl OwnCluster {
         else {
             panic!("no running cluster at {}", self.dir.display());
         };
-        let kill = |args: &[&str]| {
-            // pkill exits 1 when no child is left: not a failure here.
-            let _ = Command::new(args[0]).args(&args[1..]).status();
+        // The backends first noted, then the postmaster killed before them, so that it cannot
+        // notice a backend's death and start new ones.
+        let children: Vec<String> = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let kill = |pids: &[String]| {
+            if !pids.is_empty() {
+                let _ = Command::new("kill").arg("-KILL").args(pids).status();
+            }
         };
-        kill(&["pkill", "-KILL", "-P", &pid.to_string()]);
-        kill(&["kill", "-KILL", &pid.to_string()]);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        // A zombie (not reaped yet) is dead too.
-        let alive = |pid: u32| {
+        kill(&[pid.to_string()]);
+        kill(&children);
+        // A zombie (killed, not reaped yet) is dead too.
+        let alive = |pid: &str| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                 stat.rsplit_once(')')
                     .and_then(|(_, rest)| rest.split_whitespace().next())
                     .is_some_and(|state| state != "Z")
             })
         };
-        while alive(pid)
-            || Command::new("pgrep")
-                .args(["-P", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success())
-        {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while alive(&pid.to_string()) || children.iter().any(|c| alive(c)) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "PostgreSQL did not die"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Its lock files name a dead process, which may be a zombie not reaped yet: pg_ctl and
+        // PostgreSQL would take that for a running server and not start.
+        let _ = std::fs::remove_file(&pid_file);
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("socket")) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".lock") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
         }
     }
 

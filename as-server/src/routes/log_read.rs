@@ -16,6 +16,21 @@ use super::json;
 use crate::app::AppState;
 use crate::encoding::{b64, proof_b64};
 use crate::problem::{Problem, ProblemKind};
+use crate::storage::Fault;
+use kt_log::log::LogError;
+
+/// The problem of a read of the log that failed within the signed tree: `503
+/// storage-unavailable` with `Retry-After` if the storage failed (the database unreachable),
+/// since the same read succeeds once it is back; else a failure of the server.
+fn read_failed(error: LogError) -> Problem {
+    match Fault::of_log(&error) {
+        Some(fault) => {
+            tracing::warn!(error = %fault.error, "a read of the log failed");
+            Problem::from(fault.refusal(1))
+        }
+        None => Problem::internal(error),
+    }
+}
 
 #[derive(Serialize)]
 struct LogKey<'a> {
@@ -118,10 +133,7 @@ pub async fn inclusion(
             index, size
         )));
     }
-    let proof = app
-        .log
-        .inclusion_proof(index, size)
-        .map_err(Problem::internal)?;
+    let proof = app.log.inclusion_proof(index, size).map_err(read_failed)?;
     Ok(json(
         StatusCode::OK,
         &InclusionAnswer {
@@ -160,10 +172,7 @@ pub async fn consistency(
             from, to
         )));
     }
-    let proof = app
-        .log
-        .consistency_proof(from, to)
-        .map_err(Problem::internal)?;
+    let proof = app.log.consistency_proof(from, to).map_err(read_failed)?;
     Ok(json(
         StatusCode::OK,
         &ConsistencyAnswer {
@@ -195,7 +204,7 @@ pub async fn entry(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 signed.saturating_sub(1)
             ))
         })?;
-    let bytes = app.log.entry(index).map_err(Problem::internal)?;
+    let bytes = app.log.entry(index).map_err(read_failed)?;
     Ok(json(
         StatusCode::OK,
         &EntryAnswer {
@@ -215,7 +224,10 @@ pub async fn tile(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .unwrap_or_default()
         .to_owned();
     let id = TileId::parse(&path).map_err(|_| Problem::not_found("not a tile path"))?;
-    let missing = |_| Problem::not_found(format!("{path} is not in the log"));
+    let missing = |e: LogError| match e {
+        LogError::OutOfRange(_) => Problem::not_found(format!("{path} is not in the log")),
+        e => read_failed(e),
+    };
     let level = match id.kind {
         TileKind::Hashes { level } => Some(level),
         TileKind::Entries => None,

@@ -278,8 +278,13 @@ impl PostgresStore {
 
     fn refresh_here(&self) -> Result<u64, StoreError> {
         let mut writer = self.lock_writer();
-        let client = self.writer_client(&mut writer)?;
-        let fresh = read_state(client)?;
+        let fresh = match read_state(self.writer_client(&mut writer)?) {
+            // The server closed the connection meanwhile (it restarted): read on a new one.
+            Err(_) if writer.as_ref().is_some_and(Client::is_closed) => {
+                read_state(self.writer_client(&mut writer)?)?
+            }
+            read => read?,
+        };
         self.take_state(fresh)
     }
 
@@ -291,7 +296,16 @@ impl PostgresStore {
         if self.held.swap(false, Ordering::AcqRel) {
             client.batch_execute("ROLLBACK")?;
         }
-        client.batch_execute("BEGIN")?;
+        let client = match client.batch_execute("BEGIN") {
+            Ok(()) => client,
+            // The server closed the connection meanwhile (it restarted): begin on a new one.
+            Err(_) if client.is_closed() => {
+                let client = self.writer_client(&mut writer)?;
+                client.batch_execute("BEGIN")?;
+                client
+            }
+            Err(e) => return Err(e.into()),
+        };
         let row = match client
             .query_typed_one("SELECT size, checkpoint FROM log_state FOR UPDATE", &[])
         {
@@ -358,21 +372,27 @@ impl PostgresStore {
     /// Runs `read` on a pooled reader connection.
     fn read<T: Send>(
         &self,
-        read: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send,
+        read: impl FnMut(&mut Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| self.read_here(read))
     }
 
     fn read_here<T>(
         &self,
-        read: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+        mut read: impl FnMut(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut client = match pooled {
-            Some(client) if !client.is_closed() => client,
-            _ => self.config.connect(NoTls)?,
+        let (mut client, fresh) = match pooled {
+            Some(client) if !client.is_closed() => (client, false),
+            _ => (self.config.connect(NoTls)?, true),
         };
-        let result = read(&mut client);
+        let mut result = read(&mut client);
+        if result.is_err() && !fresh && client.is_closed() {
+            // A pooled connection the server closed meanwhile (it restarted): a read changes
+            // nothing, so it is made again on a new one.
+            client = self.config.connect(NoTls)?;
+            result = read(&mut client);
+        }
         if !client.is_closed() {
             let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < MAX_IDLE_READERS {
