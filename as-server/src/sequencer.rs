@@ -55,7 +55,7 @@ use tokio::sync::oneshot;
 pub use crate::admission::Action;
 use crate::admission::{admit, Limits};
 use crate::as_log::AsLog;
-use crate::directory::{Directory, ProofParts};
+use crate::directory::{Directory, OpenError, ProofParts};
 use crate::entry::{EntryBody, LogEntry};
 use crate::metrics::Metrics;
 use crate::refusal::{Refusal, RefusalKind};
@@ -315,6 +315,13 @@ impl Worker {
         self.directory
             .catch_up(&self.log, checkpoint)
             .map_err(|e| {
+                if let Some(fault) = match &e {
+                    OpenError::Log(log) => Fault::of_log(log),
+                    _ => None,
+                } {
+                    tracing::warn!(error = %e, "reading the shared log failed");
+                    return fault.refusal(1);
+                }
                 tracing::error!(error = %e, "the map cannot follow the shared log");
                 Refusal::failed(e)
             })?;

@@ -306,3 +306,47 @@ fn an_unreachable_database_is_answered_503_and_the_frontend_recovers_by_itself()
     assert_consistent(&a, &[acknowledged], &latest);
     assert_eq!(a.changes(), 2);
 }
+
+/// `as-server serve` on `data` and `url`, expected to refuse to start: its stderr.
+fn refused_start(data: &Path, url: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_as-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", url, "--data"])
+        .arg(data)
+        .env("AS_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains(url), "the URL was printed: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_newer_schema_or_another_log_key_is_refused_at_start_with_a_clear_message() {
+    let db = test_database();
+    let first = first_frontend(&db.url);
+    let data = first.data.clone();
+    drop(first);
+    // A frontend with keys of its own (not copied from the first) is not of this log.
+    let stranger = tempfile::tempdir().unwrap();
+    let stderr = refused_start(&stranger.path().join("data"), &db.url);
+    assert!(stderr.contains("log:"), "{stderr}");
+    // A table written by a newer build.
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    client
+        .execute(
+            "UPDATE schema_version SET version = 2 WHERE component = 'as-enrollments'",
+            &[],
+        )
+        .unwrap();
+    let stderr = refused_start(&data, &db.url);
+    assert!(stderr.contains("enrollment table is version 2"), "{stderr}");
+    client
+        .execute(
+            "UPDATE schema_version SET version = 2 WHERE component = 'log'",
+            &[],
+        )
+        .unwrap();
+    let stderr = refused_start(&data, &db.url);
+    assert!(stderr.contains("log schema is version 2"), "{stderr}");
+}

@@ -135,7 +135,18 @@ pub enum OpenError {
     Unfinished,
     /// Reading the log failed.
     #[error("reading the log: {0}")]
-    Log(String),
+    Log(#[from] kt_log::log::LogError),
+}
+
+/// Why the proof of an identity could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// Reading the log failed (on PostgreSQL, the database may be unreachable).
+    #[error("reading the log: {0}")]
+    Log(#[from] kt_log::log::LogError),
+    /// The state and the map disagree, or a stored record does not read back.
+    #[error("{0}")]
+    Record(String),
 }
 
 impl Directory {
@@ -273,9 +284,7 @@ impl Directory {
         if from >= size {
             return Ok(0);
         }
-        let entries = log
-            .entries(from, size)
-            .map_err(|e| OpenError::Log(e.to_string()))?;
+        let entries = log.entries(from, size).map_err(OpenError::Log)?;
         let parsed = (from..size)
             .zip(&entries)
             .map(|(index, bytes)| {
@@ -376,31 +385,28 @@ impl Directory {
         identity: &str,
         parts: &ProofParts,
         row: Option<&VersionRow>,
-    ) -> Result<IdentityProof, String> {
+    ) -> Result<IdentityProof, ProofError> {
         let size = parts.checkpoint.checkpoint.size;
         let index = size
             .checked_sub(1)
-            .ok_or("the checkpoint is of the empty log")?;
+            .ok_or_else(|| ProofError::Record("the checkpoint is of the empty log".into()))?;
         let (map_entry, map_entry_proof) = match &parts.last {
             Some(last) => (last.bytes.clone(), last.proof.clone()),
-            None => (
-                log.entry(index).map_err(|e| e.to_string())?,
-                log.inclusion_proof(index, size)
-                    .map_err(|e| e.to_string())?,
-            ),
+            None => (log.entry(index)?, log.inclusion_proof(index, size)?),
         };
         let state = match (parts.value, row) {
             (Some(value), Some(row)) => Some(kt_protocol::api::StateProof {
-                record: serde_json::from_str(&row.record).map_err(|e| e.to_string())?,
+                record: serde_json::from_str(&row.record)
+                    .map_err(|e| ProofError::Record(e.to_string()))?,
                 opening: b64(&self.keys.opening(&parts.label.0, value.version)),
                 previous_head: row.previous_head.clone(),
             }),
             (None, _) => None,
             (Some(value), None) => {
-                return Err(format!(
+                return Err(ProofError::Record(format!(
                     "version {} of {identity} is in the map but not in the state",
                     value.version
-                ))
+                )))
             }
         };
         Ok(IdentityProof {
@@ -452,9 +458,7 @@ fn replay_entries(
     let mut index = range.start;
     while index < range.end {
         let end = range.end.min(index + 4096);
-        let entries = log
-            .entries(index, end)
-            .map_err(|e| OpenError::Log(e.to_string()))?;
+        let entries = log.entries(index, end).map_err(OpenError::Log)?;
         for (i, bytes) in (index..end).zip(entries) {
             let entry = PublicEntry::parse(&bytes).map_err(|e| OpenError::Entry {
                 index: i,

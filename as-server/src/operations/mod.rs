@@ -21,11 +21,13 @@ use kt_protocol::api::IdentityProof;
 use kt_protocol::identity::IdentityError;
 
 use crate::app::AppState;
+use crate::directory::ProofError;
 use crate::encoding::from_b64;
 use crate::entry::Serial;
 use crate::pop::{self, PopError};
 use crate::refusal::{Refusal, RefusalKind};
 use crate::sequencer::Committed;
+use crate::storage::Fault;
 
 /// Checks an identity from a request against the identity syntax
 /// ([`kt_protocol::identity::check_syntax`]): `BadIdentity` if it breaks it.
@@ -53,6 +55,8 @@ pub fn check_serial(serial: &str) -> Result<Serial, Refusal> {
 
 /// The proof of a committed change's identity in the checkpoint that covers it: what every
 /// answer of a change carries.
+/// The change is committed by then: a log the storage cannot read now (the database
+/// unreachable) is told as `storage-unavailable`, saying that the change is in the log.
 fn proof_of(app: &AppState, committed: &Committed) -> Result<IdentityProof, Refusal> {
     app.directory
         .identity_proof(
@@ -61,7 +65,23 @@ fn proof_of(app: &AppState, committed: &Committed) -> Result<IdentityProof, Refu
             &committed.proof,
             committed.row.as_ref(),
         )
-        .map_err(Refusal::failed)
+        .map_err(|e| match &e {
+            ProofError::Log(log) => match Fault::of_log(log) {
+                Some(fault) => {
+                    tracing::warn!(error = %fault.error, "proving a committed change");
+                    Refusal::storage_unavailable(
+                        format!(
+                            "the change is in the log, but its proof cannot be read now ({}); \
+                             look it up before retrying",
+                            fault.reason
+                        ),
+                        1,
+                    )
+                }
+                None => Refusal::failed(e),
+            },
+            ProofError::Record(_) => Refusal::failed(e),
+        })
 }
 
 /// The bytes of a standard-base64 request `field`.

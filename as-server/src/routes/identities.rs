@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 use super::{check_identity, json, state_problem};
 use crate::app::AppState;
+use crate::directory::ProofError;
 use crate::directory::ProofParts;
 use crate::encoding::b64;
 use crate::problem::Problem;
 use crate::state::directory::VersionRow;
 use crate::state::State;
+use crate::storage::Fault;
 
 /// Most earlier versions one history answer gives.
 pub const MAX_HISTORY: u64 = 4096;
@@ -52,7 +54,14 @@ fn identity_proof(
     let proof = app
         .directory
         .identity_proof(&app.log, identity, &parts, row.as_ref())
-        .map_err(Problem::internal)?;
+        .map_err(|e| match &e {
+            // On PostgreSQL: the database cannot be read now; the same lookup works later.
+            ProofError::Log(log) => match Fault::of_log(log) {
+                Some(fault) => Problem::from(fault.refusal(1)),
+                None => Problem::internal(e),
+            },
+            ProofError::Record(_) => Problem::internal(e),
+        })?;
     Ok((proof, version))
 }
 
