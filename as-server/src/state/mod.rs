@@ -79,7 +79,7 @@ pub enum StateError {
     #[error("state store: a write failed; it takes none until it is reopened")]
     Unavailable,
     /// A log entry does not decode.
-    #[error("log entry {index} does not parse: {error}")]
+    #[error("log entry {index} cannot be read or applied: {error}")]
     BadEntry {
         /// Its index.
         index: u64,
