@@ -182,7 +182,7 @@ impl Resync {
             }
             None => self.reopen(log, state, keys)?,
         }
-        directory.catch_up(log, checkpoint).map_err(|e| {
+        directory.catch_up(log, checkpoint, true).map_err(|e| {
             tracing::error!(error = %e, "the directory cannot be brought level with the log");
             failure(e)
         })?;

@@ -312,8 +312,9 @@ impl Worker {
             refusal
         })?;
         let checkpoint = self.log.latest_checkpoint();
+        // Before a batch (`lock`), its own publication reads the map entry for lookups.
         self.directory
-            .catch_up(&self.log, checkpoint)
+            .catch_up(&self.log, checkpoint, !lock)
             .map_err(|e| {
                 if let Some(fault) = match &e {
                     OpenError::Log(log) => Fault::of_log(log),

@@ -415,11 +415,12 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         if !held {
             let mut tx = client.transaction()?;
-            let new_size = Self::append_rows(&mut tx, size, entries, nodes, note)?;
+            let new_size = Self::append_rows(&mut tx, true, size, entries, nodes, note)?;
             tx.commit()?;
             return Ok(new_size);
         }
-        let appended = Self::append_rows(client, size, entries, nodes, note)
+        // The held transaction read the size under the row's lock: no check needed again.
+        let appended = Self::append_rows(client, false, size, entries, nodes, note)
             .and_then(|new_size| Ok((client.batch_execute("COMMIT")?, new_size).1));
         if appended.is_err() && !client.is_closed() {
             // Best effort: the held transaction ends either way.
@@ -428,25 +429,29 @@ impl PostgresStore {
         appended
     }
 
-    /// The append's statements, in the transaction `tx`.
+    /// The append's statements, in the transaction `tx`; `lock` first locks the state row and
+    /// checks its size (fencing), unless the transaction holds it already.
     fn append_rows(
         tx: &mut impl GenericClient,
+        lock: bool,
         size: u64,
         entries: &[&[u8]],
         nodes: &[Hash],
         note: Option<&[u8]>,
     ) -> Result<u64, StoreError> {
         let new_size = size + entries.len() as u64;
-        let found: i64 = tx
-            .query_typed_one("SELECT size FROM log_state FOR UPDATE", &[])?
-            .get(0);
-        let found = to_u64(found, "the stored size")?;
-        if found != size {
-            // Dropping the transaction rolls it back.
-            return Err(StoreError::Fenced {
-                expected: size,
-                found,
-            });
+        if lock {
+            let found: i64 = tx
+                .query_typed_one("SELECT size FROM log_state FOR UPDATE", &[])?
+                .get(0);
+            let found = to_u64(found, "the stored size")?;
+            if found != size {
+                // Dropping the transaction rolls it back.
+                return Err(StoreError::Fenced {
+                    expected: size,
+                    found,
+                });
+            }
         }
         if entries.is_empty() && note.is_none() {
             return Ok(size);
