@@ -23,7 +23,7 @@
 
 use std::sync::Mutex;
 
-use kt_log::store::off_runtime;
+use kt_log::store::{describe_postgres_error as describe, off_runtime};
 use postgres::{Client, Config, NoTls};
 
 use crate::enrollment_journal::JournalRecord;
@@ -54,21 +54,6 @@ pub struct SharedEnrollments {
     config: Config,
     /// One connection, replaced if a failure closed it.
     client: Mutex<Option<Client>>,
-}
-
-fn describe(error: &postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!(
-            "{}: {} [SQLSTATE {}]",
-            db.severity(),
-            db.message(),
-            db.code().code()
-        ),
-        None => match std::error::Error::source(error) {
-            Some(cause) => format!("{error}: {cause}"),
-            None => error.to_string(),
-        },
-    }
 }
 
 /// A connection whose commits are durable (`synchronous_commit` on for the session).

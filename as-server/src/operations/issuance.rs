@@ -1,5 +1,7 @@
 //! Issuance: a credential for an enrolled identity whose client proved it holds the key.
 
+use std::sync::Arc;
+
 use ed25519_dalek::VerifyingKey;
 use kt_protocol::api::{IdentityProof, IssueRequest};
 use kt_protocol::pop::enrollment_id;
@@ -15,7 +17,6 @@ use crate::shared_enrollments::SharedEnrollments;
 use crate::state::{EnrollmentRecord, State};
 use crate::storage::{database_refusal, state_refusal};
 use crate::unix_now;
-use std::sync::Arc;
 
 /// Credentials start this long before they are issued, for clients whose clocks lag.
 const BACKDATE: u64 = 60;

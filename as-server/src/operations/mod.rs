@@ -55,6 +55,7 @@ pub fn check_serial(serial: &str) -> Result<Serial, Refusal> {
 
 /// The proof of a committed change's identity in the checkpoint that covers it: what every
 /// answer of a change carries.
+///
 /// The change is committed by then: a log the storage cannot read now (the database
 /// unreachable) is told as `storage-unavailable`, saying that the change is in the log.
 fn proof_of(app: &AppState, committed: &Committed) -> Result<IdentityProof, Refusal> {

@@ -249,26 +249,25 @@ impl State {
             .journal
             .append(std::slice::from_ref(record))
             .map_err(StateError::Journal)?;
-        let identity = identity_key(&record.identity);
-        // Only created, never overwritten: the sequencer owns existing ones.
-        let created = self.written(self.tree.compare_and_swap(
-            &identity,
-            None::<&[u8]>,
-            Some(encode(&IdentityRecord::new())),
-        ))?;
-        drop(created);
         let enrollment = EnrollmentRecord {
             identity: record.identity.clone(),
             expires_at: record.expires_at,
             epoch: record.epoch,
             used_by: None,
         };
-        let swapped = self.written(self.tree.compare_and_swap(
-            &key,
-            None::<&[u8]>,
-            Some(encode(&enrollment)),
-        ))?;
-        drop(swapped);
+        // Each written only if absent (a compare-and-swap from nothing; one that finds a
+        // value leaves it): the sequencer owns existing identity records, and an existing
+        // enrollment record may say which issuance used it.
+        for (key, value) in [
+            (
+                identity_key(&record.identity),
+                encode(&IdentityRecord::new()),
+            ),
+            (key, encode(&enrollment)),
+        ] {
+            let _kept_if_present =
+                self.written(self.tree.compare_and_swap(key, None::<&[u8]>, Some(value)))?;
+        }
         self.written(
             self.tree
                 .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end)),

@@ -19,7 +19,7 @@ mod zero_filled;
 pub use files::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{off_runtime, PostgresStore};
+pub use postgres::{describe as describe_postgres_error, off_runtime, PostgresStore};
 pub use sled_store::SledStore;
 
 use std::sync::Arc;

@@ -124,7 +124,7 @@ pub struct PostgresStore {
 
 /// The server's message of a database error (severity, message, detail, SQLSTATE), or the
 /// error with its cause: `postgres::Error`'s own `Display` says only "db error".
-pub(super) fn describe(error: &postgres::Error) -> String {
+pub fn describe(error: &postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         let mut text = format!("{}: {}", db.severity(), db.message());
         if let Some(detail) = db.detail() {
