@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use kt_log::checkpoint::SignedCheckpoint;
 use kt_protocol::api::IdentityProof;
-use kt_protocol::directory::batch::Replay;
+use kt_protocol::directory::batch::{check_map_entry, Replay};
 use kt_protocol::directory::hash::LeafValue;
 use kt_protocol::directory::proof::MapProof;
 use kt_protocol::directory::public_entry::{MapRoot, PublicEntry};
@@ -514,24 +514,7 @@ fn stage_batch(map: &Map, from: u64, entries: &[PublicEntry]) -> Result<Staged, 
             }
             PublicEntry::Map(found) => {
                 let (staged, expected) = batch.stage(map);
-                if found.root != expected.root {
-                    return Err(rules(
-                        index,
-                        kt_protocol::directory::batch::MapViolation::Root {
-                            expected: expected.root,
-                            found: found.root,
-                        },
-                    ));
-                }
-                if found.labels != expected.labels {
-                    return Err(rules(
-                        index,
-                        kt_protocol::directory::batch::MapViolation::Labels {
-                            expected: expected.labels,
-                            found: found.labels,
-                        },
-                    ));
-                }
+                check_map_entry(found, &expected).map_err(|e| rules(index, e))?;
                 return Ok(staged);
             }
         }

@@ -139,6 +139,24 @@ impl Batch {
     }
 }
 
+/// Checks that the map entry `found`, which closes a batch, is the one the batch makes
+/// (`expected`, from [`Batch::stage`]): the same root and the same number of labels.
+pub fn check_map_entry(found: &MapRoot, expected: &MapRoot) -> Result<(), MapViolation> {
+    if found.root != expected.root {
+        return Err(MapViolation::Root {
+            expected: expected.root,
+            found: found.root,
+        });
+    }
+    if found.labels != expected.labels {
+        return Err(MapViolation::Labels {
+            expected: expected.labels,
+            found: found.labels,
+        });
+    }
+    Ok(())
+}
+
 /// A log's entries run through the rules from its first; see the module documentation.
 #[derive(Debug, Default)]
 pub struct Replay {
@@ -176,18 +194,7 @@ impl Replay {
             PublicEntry::Map(found) => {
                 let (staged, expected) = std::mem::take(&mut self.batch).stage(&self.map);
                 self.map.commit(staged);
-                if found.root != expected.root {
-                    return Err(MapViolation::Root {
-                        expected: expected.root,
-                        found: found.root,
-                    });
-                }
-                if found.labels != expected.labels {
-                    return Err(MapViolation::Labels {
-                        expected: expected.labels,
-                        found: found.labels,
-                    });
-                }
+                check_map_entry(found, &expected)?;
             }
         }
         Ok(())
