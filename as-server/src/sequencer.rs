@@ -63,7 +63,7 @@ use crate::resync::Resync;
 use crate::state::directory::{OpenedChange, VersionRow};
 use crate::state::shared::SharedState;
 use crate::state::{Overlay, State, StateError};
-use crate::storage::{state_refusal, Fault};
+use crate::storage::{log_read_refusal, state_refusal, Fault};
 use crate::unix_now;
 
 /// How often an idle sequencer looks whether an enrollment found the state store failed.
@@ -316,12 +316,11 @@ impl Worker {
         self.directory
             .catch_up(&self.log, checkpoint, !lock)
             .map_err(|e| {
-                if let Some(fault) = match &e {
-                    OpenError::Log(log) => Fault::of_log(log),
+                if let Some(refusal) = match &e {
+                    OpenError::Log(log) => log_read_refusal(log),
                     _ => None,
                 } {
-                    tracing::warn!(error = %e, "reading the shared log failed");
-                    return fault.refusal(1);
+                    return refusal;
                 }
                 tracing::error!(error = %e, "the map cannot follow the shared log");
                 Refusal::failed(e)

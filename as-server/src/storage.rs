@@ -108,6 +108,15 @@ pub fn state_refusal(error: StateError) -> Refusal {
     }
 }
 
+/// The refusal of a read of the log that `error` stopped, if the storage is at fault (on
+/// PostgreSQL, the database unreachable): `storage-unavailable`, retry soon, since the same
+/// read succeeds once the storage is back. `None` for any other failure (the server's).
+pub fn log_read_refusal(error: &LogError) -> Option<Refusal> {
+    let fault = Fault::of_log(error)?;
+    tracing::warn!(error = %fault.error, "a read of the log failed");
+    Some(fault.refusal(1))
+}
+
 /// The refusal of an action the shared database failed (an enrollment it could not store or
 /// look up): `storage-unavailable`, retry soon. The error goes to the server's log only.
 pub fn database_refusal(error: String) -> Refusal {

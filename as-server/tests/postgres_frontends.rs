@@ -20,7 +20,7 @@ use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_protocol::api::IdentityProof;
 use kt_verify::directory;
 use serde_json::Value;
-use test_support::postgres::{test_database, OwnCluster};
+use test_support::postgres::{test_database, OwnCluster, TestDatabase};
 use test_support::requests::new_key;
 use test_support::schemas::Schemas;
 use test_support::server::copy_keys;
@@ -35,6 +35,16 @@ fn another_frontend(first: &Server, url: &str, folder: &Path) -> Server {
     let data = folder.join("data");
     copy_keys(&first.data, &data);
     Server::start_in(&data, Some(first.admin_token.clone()), &["--store", url])
+}
+
+/// Two frontends of one log on a fresh database, and what must outlive them (the second's
+/// folder, the database), declared after them so that they are dropped first.
+fn two_frontends() -> (Server, Server, (tempfile::TempDir, TestDatabase)) {
+    let db = test_database();
+    let a = first_frontend(&db.url);
+    let folder = tempfile::tempdir().unwrap();
+    let b = another_frontend(&a, &db.url, folder.path());
+    (a, b, (folder, db))
 }
 
 /// The checkpoint an answer's directory proof is in, verified with the log key.
@@ -114,10 +124,7 @@ fn status_and_body(answer: &Answer) -> (u16, String) {
 
 #[test]
 fn two_frontends_share_one_log_and_redeem_each_others_tokens() {
-    let db = test_database();
-    let a = first_frontend(&db.url);
-    let folder = tempfile::tempdir().unwrap();
-    let b = another_frontend(&a, &db.url, folder.path());
+    let (a, b, _keep) = two_frontends();
     let from_a: Vec<String> = (0..24).map(|i| format!("a{i}@example.com")).collect();
     let from_b: Vec<String> = (0..24).map(|i| format!("b{i}@example.com")).collect();
     let tokens_a = a.enroll(&names(&from_a));
@@ -165,10 +172,7 @@ fn two_frontends_share_one_log_and_redeem_each_others_tokens() {
 
 #[test]
 fn a_token_raced_across_frontends_yields_exactly_one_credential() {
-    let db = test_database();
-    let a = first_frontend(&db.url);
-    let folder = tempfile::tempdir().unwrap();
-    let b = another_frontend(&a, &db.url, folder.path());
+    let (a, b, _keep) = two_frontends();
     let schemas = Schemas::load();
     let identities: Vec<String> = (0..12).map(|i| format!("race{i}@example.com")).collect();
     let tokens = a.enroll(&identities.iter().map(String::as_str).collect::<Vec<_>>());
@@ -205,19 +209,12 @@ fn names(identities: &[String]) -> Vec<&str> {
 
 /// SIGSTOPs or SIGCONTs `pid`.
 fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid}");
+    assert!(test_support::signal(name, &[pid]), "kill -{name} {pid}");
 }
 
 #[test]
 fn a_frontend_stopped_at_any_moment_never_overwrites_the_others_entries() {
-    let db = test_database();
-    let a = first_frontend(&db.url);
-    let folder = tempfile::tempdir().unwrap();
-    let b = another_frontend(&a, &db.url, folder.path());
+    let (a, b, _keep) = two_frontends();
     let identities: Vec<String> = (0..120).map(|i| format!("s{i}@example.com")).collect();
     let tokens = a.enroll(&identities.iter().map(String::as_str).collect::<Vec<_>>());
     let pid = a.pid().unwrap();

@@ -368,14 +368,14 @@ impl<S: LogStore> Log<S> {
             let latest = self.latest_checkpoint();
             if verified.size() > latest.checkpoint.size {
                 // At the store's size the frontier gives the root without another read.
-                let root = if verified.size() == size {
-                    next.root()
-                } else if verified.size() < size {
-                    tree::range_hash(&reader, 0, verified.size())?
-                } else {
-                    Hash([0; 32])
+                let matches = match verified.size().cmp(&size) {
+                    std::cmp::Ordering::Equal => next.root() == verified.root(),
+                    std::cmp::Ordering::Less => {
+                        tree::range_hash(&reader, 0, verified.size())? == verified.root()
+                    }
+                    std::cmp::Ordering::Greater => false,
                 };
-                if verified.size() > size || root != verified.root() {
+                if !matches {
                     return Err(LogError::Inconsistent(format!(
                         "the stored checkpoint of size {} does not match the stored tree",
                         verified.size()

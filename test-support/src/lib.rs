@@ -26,4 +26,4 @@ pub mod witness;
 
 pub use binary::workspace_binary;
 pub use port::free_port;
-pub use process::ServerProcess;
+pub use process::{signal, ServerProcess};

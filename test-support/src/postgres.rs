@@ -176,25 +176,20 @@ impl OwnCluster {
         };
         // The backends first noted, then the postmaster killed before them, so that it cannot
         // notice a backend's death and start new ones.
-        let children: Vec<String> = Command::new("pgrep")
+        let children: Vec<u32> = Command::new("pgrep")
             .args(["-P", &pid.to_string()])
             .output()
             .map(|out| {
                 String::from_utf8_lossy(&out.stdout)
                     .split_whitespace()
-                    .map(str::to_owned)
+                    .filter_map(|p| p.parse().ok())
                     .collect()
             })
             .unwrap_or_default();
-        let kill = |pids: &[String]| {
-            if !pids.is_empty() {
-                let _ = Command::new("kill").arg("-KILL").args(pids).status();
-            }
-        };
-        kill(&[pid.to_string()]);
-        kill(&children);
+        crate::signal("KILL", &[pid]);
+        crate::signal("KILL", &children);
         // A zombie (killed, not reaped yet) is dead too.
-        let alive = |pid: &str| {
+        let alive = |pid: &u32| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                 stat.rsplit_once(')')
                     .and_then(|(_, rest)| rest.split_whitespace().next())
@@ -202,7 +197,7 @@ impl OwnCluster {
             })
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while alive(&pid.to_string()) || children.iter().any(|c| alive(c)) {
+        while alive(&pid) || children.iter().any(&alive) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "PostgreSQL did not die"

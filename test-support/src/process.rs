@@ -108,3 +108,16 @@ impl Drop for ServerProcess {
         self.kill();
     }
 }
+
+/// Sends signal `name` (`KILL`, `STOP`, `CONT`…) to the processes `pids` with `kill(1)`;
+/// whether every one was signalled (false too if `pids` is empty).
+pub fn signal(name: &str, pids: &[u32]) -> bool {
+    if pids.is_empty() {
+        return false;
+    }
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .is_ok_and(|status| status.success())
+}

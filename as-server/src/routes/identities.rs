@@ -18,7 +18,7 @@ use crate::encoding::b64;
 use crate::problem::Problem;
 use crate::state::directory::VersionRow;
 use crate::state::State;
-use crate::storage::Fault;
+use crate::storage::log_read_refusal;
 
 /// Most earlier versions one history answer gives.
 pub const MAX_HISTORY: u64 = 4096;
@@ -56,10 +56,9 @@ fn identity_proof(
         .identity_proof(&app.log, identity, &parts, row.as_ref())
         .map_err(|e| match &e {
             // On PostgreSQL: the database cannot be read now; the same lookup works later.
-            ProofError::Log(log) => match Fault::of_log(log) {
-                Some(fault) => Problem::from(fault.refusal(1)),
-                None => Problem::internal(e),
-            },
+            ProofError::Log(log) => {
+                log_read_refusal(log).map_or_else(|| Problem::internal(&e), Problem::from)
+            }
             ProofError::Record(_) => Problem::internal(e),
         })?;
     Ok((proof, version))

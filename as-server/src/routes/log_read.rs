@@ -16,20 +16,14 @@ use super::json;
 use crate::app::AppState;
 use crate::encoding::{b64, proof_b64};
 use crate::problem::{Problem, ProblemKind};
-use crate::storage::Fault;
+use crate::storage::log_read_refusal;
 use kt_log::log::LogError;
 
 /// The problem of a read of the log that failed within the signed tree: `503
 /// storage-unavailable` with `Retry-After` if the storage failed (the database unreachable),
 /// since the same read succeeds once it is back; else a failure of the server.
 fn read_failed(error: LogError) -> Problem {
-    match Fault::of_log(&error) {
-        Some(fault) => {
-            tracing::warn!(error = %fault.error, "a read of the log failed");
-            Problem::from(fault.refusal(1))
-        }
-        None => Problem::internal(error),
-    }
+    log_read_refusal(&error).map_or_else(|| Problem::internal(error), Problem::from)
 }
 
 #[derive(Serialize)]

@@ -164,9 +164,16 @@ fn issue_until_killed(
 /// `GET path`, asked again for up to 30 s while it answers 503 (a frontend whose database
 /// was just started again may fail a read or two on connections the restart closed).
 fn get_retrying(server: &Server, path: &str) -> as_server::admin_client::Answer {
+    while_unavailable(|| server.get(path))
+}
+
+/// The answer of `request`, made again for up to 30 s while it is 503.
+fn while_unavailable(
+    mut request: impl FnMut() -> as_server::admin_client::Answer,
+) -> as_server::admin_client::Answer {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer = server.get(path);
+        let answer = request();
         if answer.status != 503 || Instant::now() > deadline {
             return answer;
         }
@@ -339,17 +346,12 @@ fn enroll(server: &Server, next: &mut usize, count: usize) -> Vec<(String, Strin
     *next += count;
     let names: Vec<&str> = identities.iter().map(String::as_str).collect();
     // Asked again while 503: a frontend whose database just came back may refuse once.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
-        let answer = server.admin_post(
+    let answer = while_unavailable(|| {
+        server.admin_post(
             "/v1/admin/enrollments",
             &test_support::requests::enrollment_request(&names),
-        );
-        if answer.status != 503 || Instant::now() > deadline {
-            break answer;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        )
+    });
     assert_eq!(
         answer.status,
         201,
@@ -369,6 +371,16 @@ struct Tally {
 }
 
 impl Tally {
+    /// Nothing yet, started now.
+    fn new() -> Tally {
+        Tally {
+            started: Instant::now(),
+            findings: Findings::default(),
+            all: Vec::new(),
+            database_kills: 0,
+        }
+    }
+
     /// Checks everything acknowledged once more at each of `servers`, prints the figures,
     /// and exits 1 on any loss or fork.
     fn finish(mut self, servers: &[&Server], store: &str, kills: usize) {
@@ -416,12 +428,7 @@ fn soak_embedded(args: &Args) {
     let dir = TestDir::new();
     let data = dir.join("as-data");
     let mut server = Server::start(&data, None, &[]);
-    let mut tally = Tally {
-        started: Instant::now(),
-        findings: Findings::default(),
-        all: Vec::new(),
-        database_kills: 0,
-    };
+    let mut tally = Tally::new();
     let mut newest: Option<VerifiedCheckpoint> = None;
     let mut next_identity = 0usize;
     for kill in 1..=args.kills {
@@ -449,11 +456,8 @@ fn soak_embedded(args: &Args) {
 
 /// SIGKILLs process `pid` (the server's), if it runs.
 fn sigkill(pid: Option<u32>) {
-    if let Some(pid) = pid {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
+    // A server that died already has nothing to kill.
+    let _ = test_support::signal("KILL", pid.as_slice());
 }
 
 /// Waits until `server` publishes a checkpoint of at least `size` (it follows the shared log
@@ -493,12 +497,7 @@ fn soak_postgres(args: &Args) {
     let mut a = Server::start(&data_a, None, &flags);
     e2e_tests::copy_keys(&data_a, &data_b);
     let mut b = Server::start(&data_b, Some(&a.admin_token), &flags);
-    let mut tally = Tally {
-        started: Instant::now(),
-        findings: Findings::default(),
-        all: Vec::new(),
-        database_kills: 0,
-    };
+    let mut tally = Tally::new();
     let mut newest: Option<VerifiedCheckpoint> = None;
     let mut next_identity = 0usize;
     for kill in 1..=args.kills {
