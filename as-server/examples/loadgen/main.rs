@@ -80,17 +80,17 @@ struct Spawned {
     witnesses: Option<witnesses::Witnesses>,
     others: Vec<ServerProcess>,
     _database: Option<test_support::postgres::TestDatabase>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Spawned {
     /// Every frontend's (base URL, TLS certificate PEM), the first one's first.
-    fn frontends(&self, dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    fn frontends(&self) -> Vec<(String, Vec<u8>)> {
         std::iter::once(&self.process)
             .chain(&self.others)
             .enumerate()
             .map(|(i, process)| {
-                let data = dir.join(if i == 0 {
+                let data = self.dir.path().join(if i == 0 {
                     "data".into()
                 } else {
                     format!("data{i}")
@@ -175,7 +175,7 @@ fn spawn(args: &Args) -> (Spawned, String, Vec<u8>, String) {
             witnesses,
             others,
             _database: database,
-            _dir: dir,
+            dir,
         },
         base,
         pem,
@@ -343,7 +343,7 @@ fn main() {
         return;
     }
     let frontends = match &_spawned {
-        Some(spawned) => spawned.frontends(spawned._dir.path()),
+        Some(spawned) => spawned.frontends(),
         None => vec![(base.clone(), pem.clone())],
     };
     println!(
