@@ -16,15 +16,21 @@
 //! leaves a used record ([`crate::state::Overlay::apply_entry`]), which the import never
 //! overwrites.
 //!
+//! **Async, one connection.** Requests await their query on their own runtime: nothing blocks a
+//! worker thread, and concurrent queries are pipelined on the one connection. The connection
+//! is driven by a runtime on a thread of its own ([`Driver`]), so it outlives no request and
+//! depends on none.
+//!
 //! **Schema** (created at first open; `schema_version` row `('as-enrollments', 1)`, another
 //! version refused): `as_enrollments(id text primary key, identity text, expires_at bigint,
 //! epoch bigint)`, the fields of a [`JournalRecord`]. Rows expired for more than a day are
 //! deleted at open.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::Arc;
 
-use kt_log::store::{describe_postgres_error as describe, off_runtime};
-use postgres::{Client, Config, NoTls};
+use kt_log::store::describe_postgres_error as describe;
+use tokio_postgres::{Client, Config, NoTls};
 
 use crate::enrollment_journal::JournalRecord;
 
@@ -52,14 +58,98 @@ CREATE TABLE as_enrollments (
 /// The shared enrollment table; see the module documentation.
 pub struct SharedEnrollments {
     config: Config,
+    driver: Driver,
     /// One connection, replaced if a failure closed it.
-    client: Mutex<Option<Client>>,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
 }
 
-/// A connection whose commits are durable (`synchronous_commit` on for the session).
-fn connect(config: &Config) -> Result<Client, postgres::Error> {
-    let mut client = config.connect(NoTls)?;
-    client.batch_execute("SET synchronous_commit = on")?;
+/// A current-thread runtime on a thread of its own that drives the connections (a
+/// tokio-postgres `Connection` is a future that must be polled for its `Client` to work).
+/// It stops, closing them, when the `Driver` is dropped.
+struct Driver {
+    runtime: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Driver {
+    fn start() -> Result<Driver, String> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("pg-enrollments".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => {
+                        let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                        // Runs the spawned connections until the driver is dropped.
+                        runtime.block_on(async {
+                            let _ = stopped.await;
+                        });
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e.to_string()));
+                    }
+                }
+            })
+            .map_err(|e| format!("starting the database connection's thread: {e}"))?;
+        let runtime = handle_rx
+            .recv()
+            .map_err(|_| "the database connection's thread stopped".to_owned())??;
+        Ok(Driver {
+            runtime,
+            _stop: stop,
+        })
+    }
+
+    /// Runs `work` on the driver's runtime and awaits it from any runtime.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, String> {
+        self.runtime
+            .spawn(work)
+            .await
+            .map_err(|e| format!("the database connection's thread failed: {e}"))
+    }
+
+    /// Runs `work` on the driver's runtime and blocks this thread until it is done (for the
+    /// open, at start; a thread of an async runtime may wait, since the driver is not one).
+    fn block_on<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, String> {
+        let (done, result) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            let _ = done.send(work.await);
+        });
+        result
+            .recv()
+            .map_err(|_| "the database connection's thread failed".to_owned())
+    }
+
+    /// A new connection whose commits are durable (`synchronous_commit` on for the session),
+    /// driven on the driver's runtime.
+    async fn connect(&self, config: &Config) -> Result<Client, String> {
+        let config = config.clone();
+        self.run(connect(config)).await?
+    }
+}
+
+/// Connects with `config` (on the driver's runtime: the connection is spawned there).
+async fn connect(config: Config) -> Result<Client, String> {
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped or the server closes the connection; a query on a
+        // closed connection reports it.
+        let _ = connection.await;
+    });
+    client
+        .batch_execute("SET synchronous_commit = on")
+        .await
+        .map_err(|e| describe(&e))?;
     Ok(client)
 }
 
@@ -67,94 +157,46 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-impl Drop for SharedEnrollments {
-    /// Closes the connection off any async runtime (see kt-log's `off_runtime`).
-    fn drop(&mut self) {
-        let client = self.client.get_mut().map(Option::take).ok().flatten();
-        off_runtime(move || drop(client));
-    }
-}
-
 impl SharedEnrollments {
     /// Connects to the database at `url`, creates the table if it has none (refusing another
     /// version), and deletes long-expired rows. The URL is not repeated in an error.
     pub fn open(url: &str) -> Result<SharedEnrollments, String> {
-        off_runtime(|| Self::open_here(url))
-    }
-
-    fn open_here(url: &str) -> Result<SharedEnrollments, String> {
-        let mut config: Config = url.parse().map_err(|e: postgres::Error| {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             format!("the store URL does not parse: {}", describe(&e))
         })?;
         if config.get_application_name().is_none() {
             config.application_name("as-server");
         }
-        let mut client = connect(&config).map_err(|e| describe(&e))?;
-        let mut tx = client.transaction().map_err(|e| describe(&e))?;
-        let created: Result<Option<i32>, postgres::Error> = (|| {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
-            tx.batch_execute(CREATE)?;
-            let version = tx
-                .query_opt(
-                    "SELECT version FROM schema_version WHERE component = 'as-enrollments'",
-                    &[],
-                )?
-                .map(|row| row.get(0));
-            if version.is_none() {
-                tx.batch_execute(CREATE_TABLE)?;
-                tx.execute(
-                    "INSERT INTO schema_version (component, version) \
-                     VALUES ('as-enrollments', $1)",
-                    &[&SCHEMA_VERSION],
-                )?;
-            }
-            Ok(version)
-        })();
-        match created.map_err(|e| describe(&e))? {
-            None | Some(SCHEMA_VERSION) => {}
-            Some(found) => {
-                return Err(format!(
-                    "the database's enrollment table is version {found}; this build reads \
-                     version {SCHEMA_VERSION} only (a newer build wrote it?)"
-                ))
-            }
-        }
-        tx.commit().map_err(|e| describe(&e))?;
-        let cutoff = to_i64(crate::unix_now()) - KEEP_EXPIRED_FOR;
-        client
-            .execute(
-                "DELETE FROM as_enrollments WHERE expires_at < $1",
-                &[&cutoff],
-            )
-            .map_err(|e| describe(&e))?;
+        let driver = Driver::start()?;
+        let client = driver.block_on(prepare(config.clone()))??;
         Ok(SharedEnrollments {
             config,
-            client: Mutex::new(Some(client)),
+            driver,
+            client: tokio::sync::Mutex::new(Some(Arc::new(client))),
         })
     }
 
-    /// Runs `work` on the connection, reconnecting first if a failure closed it.
-    fn with_client<T: Send>(
-        &self,
-        work: impl FnMut(&mut Client) -> Result<T, postgres::Error> + Send,
-    ) -> Result<T, String> {
-        off_runtime(|| self.with_client_here(work))
+    /// The connection, a new one if there is none or a failure closed it.
+    async fn client(&self) -> Result<Arc<Client>, String> {
+        let mut held = self.client.lock().await;
+        if let Some(client) = held.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(client));
+        }
+        *held = None;
+        let client = Arc::new(self.driver.connect(&self.config).await?);
+        *held = Some(Arc::clone(&client));
+        Ok(client)
     }
 
-    /// Runs `work` on the connection; if the server had closed it meanwhile (a restart), once
-    /// more on a new one: `work` must be safe to repeat.
-    fn with_client_here<T>(
-        &self,
-        mut work: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, String> {
-        let mut held = self.client.lock().unwrap_or_else(|e| e.into_inner());
+    /// Runs the query `work` makes; if the server had closed the connection meanwhile (a
+    /// restart), once more on a new one: `work` must be safe to repeat.
+    async fn with_client<T, F>(&self, work: impl Fn(Arc<Client>) -> F) -> Result<T, String>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
         for attempt in 0..2 {
-            if held.as_ref().is_none_or(Client::is_closed) {
-                *held = None;
-                *held = Some(connect(&self.config).map_err(|e| describe(&e))?);
-            }
-            let client = held.as_mut().ok_or("no connection")?;
-            match work(client) {
+            let client = self.client().await?;
+            match work(Arc::clone(&client)).await {
                 Err(_) if attempt == 0 && client.is_closed() => continue,
                 done => return done.map_err(|e| describe(&e)),
             }
@@ -162,33 +204,43 @@ impl SharedEnrollments {
         Err("the database closed the connection twice".into())
     }
 
-    /// Stores `records` in one transaction, durable when it returns: all or none. Ids are
+    /// Stores `records` in one statement, durable when it returns: all or none. Ids are
     /// digests of fresh random tokens, so one already there can only be this call's own, made
     /// again after a connection broke as it committed.
-    pub fn add(&self, records: &[JournalRecord]) -> Result<(), String> {
+    pub async fn add(&self, records: &[JournalRecord]) -> Result<(), String> {
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let identities: Vec<&str> = records.iter().map(|r| r.identity.as_str()).collect();
         let expiries: Vec<i64> = records.iter().map(|r| to_i64(r.expires_at)).collect();
         let epochs: Vec<i64> = records.iter().map(|r| to_i64(r.epoch)).collect();
         self.with_client(|client| {
-            client.execute(
-                "INSERT INTO as_enrollments (id, identity, expires_at, epoch) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
-                 ON CONFLICT (id) DO NOTHING",
-                &[&ids, &identities, &expiries, &epochs],
-            )?;
-            Ok(())
+            let (ids, identities, expiries, epochs) = (&ids, &identities, &expiries, &epochs);
+            async move {
+                client
+                    .execute(
+                        "INSERT INTO as_enrollments (id, identity, expires_at, epoch) \
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], \
+                         $4::bigint[]) ON CONFLICT (id) DO NOTHING",
+                        &[ids, identities, expiries, epochs],
+                    )
+                    .await
+            }
         })
+        .await?;
+        Ok(())
     }
 
     /// The enrollment `id` (the token's digest, lowercase hex), if any frontend made it.
-    pub fn find(&self, id: &str) -> Result<Option<JournalRecord>, String> {
-        let row = self.with_client(|client| {
-            client.query_opt(
-                "SELECT identity, expires_at, epoch FROM as_enrollments WHERE id = $1",
-                &[&id],
-            )
-        })?;
+    pub async fn find(&self, id: &str) -> Result<Option<JournalRecord>, String> {
+        let row = self
+            .with_client(|client| async move {
+                client
+                    .query_opt(
+                        "SELECT identity, expires_at, epoch FROM as_enrollments WHERE id = $1",
+                        &[&id],
+                    )
+                    .await
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -200,4 +252,53 @@ impl SharedEnrollments {
             epoch: u64::try_from(epoch).map_err(|_| format!("enrollment {id}: negative epoch"))?,
         }))
     }
+}
+
+/// Connects, creates the schema if the database has none (refusing another version) and
+/// deletes long-expired rows; returns the connection.
+async fn prepare(config: Config) -> Result<Client, String> {
+    let mut client = connect(config).await?;
+    let tx = client.transaction().await.map_err(|e| describe(&e))?;
+    let created: Result<Option<i32>, tokio_postgres::Error> = async {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await?;
+        tx.batch_execute(CREATE).await?;
+        let version = tx
+            .query_opt(
+                "SELECT version FROM schema_version WHERE component = 'as-enrollments'",
+                &[],
+            )
+            .await?
+            .map(|row| row.get(0));
+        if version.is_none() {
+            tx.batch_execute(CREATE_TABLE).await?;
+            tx.execute(
+                "INSERT INTO schema_version (component, version) \
+                 VALUES ('as-enrollments', $1)",
+                &[&SCHEMA_VERSION],
+            )
+            .await?;
+        }
+        Ok(version)
+    }
+    .await;
+    match created.map_err(|e| describe(&e))? {
+        None | Some(SCHEMA_VERSION) => {}
+        Some(found) => {
+            return Err(format!(
+                "the database's enrollment table is version {found}; this build reads \
+                 version {SCHEMA_VERSION} only (a newer build wrote it?)"
+            ))
+        }
+    }
+    tx.commit().await.map_err(|e| describe(&e))?;
+    let cutoff = to_i64(crate::unix_now()) - KEEP_EXPIRED_FOR;
+    client
+        .execute(
+            "DELETE FROM as_enrollments WHERE expires_at < $1",
+            &[&cutoff],
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(client)
 }

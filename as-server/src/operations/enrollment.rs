@@ -89,11 +89,7 @@ pub async fn enroll(
     };
     if let Some(shared) = &app.shared_enrollments {
         // Every frontend must be able to redeem the tokens before they are given out.
-        let shared = std::sync::Arc::clone(shared);
-        tokio::task::spawn_blocking(move || shared.add(&journaled))
-            .await
-            .map_err(Refusal::failed)?
-            .map_err(database_refusal)?;
+        shared.add(&journaled).await.map_err(database_refusal)?;
     }
     Ok(EnrollmentAnswer { enrollments })
 }

@@ -1,7 +1,5 @@
 //! Issuance: a credential for an enrolled identity whose client proved it holds the key.
 
-use std::sync::Arc;
-
 use ed25519_dalek::VerifyingKey;
 use kt_protocol::api::{IdentityProof, IssueRequest};
 use kt_protocol::pop::enrollment_id;
@@ -154,18 +152,14 @@ pub(super) fn sign_credential(
 /// The enrollment `id` from the database several frontends share, taken into this frontend's
 /// state ([`State::import_enrollment`]) if another frontend made it; `None` if none did.
 async fn take_in_shared(
-    shared: &Arc<SharedEnrollments>,
+    shared: &SharedEnrollments,
     state: &State,
     id: String,
 ) -> Result<Option<EnrollmentRecord>, Refusal> {
-    let (shared, state) = (Arc::clone(shared), state.clone());
-    tokio::task::spawn_blocking(move || {
-        let Some(found) = shared.find(&id).map_err(database_refusal)? else {
-            return Ok(None);
-        };
-        state.import_enrollment(&found).map_err(state_refusal)?;
-        state.enrollment(&id).map_err(state_refusal)
-    })
-    .await
-    .map_err(Refusal::failed)?
+    let Some(found) = shared.find(&id).await.map_err(database_refusal)? else {
+        return Ok(None);
+    };
+    // A few writes to the state's store (no disk sync: see `import_enrollment`).
+    state.import_enrollment(&found).map_err(state_refusal)?;
+    state.enrollment(&id).map_err(state_refusal)
 }

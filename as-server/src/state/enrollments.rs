@@ -232,10 +232,16 @@ impl State {
         Ok(Ok(journaled))
     }
 
-    /// Takes in an enrollment another frontend made ([`crate::shared_enrollments`]): journaled
-    /// (synced), then written to the store unless the store holds a record of it already —
-    /// an unused copy, or the used record its issuance left — which is never overwritten
-    /// (one atomic compare-and-swap, so an issuance applied meanwhile is not undone).
+    /// Takes in an enrollment another frontend made ([`crate::shared_enrollments`]): written
+    /// to the store unless the store holds a record of it already — an unused copy, or the
+    /// used record its issuance left — which is never overwritten (one atomic
+    /// compare-and-swap, so an issuance applied meanwhile is not undone).
+    ///
+    /// Not journaled: the database's row is the durable copy. A record a crash loses is
+    /// taken in again at the next redemption of its token, and an issuance that used it is
+    /// in the log, whose replay leaves the used record (so a lost import never makes a used
+    /// token usable). This keeps a disk sync off every redemption of another frontend's
+    /// token.
     pub fn import_enrollment(&self, record: &JournalRecord) -> Result<(), StateError> {
         if self.failed() || self.retired() {
             return Err(StateError::Unavailable);
@@ -244,11 +250,6 @@ impl State {
         if self.tree.get(&key)?.is_some() {
             return Ok(());
         }
-        let _enrolling = self.lock_journal()?;
-        let journal_end = self
-            .journal
-            .append(std::slice::from_ref(record))
-            .map_err(StateError::Journal)?;
         let enrollment = EnrollmentRecord {
             identity: record.identity.clone(),
             expires_at: record.expires_at,
@@ -268,10 +269,6 @@ impl State {
             let _kept_if_present =
                 self.written(self.tree.compare_and_swap(key, None::<&[u8]>, Some(value)))?;
         }
-        self.written(
-            self.tree
-                .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end)),
-        )?;
         Ok(())
     }
 }
