@@ -155,6 +155,31 @@ pub struct Log<S: LogStore> {
     latest: RwLock<Arc<SignedCheckpoint>>,
     /// Upper-level complete nodes, see [`CachedNodes`].
     node_cache: RwLock<HashMap<u64, Hash>>,
+    /// The entries the last take-in read ([`Log::refresh`], [`Log::hold_writes`]).
+    taken_in: RwLock<TakenIn>,
+}
+
+/// Most entries one take-in reads itself: the frontier is then computed from them rather than
+/// read, and they stay in memory for the caller's catch-up ([`Log::entries`]), so that taking
+/// in another writer's batch is one read of the store. A longer gap reads the frontier's nodes
+/// instead.
+const TAKE_IN_ENTRIES: u64 = 1024;
+
+/// Entries `first ..` as another writer committed them, kept after a take-in. Committed
+/// entries never change, so the copy stays true; it is replaced at the next take-in.
+#[derive(Default)]
+struct TakenIn {
+    first: u64,
+    entries: Vec<Vec<u8>>,
+}
+
+impl TakenIn {
+    /// Entries `start .. end` if all of them are here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Vec<u8>>> {
+        let from = usize::try_from(start.checked_sub(self.first)?).ok()?;
+        let to = usize::try_from(end.checked_sub(self.first)?).ok()?;
+        self.entries.get(from..to).map(<[Vec<u8>]>::to_vec)
+    }
 }
 
 impl<S: LogStore> Log<S> {
@@ -208,6 +233,7 @@ impl<S: LogStore> Log<S> {
             frontier: Mutex::new(frontier),
             latest: RwLock::new(Arc::new(latest)),
             node_cache,
+            taken_in: RwLock::default(),
         })
     }
 
@@ -360,9 +386,19 @@ impl<S: LogStore> Log<S> {
             )));
         }
         let reader = self.nodes();
-        let hashes = reader.nodes(&Frontier::node_ids(size))?;
-        let next = Frontier::from_parts(size, hashes)
-            .ok_or_else(|| LogError::Inconsistent("frontier has the wrong shape".into()))?;
+        let (next, taken_in) = if size - frontier.size() <= TAKE_IN_ENTRIES {
+            // The new leaves give the frontier: one read, which the caller's catch-up reuses.
+            let entries = self.store.entries(frontier.size(), size)?;
+            let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            let (next, _nodes) = grown(frontier, &refs)?;
+            let first = frontier.size();
+            (next, Some(TakenIn { first, entries }))
+        } else {
+            let hashes = reader.nodes(&Frontier::node_ids(size))?;
+            let next = Frontier::from_parts(size, hashes)
+                .ok_or_else(|| LogError::Inconsistent("frontier has the wrong shape".into()))?;
+            (next, None)
+        };
         if let Some(note) = self.store.checkpoint()? {
             let verified = open_checkpoint(&note, &self.signer.verifier())?;
             let latest = self.latest_checkpoint();
@@ -389,6 +425,7 @@ impl<S: LogStore> Log<S> {
             }
         }
         *frontier = next;
+        *self.taken_in.write().unwrap_or_else(|e| e.into_inner()) = taken_in.unwrap_or_default();
         Ok(size)
     }
 
@@ -447,6 +484,12 @@ impl<S: LogStore> Log<S> {
     /// Entries `start .. end`.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, LogError> {
         self.check_size(end)?;
+        if start < end {
+            let taken_in = self.taken_in.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(entries) = taken_in.get(start, end) {
+                return Ok(entries);
+            }
+        }
         Ok(self.store.entries(start, end)?)
     }
 

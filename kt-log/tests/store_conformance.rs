@@ -612,6 +612,37 @@ mod postgres_store {
     }
 
     #[test]
+    fn a_refresh_takes_in_a_short_gap_from_its_entries_and_a_long_one_from_its_nodes() {
+        use kt_log::log::Log;
+        use kt_log::note::NoteSigner;
+        let signer = || NoteSigner::from_seed("test.example/log", &[7; 32]).unwrap();
+        let db = test_database();
+        let first = Log::open(open(&db.url), signer()).unwrap();
+        let second = Log::open(open(&db.url), signer()).unwrap();
+        let entry = |i: usize| format!("entry {i}").into_bytes();
+        // 3 entries: taken in from the entries themselves, which the second then serves.
+        let short: Vec<Vec<u8>> = (0..3).map(entry).collect();
+        let refs: Vec<&[u8]> = short.iter().map(Vec::as_slice).collect();
+        first.append_and_sign(&refs).unwrap();
+        assert_eq!(second.refresh().unwrap(), 3);
+        assert_eq!(second.root_at(3).unwrap(), first.root_at(3).unwrap());
+        assert_eq!(second.entries(1, 3).unwrap(), short[1..].to_vec());
+        // Over a thousand more: taken in from the frontier's nodes.
+        let long: Vec<Vec<u8>> = (3..1203).map(entry).collect();
+        let refs: Vec<&[u8]> = long.iter().map(Vec::as_slice).collect();
+        let (_, signed) = first.append_and_sign(&refs).unwrap();
+        assert_eq!(second.refresh().unwrap(), 1203);
+        assert_eq!(second.latest_checkpoint().note, signed.note);
+        assert_eq!(second.entries(1200, 1203).unwrap(), long[1197..].to_vec());
+        // Either way the second appends on the right tree.
+        let (_, signed) = second.append_and_sign(&[b"last"]).unwrap();
+        assert_eq!(first.refresh().unwrap(), 1204);
+        assert_eq!(first.latest_checkpoint().note, signed.note);
+        assert_eq!(first.root_at(1204).unwrap(), signed.checkpoint.root);
+        assert_eq!(first.entries(1203, 1204).unwrap(), vec![b"last".to_vec()]);
+    }
+
+    #[test]
     fn a_held_write_lock_keeps_other_writers_out_until_the_append_commits() {
         use kt_log::log::{Log, LogError};
         use kt_log::note::NoteSigner;

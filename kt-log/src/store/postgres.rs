@@ -464,32 +464,27 @@ impl PostgresStore {
             .map(to_i64)
             .collect::<Result<Vec<_>, _>>()?;
         let hashes: Vec<&[u8]> = nodes.iter().map(|h| &h.0[..]).collect();
-        if !entries.is_empty() {
-            let params: [(&(dyn ToSql + Sync), Type); 2] =
-                [(&indices, Type::INT8_ARRAY), (&entries, Type::BYTEA_ARRAY)];
-            tx.execute_typed(
-                "INSERT INTO log_entries (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                &params,
-            )?;
-        }
-        if !nodes.is_empty() {
-            let params: [(&(dyn ToSql + Sync), Type); 2] =
-                [(&positions, Type::INT8_ARRAY), (&hashes, Type::BYTEA_ARRAY)];
-            tx.execute_typed(
-                "INSERT INTO log_nodes (pos, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                &params,
-            )?;
-        }
-        match note {
-            Some(note) => tx.execute_typed(
-                "UPDATE log_state SET size = $1, checkpoint = $2",
-                &[(&to_i64(new_size)?, Type::INT8), (&note, Type::BYTEA)],
-            )?,
-            None => tx.execute_typed(
-                "UPDATE log_state SET size = $1",
-                &[(&to_i64(new_size)?, Type::INT8)],
-            )?,
-        };
+        let new_size_param = to_i64(new_size)?;
+        // One statement, one round trip: the entries, the nodes (data-modifying WITH clauses
+        // always run to completion), then the size and the checkpoint (kept if none is given).
+        let params: [(&(dyn ToSql + Sync), Type); 6] = [
+            (&indices, Type::INT8_ARRAY),
+            (&entries, Type::BYTEA_ARRAY),
+            (&positions, Type::INT8_ARRAY),
+            (&hashes, Type::BYTEA_ARRAY),
+            (&new_size_param, Type::INT8),
+            (&note, Type::BYTEA),
+        ];
+        tx.execute_typed(
+            "WITH new_entries AS (\
+                 INSERT INTO log_entries (idx, data) \
+                 SELECT * FROM unnest($1::bigint[], $2::bytea[])), \
+             new_nodes AS (\
+                 INSERT INTO log_nodes (pos, hash) \
+                 SELECT * FROM unnest($3::bigint[], $4::bytea[])) \
+             UPDATE log_state SET size = $5, checkpoint = COALESCE($6, checkpoint)",
+            &params,
+        )?;
         Ok(new_size)
     }
 }
