@@ -303,8 +303,8 @@ impl Directory {
             .iter()
             .filter(|e| matches!(e, PublicEntry::Map(_)))
             .count();
-        let next = if batches == 1 {
-            NextMap::Staged(stage_batch(&self.read().map, from, &parsed)?)
+        let next = if batches <= MAX_STAGED_BATCHES {
+            NextMap::Staged(stage_batches(&self.read().map, from, &parsed)?)
         } else {
             let mut replay = Replay::from_map(self.read().map.clone());
             for (index, entry) in (from..size).zip(&parsed) {
@@ -488,38 +488,46 @@ fn replay_entries(
 
 /// The map after entries taken in by [`Directory::catch_up`].
 enum NextMap {
-    /// One batch, staged beside the published map.
+    /// A few batches, staged beside the published map.
     Staged(Staged),
-    /// Several, replayed on a copy of it.
+    /// More, replayed on a copy of it.
     Replayed(Map),
 }
 
-/// The staged effect on `map` of one batch of the log: `entries` (from index `from`), its
-/// updates then its map entry, checked against the public rules as [`Replay`] does.
-fn stage_batch(map: &Map, from: u64, entries: &[PublicEntry]) -> Result<Staged, OpenError> {
+/// Most batches [`stage_batches`] stages beside the map (each map entry stages the batches
+/// so far again, so the work grows with their square); more are replayed on a copy.
+const MAX_STAGED_BATCHES: usize = 8;
+
+/// The staged effect on `map` of a few whole batches of the log: `entries` (from index
+/// `from`), each batch's updates then its map entry, checked against the public rules as
+/// [`Replay`] does. The batches' updates gather in one [`Batch`](kt_protocol::directory::batch::Batch),
+/// whose rules read the map as the earlier batches left it; at each map entry the updates so
+/// far are staged on `map`, which gives the map after that batch (a map is the function of
+/// its leaves), and checked against the entry. No copy of the map is made.
+fn stage_batches(map: &Map, from: u64, entries: &[PublicEntry]) -> Result<Staged, OpenError> {
     let mut batch = kt_protocol::directory::batch::Batch::new();
     let rules = |index: u64, error: kt_protocol::directory::batch::MapViolation| OpenError::Rules {
         index,
         error: error.to_string(),
     };
+    let mut staged = None;
     for (index, entry) in (from..).zip(entries) {
         match entry {
             PublicEntry::Update(update) => {
+                staged = None;
                 batch
                     .push(map, &update.label, update.version, &update.commitment)
                     .map_err(|e| rules(index, e))?;
             }
-            PublicEntry::Map(_) if index + 1 != from + entries.len() as u64 => {
-                return Err(OpenError::Unfinished);
-            }
             PublicEntry::Map(found) => {
-                let (staged, expected) = batch.stage(map);
+                let (after, expected) = batch.stage(map);
                 check_map_entry(found, &expected).map_err(|e| rules(index, e))?;
-                return Ok(staged);
+                staged = Some(after);
             }
         }
     }
-    Err(OpenError::Unfinished)
+    // The last entry must close a batch.
+    staged.ok_or(OpenError::Unfinished)
 }
 
 /// Whether a snapshot of `size` entries with `map` ends where the log has a map entry with
@@ -588,42 +596,53 @@ pub(crate) mod testing {
     /// The entries of `changes` as the first batch of a log (updates on the empty map, then its
     /// map entry).
     pub(crate) fn first_batch(changes: &[LogEntry]) -> Vec<Vec<u8>> {
+        batches(&[changes]).concat()
+    }
+
+    /// The entries of each of `batches` as consecutive batches of a log from its first (each
+    /// one's updates, then its map entry).
+    pub(crate) fn batches(batches: &[&[LogEntry]]) -> Vec<Vec<Vec<u8>>> {
         let keys = keys();
-        let map = Map::new();
-        let mut batch = Batch::new();
+        let mut map = Map::new();
         let mut rows: HashMap<String, VersionRow> = HashMap::new();
-        let mut entries = Vec::new();
-        for entry in changes {
-            let identity = entry.body.identity().to_owned();
-            let (label, proof) = keys.vrf().prove(&identity);
-            let version = batch.next_version(&map, &label);
-            let (recorded, row) = make_version(
-                &label,
-                version,
-                rows.get(&identity),
-                entry,
-                &keys.opening(&label, version),
-                None,
-            )
-            .unwrap();
-            batch
-                .push(&map, &label, version, &recorded.commitment)
-                .unwrap();
-            rows.insert(identity, row);
-            entries.push(
-                keys.update_entry(
+        let mut out = Vec::new();
+        for changes in batches {
+            let mut batch = Batch::new();
+            let mut entries = Vec::new();
+            for entry in *changes {
+                let identity = entry.body.identity().to_owned();
+                let (label, proof) = keys.vrf().prove(&identity);
+                let version = batch.next_version(&map, &label);
+                let (recorded, row) = make_version(
                     &label,
                     version,
-                    &recorded.commitment,
-                    &proof,
-                    &entry.to_bytes(),
+                    rows.get(&identity),
+                    entry,
+                    &keys.opening(&label, version),
+                    None,
                 )
-                .unwrap(),
-            );
+                .unwrap();
+                batch
+                    .push(&map, &label, version, &recorded.commitment)
+                    .unwrap();
+                rows.insert(identity, row);
+                entries.push(
+                    keys.update_entry(
+                        &label,
+                        version,
+                        &recorded.commitment,
+                        &proof,
+                        &entry.to_bytes(),
+                    )
+                    .unwrap(),
+                );
+            }
+            let (staged, map_entry) = batch.stage(&map);
+            map.commit(staged);
+            entries.push(PublicEntry::Map(map_entry).to_bytes());
+            out.push(entries);
         }
-        let (_, map_entry) = batch.stage(&map);
-        entries.push(PublicEntry::Map(map_entry).to_bytes());
-        entries
+        out
     }
 }
 
@@ -689,8 +708,8 @@ mod tests {
         assert_eq!(directory.prove("a@b.co", None).value.unwrap().version, 1);
         assert_eq!(directory.catch_up(&log, checkpoint, true).unwrap(), 0);
 
-        // Several batches at once are replayed on a copy: the first batch again, then a batch
-        // of no update (its map entry repeats the root), or one whose map entry is wrong.
+        // Several batches at once: the first batch, then a batch of no update (its map entry
+        // repeats the root), or one whose map entry is wrong.
         let closing = batch.last().unwrap().clone();
         for (second, accepted) in [(closing.clone(), true), (wrong.to_bytes(), false)] {
             let dir = tempfile::tempdir().unwrap();
@@ -714,6 +733,66 @@ mod tests {
                 }
             );
             assert_eq!(directory.prove("a@b.co", None).value.is_some(), accepted);
+        }
+    }
+
+    #[test]
+    fn catch_up_stages_a_few_batches_beside_the_map_and_replays_more_alike() {
+        let first = [issue("a@b.co", "s1", "e1"), issue("b@b.co", "s2", "e2")];
+        let second = [issue("a@b.co", "s3", "e3"), issue("c@b.co", "s4", "e4")];
+        let third = [issue("a@b.co", "s5", "e5"), issue("b@b.co", "s6", "e6")];
+        // One label changes in every batch: each map entry is checked against the batches so
+        // far, and the staged map is the replayed one.
+        let logged = testing::batches(&[&first, &second, &third]);
+        for empty_batches in [0, MAX_STAGED_BATCHES] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = directory_log(dir.path(), &[]);
+            let (directory, _) =
+                Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint())
+                    .unwrap();
+            for batch in &logged {
+                log.append(batch).unwrap();
+            }
+            // Batches of no update (their map entries repeat the root) past the staging limit
+            // send the catch-up to the replay.
+            let closing = logged.last().unwrap().last().unwrap().clone();
+            for _ in 0..empty_batches {
+                log.append(std::slice::from_ref(&closing)).unwrap();
+            }
+            let checkpoint = log.sign_checkpoint().unwrap();
+            directory
+                .catch_up(&log, Arc::clone(&checkpoint), true)
+                .unwrap();
+            assert_eq!(directory.read().checkpoint.note, checkpoint.note);
+            let version = |identity| directory.prove(identity, None).value.unwrap().version;
+            assert_eq!(
+                [version("a@b.co"), version("b@b.co"), version("c@b.co")],
+                [3, 2, 1]
+            );
+            let mut replay = Replay::new();
+            for bytes in log.entries(0, log.size()).unwrap() {
+                replay.apply(&PublicEntry::parse(&bytes).unwrap()).unwrap();
+            }
+            assert_eq!(directory.read().map.root(), replay.map().root());
+
+            // A wrong map entry in the middle is refused, and nothing is published.
+            let dir = tempfile::tempdir().unwrap();
+            let log = directory_log(dir.path(), &[]);
+            let (directory, _) =
+                Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint())
+                    .unwrap();
+            let before = directory.read().checkpoint.note.clone();
+            let mut wrong_second = logged[1].clone();
+            *wrong_second.last_mut().unwrap() = logged[0].last().unwrap().clone();
+            for batch in [&logged[0], &wrong_second, &logged[2]] {
+                log.append(batch).unwrap();
+            }
+            let checkpoint = log.sign_checkpoint().unwrap();
+            assert!(matches!(
+                directory.catch_up(&log, checkpoint, true),
+                Err(OpenError::Rules { .. })
+            ));
+            assert_eq!(directory.read().checkpoint.note, before);
         }
     }
 }
