@@ -48,14 +48,14 @@ use kt_log::checkpoint::SignedCheckpoint;
 use kt_log::log::LogError;
 use kt_log::store::StoreError;
 use kt_log::tiles::MAX_ENTRY_LEN;
-use kt_protocol::directory::batch::Batch;
+use kt_protocol::directory::batch::{check_map_entry, Batch};
 use kt_protocol::directory::public_entry::PublicEntry;
 use tokio::sync::oneshot;
 
 pub use crate::admission::Action;
 use crate::admission::{admit, Limits};
 use crate::as_log::AsLog;
-use crate::directory::{Directory, OpenError, ProofParts};
+use crate::directory::{open_entry, Directory, OpenError, OpenedEntry, ProofParts};
 use crate::entry::{EntryBody, LogEntry};
 use crate::metrics::Metrics;
 use crate::refusal::{Refusal, RefusalKind};
@@ -73,6 +73,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 const FOLLOW_EVERY: Duration = Duration::from_millis(50);
 /// Tries of one batch whose append other frontends' appends fenced.
 const FENCED_TRIES: usize = 8;
+/// Most entries of other frontends that a batch takes in itself ([`Foreign`]); a longer run
+/// is taken in first, as an idle follower does.
+const FOREIGN_IN_BATCH: u64 = 1024;
 
 /// A committed action: where its update is, what it changed, and the proof of its identity's
 /// state in the checkpoint that covers it.
@@ -193,6 +196,19 @@ struct Worker {
 /// An admitted action: its job, its change, and its update entry's bytes.
 type Admitted = (Job, EntryBody, Vec<u8>);
 
+/// Other frontends' entries that a batch of a shared log takes in itself, under the log's
+/// write lock: applied to the batch's state overlay and pushed to its map batch before its
+/// own changes, they reach the state store and the published map together with them, after
+/// the append, outside the lock. Until then lookups show the map and state of before them,
+/// level with each other; a batch that ends without an append drops them, and the next
+/// follow takes them in again from the log.
+struct Foreign {
+    /// Log index of the first.
+    from: u64,
+    /// Whole batches: the last is a map entry.
+    entries: Vec<OpenedEntry>,
+}
+
 impl Worker {
     fn run(mut self, jobs: Receiver<Job>) {
         loop {
@@ -251,7 +267,7 @@ impl Worker {
                 return;
             }
             let fenced = match self.follow(true) {
-                Ok(()) => self.commit_once(batch),
+                Ok(foreign) => self.commit_once(batch, foreign),
                 Err(refusal) => {
                     refuse_all(batch, &refusal);
                     None
@@ -280,9 +296,13 @@ impl Worker {
     /// first, then the map published with the log's latest checkpoint, so that the map never
     /// shows a version the state lacks. Nothing to do on a log only this process writes. A
     /// failure is refused at once, and the next batch tries again.
-    fn follow(&mut self, lock: bool) -> Result<(), Refusal> {
+    ///
+    /// Under the lock, a short run of whole batches level with the state and the map is
+    /// returned instead, for the batch to take in itself ([`Foreign`]): the state's and the
+    /// map's writes then leave the lock's critical section.
+    fn follow(&mut self, lock: bool) -> Result<Option<Foreign>, Refusal> {
         if !self.shared {
-            return Ok(());
+            return Ok(None);
         }
         let size = if lock {
             self.log.hold_writes()
@@ -301,10 +321,16 @@ impl Worker {
                 .unwrap_or_else(|| not_level(&e))
                 .refusal(1)
         })?;
-        if self.directory.read().checkpoint.checkpoint.size == size {
-            return Ok(());
+        let published = self.directory.read().checkpoint.checkpoint.size;
+        if published == size {
+            return Ok(None);
         }
         let state = self.state.get()?;
+        if lock {
+            if let Some(foreign) = self.foreign(&state, published, size) {
+                return Ok(Some(foreign));
+            }
+        }
         crate::recovery::follow(&state, &self.log, self.directory.keys()).map_err(|e| {
             let fault = state_fault(&e);
             let refusal = fault.refusal(1);
@@ -326,12 +352,71 @@ impl Worker {
                 Refusal::failed(e)
             })?;
         self.metrics.set_log_size(size);
+        Ok(None)
+    }
+
+    /// The log's entries `from .. size`, opened, for a batch to take in ([`Foreign`]) if
+    /// they are few and whole batches and the state and the map stand at `from`; `None` if
+    /// not, or if any fails to read or open (the usual follow then takes them in, or reports
+    /// the failure).
+    fn foreign(&self, state: &State, from: u64, size: u64) -> Option<Foreign> {
+        if size - from > FOREIGN_IN_BATCH || state.applied().ok()? != from {
+            return None;
+        }
+        // Read once already, by the log's take-in.
+        let entries = self.log.entries(from, size).ok()?;
+        let keys = self.directory.keys();
+        let entries = entries
+            .iter()
+            .map(|bytes| open_entry(keys, bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        matches!(entries.last(), Some(OpenedEntry::Map(_))).then_some(Foreign { from, entries })
+    }
+
+    /// Applies `foreign` to `overlay` and pushes its updates to `updates` on `map`, checking
+    /// each of its map entries against the updates so far, as the usual follow would have
+    /// (kt-protocol's public rules, [`check_map_entry`]).
+    fn take_in(
+        &mut self,
+        overlay: &mut Overlay<'_>,
+        updates: &mut Batch,
+        map: &kt_protocol::directory::tree::Map,
+        foreign: &Foreign,
+    ) -> Result<(), Refusal> {
+        for (index, entry) in (foreign.from..).zip(&foreign.entries) {
+            let broken = |error: String| {
+                tracing::error!(index, %error, "another frontend's entry breaks the rules");
+                Refusal::failed(format!("log entry {index}: {error}"))
+            };
+            match entry {
+                OpenedEntry::Change(change) => {
+                    overlay.apply_change(index, change).map_err(|e| {
+                        let fault = state_fault(&e);
+                        let refusal = fault.refusal(1);
+                        self.resync.fault(fault);
+                        refusal
+                    })?;
+                    let commitment = change
+                        .commitment
+                        .ok_or_else(|| broken("an update without its commitment".into()))?;
+                    updates
+                        .push(map, &change.label, change.version, &commitment)
+                        .map_err(|e| broken(e.to_string()))?;
+                }
+                OpenedEntry::Map(found) => {
+                    let (_, expected) = updates.stage(map);
+                    check_map_entry(found, &expected).map_err(|e| broken(e.to_string()))?;
+                }
+            }
+        }
         Ok(())
     }
 
-    /// One try of [`commit`](Worker::commit); returns the jobs again if the append was fenced
-    /// by another frontend's (nothing of them was written).
-    fn commit_once(&mut self, batch: Vec<Job>) -> Option<Vec<Job>> {
+    /// One try of [`commit`](Worker::commit), after other frontends' entries `foreign` if
+    /// any; returns the jobs again if the append was fenced by another frontend's (nothing of
+    /// them was written).
+    fn commit_once(&mut self, batch: Vec<Job>, foreign: Option<Foreign>) -> Option<Vec<Job>> {
         let state = match self.state.get() {
             Ok(state) => state,
             Err(refusal) => {
@@ -344,8 +429,17 @@ impl Worker {
         let mut overlay = state.overlay();
         let mut updates = Batch::new();
         let mut admitted: Vec<Admitted> = Vec::with_capacity(batch.len());
+        let directory = Arc::clone(&self.directory);
         let (staged, map_entry) = {
-            let published = self.directory.read();
+            let published = directory.read();
+            if let Some(foreign) = &foreign {
+                if let Err(refusal) =
+                    self.take_in(&mut overlay, &mut updates, &published.map, foreign)
+                {
+                    refuse_all(batch, &refusal);
+                    return None;
+                }
+            }
             for job in batch {
                 let index = base + admitted.len() as u64;
                 match self.change(
@@ -406,10 +500,11 @@ impl Worker {
                 }
             },
         };
+        let taken_in = foreign.map_or(0, |foreign| foreign.entries.len());
         self.directory.publish(
             &self.log,
             staged,
-            admitted.len() as u64,
+            (admitted.len() + taken_in) as u64,
             Arc::clone(&checkpoint),
         );
         self.metrics.record_batch(admitted.len(), range.end);

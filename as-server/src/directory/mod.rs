@@ -437,22 +437,41 @@ pub fn open_change(
     keys: &DirectoryKeys,
     bytes: &[u8],
 ) -> Result<Option<crate::state::directory::OpenedChange>, String> {
+    Ok(match open_entry(keys, bytes)? {
+        OpenedEntry::Change(change) => Some(*change),
+        OpenedEntry::Map(_) => None,
+    })
+}
+
+/// A log entry opened with the directory's keys: what a frontend of a shared log needs of
+/// another frontend's entries to take them into its state and its map at once.
+pub enum OpenedEntry {
+    /// An update: the change it seals, with its label, version and commitment.
+    Change(Box<crate::state::directory::OpenedChange>),
+    /// A map entry, which closes a batch.
+    Map(MapRoot),
+}
+
+/// Log entry `bytes`, opened as [`open_change`] does, a map entry kept.
+pub fn open_entry(keys: &DirectoryKeys, bytes: &[u8]) -> Result<OpenedEntry, String> {
     match PublicEntry::parse(bytes).map_err(|e| e.to_string())? {
-        PublicEntry::Map(_) => Ok(None),
+        PublicEntry::Map(root) => Ok(OpenedEntry::Map(root)),
         PublicEntry::Update(update) => {
             let opened = keys
                 .unseal(&update.label, update.version, &update.sealed)
                 .ok_or("its sealed change does not open with this AS's directory key")?;
             let entry = crate::entry::LogEntry::parse(&opened.entry)
                 .map_err(|e| format!("its sealed change does not parse: {e}"))?;
-            Ok(Some(crate::state::directory::OpenedChange {
-                label: update.label,
-                vrf_proof: opened.vrf_proof,
-                version: update.version,
-                opening: keys.opening(&update.label, update.version),
-                commitment: Some(update.commitment),
-                entry,
-            }))
+            Ok(OpenedEntry::Change(Box::new(
+                crate::state::directory::OpenedChange {
+                    label: update.label,
+                    vrf_proof: opened.vrf_proof,
+                    version: update.version,
+                    opening: keys.opening(&update.label, update.version),
+                    commitment: Some(update.commitment),
+                    entry,
+                },
+            )))
         }
     }
 }
