@@ -640,6 +640,22 @@ mod postgres_store {
         assert_eq!(first.latest_checkpoint().note, signed.note);
         assert_eq!(first.root_at(1204).unwrap(), signed.checkpoint.root);
         assert_eq!(first.entries(1203, 1204).unwrap(), vec![b"last".to_vec()]);
+        // Taking the write lock reads the new entries with the state, in one round trip.
+        let (_, signed) = first.append_and_sign(&[b"held 1", b"held 2"]).unwrap();
+        assert_eq!(second.hold_writes().unwrap(), 1206);
+        assert_eq!(second.latest_checkpoint().note, signed.note);
+        assert_eq!(
+            second.entries(1204, 1206).unwrap(),
+            vec![b"held 1".to_vec(), b"held 2".to_vec()]
+        );
+        assert_eq!(
+            second.store().entries(1205, 1206).unwrap(),
+            vec![b"held 2".to_vec()]
+        );
+        let (range, signed) = second.append_and_sign(&[b"after the hold"]).unwrap();
+        assert_eq!((range, signed.checkpoint.size), (1206..1207, 1207));
+        assert_eq!(first.refresh().unwrap(), 1207);
+        assert_eq!(first.root_at(1207).unwrap(), signed.checkpoint.root);
     }
 
     #[test]

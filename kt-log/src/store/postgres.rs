@@ -11,10 +11,10 @@
 //! - `log_nodes(pos bigint primary key, hash bytea)`: the complete node at post-order `pos`.
 //!
 //! **Append** is one transaction: lock the `log_state` row (`SELECT … FOR UPDATE`), check that
-//! its size is the size this store expects, insert the entries and nodes (one multi-row
-//! `INSERT … SELECT FROM unnest(…)` each, with binary array parameters: one round trip per
-//! table whatever the batch's size; `COPY … (FORMAT binary)` measured no faster for batches
-//! of 1,000), set the new size, commit. The commit is durable when it returns: the store
+//! its size is the size this store expects, then one statement inserts the entries and nodes
+//! (multi-row `INSERT … SELECT FROM unnest(…)` in data-modifying `WITH` clauses, with binary
+//! array parameters: one round trip whatever the batch's size; `COPY … (FORMAT binary)`
+//! measured no faster for batches of 1,000) and sets the new size, then commit. The commit is durable when it returns: the store
 //! refuses a server running with `fsync = off` ([`StoreError::NotDurable`]) and turns
 //! `synchronous_commit` on for its own session if the server's default is `off`.
 //!
