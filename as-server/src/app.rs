@@ -31,8 +31,8 @@ pub struct CachedCrl {
     pub last_revocation: Option<u64>,
     /// When it was built.
     pub built_at: u64,
-    /// Its CRL number (RFC 5280 §5.2.3: strictly increasing).
-    pub number: u64,
+    /// Its CRL number (RFC 5280 §5.2.3: strictly increasing; see [`crate::ca::crl_number`]).
+    pub number: u128,
     /// The [`SharedState::generation`] of the store it was built from: a store that failed a
     /// write may have held part of a batch, so a reopened one builds it again.
     pub state_generation: u64,

@@ -11,7 +11,7 @@
 use std::str::FromStr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use der::asn1::{Ia5String, OctetString};
+use der::asn1::{Ia5String, OctetString, Uint};
 use der::pem::LineEnding;
 use der::{Decode, Encode, EncodePem};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
@@ -277,7 +277,7 @@ impl Ca {
     pub fn crl(
         &self,
         revoked: &[([u8; 16], u64, RevocationReason)],
-        number: u64,
+        number: u128,
         now: u64,
         next_update_secs: u64,
     ) -> Result<Vec<u8>, CaError> {
@@ -292,7 +292,7 @@ impl Ca {
                 })
             })
             .collect::<Result<Vec<_>, CaError>>()?;
-        let number = CrlNumber::try_from(number).map_err(build_err)?;
+        let number = CrlNumber(Uint::new(&number.to_be_bytes()).map_err(build_err)?);
         let mut builder = CrlBuilder::new_with_this_update(&self.cert, number, x509_time(now)?)
             .map_err(build_err)?
             .with_next_update(Some(x509_time(now + next_update_secs)?));
@@ -304,6 +304,23 @@ impl Ca {
             .map_err(build_err)?;
         crl.to_der().map_err(build_err)
     }
+}
+
+/// The number of a CRL built now, `now_nanos`, from a state whose latest revocation is the
+/// log's entry `last_revocation`, after the CRL numbered `previous` if any (RFC 5280 §5.2.3:
+/// CRL numbers strictly increase).
+///
+/// The high 64 bits are one more than the latest revocation's log index (0 before any), the
+/// low 64 bits the build time in nanoseconds: a CRL that reflects a later revocation always
+/// has the higher number, whichever frontend of a shared log built it and whatever the
+/// clocks say, so a relying party that keeps the highest-numbered CRL never trades a CRL for
+/// one that lacks a revocation it listed. CRLs of the same revocations are ordered by their
+/// build time (a restart takes far longer than a nanosecond; operations.md asks for
+/// synchronised clocks), and a frontend never numbers below its own last CRL.
+pub fn crl_number(last_revocation: Option<u64>, now_nanos: u64, previous: Option<u128>) -> u128 {
+    let revocations = u128::from(last_revocation.map_or(0, |index| index.saturating_add(1)));
+    let number = (revocations << 64) | u128::from(now_nanos);
+    previous.map_or(number, |previous| number.max(previous.saturating_add(1)))
 }
 
 fn crl_reason(reason: RevocationReason) -> CrlReason {
@@ -375,6 +392,40 @@ mod tests {
             .verify(&tbs.to_der().unwrap(), &signature)
             .is_err());
         assert!(Ca::load(&other.key_pem().unwrap(), ca.cert_pem()).is_err());
+    }
+
+    #[test]
+    fn a_crl_reflecting_a_later_revocation_is_numbered_higher_whatever_the_clocks() {
+        // Another frontend's CRL of an earlier revocation, built later by its clock, ranks
+        // below; before any revocation below both.
+        assert!(crl_number(Some(10), 1, None) > crl_number(Some(9), u64::MAX, None));
+        assert!(crl_number(Some(0), 0, None) > crl_number(None, u64::MAX, None));
+        // The same revocations: by build time, and never below this frontend's last number.
+        assert!(crl_number(Some(9), 2, None) > crl_number(Some(9), 1, None));
+        let previous = crl_number(Some(9), 5, None);
+        assert_eq!(crl_number(Some(9), 5, Some(previous)), previous + 1);
+        assert_eq!(crl_number(Some(9), 4, Some(previous)), previous + 1);
+        // The number as it goes into the CRL, past 64 bits.
+        let ca = Ca::generate("Test CA", 1_800_000_000, 3600).unwrap();
+        let number = crl_number(Some(41), 1_800_000_000_123_456_789, None);
+        let der = ca.crl(&[], number, 1_800_000_200, 86400).unwrap();
+        let crl =
+            x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
+                .unwrap();
+        let extension = crl
+            .tbs_cert_list
+            .crl_extensions
+            .unwrap()
+            .into_iter()
+            .find(|e| e.extn_id.to_string() == "2.5.29.20")
+            .unwrap();
+        let found = CrlNumber::from_der(extension.extn_value.as_bytes()).unwrap();
+        let found = found
+            .0
+            .as_bytes()
+            .iter()
+            .fold(0u128, |n, b| (n << 8) | u128::from(*b));
+        assert_eq!(found, (42u128 << 64) | 1_800_000_000_123_456_789);
     }
 
     #[test]

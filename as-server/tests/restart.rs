@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 /// The CRL number extension of a DER CRL.
-fn crl_number(der: &[u8]) -> u64 {
+fn crl_number(der: &[u8]) -> u128 {
     use der::Decode as _;
     let crl =
         x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der).unwrap();
@@ -29,7 +29,7 @@ fn crl_number(der: &[u8]) -> u64 {
         .0
         .as_bytes()
         .iter()
-        .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+        .fold(0u128, |n, b| (n << 8) | u128::from(*b))
 }
 
 #[test]

@@ -4,6 +4,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{web, HttpResponse};
 
 use crate::app::{AppState, CachedCrl};
+use crate::ca::crl_number;
 use crate::encoding::from_hex;
 use crate::problem::Problem;
 use crate::routes::state_problem;
@@ -54,16 +55,14 @@ pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
                 Some((serial, r.revoked_at, r.reason))
             })
             .collect();
-        // CRL numbers must strictly increase, across restarts too: the build time in
-        // nanoseconds (a restart takes far longer than one), or one more than the last number.
-        // This assumes the clock does not step back across a restart by more than the restart
-        // takes; operations.md asks for a synchronised clock.
         let now_nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let number = cached
-            .as_ref()
-            .map_or(now_nanos, |c| now_nanos.max(c.number.saturating_add(1)));
+        let number = crl_number(
+            last_revocation,
+            now_nanos,
+            cached.as_ref().map(|c| c.number),
+        );
         let der = app
             .ca
             .crl(&listed, number, now, CRL_VALIDITY)
