@@ -10,7 +10,7 @@ use kt_log::store::StoreError;
 use kt_protocol::identity::IdentityPolicy;
 
 use crate::admission::Limits;
-use crate::as_log::{open_store, AsLog};
+use crate::as_log::{database_roots, open_store, AsLog};
 use crate::ca::Ca;
 use crate::config::{Config, StoreChoice};
 use crate::directory::snapshot::FileMapStore;
@@ -82,11 +82,16 @@ pub struct AppState {
 /// starts the sequencer.
 pub fn open(config: &Config, material: setup::Material) -> Result<AppState, String> {
     let paths = DataPaths::new(&config.data);
-    let store = open_store(&config.store, &paths.file("log"))?;
+    let database_roots = match &config.store {
+        StoreChoice::Embedded => rustls::RootCertStore::empty(),
+        StoreChoice::Postgres(_) => database_roots(config.store_ca.as_deref())?,
+    };
+    let store = open_store(&config.store, &paths.file("log"), &database_roots)?;
     let shared_enrollments = match &config.store {
         StoreChoice::Embedded => None,
         StoreChoice::Postgres(url) => Some(Arc::new(
-            SharedEnrollments::open(url).map_err(|e| format!("enrollments on PostgreSQL: {e}"))?,
+            SharedEnrollments::open(url, database_roots)
+                .map_err(|e| format!("enrollments on PostgreSQL: {e}"))?,
         )),
     };
     let log_key = material.log_signer.verifier();

@@ -126,6 +126,10 @@ pub struct ServeArgs {
     /// frontends share (docs/operations.md, "Running on PostgreSQL") [default: the data folder].
     #[arg(long, env = "AS_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// PEM certificates to trust for the database's TLS certificate instead of the Web PKI
+    /// roots (`--store postgres://…` over TCP).
+    #[arg(long, env = "AS_STORE_CA")]
+    pub store_ca: Option<PathBuf>,
 }
 
 /// The settings file, every key optional.
@@ -157,6 +161,7 @@ struct FileConfig {
     witness_timeout_ms: Option<u64>,
     witness_tls_ca: Option<PathBuf>,
     store: Option<String>,
+    store_ca: Option<PathBuf>,
 }
 
 /// Where the log is stored.
@@ -235,6 +240,9 @@ pub struct Config {
     pub witnessing: Option<WitnessingConfig>,
     /// Where the log is.
     pub store: StoreChoice,
+    /// The CA certificates the database's TLS certificate must chain to (the Web PKI roots
+    /// without).
+    pub store_ca: Option<PathBuf>,
 }
 
 /// Where the witness policy is and how the log talks to its witnesses.
@@ -363,6 +371,7 @@ impl ServeArgs {
                 }),
             },
             store: StoreChoice::parse(self.store.clone().or(file.store))?,
+            store_ca: self.store_ca.clone().or(file.store_ca),
         };
         if !(60..=MAX_CREDENTIAL_LIFETIME).contains(&config.credential_lifetime) {
             return Err("credential_lifetime must be between 60 seconds and 10 years".into());

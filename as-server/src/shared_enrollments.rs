@@ -29,8 +29,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use kt_log::store::describe_postgres_error as describe;
-use tokio_postgres::{Client, Config, NoTls};
+use kt_log::store::{describe_postgres_error as describe, tls_connector};
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::enrollment_journal::JournalRecord;
 
@@ -68,11 +69,13 @@ pub struct SharedEnrollments {
 /// It stops, closing them, when the `Driver` is dropped.
 struct Driver {
     runtime: tokio::runtime::Handle,
+    /// TLS as kt-log's `PostgresStore` does it (the URL's `sslmode`, certificates verified).
+    tls: MakeRustlsConnect,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Driver {
-    fn start() -> Result<Driver, String> {
+    fn start(tls: MakeRustlsConnect) -> Result<Driver, String> {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -100,6 +103,7 @@ impl Driver {
             .map_err(|_| "the database connection's thread stopped".to_owned())??;
         Ok(Driver {
             runtime,
+            tls,
             _stop: stop,
         })
     }
@@ -133,14 +137,13 @@ impl Driver {
     /// A new connection whose commits are durable (`synchronous_commit` on for the session),
     /// driven on the driver's runtime.
     async fn connect(&self, config: &Config) -> Result<Client, String> {
-        let config = config.clone();
-        self.run(connect(config)).await?
+        self.run(connect(config.clone(), self.tls.clone())).await?
     }
 }
 
 /// Connects with `config` (on the driver's runtime: the connection is spawned there).
-async fn connect(config: Config) -> Result<Client, String> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+async fn connect(config: Config, tls: MakeRustlsConnect) -> Result<Client, String> {
+    let (client, connection) = config.connect(tls).await.map_err(|e| describe(&e))?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server closes the connection; a query on a
         // closed connection reports it.
@@ -158,17 +161,19 @@ fn to_i64(n: u64) -> i64 {
 }
 
 impl SharedEnrollments {
-    /// Connects to the database at `url`, creates the table if it has none (refusing another
-    /// version), and deletes long-expired rows. The URL is not repeated in an error.
-    pub fn open(url: &str) -> Result<SharedEnrollments, String> {
+    /// Connects to the database at `url` (TLS verified against `roots`, as the log's store
+    /// does), creates the table if it has none (refusing another version), and deletes
+    /// long-expired rows. The URL is not repeated in an error.
+    pub fn open(url: &str, roots: rustls::RootCertStore) -> Result<SharedEnrollments, String> {
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             format!("the store URL does not parse: {}", describe(&e))
         })?;
         if config.get_application_name().is_none() {
             config.application_name("as-server");
         }
-        let driver = Driver::start()?;
-        let client = driver.block_on(prepare(config.clone()))??;
+        let tls = tls_connector(roots).map_err(|e| e.to_string())?;
+        let driver = Driver::start(tls.clone())?;
+        let client = driver.block_on(prepare(config.clone(), tls))??;
         Ok(SharedEnrollments {
             config,
             driver,
@@ -256,8 +261,8 @@ impl SharedEnrollments {
 
 /// Connects, creates the schema if the database has none (refusing another version) and
 /// deletes long-expired rows; returns the connection.
-async fn prepare(config: Config) -> Result<Client, String> {
-    let mut client = connect(config).await?;
+async fn prepare(config: Config, tls: MakeRustlsConnect) -> Result<Client, String> {
+    let mut client = connect(config, tls).await?;
     let tx = client.transaction().await.map_err(|e| describe(&e))?;
     let created: Result<Option<i32>, tokio_postgres::Error> = async {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])

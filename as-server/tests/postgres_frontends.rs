@@ -19,8 +19,9 @@ use common::{assert_problem, Server};
 use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_protocol::api::IdentityProof;
 use kt_verify::directory;
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::Value;
-use test_support::postgres::{test_database, OwnCluster, TestDatabase};
+use test_support::postgres::{test_database, OwnCluster, TestDatabase, TlsFiles};
 use test_support::requests::new_key;
 use test_support::schemas::Schemas;
 use test_support::server::copy_keys;
@@ -306,8 +307,15 @@ fn an_unreachable_database_is_answered_503_and_the_frontend_recovers_by_itself()
 
 /// `as-server serve` on `data` and `url`, expected to refuse to start: its stderr.
 fn refused_start(data: &Path, url: &str) -> String {
+    refused_start_with(data, url, &[])
+}
+
+/// [`refused_start`] with `extra` arguments.
+fn refused_start_with(data: &Path, url: &str, extra: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_as-server"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", url, "--data"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", url])
+        .args(extra)
+        .arg("--data")
         .arg(data)
         .env("AS_LOG", "warn")
         .output()
@@ -346,4 +354,60 @@ fn a_newer_schema_or_another_log_key_is_refused_at_start_with_a_clear_message() 
         .unwrap();
     let stderr = refused_start(&data, &db.url);
     assert!(stderr.contains("log schema is version 2"), "{stderr}");
+}
+
+#[test]
+fn frontends_reach_their_database_over_tls_and_refuse_a_certificate_they_cannot_verify() {
+    let tls = TlsFiles::generate();
+    let cluster = OwnCluster::start_tls(&tls);
+    let url = format!("{}?sslmode=require", cluster.url);
+    let ca = tls.ca_path.to_str().unwrap();
+    let a = Server::start_with(&["--store", &url, "--store-ca", ca]);
+    let folder = tempfile::tempdir().unwrap();
+    let data = folder.path().join("data");
+    copy_keys(&a.data, &data);
+    let b = Server::start_in(
+        &data,
+        Some(a.admin_token.clone()),
+        &["--store", &url, "--store-ca", ca],
+    );
+    // A token given out by one frontend, redeemed at the other: the enrollment table and the
+    // log both went through the database.
+    let tokens = a.enroll(&["tls@example.com"]);
+    let answer = b.issue("tls@example.com", &tokens[0], &new_key());
+    assert_eq!(answer.status, 201, "{:?}", status_and_body(&answer));
+    // Every connection the frontends hold is encrypted.
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let mut client = url
+        .parse::<postgres::Config>()
+        .unwrap()
+        .connect(kt_log::store::tls_connector(roots).unwrap())
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a \
+             USING (pid) WHERE a.application_name IN ('as-server', 'kt-log')",
+            &[],
+        )
+        .unwrap();
+    let (connections, encrypted): (i64, Option<bool>) = (row.get(0), row.get(1));
+    assert!(connections >= 4, "{connections} connections");
+    assert_eq!(encrypted, Some(true));
+    // Without the CA (the Web PKI roots), or with another one, a frontend does not start:
+    // the certificate is refused, and nothing goes in plain text.
+    let other = TlsFiles::generate();
+    let other_ca = other.ca_path.to_str().unwrap();
+    for extra in [&[][..], &["--store-ca", other_ca][..]] {
+        let stranger = tempfile::tempdir().unwrap();
+        let data = stranger.path().join("data");
+        copy_keys(&a.data, &data);
+        let stderr = refused_start_with(&data, &url, extra);
+        assert!(
+            stderr.contains("certificate") || stderr.contains("UnknownIssuer"),
+            "{stderr}"
+        );
+    }
 }

@@ -359,6 +359,7 @@ fn file_store_data_files_are_allocated_ahead_of_their_data() {
 /// test-support's `postgres` module. Without PostgreSQL these tests fail, they never skip.
 #[cfg(feature = "postgres")]
 mod postgres_store {
+    use std::str::FromStr as _;
     use std::sync::Barrier;
     use std::time::Instant;
 
@@ -656,6 +657,60 @@ mod postgres_store {
         assert_eq!((range, signed.checkpoint.size), (1206..1207, 1207));
         assert_eq!(first.refresh().unwrap(), 1207);
         assert_eq!(first.root_at(1207).unwrap(), signed.checkpoint.root);
+    }
+
+    /// The roots of `pem` (a CA's certificate).
+    fn roots_of(pem: &str) -> rustls::RootCertStore {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+        roots
+    }
+
+    #[test]
+    fn a_store_over_tcp_uses_tls_verified_against_the_roots_it_is_given() {
+        use kt_log::log::Log;
+        use kt_log::note::NoteSigner;
+        use test_support::postgres::{OwnCluster, TlsFiles};
+        let tls = TlsFiles::generate();
+        let cluster = OwnCluster::start_tls(&tls);
+        let required = format!("{}?sslmode=require", cluster.url);
+        let signer = NoteSigner::from_seed("test.example/log", &[7; 32]).unwrap();
+        let store = PostgresStore::open_tls(&required, roots_of(&tls.ca_pem)).unwrap();
+        let log = Log::open(store, signer).unwrap();
+        log.append_and_sign(&[b"over TLS"]).unwrap();
+        // A read, on a reader connection of its own.
+        assert_eq!(log.entries(0, 1).unwrap(), vec![b"over TLS".to_vec()]);
+        // Every connection the store opened is encrypted.
+        let mut check = postgres::Config::from_str(&required)
+            .unwrap()
+            .connect(kt_log::store::tls_connector(roots_of(&tls.ca_pem)).unwrap())
+            .unwrap();
+        let row = check
+            .query_one(
+                "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'kt-log'",
+                &[],
+            )
+            .unwrap();
+        let (connections, encrypted): (i64, Option<bool>) = (row.get(0), row.get(1));
+        assert!(connections >= 2, "{connections} connections");
+        assert_eq!(encrypted, Some(true));
+        // A certificate the store cannot verify fails the connection, whether TLS is required
+        // or only preferred (the default): it never falls back to plain text.
+        for url in [required.as_str(), cluster.url.as_str()] {
+            let refused = PostgresStore::open(url).err().map(|e| e.to_string());
+            assert!(
+                refused
+                    .as_deref()
+                    .is_some_and(|e| e.contains("certificate") || e.contains("UnknownIssuer")),
+                "{url}: {refused:?}"
+            );
+        }
+        let other = TlsFiles::generate();
+        assert!(PostgresStore::open_tls(&required, roots_of(&other.ca_pem)).is_err());
     }
 
     #[test]

@@ -93,16 +93,23 @@ fn start_server() -> Result<Server, String> {
     }
     let dir = std::env::temp_dir().join(format!("kt-pg-{}", unique_suffix()));
     Ok(Server {
-        url: start_cluster(&dir, true)?,
+        url: start_cluster(&dir, true, None)?,
         external: false,
     })
 }
 
 /// Starts (creates or restarts) the cluster in `dir` with `scripts/pg-cluster` and returns the
 /// URL it prints; `watched`: with a watcher that removes it when this process exits.
-fn start_cluster(dir: &std::path::Path, watched: bool) -> Result<String, String> {
+fn start_cluster(
+    dir: &std::path::Path,
+    watched: bool,
+    tls: Option<&std::path::Path>,
+) -> Result<String, String> {
     let mut command = script();
     command.arg("start").arg(dir);
+    if let Some(certificates) = tls {
+        command.arg("--tls").arg(certificates);
+    }
     if watched {
         command
             .arg("--owner-pid")
@@ -142,8 +149,18 @@ pub struct OwnCluster {
 impl OwnCluster {
     /// Creates and starts a cluster of its own (panics with the reason if it cannot).
     pub fn start() -> OwnCluster {
+        Self::start_with(None)
+    }
+
+    /// [`start`](Self::start), with TLS on a loopback TCP port too, serving `tls`'s
+    /// certificate; [`url`](Self::url) is then `postgresql://kt@localhost:PORT/postgres`.
+    pub fn start_tls(tls: &TlsFiles) -> OwnCluster {
+        Self::start_with(Some(tls.dir.path()))
+    }
+
+    fn start_with(tls: Option<&std::path::Path>) -> OwnCluster {
         let dir = std::env::temp_dir().join(format!("kt-pg-own-{}", unique_suffix()));
-        match start_cluster(&dir, true) {
+        match start_cluster(&dir, true, tls) {
             Ok(url) => OwnCluster { dir, url },
             Err(reason) => panic!("no PostgreSQL for this test: {reason}"),
         }
@@ -218,9 +235,53 @@ impl OwnCluster {
 
     /// Starts the stopped server again, on the same data and socket.
     pub fn start_again(&self) {
-        let url = start_cluster(&self.dir, false)
+        let url = start_cluster(&self.dir, false, None)
             .unwrap_or_else(|reason| panic!("restarting PostgreSQL failed: {reason}"));
         assert_eq!(url, self.url, "the cluster came back at another URL");
+    }
+}
+
+/// A test CA and a certificate it issued to `localhost` (and 127.0.0.1), for a
+/// TLS-enabled cluster ([`OwnCluster::start_tls`]): `server.crt` and `server.key` in a folder
+/// of their own, and the CA's certificate for clients to trust.
+pub struct TlsFiles {
+    dir: tempfile::TempDir,
+    /// The CA's certificate, PEM.
+    pub ca_pem: String,
+    /// Its path (`ca.pem` in the same folder).
+    pub ca_path: PathBuf,
+}
+
+impl TlsFiles {
+    /// Makes them (panics if it cannot: a test fixture).
+    pub fn generate() -> TlsFiles {
+        let dir = tempfile::tempdir().expect("a folder for the certificates");
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA parameters");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kt test database CA");
+        let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().expect("a server key");
+        let server_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server parameters");
+        let server = server_params
+            .signed_by(&server_key, &issuer)
+            .expect("a server certificate");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).expect("a certificate file");
+        };
+        write("server.crt", &server.pem());
+        write("server.key", &server_key.serialize_pem());
+        write("ca.pem", &ca.pem());
+        TlsFiles {
+            ca_path: dir.path().join("ca.pem"),
+            ca_pem: ca.pem(),
+            dir,
+        }
     }
 }
 

@@ -19,7 +19,9 @@ mod zero_filled;
 pub use files::FileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{describe as describe_postgres_error, off_runtime, PostgresStore};
+pub use postgres::{
+    describe as describe_postgres_error, off_runtime, tls_connector, PostgresStore,
+};
 pub use sled_store::SledStore;
 
 use std::sync::Arc;
@@ -56,6 +58,10 @@ pub enum StoreError {
     /// Failure injected by a test ([`MemoryStore`] only).
     #[error("injected failure")]
     Injected,
+    /// The TLS settings for the database could not be made (`PostgresStore` only).
+    #[cfg(feature = "postgres")]
+    #[error("TLS for the database: {0}")]
+    Tls(String),
     /// PostgreSQL failed: connection, query or commit (`PostgresStore` only).
     #[cfg(feature = "postgres")]
     #[error("PostgreSQL failed: {}", postgres::describe(.0))]

@@ -50,7 +50,15 @@
 //! fenced if it did. A broken connection is replaced on the next call.
 //!
 //! Connections: one for writes, and a small pool for reads (readers run alongside the
-//! writer, as the trait allows). No TLS yet: use a Unix socket or a loopback address.
+//! writer, as the trait allows).
+//!
+//! **TLS.** Over TCP, every connection uses TLS as the URL's `sslmode` says: `require` (the
+//! connection fails without it), `prefer` (the default: TLS if the server offers it) or
+//! `disable`. The server's certificate is always verified, against the roots given to
+//! [`PostgresStore::open_tls`] and for the URL's host name; a certificate that does not verify
+//! fails the connection, never falls back to plain text. Only `require` resists an attacker
+//! on the path, who could otherwise answer that the server offers no TLS. Unix sockets carry
+//! no TLS.
 //!
 //! **Async callers.** The synchronous client drives a runtime of its own, which may not run on
 //! a thread that already drives one (an async request handler). Such calls are made on a
@@ -60,7 +68,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Config, GenericClient, NoTls};
+use postgres::{Client, Config, GenericClient};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{check_entry_range, check_node_position, LogStore, StoreError};
 use crate::hash::Hash;
@@ -112,6 +121,7 @@ struct State {
 /// The log in a PostgreSQL database; see the module documentation.
 pub struct PostgresStore {
     config: Config,
+    tls: MakeRustlsConnect,
     /// The connection appends and checkpoints go through (`None` until reconnected after a
     /// failure closed it); its lock also serialises this instance's writes.
     writer: Mutex<Option<Client>>,
@@ -147,10 +157,23 @@ fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{what} is negative ({n})")))
 }
 
+/// A TLS connector that verifies servers against `roots` (see the module documentation), for
+/// every PostgreSQL client of a process.
+/// (rustls with *ring*, its safe default protocol versions: TLS 1.2 and 1.3.)
+pub fn tls_connector(roots: rustls::RootCertStore) -> Result<MakeRustlsConnect, StoreError> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
 /// A connection that commits durably: refuses `fsync = off`, turns `synchronous_commit` on
 /// for the session if the server has it off.
-fn connect_writer(config: &Config) -> Result<Client, StoreError> {
-    let mut client = config.connect(NoTls)?;
+fn connect_writer(config: &Config, tls: &MakeRustlsConnect) -> Result<Client, StoreError> {
+    let mut client = config.connect(tls.clone())?;
     let fsync: String = client.query_one("SHOW fsync", &[])?.get(0);
     if fsync != "on" {
         return Err(StoreError::NotDurable(format!(
@@ -249,20 +272,30 @@ impl PostgresStore {
     /// `postgresql://user@/db?host=/run/postgresql`), creates the log's schema if it has none,
     /// and reads the committed state. Refuses a schema of another version and a server that
     /// does not make commits durable.
+    ///
+    /// No root is trusted: a server that offers TLS is refused unless the URL says
+    /// `sslmode=disable`. For a Unix socket; over a network, [`open_tls`](Self::open_tls).
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        off_runtime(|| Self::open_here(url))
+        Self::open_tls(url, rustls::RootCertStore::empty())
     }
 
-    fn open_here(url: &str) -> Result<PostgresStore, StoreError> {
+    /// [`open`](Self::open), with TLS verified against `roots` (see the module documentation).
+    pub fn open_tls(url: &str, roots: rustls::RootCertStore) -> Result<PostgresStore, StoreError> {
+        let tls = tls_connector(roots)?;
+        off_runtime(|| Self::open_here(url, tls))
+    }
+
+    fn open_here(url: &str, tls: MakeRustlsConnect) -> Result<PostgresStore, StoreError> {
         let mut config: Config = url.parse()?;
         if config.get_application_name().is_none() {
             config.application_name("kt-log");
         }
-        let mut writer = connect_writer(&config)?;
+        let mut writer = connect_writer(&config, &tls)?;
         ensure_schema(&mut writer)?;
         let state = read_state(&mut writer)?;
         Ok(PostgresStore {
             config,
+            tls,
             writer: Mutex::new(Some(writer)),
             held: AtomicBool::new(false),
             readers: Mutex::new(Vec::new()),
@@ -362,7 +395,7 @@ impl PostgresStore {
             // A held transaction ended with its connection.
             self.held.store(false, Ordering::Release);
             **writer = None;
-            **writer = Some(connect_writer(&self.config)?);
+            **writer = Some(connect_writer(&self.config, &self.tls)?);
         }
         writer
             .as_mut()
@@ -384,13 +417,13 @@ impl PostgresStore {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let (mut client, fresh) = match pooled {
             Some(client) if !client.is_closed() => (client, false),
-            _ => (self.config.connect(NoTls)?, true),
+            _ => (self.config.connect(self.tls.clone())?, true),
         };
         let mut result = read(&mut client);
         if result.is_err() && !fresh && client.is_closed() {
             // A pooled connection the server closed meanwhile (it restarted): a read changes
             // nothing, so it is made again on a new one.
-            client = self.config.connect(NoTls)?;
+            client = self.config.connect(self.tls.clone())?;
             result = read(&mut client);
         }
         if !client.is_closed() {
