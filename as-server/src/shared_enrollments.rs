@@ -30,7 +30,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use kt_log::store::{describe_postgres_error as describe, tls_connector};
-use tokio_postgres::{Client, Config};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::enrollment_journal::JournalRecord;
@@ -61,7 +62,25 @@ pub struct SharedEnrollments {
     config: Config,
     driver: Driver,
     /// One connection, replaced if a failure closed it.
-    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    client: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+/// A connection and its prepared lookup (parsed and planned once, not at every redemption).
+struct Connection {
+    client: Client,
+    find: Statement,
+}
+
+/// The lookup of one enrollment by id.
+const FIND: &str = "SELECT identity, expires_at, epoch FROM as_enrollments WHERE id = $1";
+
+/// `client`, its statements prepared (the table must exist).
+async fn ready(client: Client) -> Result<Connection, String> {
+    let find = client
+        .prepare_typed(FIND, &[Type::TEXT])
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(Connection { client, find })
 }
 
 /// A current-thread runtime on a thread of its own that drives the connections (a
@@ -136,8 +155,10 @@ impl Driver {
 
     /// A new connection whose commits are durable (`synchronous_commit` on for the session),
     /// driven on the driver's runtime.
-    async fn connect(&self, config: &Config) -> Result<Client, String> {
-        self.run(connect(config.clone(), self.tls.clone())).await?
+    async fn connect(&self, config: &Config) -> Result<Connection, String> {
+        let (config, tls) = (config.clone(), self.tls.clone());
+        self.run(async move { ready(connect(config, tls).await?).await })
+            .await?
     }
 }
 
@@ -173,18 +194,21 @@ impl SharedEnrollments {
         }
         let tls = tls_connector(roots).map_err(|e| e.to_string())?;
         let driver = Driver::start(tls.clone())?;
-        let client = driver.block_on(prepare(config.clone(), tls))??;
+        let prepared = {
+            let config = config.clone();
+            driver.block_on(async move { ready(prepare(config, tls).await?).await })??
+        };
         Ok(SharedEnrollments {
             config,
             driver,
-            client: tokio::sync::Mutex::new(Some(Arc::new(client))),
+            client: tokio::sync::Mutex::new(Some(Arc::new(prepared))),
         })
     }
 
     /// The connection, a new one if there is none or a failure closed it.
-    async fn client(&self) -> Result<Arc<Client>, String> {
+    async fn client(&self) -> Result<Arc<Connection>, String> {
         let mut held = self.client.lock().await;
-        if let Some(client) = held.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(client) = held.as_ref().filter(|c| !c.client.is_closed()) {
             return Ok(Arc::clone(client));
         }
         *held = None;
@@ -195,14 +219,14 @@ impl SharedEnrollments {
 
     /// Runs the query `work` makes; if the server had closed the connection meanwhile (a
     /// restart), once more on a new one: `work` must be safe to repeat.
-    async fn with_client<T, F>(&self, work: impl Fn(Arc<Client>) -> F) -> Result<T, String>
+    async fn with_client<T, F>(&self, work: impl Fn(Arc<Connection>) -> F) -> Result<T, String>
     where
         F: Future<Output = Result<T, tokio_postgres::Error>>,
     {
         for attempt in 0..2 {
-            let client = self.client().await?;
-            match work(Arc::clone(&client)).await {
-                Err(_) if attempt == 0 && client.is_closed() => continue,
+            let connection = self.client().await?;
+            match work(Arc::clone(&connection)).await {
+                Err(_) if attempt == 0 && connection.client.is_closed() => continue,
                 done => return done.map_err(|e| describe(&e)),
             }
         }
@@ -217,10 +241,11 @@ impl SharedEnrollments {
         let identities: Vec<&str> = records.iter().map(|r| r.identity.as_str()).collect();
         let expiries: Vec<i64> = records.iter().map(|r| to_i64(r.expires_at)).collect();
         let epochs: Vec<i64> = records.iter().map(|r| to_i64(r.epoch)).collect();
-        self.with_client(|client| {
+        self.with_client(|connection| {
             let (ids, identities, expiries, epochs) = (&ids, &identities, &expiries, &epochs);
             async move {
-                client
+                connection
+                    .client
                     .execute(
                         "INSERT INTO as_enrollments (id, identity, expires_at, epoch) \
                          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], \
@@ -237,13 +262,8 @@ impl SharedEnrollments {
     /// The enrollment `id` (the token's digest, lowercase hex), if any frontend made it.
     pub async fn find(&self, id: &str) -> Result<Option<JournalRecord>, String> {
         let row = self
-            .with_client(|client| async move {
-                client
-                    .query_opt(
-                        "SELECT identity, expires_at, epoch FROM as_enrollments WHERE id = $1",
-                        &[&id],
-                    )
-                    .await
+            .with_client(|connection| async move {
+                connection.client.query_opt(&connection.find, &[&id]).await
             })
             .await?;
         let Some(row) = row else {
