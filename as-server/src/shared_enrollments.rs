@@ -18,8 +18,8 @@
 //!
 //! **Async, one connection.** Requests await their query on their own runtime: nothing blocks a
 //! worker thread, and concurrent queries are pipelined on the one connection. The connection
-//! is driven by a runtime on a thread of its own ([`Driver`]), so it outlives no request and
-//! depends on none.
+//! is driven by a runtime on a thread of its own (`Driver`), so that it depends on no
+//! request's runtime.
 //!
 //! **Schema** (created at first open; `schema_version` row `('as-enrollments', 1)`, another
 //! version refused): `as_enrollments(id text primary key, identity text, expires_at bigint,

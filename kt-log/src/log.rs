@@ -349,9 +349,11 @@ impl<S: LogStore> Log<S> {
     }
 
     /// Takes in what other writers of a shared store appended ([`LogStore::refresh`]): the
-    /// frontier is read again at the store's new size, and the store's checkpoint, once
-    /// verified with this log's key and against the stored tree, becomes the latest. Returns
-    /// the size. A store that only this log writes never grows here.
+    /// frontier at the store's new size (computed from the new entries, which [`Log::entries`]
+    /// then serves from memory, if there are at most 1,024; else read from the
+    /// stored nodes), and the store's checkpoint, once verified with this log's key and
+    /// against that tree, becomes the latest. Returns the size. A store that only this log
+    /// writes never grows here.
     pub fn refresh(&self) -> Result<u64, LogError> {
         let mut frontier = self.lock_frontier();
         let size = self.store.refresh()?;

@@ -14,9 +14,10 @@
 //! its size is the size this store expects, then one statement inserts the entries and nodes
 //! (multi-row `INSERT … SELECT FROM unnest(…)` in data-modifying `WITH` clauses, with binary
 //! array parameters: one round trip whatever the batch's size; `COPY … (FORMAT binary)`
-//! measured no faster for batches of 1,000) and sets the new size, then commit. The commit is durable when it returns: the store
-//! refuses a server running with `fsync = off` ([`StoreError::NotDurable`]) and turns
-//! `synchronous_commit` on for its own session if the server's default is `off`.
+//! measured no faster for batches of 1,000) and sets the new size, then commit. The commit is
+//! durable when it returns: the store refuses a server running with `fsync = off`
+//! ([`StoreError::NotDurable`]) and turns `synchronous_commit` on for its own session if the
+//! server's default is `off`.
 //!
 //! **Several frontends (fencing).** Each store instance knows the size it last read or wrote.
 //! If another instance (another process, another machine) appended meanwhile, the stored size
@@ -158,8 +159,7 @@ fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
 }
 
 /// A TLS connector that verifies servers against `roots` (see the module documentation), for
-/// every PostgreSQL client of a process.
-/// (rustls with *ring*, its safe default protocol versions: TLS 1.2 and 1.3.)
+/// every PostgreSQL client of a process: rustls with *ring*, TLS 1.2 and 1.3.
 pub fn tls_connector(roots: rustls::RootCertStore) -> Result<MakeRustlsConnect, StoreError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
