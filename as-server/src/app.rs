@@ -134,6 +134,9 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
     let metrics = Arc::new(Metrics::new());
     metrics.set_log_size(log.size());
     let state = Arc::new(SharedState::new(state));
+    if let Some(shared) = &shared_enrollments {
+        shared.take_in_announced(Arc::clone(&state));
+    }
     let sequencer = Sequencer::start(
         Arc::clone(&log),
         Arc::clone(&state),

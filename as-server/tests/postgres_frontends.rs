@@ -411,3 +411,25 @@ fn frontends_reach_their_database_over_tls_and_refuse_a_certificate_they_cannot_
         );
     }
 }
+
+#[test]
+fn a_frontend_takes_in_the_enrollments_another_announces_as_they_are_made() {
+    let (a, b, keep) = two_frontends();
+    let identities = ["announced1@example.com", "announced2@example.com"];
+    let tokens = a.enroll(&identities);
+    // b takes them in as a announces them; then the table loses them (as if b had looked
+    // nothing up), and b still redeems them: from what it took in.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut client = postgres::Client::connect(&keep.1.url, postgres::NoTls).unwrap();
+    let deleted = client
+        .execute(
+            "DELETE FROM as_enrollments WHERE identity = ANY($1)",
+            &[&identities.to_vec()],
+        )
+        .unwrap();
+    assert_eq!(deleted, 2);
+    for (identity, token) in identities.iter().zip(&tokens) {
+        let answer = b.issue(identity, token, &new_key());
+        assert_eq!(answer.status, 201, "{:?}", status_and_body(&answer));
+    }
+}

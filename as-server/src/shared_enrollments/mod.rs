@@ -21,6 +21,10 @@
 //! is driven by a runtime on a thread of its own (`Driver`), so that it depends on no
 //! request's runtime.
 //!
+//! **Announced.** Each frontend also announces the ids of the enrollments it makes, and takes
+//! in those the others announce, as they are made ([`announced`]): a redemption at another
+//! frontend then usually finds the token in that frontend's state, with no lookup here.
+//!
 //! **Schema** (created at first open; `schema_version` row `('as-enrollments', 1)`, another
 //! version refused): `as_enrollments(id text primary key, identity text, expires_at bigint,
 //! epoch bigint)`, the fields of a [`JournalRecord`]. Rows expired for more than a day are
@@ -35,6 +39,7 @@ use tokio_postgres::{Client, Config, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::enrollment_journal::JournalRecord;
+use crate::state::shared::SharedState;
 
 /// The version of the enrollment table this build reads and writes.
 const SCHEMA_VERSION: i32 = 1;
@@ -57,10 +62,23 @@ CREATE TABLE as_enrollments (
     epoch bigint NOT NULL CHECK (epoch >= 0)
 );";
 
+mod announced;
+
+/// The notification channel on which frontends announce the ids of the enrollments they
+/// make (see [`announced`]).
+const ANNOUNCEMENTS: &str = "as_enrollments";
+
+/// Most ids in one announcement (a notification's payload holds at most 8,000 bytes; an id
+/// is 64 hex digits).
+const IDS_PER_ANNOUNCEMENT: usize = 100;
+
 /// The shared enrollment table; see the module documentation.
 pub struct SharedEnrollments {
     config: Config,
     driver: Driver,
+    /// This frontend's mark on its announcements, random per process, so that its listener
+    /// skips its own.
+    origin: String,
     /// One connection, replaced if a failure closed it.
     client: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
@@ -71,8 +89,20 @@ struct Connection {
     find: Statement,
 }
 
-/// The lookup of one enrollment by id.
-const FIND: &str = "SELECT identity, expires_at, epoch FROM as_enrollments WHERE id = $1";
+/// The lookup of one enrollment by id (the columns [`record_of`] reads).
+const FIND: &str = "SELECT id, identity, expires_at, epoch FROM as_enrollments WHERE id = $1";
+
+/// The enrollment in a row of `id, identity, expires_at, epoch`.
+fn record_of(row: &tokio_postgres::Row) -> Result<JournalRecord, String> {
+    let id: String = row.get(0);
+    let (expires_at, epoch): (i64, i64) = (row.get(2), row.get(3));
+    Ok(JournalRecord {
+        identity: row.get(1),
+        expires_at: u64::try_from(expires_at).unwrap_or(0),
+        epoch: u64::try_from(epoch).map_err(|_| format!("enrollment {id}: negative epoch"))?,
+        id,
+    })
+}
 
 /// `client`, its statements prepared (the table must exist).
 async fn ready(client: Client) -> Result<Connection, String> {
@@ -198,9 +228,12 @@ impl SharedEnrollments {
             let config = config.clone();
             driver.block_on(async move { ready(prepare(config, tls).await?).await })??
         };
+        let mut mark = [0u8; 8];
+        getrandom::fill(&mut mark).map_err(|e| format!("randomness: {e}"))?;
         Ok(SharedEnrollments {
             config,
             driver,
+            origin: mark.iter().map(|b| format!("{b:02x}")).collect(),
             client: tokio::sync::Mutex::new(Some(Arc::new(prepared))),
         })
     }
@@ -241,6 +274,10 @@ impl SharedEnrollments {
         let identities: Vec<&str> = records.iter().map(|r| r.identity.as_str()).collect();
         let expiries: Vec<i64> = records.iter().map(|r| to_i64(r.expires_at)).collect();
         let epochs: Vec<i64> = records.iter().map(|r| to_i64(r.epoch)).collect();
+        let announcements: Vec<String> = ids
+            .chunks(IDS_PER_ANNOUNCEMENT)
+            .map(|chunk| format!("{}:{}", self.origin, chunk.join(",")))
+            .collect();
         self.with_client(|connection| {
             let (ids, identities, expiries, epochs) = (&ids, &identities, &expiries, &epochs);
             async move {
@@ -256,6 +293,26 @@ impl SharedEnrollments {
             }
         })
         .await?;
+        // Best effort, after the commit: a frontend that misses it looks the token up when it
+        // is redeemed.
+        let announced = self
+            .with_client(|connection| {
+                let announcements = &announcements;
+                async move {
+                    connection
+                        .client
+                        .execute(
+                            "SELECT pg_notify($1, announcement) \
+                             FROM unnest($2::text[]) AS announcement",
+                            &[&ANNOUNCEMENTS, announcements],
+                        )
+                        .await
+                }
+            })
+            .await;
+        if let Err(error) = announced {
+            tracing::debug!(%error, "announcing enrollments to the other frontends");
+        }
         Ok(())
     }
 
@@ -266,16 +323,18 @@ impl SharedEnrollments {
                 connection.client.query_opt(&connection.find, &[&id]).await
             })
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let (expires_at, epoch): (i64, i64) = (row.get(1), row.get(2));
-        Ok(Some(JournalRecord {
-            id: id.to_owned(),
-            identity: row.get(0),
-            expires_at: u64::try_from(expires_at).unwrap_or(0),
-            epoch: u64::try_from(epoch).map_err(|_| format!("enrollment {id}: negative epoch"))?,
-        }))
+        row.as_ref().map(record_of).transpose()
+    }
+
+    /// Takes the enrollments the other frontends announce into `state` from now on, on the
+    /// connections' thread (see [`announced`]).
+    pub fn take_in_announced(&self, state: Arc<SharedState>) {
+        self.driver.runtime.spawn(announced::listen(
+            self.config.clone(),
+            self.driver.tls.clone(),
+            self.origin.clone(),
+            state,
+        ));
     }
 }
 
