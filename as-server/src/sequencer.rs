@@ -63,7 +63,7 @@ use crate::resync::Resync;
 use crate::state::directory::{OpenedChange, VersionRow};
 use crate::state::shared::SharedState;
 use crate::state::{Overlay, State, StateError};
-use crate::storage::{log_read_refusal, state_refusal, Fault};
+use crate::storage::{committed_unproven, log_read_refusal, state_refusal, Fault};
 use crate::unix_now;
 
 /// How often an idle sequencer looks whether an enrollment found the state store failed.
@@ -712,21 +712,27 @@ fn not_level(error: impl std::fmt::Display) -> Fault {
     }
 }
 
-/// The proof of `identity` in the published map, and its version row from `state`.
+/// The proof of `identity` in the published map, and its version row from `state`, for the
+/// answer to a committed change: a failed read of the state is refused as a change that is in
+/// the log ([`committed_unproven`]), never as one that changed nothing.
 fn proof_of(
     state: &State,
     directory: &Directory,
     identity: &str,
 ) -> Result<(ProofParts, Option<VersionRow>), Refusal> {
+    let unreadable = |error: StateError| match Fault::of_state(&error) {
+        Some(fault) => committed_unproven(&fault),
+        None => Refusal::failed(error),
+    };
     let label = state
         .label_row(identity)
-        .map_err(state_refusal)?
+        .map_err(unreadable)?
         .and_then(|row| row.decode());
     let parts = directory.prove(identity, label);
     let row = match parts.value {
         Some(value) => state
             .version_row(identity, value.version)
-            .map_err(state_refusal)?,
+            .map_err(unreadable)?,
         None => None,
     };
     Ok((parts, row))

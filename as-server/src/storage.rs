@@ -108,6 +108,22 @@ pub fn state_refusal(error: StateError) -> Refusal {
     }
 }
 
+/// The refusal of a change that is committed (in the log, and in the state) but whose proof
+/// cannot be read now, because `fault` stopped the read: the answer says the change is in the
+/// log, so that a client looks it up before retrying rather than taking the refusal for
+/// "nothing changed".
+pub fn committed_unproven(fault: &Fault) -> Refusal {
+    tracing::warn!(error = %fault.error, "proving a committed change");
+    Refusal::storage_unavailable(
+        format!(
+            "the change is in the log, but its proof cannot be read now ({}); look it up \
+             before retrying",
+            fault.reason
+        ),
+        1,
+    )
+}
+
 /// The refusal of a read of the log that `error` stopped, if the storage is at fault (on
 /// PostgreSQL, the database unreachable): `storage-unavailable`, retry soon, since the same
 /// read succeeds once the storage is back. `None` for any other failure (the server's).

@@ -27,7 +27,7 @@ use crate::entry::Serial;
 use crate::pop::{self, PopError};
 use crate::refusal::{Refusal, RefusalKind};
 use crate::sequencer::Committed;
-use crate::storage::Fault;
+use crate::storage::{committed_unproven, Fault};
 
 /// Checks an identity from a request against the identity syntax
 /// ([`kt_protocol::identity::check_syntax`]): `BadIdentity` if it breaks it.
@@ -68,17 +68,7 @@ fn proof_of(app: &AppState, committed: &Committed) -> Result<IdentityProof, Refu
         )
         .map_err(|e| match &e {
             ProofError::Log(log) => match Fault::of_log(log) {
-                Some(fault) => {
-                    tracing::warn!(error = %fault.error, "proving a committed change");
-                    Refusal::storage_unavailable(
-                        format!(
-                            "the change is in the log, but its proof cannot be read now ({}); \
-                             look it up before retrying",
-                            fault.reason
-                        ),
-                        1,
-                    )
-                }
+                Some(fault) => committed_unproven(&fault),
                 None => Refusal::failed(e),
             },
             ProofError::Record(_) => Refusal::failed(e),
