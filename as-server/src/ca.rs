@@ -409,22 +409,7 @@ mod tests {
         let ca = Ca::generate("Test CA", 1_800_000_000, 3600).unwrap();
         let number = crl_number(Some(41), 1_800_000_000_123_456_789, None);
         let der = ca.crl(&[], number, 1_800_000_200, 86400).unwrap();
-        let crl =
-            x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
-                .unwrap();
-        let extension = crl
-            .tbs_cert_list
-            .crl_extensions
-            .unwrap()
-            .into_iter()
-            .find(|e| e.extn_id.to_string() == "2.5.29.20")
-            .unwrap();
-        let found = CrlNumber::from_der(extension.extn_value.as_bytes()).unwrap();
-        let found = found
-            .0
-            .as_bytes()
-            .iter()
-            .fold(0u128, |n, b| (n << 8) | u128::from(*b));
+        let found = test_support::fixtures::crl_number(&der);
         assert_eq!(found, (42u128 << 64) | 1_800_000_000_123_456_789);
     }
 

@@ -6,31 +6,11 @@ mod common;
 
 use common::Server;
 use kt_log::Hash;
+use test_support::fixtures::crl_number;
 use test_support::requests::new_key;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-
-/// The CRL number extension of a DER CRL.
-fn crl_number(der: &[u8]) -> u128 {
-    use der::Decode as _;
-    let crl =
-        x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der).unwrap();
-    let extension = crl
-        .tbs_cert_list
-        .crl_extensions
-        .unwrap()
-        .into_iter()
-        .find(|e| e.extn_id.to_string() == "2.5.29.20")
-        .unwrap();
-    let number =
-        x509_cert::ext::pkix::crl::CrlNumber::from_der(extension.extn_value.as_bytes()).unwrap();
-    number
-        .0
-        .as_bytes()
-        .iter()
-        .fold(0u128, |n, b| (n << 8) | u128::from(*b))
-}
 
 #[test]
 fn killed_and_restarted_nothing_acknowledged_is_lost() {

@@ -657,3 +657,22 @@ impl Cred {
         .into_bytes()
     }
 }
+
+/// The CRL number of a DER CRL (its `cRLNumber` extension, RFC 5280 §5.2.3), up to 128 bits.
+pub fn crl_number(der: &[u8]) -> u128 {
+    let crl = x509_cert::crl::CertificateList::<Rfc5280>::from_der(der).expect("a DER CRL");
+    let extension = crl
+        .tbs_cert_list
+        .crl_extensions
+        .expect("CRL extensions")
+        .into_iter()
+        .find(|e| e.extn_id.to_string() == "2.5.29.20")
+        .expect("a CRL number");
+    let number = x509_cert::ext::pkix::crl::CrlNumber::from_der(extension.extn_value.as_bytes())
+        .expect("a CRL number that decodes");
+    number
+        .0
+        .as_bytes()
+        .iter()
+        .fold(0u128, |n, b| (n << 8) | u128::from(*b))
+}

@@ -687,12 +687,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn catch_up_publishes_the_batches_the_log_holds_beyond_the_map_or_nothing() {
+    /// A log holding only the empty map's entry, in a folder of its own, and its directory.
+    fn empty_directory() -> (tempfile::TempDir, AsLog, Directory) {
         let dir = tempfile::tempdir().unwrap();
         let log = directory_log(dir.path(), &[]);
         let (directory, _) =
             Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint()).unwrap();
+        (dir, log, directory)
+    }
+
+    #[test]
+    fn catch_up_publishes_the_batches_the_log_holds_beyond_the_map_or_nothing() {
+        let (_dir, log, directory) = empty_directory();
         let published = log.latest_checkpoint();
 
         // A batch in the log whose map was never published (a storage fault), then a map
@@ -713,10 +719,7 @@ mod tests {
         assert!(directory.prove("a@b.co", None).value.is_none());
 
         // A log whose tail follows the rules is published with its checkpoint.
-        let dir = tempfile::tempdir().unwrap();
-        let log = directory_log(dir.path(), &[]);
-        let (directory, _) =
-            Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint()).unwrap();
+        let (_dir, log, directory) = empty_directory();
         log.append(&batch).unwrap();
         let checkpoint = log.sign_checkpoint().unwrap();
         let replayed = directory
@@ -731,11 +734,7 @@ mod tests {
         // repeats the root), or one whose map entry is wrong.
         let closing = batch.last().unwrap().clone();
         for (second, accepted) in [(closing.clone(), true), (wrong.to_bytes(), false)] {
-            let dir = tempfile::tempdir().unwrap();
-            let log = directory_log(dir.path(), &[]);
-            let (directory, _) =
-                Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint())
-                    .unwrap();
+            let (_dir, log, directory) = empty_directory();
             let before = directory.read().checkpoint.note.clone();
             log.append(&batch).unwrap();
             log.append(&[second]).unwrap();
@@ -764,11 +763,7 @@ mod tests {
         // far, and the staged map is the replayed one.
         let logged = testing::batches(&[&first, &second, &third]);
         for empty_batches in [0, MAX_STAGED_BATCHES] {
-            let dir = tempfile::tempdir().unwrap();
-            let log = directory_log(dir.path(), &[]);
-            let (directory, _) =
-                Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint())
-                    .unwrap();
+            let (_dir, log, directory) = empty_directory();
             for batch in &logged {
                 log.append(batch).unwrap();
             }
@@ -795,11 +790,7 @@ mod tests {
             assert_eq!(directory.read().map.root(), replay.map().root());
 
             // A wrong map entry in the middle is refused, and nothing is published.
-            let dir = tempfile::tempdir().unwrap();
-            let log = directory_log(dir.path(), &[]);
-            let (directory, _) =
-                Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint())
-                    .unwrap();
+            let (_dir, log, directory) = empty_directory();
             let before = directory.read().checkpoint.note.clone();
             let mut wrong_second = logged[1].clone();
             *wrong_second.last_mut().unwrap() = logged[0].last().unwrap().clone();
