@@ -100,6 +100,12 @@ impl HttpsClient {
         Self::finish(self.agent.get(format!("{}{path}", self.base)).call())
     }
 
+    /// `GET path` with `Accept: accept`.
+    pub fn get_accepting(&self, path: &str, accept: &str) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.base);
+        Self::finish(self.agent.get(url).header("accept", accept).call())
+    }
+
     /// `POST path` with a JSON body and an optional bearer token.
     pub fn post(&self, path: &str, body: &[u8], bearer: Option<&str>) -> Result<Answer, String> {
         let mut request = self

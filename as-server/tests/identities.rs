@@ -1,13 +1,15 @@
 //! The identity rules as a client meets them: confusable names and non-mailboxes are refused at
 //! enrollment (422 `bad-identity`), the operator's policy decides punycode and `+`
 //! sub-addresses, names outside the logged syntax are refused everywhere, and a lookup does not
-//! reveal an enrollment that nothing was logged for.
+//! reveal an enrollment that nothing was logged for. A lookup answers in the form the client
+//! asks for (JSON or binary).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use common::{assert_problem, Server};
+use kt_protocol::api::{IdentityProof, IDENTITY_PROOF_MEDIA_TYPE};
 use serde_json::json;
 use test_support::requests::new_key;
 use test_support::schemas::Schemas;
@@ -68,6 +70,58 @@ fn confusable_names_are_refused_and_the_policy_decides_the_rest() {
         &schemas,
     );
     assert_eq!(enroll_one(&strict, "alice@example.com").status, 201);
+}
+
+#[test]
+fn a_lookup_answers_in_binary_to_a_client_that_prefers_it_and_in_json_otherwise() {
+    let server = Server::start();
+    let token = server.enroll(&["alice@example.com"]).remove(0);
+    assert_eq!(
+        server.issue("alice@example.com", &token, &new_key()).status,
+        201
+    );
+    let get = |identity: &str, accept: &str| {
+        server
+            .client
+            .get_accepting(&format!("/v1/identities/{identity}"), accept)
+            .unwrap()
+    };
+    for identity in ["alice@example.com", "nobody@example.com"] {
+        let json = server.get(&format!("/v1/identities/{identity}"));
+        assert_eq!(json.content_type, "application/json");
+        let proof: IdentityProof = serde_json::from_slice(&json.body).unwrap();
+        for accept in [
+            IDENTITY_PROOF_MEDIA_TYPE,
+            "application/json;q=0.5, application/vnd.kt.identity-proof",
+            "application/vnd.kt.identity-proof, */*",
+        ] {
+            let binary = get(identity, accept);
+            assert_eq!(binary.status, 200, "{accept}");
+            assert_eq!(binary.content_type, IDENTITY_PROOF_MEDIA_TYPE, "{accept}");
+            // Nothing was logged in between: the same proof, a third smaller.
+            assert_eq!(IdentityProof::from_binary(&binary.body).unwrap(), proof);
+            assert!(binary.body.len() < json.body.len(), "{accept}");
+        }
+        for accept in [
+            "application/json",
+            "*/*",
+            "application/vnd.kt.identity-proof;q=0, application/json",
+            "application/vnd.kt.identity-proof;q=0.4, application/json",
+            "not a media type",
+        ] {
+            let answer = get(identity, accept);
+            assert_eq!(answer.content_type, "application/json", "{accept}");
+            assert_eq!(answer.body, json.body, "{accept}");
+        }
+    }
+    let verified = server.verify_directory(
+        &serde_json::to_value(
+            IdentityProof::from_binary(&get("alice@example.com", IDENTITY_PROOF_MEDIA_TYPE).body)
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(verified.state.unwrap().record.credentials.len(), 1);
 }
 
 #[test]

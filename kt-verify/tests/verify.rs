@@ -277,6 +277,50 @@ fn a_flipped_byte_anywhere_in_an_answer_fails() {
 }
 
 #[test]
+fn a_binary_answer_is_the_json_answer_and_every_flipped_byte_of_it_fails() {
+    let mut w = world();
+    let second = Cred::new(&w.ca, ALICE, 4, (now() - 3600, now() + 86400));
+    w.dir.commit(std::slice::from_ref(&second.entry));
+    for identity in [ALICE, "nobody@example.com"] {
+        let honest = w.dir.proof(identity);
+        let binary = honest.to_binary().unwrap();
+        let json = serde_json::to_vec(&honest).unwrap();
+        assert!(
+            binary.len() * 10 < json.len() * 9,
+            "{} binary bytes against {} of JSON",
+            binary.len(),
+            json.len()
+        );
+        assert_eq!(IdentityProof::from_binary(&binary).unwrap(), honest);
+        let expected = verify(&w, identity, &honest).unwrap().state;
+        // Every byte of the binary form is read and checked: no flip (of one bit, a different
+        // one from byte to byte) leaves a proof that verifies, whatever its state.
+        for i in 0..binary.len() {
+            let mut bytes = binary.clone();
+            bytes[i] ^= 0x80 >> (i % 8);
+            if let Ok(proof) = IdentityProof::from_binary(&bytes) {
+                assert_eq!(
+                    proof.to_binary().unwrap(),
+                    bytes,
+                    "one byte form (byte {i})"
+                );
+                assert!(
+                    verify(&w, identity, &proof).is_err(),
+                    "byte {i} of {identity}'s answer flipped and it still verified"
+                );
+            }
+        }
+        // Cut short or followed by anything: refused.
+        for len in 0..binary.len() {
+            assert!(IdentityProof::from_binary(&binary[..len]).is_err(), "{len}");
+        }
+        let longer = [&binary[..], &[0]].concat();
+        assert!(IdentityProof::from_binary(&longer).is_err());
+        assert!(expected.is_some() == (identity == ALICE));
+    }
+}
+
+#[test]
 fn validate_checks_status_key_time_and_the_crl() {
     let mut w = world();
     let key = w.alice.key.verifying_key().to_bytes();
@@ -510,6 +554,7 @@ fn untrusted_bytes_never_panic() {
         assert!(Ca::from_bytes(bytes).is_err());
         assert!(kt_verify::audit::Audit::new().apply(bytes).is_err());
         assert!(serde_json::from_slice::<IdentityProof>(bytes).is_err());
+        assert!(IdentityProof::from_binary(bytes).is_err());
     }
     for serial in ["", "0", "00", "0A", &"00".repeat(22), &"01".repeat(21)] {
         let parsed = kt_verify::credential::parse_serial_hex(serial);

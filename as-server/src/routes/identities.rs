@@ -5,9 +5,10 @@
 //! This is also the check an MLS client makes on a member it meets: the (identity, signature
 //! key) pair is valid if and only if the key is among the verified state's credentials.
 
+use actix_web::http::header::{self, Accept, Header as _, Quality};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use kt_protocol::api::{HistoryAnswer, HistoryItem, IdentityProof};
+use kt_protocol::api::{HistoryAnswer, HistoryItem, IdentityProof, IDENTITY_PROOF_MEDIA_TYPE};
 use serde::Deserialize;
 
 use super::{check_identity, json, state_problem};
@@ -64,15 +65,50 @@ fn identity_proof(
     Ok((proof, version))
 }
 
-/// `GET /v1/identities/{identity}`.
+/// `GET /v1/identities/{identity}`: JSON, or the binary form
+/// ([`kt_protocol::api::IDENTITY_PROOF_MEDIA_TYPE`]) when the client prefers it.
 pub async fn lookup(
+    req: HttpRequest,
     app: web::Data<AppState>,
     identity: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let identity = identity.into_inner();
     check_identity(&identity)?;
     let (proof, _) = identity_proof(&app, &app.state.get()?, &identity)?;
-    Ok(json(StatusCode::OK, &proof))
+    let mut answer = if wants_binary(&req) {
+        let body = proof.to_binary().map_err(Problem::internal)?;
+        HttpResponse::Ok()
+            .content_type(IDENTITY_PROOF_MEDIA_TYPE)
+            .body(body)
+    } else {
+        json(StatusCode::OK, &proof)
+    };
+    // Caches must keep the two forms apart.
+    answer
+        .headers_mut()
+        .insert(header::VARY, header::HeaderValue::from_static("accept"));
+    Ok(answer)
+}
+
+/// Whether `Accept` names the binary form, with a quality above zero and not below that of
+/// `application/json` (wildcards are less specific than either, so they never decide).
+fn wants_binary(req: &HttpRequest) -> bool {
+    let Ok(accept) = Accept::parse(req) else {
+        return false;
+    };
+    let quality = |wanted: &str| {
+        accept
+            .iter()
+            .filter(|item| item.item.essence_str() == wanted)
+            .map(|item| item.quality)
+            .max()
+    };
+    match quality(IDENTITY_PROOF_MEDIA_TYPE) {
+        Some(binary) if binary > Quality::ZERO => {
+            quality("application/json").is_none_or(|json| binary >= json)
+        }
+        _ => false,
+    }
 }
 
 #[derive(Deserialize)]

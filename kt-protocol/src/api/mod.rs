@@ -2,7 +2,9 @@
 //! reads and writes and every client writes and reads.
 
 mod answers;
+mod binary;
 mod requests;
 
 pub use answers::*;
+pub use binary::*;
 pub use requests::*;
