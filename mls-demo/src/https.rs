@@ -20,6 +20,8 @@ pub struct HttpsClient {
 pub struct Answer {
     /// HTTP status.
     pub status: u16,
+    /// The media type of the body (`Content-Type` without parameters), or empty.
+    pub media_type: String,
     /// Body bytes.
     pub body: Vec<u8>,
 }
@@ -67,18 +69,36 @@ impl HttpsClient {
     ) -> Result<Answer, String> {
         let mut response = result.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let media_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         let body = response
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|e| e.to_string())?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            media_type,
+            body,
+        })
     }
 
     /// `GET path` (path starts with `/`).
     pub fn get(&self, path: &str) -> Result<Answer, String> {
         Self::finish(self.agent.get(format!("{}{path}", self.base)).call())
+    }
+
+    /// `GET path` with `Accept: accept`.
+    pub fn get_accepting(&self, path: &str, accept: &str) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.base);
+        Self::finish(self.agent.get(url).header("accept", accept).call())
     }
 
     /// `POST path` with a JSON body and an optional bearer token.

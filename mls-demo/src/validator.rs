@@ -72,7 +72,7 @@ use base64::Engine as _;
 use kt_log::checkpoint::VerifiedCheckpoint;
 use kt_log::note::NoteVerifier;
 use kt_log::Hash;
-use kt_protocol::api::IdentityProof;
+use kt_protocol::api::{IdentityProof, IDENTITY_PROOF_MEDIA_TYPE};
 use kt_protocol::directory::vrf::VrfPublicKey;
 use kt_verify::consistency::{self, Advance, ConsistencyError};
 use kt_verify::credential::{BindingError, Ca, CredentialError};
@@ -444,12 +444,16 @@ impl AsValidator {
         &self,
         identity: &str,
     ) -> Result<(IdentityProof, VerifiedCheckpoint, Consistency), Refusal> {
+        // The binary form is a third smaller; an AS without it answers JSON.
         let answer = self
             .client
-            .get(&format!(
-                "/v1/identities/{}",
-                kt_protocol::identity::path_segment(identity)
-            ))
+            .get_accepting(
+                &format!(
+                    "/v1/identities/{}",
+                    kt_protocol::identity::path_segment(identity)
+                ),
+                &format!("{IDENTITY_PROOF_MEDIA_TYPE}, application/json;q=0.5"),
+            )
             .map_err(Refusal::Network)?;
         if answer.status != 200 {
             return Err(Refusal::Network(format!(
@@ -458,8 +462,12 @@ impl AsValidator {
                 answer.text()
             )));
         }
-        let proof: IdentityProof = serde_json::from_slice(&answer.body)
-            .map_err(|e| Refusal::Malformed(format!("identity answer: {e}")))?;
+        let proof = if answer.media_type == IDENTITY_PROOF_MEDIA_TYPE {
+            IdentityProof::from_binary(&answer.body).map_err(|e| e.to_string())
+        } else {
+            serde_json::from_slice(&answer.body).map_err(|e| e.to_string())
+        }
+        .map_err(|e| Refusal::Malformed(format!("identity answer: {e}")))?;
         let (checkpoint, consistency) = self.observe(&proof, identity)?;
         Ok((proof, checkpoint, consistency))
     }

@@ -108,18 +108,42 @@ impl Client {
     /// GETs `path`; 200 → body (at most `limit` bytes), 404 → [`Fetched::NotFound`], anything
     /// else → [`Error::Network`]. Transient failures (connection errors, 5xx) are retried.
     pub(crate) fn get(&self, path: &str, limit: u64) -> Result<Fetched, Error> {
+        self.get_accepting(path, limit, None)
+            .map(|(fetched, _)| fetched)
+    }
+
+    /// [`Client::get`] with an `Accept` header; also returns the answer's content type.
+    pub(crate) fn get_accepting(
+        &self,
+        path: &str,
+        limit: u64,
+        accept: Option<&str>,
+    ) -> Result<(Fetched, String), Error> {
         let url = format!("{}{path}", self.base);
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(200 << attempt));
             }
-            match self.agent.get(&url).call() {
+            let mut request = self.agent.get(&url);
+            if let Some(accept) = accept {
+                request = request.header("accept", accept);
+            }
+            match request.call() {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
+                    let content_type = response
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
                     match status {
-                        200 => return read_body(&mut response, limit, &url).map(Fetched::Body),
-                        404 => return Ok(Fetched::NotFound),
+                        200 => {
+                            return read_body(&mut response, limit, &url)
+                                .map(|body| (Fetched::Body(body), content_type))
+                        }
+                        404 => return Ok((Fetched::NotFound, content_type)),
                         500..=599 => {
                             last = describe(&mut response, &url);
                             if let Some(wait) = retry_after(&response) {

@@ -169,7 +169,8 @@ pub(crate) fn bundle_verify(
     Ok(Outcome::ok(bundle_json(&verified), human))
 }
 
-/// `lookup verify FILE`: re-checks a saved lookup answer (as `lookup --save` wrote it) with
+/// `lookup verify FILE`: re-checks a saved lookup answer (as `lookup --save` wrote it, or the
+/// server's binary form) with
 /// nothing fetched: its checkpoint, the state or absence it proves, every credential under the
 /// CA. The answer is true as of its checkpoint: JSON and text as `lookup` (`found` false for a
 /// proven absence, exit 1 as online).
@@ -180,8 +181,13 @@ pub(crate) fn lookup_verify(
     ca: &Ca,
     file: &Path,
 ) -> Result<Outcome, Error> {
-    let answer: IdentityProof = serde_json::from_slice(&read_file(file)?)
-        .map_err(|e| Error::verify(format!("{} is not an identity answer: {e}", file.display())))?;
+    let bytes = read_file(file)?;
+    // JSON (as `lookup --save` writes it) or the binary form (as the server sends it).
+    let answer = match bytes.first() {
+        Some(b'{') => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        _ => IdentityProof::from_binary(&bytes).map_err(|e| e.to_string()),
+    }
+    .map_err(|e| Error::verify(format!("{} is not an identity answer: {e}", file.display())))?;
     crate::online::check_identity_arg(&answer.identity)?;
     let checkpoint =
         answer_checkpoint(&answer, &answer.identity, verifier).map_err(Error::verify)?;

@@ -223,6 +223,16 @@ fn lookup_validate_credential() {
     let (code, out) = go("lookup", &["verify", p(&saved)]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out["credentials"][0]["serial"], json!(hex(&f.alice.serial)));
+    // The server's binary form, saved as it came: the same verification, and a flipped byte
+    // in it fails it.
+    let mut binary = f.directory.proof("alice@example.com").to_binary().unwrap();
+    let saved_binary = write(f.dir.path(), "alice-answer.bin", &binary);
+    let (code, out) = go("lookup", &["verify", p(&saved_binary)]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["credentials"][0]["serial"], json!(hex(&f.alice.serial)));
+    binary[300] ^= 1;
+    let tampered_binary = write(f.dir.path(), "tampered.bin", &binary);
+    assert_eq!(go("lookup", &["verify", p(&tampered_binary)]).0, 1);
     let (code, out) = go("lookup", &["nobody@example.com"]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["found"], json!(false));
