@@ -655,6 +655,7 @@ fn main() {
     }
     for proof in &proofs {
         s.add(1, serde_json::to_vec(proof).unwrap());
+        s.add(1, proof.to_binary().unwrap());
     }
     let proof = kt_verify::wire::encode_hashes(&log.consistency_proof(8, log.size()).unwrap());
     s.add(2, serde_json::json!({"from": 8, "to": log.size(), "proof": proof}).to_string());

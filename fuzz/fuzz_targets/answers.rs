@@ -2,8 +2,9 @@
 //! an AS it does not trust. The first byte picks what the rest is (`mode % 6`):
 //! 0. a `POST /v1/credentials` answer (`kt_protocol::api::CredentialAnswer`, JSON) given to
 //!    `bundle::verify_bundle`;
-//! 1. a lookup answer (`IdentityProof`, JSON) given to `directory::answer_checkpoint`, then
-//!    `directory::verify_identity`, `lookup::verify_lookup` and `validate::validate`;
+//! 1. a lookup answer (`IdentityProof`, its binary form or JSON) given to
+//!    `directory::answer_checkpoint`, then `directory::verify_identity`,
+//!    `lookup::verify_lookup` and `validate::validate`;
 //! 2. a consistency answer given to `wire::decode_hashes`;
 //! 3. a certificate (PEM or DER) given to `credential::parse_certificate` and
 //!    `Ca::verify_certificate`;
@@ -16,12 +17,12 @@
 //! real answers made by `examples/gen_seeds.rs`, pass the checkpoint and directory checks and
 //! mutations start deep), and a CA made once per process, which signed nothing fuzzed.
 //!
-//! Properties: never panics; nothing the CA must have signed verifies (no bundle, no lookup
-//! with a credential, no certificate, no CRL); a verified identity is the one asked about,
-//! with the label its VRF proof gives and the record the answer shows (or none); a monitor
-//! run that succeeds from no watch succeeds the same from a watch of its first `k` versions
-//! (same final watch, the same changes after them), and running it again from its own result
-//! reports no change.
+//! Properties: never panics; a binary lookup answer read is written back to the same bytes;
+//! nothing the CA must have signed verifies (no bundle, no lookup with a credential, no
+//! certificate, no CRL); a verified identity is the one asked about, with the label its VRF
+//! proof gives and the record the answer shows (or none); a monitor run that succeeds from no
+//! watch succeeds the same from a watch of its first `k` versions (same final watch, the same
+//! changes after them), and running it again from its own result reports no change.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -156,7 +157,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         1 => {
-            if let Ok(proof) = serde_json::from_slice::<IdentityProof>(rest) {
+            // JSON, or the binary form: one byte form, the bytes it reads are the bytes it
+            // writes.
+            let binary = IdentityProof::from_binary(rest);
+            if let Ok(proof) = &binary {
+                assert_eq!(proof.to_binary().as_deref(), Ok(rest), "one byte form");
+            }
+            if let Ok(proof) = binary.or_else(|_| serde_json::from_slice::<IdentityProof>(rest)) {
                 let Some(verified) = verify(&proof) else {
                     return;
                 };
