@@ -98,7 +98,7 @@ fn a_lookup_answers_in_binary_to_a_client_that_prefers_it_and_in_json_otherwise(
             let binary = get(identity, accept);
             assert_eq!(binary.status, 200, "{accept}");
             assert_eq!(binary.content_type, IDENTITY_PROOF_MEDIA_TYPE, "{accept}");
-            // Nothing was logged in between: the same proof, a third smaller.
+            // Nothing was logged in between: the same proof, smaller.
             assert_eq!(IdentityProof::from_binary(&binary.body).unwrap(), proof);
             assert!(binary.body.len() < json.body.len(), "{accept}");
         }

@@ -444,7 +444,7 @@ impl AsValidator {
         &self,
         identity: &str,
     ) -> Result<(IdentityProof, VerifiedCheckpoint, Consistency), Refusal> {
-        // The binary form is a third smaller; an AS without it answers JSON.
+        // The binary form is about a quarter smaller; an AS without it answers JSON.
         let answer = self
             .client
             .get_accepting(

@@ -170,10 +170,9 @@ pub(crate) fn bundle_verify(
 }
 
 /// `lookup verify FILE`: re-checks a saved lookup answer (as `lookup --save` wrote it, or the
-/// server's binary form) with
-/// nothing fetched: its checkpoint, the state or absence it proves, every credential under the
-/// CA. The answer is true as of its checkpoint: JSON and text as `lookup` (`found` false for a
-/// proven absence, exit 1 as online).
+/// server's binary form) with nothing fetched: its checkpoint, the state or absence it proves,
+/// every credential under the CA. The answer is true as of its checkpoint: JSON and text as
+/// `lookup` (`found` false for a proven absence, exit 1 as online).
 pub(crate) fn lookup_verify(
     verifier: &NoteVerifier,
     vrf: &VrfPublicKey,

@@ -93,7 +93,7 @@ impl Online {
             "/v1/identities/{}",
             kt_protocol::identity::path_segment(identity)
         );
-        // The binary form is a third smaller; a server that does not have it answers JSON.
+        // The binary form is about a quarter smaller; a server without it answers JSON.
         let accept = format!("{IDENTITY_PROOF_MEDIA_TYPE}, application/json;q=0.5");
         let (body, content_type) =
             match self.client.get_accepting(&path, 64 << 20, Some(&accept))? {

@@ -1,6 +1,7 @@
 //! The binary form of an [`IdentityProof`], the lookup answer a client asks for with
 //! `Accept: application/vnd.kt.identity-proof` (docs/api.md): the same proof, with hashes and
-//! proofs as raw bytes instead of base64 in JSON, so that the answer is a third smaller.
+//! proofs as raw bytes instead of base64 in JSON, so that the answer is about a quarter smaller
+//! (27 % without the certificate at 1 M identities).
 //!
 //! **Layout** (integers big-endian, every length counted in bytes, nothing after the end):
 //! ```text
