@@ -22,9 +22,11 @@
 //! a state that cannot be brought level (a damaged log, a store that cannot be rebuilt) keeps
 //! every write refused, never answered from a state behind the log. Reads are answered
 //! throughout from what the old store and the published map hold (the map and checkpoint
-//! shown never run ahead of the state); those of the state store answer 503 while a reopened
-//! store is being opened, and where the failed one cannot answer (sled writes to split the
-//! pages it reads).
+//! shown never run ahead of the state); where the failed store cannot answer (sled writes to
+//! split the pages it reads, and refuses that), the directory's rows a lookup needs are made
+//! from the log ([`crate::state::log_rows`]: the store keeps the shared log it is opened with
+//! here); reads of the state store answer 503 while a reopened store is being opened, and
+//! where neither the failed store nor the log can answer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,7 +131,7 @@ impl Resync {
     /// whether writes are taken.
     pub fn attempt_if_due(
         &mut self,
-        log: &AsLog,
+        log: &Arc<AsLog>,
         state: &SharedState,
         directory: &Directory,
     ) -> bool {
@@ -164,7 +166,7 @@ impl Resync {
 
     fn resynchronise(
         &self,
-        log: &AsLog,
+        log: &Arc<AsLog>,
         state: &SharedState,
         directory: &Directory,
     ) -> Result<(), Fault> {
@@ -193,7 +195,7 @@ impl Resync {
     /// log.
     fn reopen(
         &self,
-        log: &AsLog,
+        log: &Arc<AsLog>,
         state: &SharedState,
         keys: &crate::directory::keys::DirectoryKeys,
     ) -> Result<(), Fault> {

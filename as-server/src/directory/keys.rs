@@ -15,6 +15,7 @@
 //! length says little more than the number of 64-byte blocks. The secret is never logged.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -35,8 +36,14 @@ pub const PUBLIC_FILE: &str = "vrf-key.pub";
 const NONCE_LEN: usize = 24;
 const PAD: usize = 64;
 
-/// The directory's keys; see the module documentation.
+/// The directory's keys; see the module documentation. A clone shares them (one copy of the
+/// secret's keys in memory).
+#[derive(Clone)]
 pub struct DirectoryKeys {
+    keys: Arc<Keys>,
+}
+
+struct Keys {
     vrf: VrfSecretKey,
     opening_key: [u8; 32],
     seal: XChaCha20Poly1305,
@@ -63,9 +70,11 @@ impl DirectoryKeys {
     pub fn from_secret(secret: &[u8; 32]) -> DirectoryKeys {
         let seal_key = derive(secret, b"kt-as directory seal key v1");
         DirectoryKeys {
-            vrf: VrfSecretKey::from_seed(derive(secret, b"kt-as directory vrf key v1")),
-            opening_key: derive(secret, b"kt-as directory opening key v1"),
-            seal: XChaCha20Poly1305::new((&seal_key).into()),
+            keys: Arc::new(Keys {
+                vrf: VrfSecretKey::from_seed(derive(secret, b"kt-as directory vrf key v1")),
+                opening_key: derive(secret, b"kt-as directory opening key v1"),
+                seal: XChaCha20Poly1305::new((&seal_key).into()),
+            }),
         }
     }
 
@@ -97,12 +106,12 @@ impl DirectoryKeys {
 
     /// The VRF key.
     pub fn vrf(&self) -> &VrfSecretKey {
-        &self.vrf
+        &self.keys.vrf
     }
 
     /// The VRF public key, base64.
     pub fn vrf_public_b64(&self) -> String {
-        b64(&self.vrf.public_key().to_bytes())
+        b64(&self.keys.vrf.public_key().to_bytes())
     }
 
     /// The opening of the commitment to `version` of `label`.
@@ -110,7 +119,7 @@ impl DirectoryKeys {
         let mut input = [0u8; 40];
         input[..32].copy_from_slice(&label.0);
         input[32..].copy_from_slice(&version.to_be_bytes());
-        derive(&self.opening_key, &input)
+        derive(&self.keys.opening_key, &input)
     }
 
     /// Seals a change (see the module documentation).
@@ -130,6 +139,7 @@ impl DirectoryKeys {
         getrandom::fill(&mut nonce).map_err(|e| format!("randomness: {e}"))?;
         let aad = place(label, version);
         let sealed = self
+            .keys
             .seal
             .encrypt(
                 XNonce::from_slice(&nonce),
@@ -170,6 +180,7 @@ impl DirectoryKeys {
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let aad = place(label, version);
         let plain = self
+            .keys
             .seal
             .decrypt(
                 XNonce::from_slice(nonce),

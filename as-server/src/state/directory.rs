@@ -119,18 +119,51 @@ pub struct RecordedVersion {
 }
 
 impl State {
-    /// An identity's label row, if it was ever logged.
+    /// An identity's label row, if it was ever logged. A read the store refuses is answered
+    /// from the log if the store keeps it ([`super::log_rows`]).
     pub fn label_row(&self, identity: &str) -> Result<Option<LabelRow>, StateError> {
-        self.get(&label_key(identity))
+        match self.get(&label_key(identity)) {
+            Err(StateError::Sled(refused)) => self.refused_label_row(identity, refused),
+            read => read,
+        }
     }
 
-    /// Version `version` of an identity.
+    /// Version `version` of an identity. A read the store refuses is answered from the log if
+    /// the store keeps it ([`super::log_rows`]).
     pub fn version_row(
         &self,
         identity: &str,
         version: u64,
     ) -> Result<Option<VersionRow>, StateError> {
-        self.get(&version_key(identity, version))
+        match self.get(&version_key(identity, version)) {
+            Err(StateError::Sled(refused)) => self.refused_version_row(identity, version, refused),
+            read => read,
+        }
+    }
+
+    /// The label row the store `refused` to read, from the log; without it, the refusal.
+    pub(super) fn refused_label_row(
+        &self,
+        identity: &str,
+        refused: sled::Error,
+    ) -> Result<Option<LabelRow>, StateError> {
+        match &self.log_rows {
+            Some(rows) => Ok(rows.rows(identity, 1, refused)?.label.clone()),
+            None => Err(StateError::Sled(refused)),
+        }
+    }
+
+    /// The version row the store `refused` to read, from the log; without it, the refusal.
+    pub(super) fn refused_version_row(
+        &self,
+        identity: &str,
+        version: u64,
+        refused: sled::Error,
+    ) -> Result<Option<VersionRow>, StateError> {
+        match &self.log_rows {
+            Some(rows) => Ok(rows.rows(identity, version, refused)?.version(version)),
+            None => Err(StateError::Sled(refused)),
+        }
     }
 }
 

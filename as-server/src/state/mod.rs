@@ -15,13 +15,16 @@
 //!
 //! Files: [`records`] (what the store holds), [`overlay`] (how log entries change it, and
 //! catching up with the log), `enrollments` (the journal's side), `upgrade` (earlier layouts),
-//! [`shared`] (the store the server runs on, replaced by a reopened one after a storage fault).
+//! [`shared`] (the store the server runs on, replaced by a reopened one after a storage fault),
+//! [`log_rows`] (the directory's rows made from the log, for reads the store refuses).
 //!
 //! **Write failures.** sled refuses every write after one it could not make durable (a full or
 //! read-only disk), until it is reopened. A store whose write failed says so
 //! ([`State::failed`]), refuses enrollments from then on, and is replaced in-process by a
 //! reopened one brought level with the log ([`crate::resync`]); until then it still answers
-//! reads with what it held.
+//! reads with what it held. Some of them it cannot answer (sled refuses a read that passes a
+//! page it would have to split): a store opened with a shared log makes the directory's rows
+//! such a read asks for from the log instead ([`log_rows`]), so that lookups go on.
 //!
 //! Keys of the one sled tree (one tree, so that one batch is atomic):
 //! `i/<identity>` → [`IdentityRecord`], `c/<serial>` → [`CredentialRecord`],
@@ -39,6 +42,7 @@ use crate::enrollment_journal::EnrollmentJournal;
 
 pub mod directory;
 mod enrollments;
+pub mod log_rows;
 pub mod overlay;
 pub mod records;
 pub mod shared;
@@ -151,6 +155,9 @@ pub struct State {
     retired: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Counts [`State::check_writable`]'s writes.
     probes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where the directory's rows the store refuses to read are made from the log, if the
+    /// store was opened with a shared log ([`State::keep_log`]).
+    log_rows: Option<std::sync::Arc<log_rows::LogRows>>,
 }
 
 impl State {
@@ -196,6 +203,7 @@ impl State {
             failed: Default::default(),
             retired: Default::default(),
             probes: Default::default(),
+            log_rows: None,
         };
         let probed = state
             .tree
@@ -231,6 +239,16 @@ impl State {
                 .store(true, std::sync::atomic::Ordering::Release);
             StateError::Sled(e)
         })
+    }
+
+    /// Keeps `log`, the log this store is level with, and the directory's `keys`, to make
+    /// from the log the directory's rows the store refuses to read ([`log_rows`]).
+    pub fn keep_log(
+        &mut self,
+        log: std::sync::Arc<crate::as_log::AsLog>,
+        keys: crate::directory::keys::DirectoryKeys,
+    ) {
+        self.log_rows = Some(std::sync::Arc::new(log_rows::LogRows::new(log, keys)));
     }
 
     /// Whether a write to the store failed: it then takes no more until it is reopened.
