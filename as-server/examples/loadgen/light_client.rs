@@ -20,6 +20,8 @@ pub(crate) struct Request {
     pub(crate) method: &'static str,
     pub(crate) path: String,
     pub(crate) body: Vec<u8>,
+    /// The `Accept` header, if any.
+    pub(crate) accept: Option<&'static str>,
 }
 
 /// Where to connect and whom to trust.
@@ -79,8 +81,12 @@ fn invalid(what: &str) -> std::io::Error {
 impl Connection {
     /// Sends `request` and reads the whole answer; returns its status.
     async fn send(&mut self, request: &Request) -> std::io::Result<u16> {
+        let accept = request
+            .accept
+            .map(|accept| format!("Accept: {accept}\r\n"))
+            .unwrap_or_default();
         let mut bytes = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{} {} HTTP/1.1\r\nHost: {}\r\n{accept}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             request.method,
             request.path,
             self.host,

@@ -39,6 +39,10 @@ struct Args {
     /// Lookups to make after issuance.
     #[arg(long, default_value_t = 100_000)]
     lookups: usize,
+    /// Ask for lookup answers in their binary form (`Accept: application/vnd.kt.identity-proof`)
+    /// instead of JSON.
+    #[arg(long)]
+    binary_lookups: bool,
     /// A running server instead of spawning one.
     #[arg(long)]
     server: Option<String>,
@@ -366,6 +370,7 @@ fn main() {
             method: "POST",
             path: "/v1/credentials".into(),
             body,
+            accept: None,
         })
         .collect();
     phase.measure("credentials issued (durable, with proof)", issue, 201);
@@ -383,9 +388,21 @@ fn main() {
             method: "GET",
             path: format!("/v1/identities/{}", identities[i % identities.len().max(1)]),
             body: Vec::new(),
+            accept: args
+                .binary_lookups
+                .then_some(kt_protocol::api::IDENTITY_PROOF_MEDIA_TYPE),
         })
         .collect();
-    phase.measure("lookups (with inclusion proof)", lookups, 200);
+    let form = if args.binary_lookups {
+        "binary"
+    } else {
+        "JSON"
+    };
+    phase.measure(
+        &format!("lookups (with their proofs, {form})"),
+        lookups,
+        200,
+    );
 }
 
 /// What every measured phase shares.
