@@ -115,12 +115,13 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         .sign_checkpoint()
         .map_err(|e| format!("signing a checkpoint over the stored log: {e}"))?;
     let keys = material.directory_keys;
-    let (state, replayed) = crate::recovery::open_state(
+    let (mut state, replayed) = crate::recovery::open_state(
         &paths.file("state"),
         &paths.file("enrollments"),
         &log,
         &keys,
     )?;
+    state.keep_log(Arc::clone(&log), keys.clone());
     if replayed > 0 {
         tracing::info!(replayed, "state caught up with the log");
     }

@@ -12,57 +12,14 @@
 //! ([`crate::resync`]), with one difference: an I/O error (the disk still full or read-only)
 //! leaves the store where it is and is reported, since the store is not at fault and will be
 //! needed once the disk takes writes again.
-//!
-//! Both take the log as `&AsLog` or `&Arc<AsLog>` ([`StateLog`]); given the shared log, the
-//! state keeps it to make from the log the directory's rows its store refuses to read after a
-//! storage fault ([`crate::state::log_rows`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::as_log::AsLog;
 use crate::directory::keys::DirectoryKeys;
 use crate::directory::open_change;
 use crate::entry::EntryBody;
 use crate::state::{CredentialStatus, IdentityStatus, State, StateError};
-
-/// The log the state is opened level with: borrowed, or shared, in which case the state keeps
-/// it (see the module documentation).
-pub trait StateLog {
-    /// The log.
-    fn log(&self) -> &AsLog;
-    /// A handle of it the state may keep, if it is shared.
-    fn shared(&self) -> Option<Arc<AsLog>>;
-}
-
-impl StateLog for AsLog {
-    fn log(&self) -> &AsLog {
-        self
-    }
-
-    fn shared(&self) -> Option<Arc<AsLog>> {
-        None
-    }
-}
-
-impl StateLog for Arc<AsLog> {
-    fn log(&self) -> &AsLog {
-        self
-    }
-
-    fn shared(&self) -> Option<Arc<AsLog>> {
-        Some(Arc::clone(self))
-    }
-}
-
-/// `opened`, keeping `log` if it is shared.
-fn keeping(opened: (State, u64), log: &impl StateLog, keys: &DirectoryKeys) -> (State, u64) {
-    let (mut state, replayed) = opened;
-    if let Some(log) = log.shared() {
-        state.keep_log(log, keys.clone());
-    }
-    (state, replayed)
-}
 
 /// How many moved-aside stores are kept.
 pub const KEPT_BROKEN: usize = 3;
@@ -120,18 +77,17 @@ impl std::fmt::Display for ReopenError {
 pub fn reopen_state(
     state_dir: &Path,
     journal: &Path,
-    log: &impl StateLog,
+    log: &AsLog,
     keys: &DirectoryKeys,
 ) -> Result<(State, u64), ReopenError> {
-    let opened = match attempt(state_dir, journal, log.log(), keys) {
-        Ok(opened) => opened,
-        Err(Failure::Io { error, .. }) => return Err(ReopenError::Unavailable(error)),
-        Err(Failure::Fatal(e)) => return Err(ReopenError::Failed(e)),
+    match attempt(state_dir, journal, log, keys) {
+        Ok(opened) => Ok(opened),
+        Err(Failure::Io { error, .. }) => Err(ReopenError::Unavailable(error)),
+        Err(Failure::Fatal(e)) => Err(ReopenError::Failed(e)),
         Err(Failure::Store(problem)) => {
-            rebuild(state_dir, journal, log.log(), keys, problem).map_err(ReopenError::Failed)?
+            rebuild(state_dir, journal, log, keys, problem).map_err(ReopenError::Failed)
         }
-    };
-    Ok(keeping(opened, log, keys))
+    }
 }
 
 /// Opens the state in `state_dir` (journal at `journal`) level with `log`, rebuilding it if it
@@ -139,23 +95,22 @@ pub fn reopen_state(
 pub fn open_state(
     state_dir: &Path,
     journal: &Path,
-    log: &impl StateLog,
+    log: &AsLog,
     keys: &DirectoryKeys,
 ) -> Result<(State, u64), String> {
-    let opened = match attempt(state_dir, journal, log.log(), keys) {
-        Ok(opened) => opened,
+    match attempt(state_dir, journal, log, keys) {
+        Ok(opened) => Ok(opened),
         Err(
             Failure::Fatal(error)
             | Failure::Io {
                 error,
                 journal: true,
             },
-        ) => return Err(error),
+        ) => Err(error),
         Err(Failure::Store(problem) | Failure::Io { error: problem, .. }) => {
-            rebuild(state_dir, journal, log.log(), keys, problem)?
+            rebuild(state_dir, journal, log, keys, problem)
         }
-    };
-    Ok(keeping(opened, log, keys))
+    }
 }
 
 /// Moves the store aside (it is unusable because of `problem`) and builds it again from the

@@ -24,8 +24,8 @@
 //! throughout from what the old store and the published map hold (the map and checkpoint
 //! shown never run ahead of the state); where the failed store cannot answer (sled writes to
 //! split the pages it reads, and refuses that), the directory's rows a lookup needs are made
-//! from the log ([`crate::state::log_rows`]: the store keeps the shared log it is opened with
-//! here); reads of the state store answer 503 while a reopened store is being opened, and
+//! from the log ([`crate::state::log_rows`]: a reopened store is given the log, as at start);
+//! reads of the state store answer 503 while a reopened store is being opened, and
 //! where neither the failed store nor the log can answer.
 
 use std::path::{Path, PathBuf};
@@ -215,7 +215,7 @@ impl Resync {
         let paths = DataPaths::new(&self.data);
         let (state_dir, journal) = (paths.file("state"), paths.file("enrollments"));
         let mut tries = 0;
-        let (reopened, replayed) = loop {
+        let (mut reopened, replayed) = loop {
             tries += 1;
             match recovery::reopen_state(&state_dir, &journal, log, keys) {
                 Ok(opened) => break opened,
@@ -240,6 +240,7 @@ impl Resync {
             }
         };
         tracing::info!(replayed, "state store reopened after a storage fault");
+        reopened.keep_log(Arc::clone(log), keys.clone());
         state.put(reopened);
         Ok(())
     }

@@ -5,8 +5,9 @@
 //! that an insert left too large: sled splits pages lazily, on the next traversal, so the
 //! pages of the last inserts before the fault stay unreadable, each with the keys of its
 //! neighbours. Lookups and histories must still be answered ([`crate::resync`]), so a store
-//! opened with a shared log ([`crate::recovery::StateLog`]) keeps a [`LogRows`], and an
-//! identity's label row or version row that the store refuses is made here instead.
+//! given its log ([`super::State::keep_log`], at start and at every reopening) keeps a
+//! [`LogRows`], and an identity's label row or version row that the store refuses is made
+//! here instead.
 //!
 //! Guarantees: a row made here is the row the store holds for that key, or will hold once it
 //! has applied that far: it is made by [`make_version`] (as every row is) from the identity's
@@ -240,7 +241,7 @@ mod tests {
         let (state, _) = crate::recovery::open_state(
             &dir.path().join("state"),
             &dir.path().join("enrollments"),
-            &*log,
+            &log,
             &keys(),
         )
         .unwrap();
@@ -265,19 +266,20 @@ mod tests {
     }
 
     #[test]
-    fn a_state_opened_with_a_shared_log_answers_what_its_store_refuses_from_the_log() {
+    fn a_state_given_its_log_answers_what_its_store_refuses_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(directory_log(
             &dir.path().join("log"),
             &[issue("a@b.co", "s1", "e1")],
         ));
-        let (state, _) = crate::recovery::open_state(
+        let (mut state, _) = crate::recovery::open_state(
             &dir.path().join("state"),
             &dir.path().join("enrollments"),
             &log,
             &keys(),
         )
         .unwrap();
+        state.keep_log(Arc::clone(&log), keys());
         let stored = (
             state.label_row("a@b.co").unwrap(),
             state.version_row("a@b.co", 1).unwrap(),

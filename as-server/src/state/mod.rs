@@ -23,8 +23,9 @@
 //! ([`State::failed`]), refuses enrollments from then on, and is replaced in-process by a
 //! reopened one brought level with the log ([`crate::resync`]); until then it still answers
 //! reads with what it held. Some of them it cannot answer (sled refuses a read that passes a
-//! page it would have to split): a store opened with a shared log makes the directory's rows
-//! such a read asks for from the log instead ([`log_rows`]), so that lookups go on.
+//! page it would have to split): a store given its log ([`State::keep_log`]) makes the
+//! directory's rows such a read asks for from the log instead ([`log_rows`]), so that lookups
+//! go on.
 //!
 //! Keys of the one sled tree (one tree, so that one batch is atomic):
 //! `i/<identity>` → [`IdentityRecord`], `c/<serial>` → [`CredentialRecord`],
@@ -156,7 +157,7 @@ pub struct State {
     /// Counts [`State::check_writable`]'s writes.
     probes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Where the directory's rows the store refuses to read are made from the log, if the
-    /// store was opened with a shared log ([`State::keep_log`]).
+    /// store was given its log ([`State::keep_log`]).
     log_rows: Option<std::sync::Arc<log_rows::LogRows>>,
 }
 
