@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio_postgres::{AsyncMessage, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{record_of, ANNOUNCEMENTS};
+use super::{record_of, ANNOUNCEMENTS, FIND};
 use crate::state::shared::SharedState;
 use crate::state::State;
 
@@ -71,13 +71,7 @@ async fn listen_once(
             continue;
         }
         let ids: Vec<&str> = ids.split(',').filter(|id| !id.is_empty()).collect();
-        let rows = client
-            .query(
-                "SELECT id, identity, expires_at, epoch FROM as_enrollments WHERE id = ANY($1)",
-                &[&ids],
-            )
-            .await
-            .map_err(describe)?;
+        let rows = client.query(FIND, &[&ids]).await.map_err(describe)?;
         let records = rows
             .iter()
             .filter_map(|row| record_of(row).ok())

@@ -89,8 +89,9 @@ struct Connection {
     find: Statement,
 }
 
-/// The lookup of one enrollment by id (the columns [`record_of`] reads).
-const FIND: &str = "SELECT id, identity, expires_at, epoch FROM as_enrollments WHERE id = $1";
+/// The lookup of enrollments by id (the columns [`record_of`] reads): one at a redemption,
+/// those announced together by their ids ([`announced`]).
+const FIND: &str = "SELECT id, identity, expires_at, epoch FROM as_enrollments WHERE id = ANY($1)";
 
 /// The enrollment in a row of `id, identity, expires_at, epoch`.
 fn record_of(row: &tokio_postgres::Row) -> Result<JournalRecord, String> {
@@ -107,7 +108,7 @@ fn record_of(row: &tokio_postgres::Row) -> Result<JournalRecord, String> {
 /// `client`, its statements prepared (the table must exist).
 async fn ready(client: Client) -> Result<Connection, String> {
     let find = client
-        .prepare_typed(FIND, &[Type::TEXT])
+        .prepare_typed(FIND, &[Type::TEXT_ARRAY])
         .await
         .map_err(|e| describe(&e))?;
     Ok(Connection { client, find })
@@ -320,7 +321,11 @@ impl SharedEnrollments {
     pub async fn find(&self, id: &str) -> Result<Option<JournalRecord>, String> {
         let row = self
             .with_client(|connection| async move {
-                connection.client.query_opt(&connection.find, &[&id]).await
+                let ids = [id];
+                connection
+                    .client
+                    .query_opt(&connection.find, &[&&ids[..]])
+                    .await
             })
             .await?;
         row.as_ref().map(record_of).transpose()
