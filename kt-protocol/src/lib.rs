@@ -17,3 +17,4 @@ pub mod entry;
 pub mod history;
 pub mod identity;
 pub mod pop;
+mod reader;

@@ -37,6 +37,7 @@ use crate::directory::hash::Hash32;
 use crate::directory::public_entry::{MapRoot, PublicEntry};
 use crate::directory::record::VersionRecord;
 use crate::identity::MAX_IDENTITY_LEN;
+use crate::reader::{EndsEarly, Reader};
 
 /// The media type of the binary form.
 pub const IDENTITY_PROOF_MEDIA_TYPE: &str = "application/vnd.kt.identity-proof";
@@ -155,9 +156,9 @@ impl IdentityProof {
         if identity_len == 0 || identity_len > MAX_IDENTITY_LEN {
             return Err(malformed("identity not 1 to 254 bytes"));
         }
-        let identity = r.text(identity_len, "identity")?;
+        let identity = text(&mut r, identity_len, "identity")?;
         let checkpoint_len = usize::from(u16::from_be_bytes(r.array()?));
-        let checkpoint = r.text(checkpoint_len, "checkpoint")?;
+        let checkpoint = text(&mut r, checkpoint_len, "checkpoint")?;
         let root: Hash32 = r.array()?;
         let labels = u64::from_be_bytes(r.array()?);
         let map_entry = PublicEntry::Map(MapRoot { root, labels }).to_bytes();
@@ -203,27 +204,13 @@ impl IdentityProof {
     }
 }
 
-/// Reads the layout front to back.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], BinaryError> {
-        if self.0.len() < n {
-            return Err(malformed("ends early"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+impl From<EndsEarly> for BinaryError {
+    fn from(_: EndsEarly) -> BinaryError {
+        malformed("ends early")
     }
+}
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], BinaryError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn text(&mut self, n: usize, name: &str) -> Result<String, BinaryError> {
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| malformed(format!("{name}: not UTF-8")))
-    }
+/// `n` bytes of UTF-8 text named `name`.
+fn text(r: &mut Reader<'_>, n: usize, name: &str) -> Result<String, BinaryError> {
+    String::from_utf8(r.take(n)?.to_vec()).map_err(|_| malformed(format!("{name}: not UTF-8")))
 }

@@ -25,6 +25,7 @@ use thiserror::Error;
 
 use super::hash::{inner_hash, leaf_hash, Hash32, LeafValue, EMPTY};
 use super::vrf::Label;
+use crate::reader::{EndsEarly, Reader};
 
 /// Deepest a path can go: the labels' bit length.
 pub const MAX_DEPTH: usize = 256;
@@ -219,22 +220,8 @@ impl MapProof {
     }
 }
 
-/// Reads a proof's bytes front to back.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], MapProofError> {
-        if self.0.len() < n {
-            return Err(MapProofError::Malformed("too short"));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], MapProofError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
+impl From<EndsEarly> for MapProofError {
+    fn from(_: EndsEarly) -> MapProofError {
+        MapProofError::Malformed("too short")
     }
 }
