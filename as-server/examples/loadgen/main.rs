@@ -309,7 +309,12 @@ fn main() {
         .map(|i| format!("load{i}.{run_id}@bench.example"))
         .collect();
     let mut requests = Vec::with_capacity(args.credentials);
+    let server_pids = _spawned.as_ref().map(Spawned::pids).unwrap_or_default();
+    let mut enrolling = std::time::Duration::ZERO;
+    let mut answers = Vec::new();
+    let enrollment_cpu = CpuMeter::start(server_pids.clone());
     for chunk in identities.chunks(50_000) {
+        let sent = std::time::Instant::now();
         let answer = client
             .post(
                 "/v1/admin/enrollments",
@@ -325,7 +330,17 @@ fn main() {
             "{}",
             String::from_utf8_lossy(&answer.body)
         );
-        for enrollment in answer.json()["enrollments"].as_array().unwrap() {
+        enrolling += sent.elapsed();
+        answers.push(answer.json());
+    }
+    println!(
+        "enrollments (admin bulk calls): {} in {:.2} s",
+        identities.len(),
+        enrolling.as_secs_f64()
+    );
+    enrollment_cpu.report(identities.len());
+    for answer in answers {
+        for enrollment in answer["enrollments"].as_array().unwrap() {
             let identity = enrollment["identity"].as_str().unwrap();
             let token = enrollment["token"].as_str().unwrap();
             let body = issue_request(identity, token, &new_key());
@@ -362,7 +377,7 @@ fn main() {
     let phase = Phase {
         frontends: &frontends,
         clients: args.clients,
-        server_pids: _spawned.as_ref().map(Spawned::pids).unwrap_or_default(),
+        server_pids,
     };
     let issue = requests
         .into_iter()

@@ -223,11 +223,40 @@ impl Directory {
     /// sequencer (a VRF proof is a few scalar multiplications): the sequencer then takes it
     /// from [`Directory::label_for`].
     pub fn compute_label(&self, identity: &str) {
-        let computed = self.keys.vrf().prove(identity);
+        self.keep_label(identity, self.keys.vrf().prove(identity));
+    }
+
+    /// Keeps `label`, the label and VRF proof of `identity` computed earlier (when its
+    /// enrollment was made), for [`Directory::label_for`]. The caller vouches for it: it
+    /// comes from this AS's own store, as the labels of logged identities do.
+    pub fn keep_label(&self, identity: &str, label: (Label, [u8; PROOF_LEN])) {
         let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
         if labels.len() < LABEL_CACHE {
-            labels.insert(identity.to_owned(), computed);
+            labels.insert(identity.to_owned(), label);
         }
+    }
+
+    /// The labels and VRF proofs of `identities`, in order, computed on every core: what an
+    /// enrollment prepares for identities not logged yet, so that their issuances need not.
+    pub fn compute_labels(&self, identities: &[&str]) -> Vec<(Label, [u8; PROOF_LEN])> {
+        let vrf = self.keys.vrf();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        if cores == 1 || identities.len() < 64 {
+            return identities.iter().map(|i| vrf.prove(i)).collect();
+        }
+        let per_thread = identities.len().div_ceil(cores);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = identities
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || part.iter().map(|i| vrf.prove(i)).collect::<Vec<_>>())
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect::<Vec<_>>()
+        })
     }
 
     /// Publishes a batch's map with the checkpoint that ends in its map entry, and starts a
@@ -589,6 +618,7 @@ pub(crate) mod testing {
 
     use super::empty_map_entry;
     use super::keys::DirectoryKeys;
+    use super::snapshot::MapStore;
     use crate::as_log::AsLog;
     use crate::entry::LogEntry;
     use crate::state::directory::{make_version, VersionRow};
@@ -596,6 +626,26 @@ pub(crate) mod testing {
     /// The keys the tests use.
     pub(crate) fn keys() -> DirectoryKeys {
         DirectoryKeys::from_secret(&[1; 32])
+    }
+
+    /// A store that keeps nothing.
+    pub(crate) struct NoSnapshots;
+
+    impl MapStore for NoSnapshots {
+        fn load(&self) -> std::io::Result<Option<super::snapshot::Snapshot>> {
+            Ok(None)
+        }
+        fn save(&self, _: u64, _: &Map) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The directory of `log` (made with [`directory_log`]), with [`keys`] and no snapshots.
+    pub(crate) fn directory_of(log: &AsLog) -> super::Directory {
+        let checkpoint = log.latest_checkpoint();
+        super::Directory::open(keys(), std::sync::Arc::new(NoSnapshots), log, checkpoint)
+            .unwrap()
+            .0
     }
 
     /// A log in `dir` holding the empty map's entry, then `changes` as one batch (updates and
@@ -671,29 +721,34 @@ mod tests {
 
     use kt_protocol::directory::public_entry::{MapRoot, PublicEntry};
 
-    use super::testing::{directory_log, first_batch, keys};
+    use super::testing::{directory_log, directory_of, first_batch};
     use super::*;
     use crate::state::test_ids::issue;
-
-    /// A store that keeps nothing.
-    struct NoSnapshots;
-
-    impl MapStore for NoSnapshots {
-        fn load(&self) -> std::io::Result<Option<snapshot::Snapshot>> {
-            Ok(None)
-        }
-        fn save(&self, _: u64, _: &Map) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// A log holding only the empty map's entry, in a folder of its own, and its directory.
     fn empty_directory() -> (tempfile::TempDir, AsLog, Directory) {
         let dir = tempfile::tempdir().unwrap();
         let log = directory_log(dir.path(), &[]);
-        let (directory, _) =
-            Directory::open(keys(), Arc::new(NoSnapshots), &log, log.latest_checkpoint()).unwrap();
+        let directory = directory_of(&log);
         (dir, log, directory)
+    }
+
+    #[test]
+    fn labels_computed_together_are_each_identitys_own_in_order() {
+        let (_dir, _log, directory) = empty_directory();
+        // Over 64: computed on every core, and joined back in order.
+        let identities: Vec<String> = (0..150).map(|n| format!("u{n}@b.co")).collect();
+        let names: Vec<&str> = identities.iter().map(String::as_str).collect();
+        let computed = directory.compute_labels(&names);
+        assert_eq!(computed.len(), names.len());
+        for (identity, label) in names.iter().zip(&computed) {
+            assert_eq!(*label, directory.keys().vrf().prove(identity));
+        }
+        assert_eq!(directory.compute_labels(&names[..2]), computed[..2]);
+
+        // A label kept for an identity is what its change takes.
+        directory.keep_label("u0@b.co", computed[0]);
+        assert_eq!(directory.label_for("u0@b.co", None), computed[0]);
     }
 
     #[test]

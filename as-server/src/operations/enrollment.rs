@@ -6,12 +6,17 @@
 //! stored in the shared database too), so a token answered is never lost and a stored one
 //! names nobody's secret.
 
+use std::collections::{HashMap, HashSet};
+
 use kt_protocol::api::{Enrollment, EnrollmentAnswer, EnrollmentRequest};
 use kt_protocol::pop::enrollment_id;
 
 use super::bad_identity;
 use crate::app::AppState;
+use crate::directory::Directory;
 use crate::refusal::{Refusal, RefusalKind};
+use crate::state::directory::LabelRow;
+use crate::state::{State, StateError};
 use crate::storage::{database_refusal, state_refusal};
 use crate::tokens::generate_token;
 use crate::unix_now;
@@ -71,13 +76,17 @@ pub async fn enroll(
         });
     }
     let state = app.state.get()?;
-    let stored = tokio::task::spawn_blocking(move || state.add_enrollments(&records))
-        .await
-        .map_err(Refusal::failed)?
-        // A storage fault refuses for now: nothing answered shows the enrollment (a journaled
-        // record without its store record has tokens nobody was given), and a store that
-        // failed is reopened by the sequencer.
-        .map_err(state_refusal)?;
+    let directory = app.directory.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let labels = prepare_labels(&state, &directory, &records)?;
+        state.add_prepared_enrollments(&records, &labels)
+    })
+    .await
+    .map_err(Refusal::failed)?
+    // A storage fault refuses for now: nothing answered shows the enrollment (a journaled
+    // record without its store record has tokens nobody was given), and a store that
+    // failed is reopened by the sequencer.
+    .map_err(state_refusal)?;
     let journaled = match stored {
         Ok(journaled) => journaled,
         Err(identity) => {
@@ -92,4 +101,61 @@ pub async fn enroll(
         shared.add(&journaled).await.map_err(database_refusal)?;
     }
     Ok(EnrollmentAnswer { enrollments })
+}
+
+/// The labels of the identities of `records` that were never logged, computed now (on every
+/// core) so that their issuances need not: an enrollment request of many identities is an
+/// admin's, made ahead, where an issuance is waited for by its client.
+fn prepare_labels(
+    state: &State,
+    directory: &Directory,
+    records: &[(String, String, u64)],
+) -> Result<HashMap<String, LabelRow>, StateError> {
+    let mut seen = HashSet::new();
+    let mut unlogged: Vec<&str> = Vec::new();
+    for (_, identity, _) in records {
+        if seen.insert(identity.as_str()) && state.label_row(identity)?.is_none() {
+            unlogged.push(identity);
+        }
+    }
+    let labels = directory.compute_labels(&unlogged);
+    Ok(unlogged
+        .into_iter()
+        .zip(labels)
+        .map(|(identity, (label, proof))| (identity.to_owned(), LabelRow::new(&label, &proof)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::testing::{directory_log, directory_of, keys};
+    use crate::state::test_ids::issue;
+
+    #[test]
+    fn labels_are_prepared_once_for_each_identity_never_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
+        let log = directory_log(&dir.path().join("log"), &[issue("a@b.co", "s1", "x")]);
+        let keys = keys();
+        let change_at = |i: u64| crate::directory::open_change(&keys, &log.entry(i).unwrap());
+        state
+            .catch_up(log.size(), change_at, |_| Ok([2; 32]))
+            .unwrap();
+        let directory = directory_of(&log);
+
+        let records: Vec<(String, String, u64)> = ["a@b.co", "b@b.co", "b@b.co", "c@b.co"]
+            .iter()
+            .enumerate()
+            .map(|(n, identity)| (format!("{n:064x}"), identity.to_string(), u64::MAX))
+            .collect();
+        let labels = prepare_labels(&state, &directory, &records).unwrap();
+        // a@b.co is logged: its label row holds its label already.
+        assert_eq!(labels.len(), 2);
+        for identity in ["b@b.co", "c@b.co"] {
+            let (label, proof) = keys.vrf().prove(identity);
+            assert_eq!(labels[identity], LabelRow::new(&label, &proof));
+        }
+    }
 }

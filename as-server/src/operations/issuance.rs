@@ -12,6 +12,7 @@ use crate::pop;
 use crate::refusal::{Refusal, RefusalKind};
 use crate::sequencer::Action;
 use crate::shared_enrollments::SharedEnrollments;
+use crate::state::directory::LabelRow;
 use crate::state::{EnrollmentRecord, State};
 use crate::storage::{database_refusal, state_refusal};
 use crate::unix_now;
@@ -55,7 +56,7 @@ pub async fn issue(app: &AppState, request: IssueRequest) -> Result<Issued, Refu
             record = take_in_shared(shared, &state, enrollment.to_hex()).await?;
         }
     }
-    match record {
+    let prepared_label = match record {
         Some(record) if record.identity == request.identity => {
             if record.used_by.is_some() {
                 return Err(Refusal::new(
@@ -63,6 +64,7 @@ pub async fn issue(app: &AppState, request: IssueRequest) -> Result<Issued, Refu
                     "the token was already used",
                 ));
             }
+            record.prepared_label
         }
         _ => {
             return Err(Refusal::new(
@@ -70,7 +72,7 @@ pub async fn issue(app: &AppState, request: IssueRequest) -> Result<Issued, Refu
                 "unknown enrollment token for this identity",
             ))
         }
-    }
+    };
     let key = match (&request.public_key, &request.signature, &request.csr) {
         (Some(key), Some(signature), None) => {
             let key = parse_key(key)?;
@@ -87,15 +89,18 @@ pub async fn issue(app: &AppState, request: IssueRequest) -> Result<Issued, Refu
             ))
         }
     };
-    // An identity's first change needs its VRF label (a few scalar multiplications): made
-    // here, on this request's worker, once the token and the proof hold, rather than in the
-    // sequencer that every change waits for.
+    // An identity's first change needs its VRF label (a few scalar multiplications): the one
+    // its enrollment prepared, or else made here, on this request's worker, once the token
+    // and the proof hold, rather than in the sequencer that every change waits for.
     if state
         .label_row(&request.identity)
         .map_err(state_refusal)?
         .is_none()
     {
-        app.directory.compute_label(&request.identity);
+        match prepared_label.as_ref().and_then(LabelRow::decode) {
+            Some(label) => app.directory.keep_label(&request.identity, label),
+            None => app.directory.compute_label(&request.identity),
+        }
     }
     drop(state);
     let binding = sign_credential(app, &request.identity, &key)?;

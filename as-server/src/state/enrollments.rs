@@ -94,6 +94,7 @@ impl State {
                     expires_at: record.expires_at,
                     epoch: record.epoch,
                     used_by: None,
+                    prepared_label: None,
                 };
                 batch.insert(key, encode(&enrollment));
                 restored += 1;
@@ -167,6 +168,17 @@ impl State {
         &self,
         enrollments: &[(String, String, u64)],
     ) -> Result<Result<Vec<JournalRecord>, String>, StateError> {
+        self.add_prepared_enrollments(enrollments, &Default::default())
+    }
+
+    /// [`State::add_enrollments`], each enrollment's record holding its identity's label from
+    /// `labels` (by identity) if it has one there ([`EnrollmentRecord::prepared_label`]). The
+    /// journal does not hold them: an enrollment restored from it has none.
+    pub fn add_prepared_enrollments(
+        &self,
+        enrollments: &[(String, String, u64)],
+        labels: &std::collections::HashMap<String, super::directory::LabelRow>,
+    ) -> Result<Result<Vec<JournalRecord>, String>, StateError> {
         if self.failed() || self.retired() {
             return Err(StateError::Unavailable);
         }
@@ -212,6 +224,7 @@ impl State {
                             expires_at: *expires_at,
                             epoch: epochs.get(identity.as_str()).copied().unwrap_or(0),
                             used_by: None,
+                            prepared_label: labels.get(identity).cloned(),
                         };
                         tx.insert(enrollment_key(id), encode(&record))?;
                     }
@@ -255,6 +268,7 @@ impl State {
             expires_at: record.expires_at,
             epoch: record.epoch,
             used_by: None,
+            prepared_label: None,
         };
         // Each written only if absent (a compare-and-swap from nothing; one that finds a
         // value leaves it): the sequencer owns existing identity records, and an existing
@@ -331,5 +345,46 @@ mod tests {
         let kept = journaled();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].identity, "new@b.co");
+    }
+
+    #[test]
+    fn an_enrollment_keeps_its_prepared_label_until_it_is_used() {
+        use crate::state::directory::LabelRow;
+        use kt_protocol::directory::vrf::Label;
+
+        let dir = tempfile::tempdir().unwrap();
+        let state =
+            State::open(&dir.path().join("state"), &dir.path().join("enrollments")).unwrap();
+        let row = LabelRow::new(
+            &Label([3; 32]),
+            &[4; kt_protocol::directory::vrf::PROOF_LEN],
+        );
+        let labels = [("a@b.co".to_string(), row.clone())].into();
+        state
+            .add_prepared_enrollments(
+                &[
+                    (enrollment_hex("e1"), "a@b.co".into(), u64::MAX),
+                    (enrollment_hex("e2"), "b@b.co".into(), u64::MAX),
+                ],
+                &labels,
+            )
+            .unwrap()
+            .unwrap();
+        let prepared = |name| {
+            let record = state.enrollment(&enrollment_hex(name)).unwrap().unwrap();
+            record.prepared_label
+        };
+        assert_eq!(prepared("e1"), Some(row));
+        assert_eq!(prepared("e2"), None);
+
+        // Used, its record drops the label (the identity's label row holds it from then on).
+        let mut overlay = state.overlay();
+        overlay
+            .apply_entry(0, &issue("a@b.co", "s1", "e1"))
+            .unwrap();
+        overlay.commit(1, [1; 32]).unwrap();
+        assert_eq!(prepared("e1"), None);
+        let used = state.enrollment(&enrollment_hex("e1")).unwrap().unwrap();
+        assert!(used.used_by.is_some());
     }
 }

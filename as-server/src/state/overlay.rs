@@ -190,6 +190,7 @@ impl Overlay<'_> {
                 let record = match self.enrollment(&enrollment)? {
                     Some(record) => EnrollmentRecord {
                         used_by: Some(serial),
+                        prepared_label: None,
                         ..record
                     },
                     None => EnrollmentRecord {
@@ -197,6 +198,7 @@ impl Overlay<'_> {
                         expires_at: 0,
                         epoch: identity.epoch,
                         used_by: Some(serial),
+                        prepared_label: None,
                     },
                 };
                 self.put(enrollment_key(&enrollment), &record);

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::directory::LabelRow;
 use crate::entry::RevocationReason;
 
 /// Whether an identity may hold credentials.
@@ -93,6 +94,13 @@ pub struct EnrollmentRecord {
     pub epoch: u64,
     /// The serial it was used for, once used.
     pub used_by: Option<String>,
+    /// The identity's label and VRF proof, computed when the enrollment was made if the
+    /// identity was not logged yet, so that its issuance need not (a VRF proof is the largest
+    /// part of an issuance's work); dropped when the enrollment is used. Only a shortcut: an
+    /// enrollment without it (made before, restored from the journal, or taken in from
+    /// another frontend) has its label computed at the issuance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_label: Option<LabelRow>,
 }
 
 /// A revoked credential, as the CRL lists it.
