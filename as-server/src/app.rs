@@ -115,19 +115,32 @@ pub fn open(config: &Config, material: setup::Material) -> Result<AppState, Stri
         .sign_checkpoint()
         .map_err(|e| format!("signing a checkpoint over the stored log: {e}"))?;
     let keys = material.directory_keys;
-    let (mut state, replayed) = crate::recovery::open_state(
-        &paths.file("state"),
-        &paths.file("enrollments"),
-        &log,
-        &keys,
-    )?;
-    state.keep_log(Arc::clone(&log), keys.clone());
+    // The state and the map are each made from the log alone: opened side by side, a start
+    // at a million identities waits for the slower of the two (sled's open) rather than for
+    // both in turn.
+    let snapshots = Arc::new(FileMapStore::new(&paths.file("directory.snapshot")));
+    let (state, directory) = std::thread::scope(|scope| {
+        let directory = scope.spawn(|| {
+            Directory::open(keys.clone(), snapshots, &log, checkpoint)
+                .map_err(|e| format!("directory: {e}"))
+        });
+        let state = crate::recovery::open_state(
+            &paths.file("state"),
+            &paths.file("enrollments"),
+            &log,
+            &keys,
+        );
+        let directory = directory
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (state, directory)
+    });
+    let (mut state, replayed) = state?;
+    state.keep_log(Arc::clone(&log), keys);
     if replayed > 0 {
         tracing::info!(replayed, "state caught up with the log");
     }
-    let snapshots = Arc::new(FileMapStore::new(&paths.file("directory.snapshot")));
-    let (directory, replayed) = Directory::open(keys, snapshots, &log, checkpoint)
-        .map_err(|e| format!("directory: {e}"))?;
+    let (directory, replayed) = directory?;
     if replayed > 0 {
         tracing::info!(replayed, "directory map caught up with the log");
     }

@@ -64,12 +64,29 @@ pub struct JournalRecord {
 pub struct Opened {
     /// The journal, ready for appends.
     pub journal: EnrollmentJournal,
-    /// Every intact record, oldest first.
+    /// The intact records, oldest first: every one, or (see `complete`) those from the
+    /// position the opener knew.
     pub records: Vec<JournalRecord>,
     /// Where each record ends in the file (the journal's length just after it).
     pub ends: Vec<u64>,
+    /// Whether `records` are all the journal's records, rather than those from a known
+    /// position ([`EnrollmentJournal::open_from`]).
+    pub complete: bool,
     /// Bytes of a torn tail that were cut off (0 after a clean stop).
     pub torn_bytes: u64,
+}
+
+/// A place in one journal: its generation, its length then, and where its last record then
+/// started (`end` itself if it had none). What the state store records of the journal, so
+/// that a start reads only what follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The journal's generation.
+    pub generation: [u8; 16],
+    /// Its length.
+    pub end: u64,
+    /// Where its last record starts.
+    pub last_start: u64,
 }
 
 /// The append-only enrollment journal.
@@ -83,6 +100,8 @@ struct Writer {
     file: File,
     /// Length of the intact records: where the next append goes.
     len: u64,
+    /// Where the last record starts (`len` if there is none).
+    last_start: u64,
     /// Set when a failed append could not be cut off: the next append cuts it first.
     cut_pending: bool,
 }
@@ -150,6 +169,70 @@ fn create_with(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
     write_atomic(path, &bytes, true)
 }
 
+/// The intact records of a journal file from `from` (a record boundary) to `file_len`.
+struct Suffix {
+    from: u64,
+    records: Vec<JournalRecord>,
+    /// Absolute ends.
+    ends: Vec<u64>,
+    /// The bytes after the intact records (a torn tail).
+    torn: Vec<u8>,
+}
+
+fn read_from(file: &File, from: u64, file_len: u64) -> io::Result<Suffix> {
+    let mut bytes = vec![0u8; (file_len - from) as usize];
+    file.read_exact_at(&mut bytes, from)?;
+    let (records, ends, intact) = parse(&bytes);
+    Ok(Suffix {
+        from,
+        records,
+        ends: ends.into_iter().map(|end| end + from).collect(),
+        torn: bytes.split_off(intact),
+    })
+}
+
+/// The opened journal from what `read` found: a torn tail is kept aside and cut off.
+fn finish(
+    path: &Path,
+    file: File,
+    generation: [u8; 16],
+    read: Suffix,
+    complete: bool,
+) -> io::Result<Opened> {
+    let len = read.ends.last().copied().unwrap_or(read.from);
+    let last_start = match read.ends.len() {
+        0 => len,
+        1 => read.from,
+        n => read.ends[n - 2],
+    };
+    let torn_bytes = read.torn.len() as u64;
+    if torn_bytes > 0 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let kept = path.with_extension(format!("torn-{nanos}"));
+        write_atomic(&kept, &read.torn, true)?;
+        file.set_len(len)?;
+        file.sync_all()?;
+    }
+    Ok(Opened {
+        journal: EnrollmentJournal {
+            path: path.to_path_buf(),
+            generation: Mutex::new(generation),
+            file: Mutex::new(Writer {
+                file,
+                len,
+                last_start,
+                cut_pending: false,
+            }),
+        },
+        records: read.records,
+        ends: read.ends,
+        complete,
+        torn_bytes,
+    })
+}
+
 impl EnrollmentJournal {
     /// Creates the journal at `path` holding `records`, atomically (no file or a whole one).
     pub fn create(path: &Path, records: &[JournalRecord]) -> io::Result<()> {
@@ -158,13 +241,25 @@ impl EnrollmentJournal {
 
     /// Opens the journal at `path`, creating it if absent, and reads every intact record.
     pub fn open(path: &Path) -> io::Result<Opened> {
+        EnrollmentJournal::open_from(path, None)
+    }
+
+    /// Opens the journal at `path`, creating it if absent, and reads its intact records from
+    /// `known` on: the last record there and every later one, so that a start does not read
+    /// records its store holds already. Every record is read instead when `known` is `None`,
+    /// of another generation, or not a record boundary of this journal whose last record ends
+    /// at its `end`: a wrong position costs a full read, and never cuts off a record.
+    pub fn open_from(path: &Path, known: Option<Position>) -> io::Result<Opened> {
         if !path.try_exists()? {
             create_with(path, &[])?;
         }
-        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        if bytes.len() < HEADER_LEN || bytes.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file_len = file.metadata()?.len();
+        let mut header = [0u8; HEADER_LEN];
+        if file_len < HEADER_LEN as u64
+            || file.read_exact_at(&mut header, 0).is_err()
+            || header[..MAGIC.len()] != MAGIC[..]
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -174,41 +269,35 @@ impl EnrollmentJournal {
             ));
         }
         let mut generation = [0u8; 16];
-        generation.copy_from_slice(&bytes[MAGIC.len()..HEADER_LEN]);
-        let (records, mut ends, intact) = parse(&bytes[HEADER_LEN..]);
-        for end in &mut ends {
-            *end += HEADER_LEN as u64;
+        generation.copy_from_slice(&header[MAGIC.len()..]);
+        let resumed = known.filter(|k| {
+            k.generation == generation
+                && HEADER_LEN as u64 <= k.last_start
+                && k.last_start <= k.end
+                && k.end <= file_len
+        });
+        if let Some(known) = resumed {
+            let read = read_from(&file, known.last_start, file_len)?;
+            let stored_last_whole = match read.ends.first() {
+                Some(&first_end) => known.last_start < known.end && first_end == known.end,
+                None => known.last_start == known.end,
+            };
+            if stored_last_whole {
+                return finish(path, file, generation, read, false);
+            }
         }
-        let len = (HEADER_LEN + intact) as u64;
-        let torn_bytes = bytes.len() as u64 - len;
-        if torn_bytes > 0 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let kept = path.with_extension(format!("torn-{nanos}"));
-            write_atomic(&kept, &bytes[len as usize..], true)?;
-            file.set_len(len)?;
-            file.sync_all()?;
-        }
-        Ok(Opened {
-            journal: EnrollmentJournal {
-                path: path.to_path_buf(),
-                generation: Mutex::new(generation),
-                file: Mutex::new(Writer {
-                    file,
-                    len,
-                    cut_pending: false,
-                }),
-            },
-            records,
-            ends,
-            torn_bytes,
-        })
+        let read = read_from(&file, HEADER_LEN as u64, file_len)?;
+        finish(path, file, generation, read, true)
     }
 
-    /// The journal's length: where the next record will start.
-    pub fn end(&self) -> u64 {
-        self.file.lock().map_or(0, |w| w.len)
+    /// Where the journal stands: its generation, length and last record's start.
+    pub fn position(&self) -> Position {
+        let (end, last_start) = self.file.lock().map_or((0, 0), |w| (w.len, w.last_start));
+        Position {
+            generation: self.generation(),
+            end,
+            last_start,
+        }
     }
 
     /// This journal's generation (see the module doc).
@@ -217,11 +306,14 @@ impl EnrollmentJournal {
     }
 
     /// Appends `records` and syncs them to the device before returning (see the module doc).
-    /// Returns the journal's length after them.
-    pub fn append(&self, records: &[JournalRecord]) -> io::Result<u64> {
+    /// Returns the journal's position after them.
+    pub fn append(&self, records: &[JournalRecord]) -> io::Result<Position> {
         let mut bytes = Vec::with_capacity(records.len() * 160);
+        let mut last_len = 0;
         for record in records {
-            bytes.extend_from_slice(&frame(record));
+            let framed = frame(record);
+            last_len = framed.len();
+            bytes.extend_from_slice(&framed);
         }
         let mut writer = self
             .file
@@ -242,7 +334,16 @@ impl EnrollmentJournal {
         match written {
             Ok(()) => {
                 writer.len = at + bytes.len() as u64;
-                Ok(writer.len)
+                if !records.is_empty() {
+                    writer.last_start = writer.len - last_len as u64;
+                }
+                let (end, last_start) = (writer.len, writer.last_start);
+                drop(writer);
+                Ok(Position {
+                    generation: self.generation(),
+                    end,
+                    last_start,
+                })
             }
             Err(error) => {
                 writer.cut_pending = writer
@@ -256,8 +357,8 @@ impl EnrollmentJournal {
     }
 
     /// Replaces the journal by one holding only `keep` (those records still useful), atomically,
-    /// with a new generation. For the start, before any append. Returns the new length.
-    pub fn rewrite(&self, keep: &[JournalRecord]) -> io::Result<u64> {
+    /// with a new generation. For the start, before any append. Returns the new position.
+    pub fn rewrite(&self, keep: &[JournalRecord]) -> io::Result<Position> {
         let mut writer = self
             .file
             .lock()
@@ -267,15 +368,20 @@ impl EnrollmentJournal {
         let mut header = [0u8; HEADER_LEN];
         file.read_exact(&mut header)?;
         let len = file.metadata()?.len();
+        let last_start = keep
+            .last()
+            .map_or(len, |last| len - frame(last).len() as u64);
         *writer = Writer {
             file,
             len,
+            last_start,
             cut_pending: false,
         };
         if let Ok(mut generation) = self.generation.lock() {
             generation.copy_from_slice(&header[MAGIC.len()..]);
         }
-        Ok(len)
+        drop(writer);
+        Ok(self.position())
     }
 }
 
@@ -293,6 +399,70 @@ mod tests {
     }
 
     #[test]
+    fn a_start_from_a_known_position_reads_its_last_record_and_the_later_ones_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enrollments");
+        let opened = EnrollmentJournal::open(&path).unwrap();
+        let empty = opened.journal.position();
+        assert_eq!(empty.last_start, empty.end);
+        opened.journal.append(&[record(1), record(2)]).unwrap();
+        let known = opened.journal.append(&[record(3), record(4)]).unwrap();
+        opened.journal.append(&[record(5)]).unwrap();
+        drop(opened);
+
+        let opened = EnrollmentJournal::open_from(&path, Some(known)).unwrap();
+        assert!(!opened.complete);
+        assert_eq!(opened.records, [record(4), record(5)]);
+        assert_eq!(opened.ends[0], known.end);
+        assert_eq!(opened.ends.len(), 2);
+        // Appends go on after them, and a full read finds every record.
+        opened.journal.append(&[record(6)]).unwrap();
+        drop(opened);
+        let all = EnrollmentJournal::open(&path).unwrap().records;
+        assert_eq!(all, (1..=6).map(record).collect::<Vec<_>>());
+
+        // The journal's own position reads its last record only.
+        let opened = EnrollmentJournal::open_from(&path, Some(all_position(&path))).unwrap();
+        assert!(!opened.complete);
+        assert_eq!(opened.records, [record(6)]);
+
+        // A position that is no record boundary, past the end, or of another generation
+        // costs a full read and cuts nothing off.
+        for wrong in [
+            Position {
+                last_start: known.last_start + 1,
+                ..known
+            },
+            Position {
+                end: known.end - 1,
+                ..known
+            },
+            Position {
+                end: 1 << 40,
+                ..known
+            },
+            Position {
+                generation: [9; 16],
+                ..known
+            },
+            Position {
+                last_start: known.end,
+                ..known
+            },
+        ] {
+            let opened = EnrollmentJournal::open_from(&path, Some(wrong)).unwrap();
+            assert!(opened.complete, "{wrong:?}");
+            assert_eq!(opened.records.len(), 6, "{wrong:?}");
+            assert_eq!(opened.torn_bytes, 0, "{wrong:?}");
+        }
+    }
+
+    /// The position of the journal at `path` as it is.
+    fn all_position(path: &Path) -> Position {
+        EnrollmentJournal::open(path).unwrap().journal.position()
+    }
+
+    #[test]
     fn records_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("enrollments");
@@ -300,12 +470,15 @@ mod tests {
         assert!(opened.records.is_empty());
         let generation = opened.journal.generation();
         opened.journal.append(&[record(1), record(2)]).unwrap();
-        let end = opened.journal.append(&[record(3)]).unwrap();
+        let position = opened.journal.append(&[record(3)]).unwrap();
         drop(opened);
         let opened = EnrollmentJournal::open(&path).unwrap();
         assert_eq!(opened.records, [record(1), record(2), record(3)]);
-        assert_eq!(opened.ends.last(), Some(&end));
-        assert_eq!(end, std::fs::metadata(&path).unwrap().len());
+        assert!(opened.complete);
+        assert_eq!(opened.ends.last(), Some(&position.end));
+        assert_eq!(position.end, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(position.last_start, opened.ends[1]);
+        assert_eq!(opened.journal.position(), position);
         assert_eq!(opened.journal.generation(), generation);
         assert_eq!(opened.torn_bytes, 0);
         use std::os::unix::fs::PermissionsExt;

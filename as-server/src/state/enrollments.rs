@@ -3,13 +3,47 @@
 //! leave the journal.
 
 use super::*;
-use crate::enrollment_journal::JournalRecord;
+use crate::enrollment_journal::{JournalRecord, Position};
 
 /// Journaled enrollments that expired this long ago are dropped from the journal at start
 /// (no token can use them any more), once they are at least half of it.
 const JOURNAL_KEEPS_EXPIRED_FOR: u64 = 24 * 3600;
+/// A start reads the whole journal to look for such enrollments only if it was last read
+/// whole this long ago: other starts read only the records the store does not hold yet (a
+/// million journaled enrollments take most of a second to read). Records only ever become
+/// droppable as time passes, so this delays a compaction by at most this long.
+const JOURNAL_CHECKED_EVERY: u64 = 12 * 3600;
 /// ... and at least this many: small journals are not worth rewriting.
 const JOURNAL_COMPACTS_FROM: usize = 1_024;
+
+/// The journal position a [`JOURNAL_END_KEY`] value holds: generation, end and last
+/// record's start. A value of the earlier layout, without the last record's start, gives
+/// none, and so a start that reads the whole journal (and then writes the value anew).
+pub(super) fn stored_position(value: &[u8]) -> Option<Position> {
+    let value: &[u8; 32] = value.try_into().ok()?;
+    let number = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&value[at..at + 8]);
+        u64::from_be_bytes(bytes)
+    };
+    let mut generation = [0u8; 16];
+    generation.copy_from_slice(&value[..16]);
+    Some(Position {
+        generation,
+        end: number(16),
+        last_start: number(24),
+    })
+}
+
+/// Whether a start at `now` should read the whole journal for its expired records
+/// ([`JOURNAL_CHECKED_EVERY`]).
+pub(super) fn compaction_due(tree: &sled::Tree, now: u64) -> Result<bool, StateError> {
+    let checked = tree
+        .get(JOURNAL_CHECKED_KEY)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes);
+    Ok(checked.is_none_or(|checked| now.saturating_sub(checked) >= JOURNAL_CHECKED_EVERY))
+}
 
 /// The enrollments of `tree` still usable (unused, unexpired), as journal records.
 pub(super) fn pending_enrollments(tree: &sled::Tree) -> Result<Vec<JournalRecord>, StateError> {
@@ -36,17 +70,22 @@ impl State {
         let Some(value) = self.tree.get(JOURNAL_END_KEY)? else {
             return Ok(None);
         };
-        let generation = self.journal.generation();
-        if value.len() != 24 || value[..16] != generation {
+        // Generation and end; a value of the earlier layout ends there.
+        if (value.len() != 24 && value.len() != 32) || value[..16] != self.journal.generation() {
             return Ok(None);
         }
         let mut end = [0u8; 8];
-        end.copy_from_slice(&value[16..]);
+        end.copy_from_slice(&value[16..24]);
         Ok(Some(u64::from_be_bytes(end)))
     }
 
-    fn journal_end_value(&self, end: u64) -> Vec<u8> {
-        [&self.journal.generation()[..], &end.to_be_bytes()].concat()
+    fn journal_end_value(position: &Position) -> Vec<u8> {
+        [
+            &position.generation[..],
+            &position.end.to_be_bytes(),
+            &position.last_start.to_be_bytes(),
+        ]
+        .concat()
     }
 
     /// Writes each journaled enrollment the store does not hold (with its identity's record,
@@ -101,16 +140,19 @@ impl State {
             }
             self.tree.apply_batch(batch)?;
         }
-        self.tree
-            .insert(JOURNAL_END_KEY, self.journal_end_value(self.journal.end()))?;
+        self.tree.insert(
+            JOURNAL_END_KEY,
+            State::journal_end_value(&self.journal.position()),
+        )?;
         if restored > 0 {
             tracing::info!(restored, "enrollments restored from the enrollment journal");
         }
         Ok(())
     }
 
-    /// Rewrites the journal without the enrollments that expired more than a day ago, when
-    /// they are most of it, so that it does not grow without bound.
+    /// Rewrites the journal (whose every record is `records`) without the enrollments that
+    /// expired more than a day ago, when they are most of it, so that it does not grow
+    /// without bound; records that it looked at `now`.
     pub(super) fn compact_journal(
         &self,
         records: Vec<JournalRecord>,
@@ -122,11 +164,12 @@ impl State {
             .filter(|r| r.expires_at.saturating_add(JOURNAL_KEEPS_EXPIRED_FOR) > now)
             .collect();
         let dropped = total - keep.len();
+        self.tree.insert(JOURNAL_CHECKED_KEY, &now.to_be_bytes())?;
         if dropped >= JOURNAL_COMPACTS_FROM && dropped * 2 >= total {
-            let end = self.journal.rewrite(&keep).map_err(StateError::Journal)?;
+            let position = self.journal.rewrite(&keep).map_err(StateError::Journal)?;
             // Every kept record is in the store: restored above.
             self.tree
-                .insert(JOURNAL_END_KEY, self.journal_end_value(end))?;
+                .insert(JOURNAL_END_KEY, State::journal_end_value(&position))?;
             tracing::info!(dropped, kept = keep.len(), "enrollment journal compacted");
         }
         Ok(())
@@ -240,7 +283,7 @@ impl State {
         }
         self.written(
             self.tree
-                .insert(JOURNAL_END_KEY, self.journal_end_value(journal_end)),
+                .insert(JOURNAL_END_KEY, State::journal_end_value(&journal_end)),
         )?;
         Ok(Ok(journaled))
     }
@@ -341,10 +384,30 @@ mod tests {
             .unwrap();
         let journaled = || EnrollmentJournal::open(&journal).unwrap().records;
         assert_eq!(journaled().len(), JOURNAL_COMPACTS_FROM + 1);
+        // The journal was read whole at the first open, just now: a start within
+        // JOURNAL_CHECKED_EVERY reads only what the store lacks, and leaves it.
+        drop(super::reopen_for_test(&store, &journal));
+        assert_eq!(journaled().len(), JOURNAL_COMPACTS_FROM + 1);
+        // One later than that reads it whole, and drops the long-expired records.
+        let state = super::reopen_for_test(&store, &journal);
+        let long_ago = crate::unix_now() - JOURNAL_CHECKED_EVERY;
+        state
+            .tree
+            .insert(JOURNAL_CHECKED_KEY, &long_ago.to_be_bytes())
+            .unwrap();
+        state.db.flush().unwrap();
+        drop(state);
         drop(super::reopen_for_test(&store, &journal));
         let kept = journaled();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].identity, "new@b.co");
+        // The new journal's records are all in the store, which says so: a start reads
+        // from its last record, and the store still holds the kept enrollment.
+        let state = super::reopen_for_test(&store, &journal);
+        let position = state.journal.position();
+        let stored = stored_position(&state.tree.get(JOURNAL_END_KEY).unwrap().unwrap());
+        assert_eq!(stored, Some(position));
+        assert!(state.enrollment(&id(99_999)).unwrap().is_some());
     }
 
     #[test]
@@ -386,5 +449,35 @@ mod tests {
         assert_eq!(prepared("e1"), None);
         let used = state.enrollment(&enrollment_hex("e1")).unwrap().unwrap();
         assert!(used.used_by.is_some());
+    }
+
+    #[test]
+    fn a_start_restores_the_enrollments_journaled_after_what_the_store_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, journal) = (dir.path().join("state"), dir.path().join("enrollments"));
+        let state = State::open(&store, &journal).unwrap();
+        state
+            .add_enrollments(&[(enrollment_hex("e1"), "a@b.co".into(), u64::MAX)])
+            .unwrap()
+            .unwrap();
+        // A crash after the journal's append and before the store's write.
+        state
+            .journal
+            .append(&[JournalRecord {
+                id: enrollment_hex("e2"),
+                identity: "b@b.co".into(),
+                expires_at: u64::MAX,
+                epoch: 0,
+            }])
+            .unwrap();
+        state.db.flush().unwrap();
+        drop(state);
+        let state = super::reopen_for_test(&store, &journal);
+        for (name, identity) in [("e1", "a@b.co"), ("e2", "b@b.co")] {
+            let record = state.enrollment(&enrollment_hex(name)).unwrap().unwrap();
+            assert_eq!(record.identity, identity);
+        }
+        let stored = stored_position(&state.tree.get(JOURNAL_END_KEY).unwrap().unwrap());
+        assert_eq!(stored, Some(state.journal.position()));
     }
 }

@@ -115,6 +115,14 @@ const JOURNAL_END_KEY: &[u8] = b"m/journal-end";
 pub const ENROLLMENT_CHUNK: usize = 1_000;
 /// Index of the latest revocation entry applied (JSON number): what the CRL cache checks.
 const LAST_REVOCATION_KEY: &[u8] = b"m/last-revocation";
+/// When the journal was last read whole for its expired records (u64 big-endian Unix
+/// seconds; see `enrollments`).
+const JOURNAL_CHECKED_KEY: &[u8] = b"m/journal-checked";
+/// The most memory sled's cache of the store's pages takes (its default is 1 GiB). The
+/// operating system's page cache keeps the files' hot pages anyway, so a small one costs a
+/// decode of pages read again, while the default grows a server's memory by up to a gibibyte
+/// as lookups touch the pages of a large store.
+const STATE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Version of the records' layout (u64 big-endian); absent before version 1.
 const FORMAT_KEY: &[u8] = b"m/format";
 /// Version 1: identity records say whether the log has an entry of them (`logged`).
@@ -171,7 +179,10 @@ impl State {
         // out in small steps: left to the kernel's 30-second writeback, it leaves in bursts of
         // over 100 MB that stall the log's syncs behind them. sled panics on some damaged
         // files instead of answering an error: that is a damaged store too.
-        let config = sled::Config::new().path(dir).flush_every_ms(Some(500));
+        let config = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(500))
+            .cache_capacity(STATE_CACHE_BYTES);
         let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
             .map_err(|_| StateError::Panicked)??;
         let tree = db.open_tree("as")?;
@@ -187,7 +198,15 @@ impl State {
                 );
             }
         }
-        let opened = EnrollmentJournal::open(journal).map_err(StateError::Journal)?;
+        // The store says up to where it holds the journal's records: read only what follows,
+        // unless the journal is due for a look at its expired records (a full read).
+        let now = crate::unix_now();
+        let known = tree
+            .get(JOURNAL_END_KEY)?
+            .and_then(|value| enrollments::stored_position(&value));
+        let due = enrollments::compaction_due(&tree, now)?;
+        let opened = EnrollmentJournal::open_from(journal, known.filter(|_| !due))
+            .map_err(StateError::Journal)?;
         if opened.torn_bytes > 0 {
             tracing::warn!(
                 bytes = opened.torn_bytes,
@@ -216,7 +235,9 @@ impl State {
             .store(probed.wrapping_add(1), std::sync::atomic::Ordering::Relaxed);
         state.upgrade()?;
         state.restore_enrollments(&opened.records, &opened.ends)?;
-        state.compact_journal(opened.records, crate::unix_now())?;
+        if opened.complete {
+            state.compact_journal(opened.records, now)?;
+        }
         Ok(state)
     }
 
