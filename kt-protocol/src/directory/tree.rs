@@ -43,6 +43,25 @@ pub struct Leaf {
     pub value: LeafValue,
 }
 
+impl Leaf {
+    /// The leaf written as `label ‖ u64be(version) ‖ head` ([`Map::write_leaves`]).
+    pub fn from_bytes(bytes: &[u8; LEAF_BYTES]) -> Leaf {
+        let mut label = [0u8; 32];
+        label.copy_from_slice(&bytes[..32]);
+        let mut version = [0u8; 8];
+        version.copy_from_slice(&bytes[32..40]);
+        let mut head = [0u8; 32];
+        head.copy_from_slice(&bytes[40..]);
+        Leaf {
+            label: Label(label),
+            value: LeafValue {
+                version: u64::from_be_bytes(version),
+                head,
+            },
+        }
+    }
+}
+
 /// The map; see the module documentation.
 #[derive(Clone)]
 pub struct Map {
@@ -119,7 +138,10 @@ impl Map {
             buckets[bucket_of(&leaf.label)].push(leaf);
         }
         let mut map = Map::new();
-        for (b, leaves) in buckets.into_iter().enumerate() {
+        for (b, mut leaves) in buckets.into_iter().enumerate() {
+            // Filled by pushes: without their spare room, a million leaves take about a
+            // fifth less memory.
+            leaves.shrink_to_fit();
             map.counts[BUCKETS + b] = leaves.len() as u64;
             map.nodes[BUCKETS + b] = subtree(&leaves, BUCKET_BITS);
             map.buckets[b] = Arc::new(leaves);
@@ -182,21 +204,12 @@ impl Map {
         if !bytes.len().is_multiple_of(LEAF_BYTES) {
             return None;
         }
-        Map::from_sorted(bytes.chunks_exact(LEAF_BYTES).map(|chunk| {
-            let mut label = [0u8; 32];
-            label.copy_from_slice(&chunk[..32]);
-            let mut version = [0u8; 8];
-            version.copy_from_slice(&chunk[32..40]);
-            let mut head = [0u8; 32];
-            head.copy_from_slice(&chunk[40..]);
-            Leaf {
-                label: Label(label),
-                value: LeafValue {
-                    version: u64::from_be_bytes(version),
-                    head,
-                },
-            }
-        }))
+        Map::from_sorted(
+            bytes
+                .chunks_exact(LEAF_BYTES)
+                .filter_map(|chunk| chunk.try_into().ok())
+                .map(Leaf::from_bytes),
+        )
     }
 
     /// The proof of `label` against [`Map::root`], and its value if present.
