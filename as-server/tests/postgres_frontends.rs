@@ -340,12 +340,12 @@ fn a_newer_schema_or_another_log_key_is_refused_at_start_with_a_clear_message() 
     let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
     client
         .execute(
-            "UPDATE schema_version SET version = 2 WHERE component = 'as-enrollments'",
+            "UPDATE schema_version SET version = 3 WHERE component = 'as-enrollments'",
             &[],
         )
         .unwrap();
     let stderr = refused_start(&data, &db.url);
-    assert!(stderr.contains("enrollment table is version 2"), "{stderr}");
+    assert!(stderr.contains("enrollment table is version 3"), "{stderr}");
     client
         .execute(
             "UPDATE schema_version SET version = 2 WHERE component = 'log'",
@@ -432,4 +432,62 @@ fn a_frontend_takes_in_the_enrollments_another_announces_as_they_are_made() {
         let answer = b.issue(identity, token, &new_key());
         assert_eq!(answer.status, 201, "{:?}", status_and_body(&answer));
     }
+}
+
+#[test]
+fn an_enrollment_table_of_version_1_is_migrated_and_carries_prepared_labels() {
+    let db = test_database();
+    // Killed, not dropped: its data folder lives as long as it does.
+    let mut first = first_frontend(&db.url);
+    first.kill();
+    // The table as version 1 made it: no label column.
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE as_enrollments DROP COLUMN label; \
+             UPDATE schema_version SET version = 1 WHERE component = 'as-enrollments'",
+        )
+        .unwrap();
+    let a = Server::start_in(
+        &first.data,
+        Some(first.admin_token.clone()),
+        &["--store", &db.url],
+    );
+    let version: i32 = client
+        .query_one(
+            "SELECT version FROM schema_version WHERE component = 'as-enrollments'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+
+    // An enrollment stores its identity's label and VRF proof, which the frontend that
+    // redeems the token takes (an issuance whose answer verifies), and null for one logged.
+    let folder = tempfile::tempdir().unwrap();
+    let b = another_frontend(&a, &db.url, folder.path());
+    let tokens = a.enroll(&["migrated@example.com"]);
+    let mut label = |identity: &str| -> Vec<Option<Vec<u8>>> {
+        client
+            .query(
+                "SELECT label FROM as_enrollments WHERE identity = $1",
+                &[&identity],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    let stored = label("migrated@example.com");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].as_ref().map(Vec::len), Some(32 + 80));
+    let answer = b.issue("migrated@example.com", &tokens[0], &new_key());
+    assert_eq!(answer.status, 201, "{:?}", status_and_body(&answer));
+    b.verify_directory(&answer.json()["directory"]);
+    // b, whose state has the issuance, enrolls it again with no label (a would prepare one
+    // until its state follows the log there).
+    b.enroll(&["migrated@example.com"]);
+    let stored = label("migrated@example.com");
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored.iter().filter(|l| l.is_none()).count(), 1);
 }

@@ -79,7 +79,8 @@ pub async fn enroll(
     let directory = app.directory.clone();
     let stored = tokio::task::spawn_blocking(move || {
         let labels = prepare_labels(&state, &directory, &records)?;
-        state.add_prepared_enrollments(&records, &labels)
+        let stored = state.add_prepared_enrollments(&records, &labels)?;
+        Ok::<_, StateError>(stored.map(|journaled| (journaled, labels)))
     })
     .await
     .map_err(Refusal::failed)?
@@ -87,8 +88,8 @@ pub async fn enroll(
     // record without its store record has tokens nobody was given), and a store that
     // failed is reopened by the sequencer.
     .map_err(state_refusal)?;
-    let journaled = match stored {
-        Ok(journaled) => journaled,
+    let (journaled, labels) = match stored {
+        Ok(stored) => stored,
         Err(identity) => {
             return Err(Refusal::new(
                 RefusalKind::IdentityRevoked,
@@ -98,7 +99,10 @@ pub async fn enroll(
     };
     if let Some(shared) = &app.shared_enrollments {
         // Every frontend must be able to redeem the tokens before they are given out.
-        shared.add(&journaled).await.map_err(database_refusal)?;
+        shared
+            .add(&journaled, &labels)
+            .await
+            .map_err(database_refusal)?;
     }
     Ok(EnrollmentAnswer { enrollments })
 }

@@ -165,6 +165,8 @@ async fn take_in_shared(
         return Ok(None);
     };
     // A few writes to the state's store (no disk sync: see `import_enrollment`).
-    state.import_enrollment(&found).map_err(state_refusal)?;
+    state
+        .import_enrollment(&found.record, found.label.as_ref())
+        .map_err(state_refusal)?;
     state.enrollment(&id).map_err(state_refusal)
 }

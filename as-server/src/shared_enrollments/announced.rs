@@ -87,9 +87,9 @@ async fn listen_once(
 
 /// Takes `records` into `state`; one that fails is looked up again when its token is
 /// redeemed.
-fn import_all(state: &State, records: &[crate::enrollment_journal::JournalRecord]) {
-    for record in records {
-        if let Err(error) = state.import_enrollment(record) {
+fn import_all(state: &State, records: &[super::SharedEnrollment]) {
+    for shared in records {
+        if let Err(error) = state.import_enrollment(&shared.record, shared.label.as_ref()) {
             tracing::debug!(%error, "taking in another frontend's enrollment");
             return;
         }

@@ -25,11 +25,15 @@
 //! in those the others announce, as they are made ([`announced`]): a redemption at another
 //! frontend then usually finds the token in that frontend's state, with no lookup here.
 //!
-//! **Schema** (created at first open; `schema_version` row `('as-enrollments', 1)`, another
-//! version refused): `as_enrollments(id text primary key, identity text, expires_at bigint,
-//! epoch bigint)`, the fields of a [`JournalRecord`]. Rows expired for more than a day are
-//! deleted at open.
+//! **Schema** (created at first open; `schema_version` row `('as-enrollments', 2)`; version 1
+//! is migrated, a newer one refused): `as_enrollments(id text primary key, identity text,
+//! expires_at bigint, epoch bigint, label bytea)`, the fields of a [`JournalRecord`] and the
+//! identity's VRF label and proof prepared at enrollment (112 bytes, or null: see
+//! [`crate::state::EnrollmentRecord::prepared_label`]), so that the frontend that redeems
+//! the token need not compute them. Version 1 lacked `label`. Rows expired for more than a
+//! day are deleted at open.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -38,11 +42,14 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use kt_protocol::directory::vrf::{Label, PROOF_LEN};
+
 use crate::enrollment_journal::JournalRecord;
+use crate::state::directory::LabelRow;
 use crate::state::shared::SharedState;
 
 /// The version of the enrollment table this build reads and writes.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// Advisory lock key serialising schema creation between frontends starting at once.
 const SCHEMA_LOCK: i64 = 0x6173_5f65_6e72; // "as_enr"
 /// Enrollments expired this long ago are deleted at open.
@@ -59,8 +66,14 @@ CREATE TABLE as_enrollments (
     id text PRIMARY KEY,
     identity text NOT NULL,
     expires_at bigint NOT NULL,
-    epoch bigint NOT NULL CHECK (epoch >= 0)
+    epoch bigint NOT NULL CHECK (epoch >= 0),
+    label bytea
 );";
+
+/// From version 1, which had no prepared labels.
+const MIGRATE_FROM_1: &str = "
+ALTER TABLE as_enrollments ADD COLUMN label bytea;
+UPDATE schema_version SET version = 2 WHERE component = 'as-enrollments';";
 
 mod announced;
 
@@ -91,18 +104,40 @@ struct Connection {
 
 /// The lookup of enrollments by id (the columns [`record_of`] reads): one at a redemption,
 /// those announced together by their ids ([`announced`]).
-const FIND: &str = "SELECT id, identity, expires_at, epoch FROM as_enrollments WHERE id = ANY($1)";
+const FIND: &str =
+    "SELECT id, identity, expires_at, epoch, label FROM as_enrollments WHERE id = ANY($1)";
 
-/// The enrollment in a row of `id, identity, expires_at, epoch`.
-fn record_of(row: &tokio_postgres::Row) -> Result<JournalRecord, String> {
+/// An enrollment as the table holds it.
+pub struct SharedEnrollment {
+    /// The enrollment.
+    pub record: JournalRecord,
+    /// Its identity's label and VRF proof, if they were prepared.
+    pub label: Option<LabelRow>,
+}
+
+/// The enrollment in a row of `id, identity, expires_at, epoch, label`. A label that is not
+/// 112 bytes (the label, then its VRF proof) is taken as none: it is only a shortcut.
+fn record_of(row: &tokio_postgres::Row) -> Result<SharedEnrollment, String> {
     let id: String = row.get(0);
     let (expires_at, epoch): (i64, i64) = (row.get(2), row.get(3));
-    Ok(JournalRecord {
+    let label = row.get::<_, Option<&[u8]>>(4).and_then(|bytes| {
+        let label: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+        let proof: [u8; PROOF_LEN] = bytes.get(32..)?.try_into().ok()?;
+        Some(LabelRow::new(&Label(label), &proof))
+    });
+    let record = JournalRecord {
         identity: row.get(1),
         expires_at: u64::try_from(expires_at).unwrap_or(0),
         epoch: u64::try_from(epoch).map_err(|_| format!("enrollment {id}: negative epoch"))?,
         id,
-    })
+    };
+    Ok(SharedEnrollment { record, label })
+}
+
+/// A prepared label's column: the label, then its VRF proof.
+fn label_column(label: &LabelRow) -> Option<Vec<u8>> {
+    let (label, proof) = label.decode()?;
+    Some([&label.0[..], &proof[..]].concat())
 }
 
 /// `client`, its statements prepared (the table must exist).
@@ -267,28 +302,38 @@ impl SharedEnrollments {
         Err("the database closed the connection twice".into())
     }
 
-    /// Stores `records` in one statement, durable when it returns: all or none. Ids are
-    /// digests of fresh random tokens, so one already there can only be this call's own, made
-    /// again after a connection broke as it committed.
-    pub async fn add(&self, records: &[JournalRecord]) -> Result<(), String> {
+    /// Stores `records`, each with its identity's prepared label from `labels` if it has
+    /// one there, in one statement, durable when it returns: all or none. Ids are digests of
+    /// fresh random tokens, so one already there can only be this call's own, made again
+    /// after a connection broke as it committed.
+    pub async fn add(
+        &self,
+        records: &[JournalRecord],
+        labels: &HashMap<String, LabelRow>,
+    ) -> Result<(), String> {
         let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let identities: Vec<&str> = records.iter().map(|r| r.identity.as_str()).collect();
         let expiries: Vec<i64> = records.iter().map(|r| to_i64(r.expires_at)).collect();
         let epochs: Vec<i64> = records.iter().map(|r| to_i64(r.epoch)).collect();
+        let label_columns: Vec<Option<Vec<u8>>> = records
+            .iter()
+            .map(|r| labels.get(&r.identity).and_then(label_column))
+            .collect();
         let announcements: Vec<String> = ids
             .chunks(IDS_PER_ANNOUNCEMENT)
             .map(|chunk| format!("{}:{}", self.origin, chunk.join(",")))
             .collect();
         self.with_client(|connection| {
             let (ids, identities, expiries, epochs) = (&ids, &identities, &expiries, &epochs);
+            let label_columns = &label_columns;
             async move {
                 connection
                     .client
                     .execute(
-                        "INSERT INTO as_enrollments (id, identity, expires_at, epoch) \
+                        "INSERT INTO as_enrollments (id, identity, expires_at, epoch, label) \
                          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], \
-                         $4::bigint[]) ON CONFLICT (id) DO NOTHING",
-                        &[ids, identities, expiries, epochs],
+                         $4::bigint[], $5::bytea[]) ON CONFLICT (id) DO NOTHING",
+                        &[ids, identities, expiries, epochs, label_columns],
                     )
                     .await
             }
@@ -318,7 +363,7 @@ impl SharedEnrollments {
     }
 
     /// The enrollment `id` (the token's digest, lowercase hex), if any frontend made it.
-    pub async fn find(&self, id: &str) -> Result<Option<JournalRecord>, String> {
+    pub async fn find(&self, id: &str) -> Result<Option<SharedEnrollment>, String> {
         let row = self
             .with_client(|connection| async move {
                 let ids = [id];
@@ -359,24 +404,32 @@ async fn prepare(config: Config, tls: MakeRustlsConnect) -> Result<Client, Strin
             )
             .await?
             .map(|row| row.get(0));
-        if version.is_none() {
-            tx.batch_execute(CREATE_TABLE).await?;
-            tx.execute(
-                "INSERT INTO schema_version (component, version) \
-                 VALUES ('as-enrollments', $1)",
-                &[&SCHEMA_VERSION],
-            )
-            .await?;
+        match version {
+            None => {
+                tx.batch_execute(CREATE_TABLE).await?;
+                tx.execute(
+                    "INSERT INTO schema_version (component, version) \
+                     VALUES ('as-enrollments', $1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .await?;
+            }
+            Some(1) => {
+                tx.batch_execute(MIGRATE_FROM_1).await?;
+                tracing::info!("enrollment table migrated from version 1 to 2 (prepared labels)");
+            }
+            Some(_) => {}
         }
         Ok(version)
     }
     .await;
     match created.map_err(|e| describe(&e))? {
-        None | Some(SCHEMA_VERSION) => {}
+        None | Some(1) | Some(SCHEMA_VERSION) => {}
         Some(found) => {
             return Err(format!(
                 "the database's enrollment table is version {found}; this build reads \
-                 version {SCHEMA_VERSION} only (a newer build wrote it?)"
+                 version {SCHEMA_VERSION} (and migrates version 1) only (a newer build wrote \
+                 it?)"
             ))
         }
     }

@@ -298,7 +298,11 @@ impl State {
     /// in the log, whose replay leaves the used record (so a lost import never makes a used
     /// token usable). This keeps a disk sync off every redemption of another frontend's
     /// token.
-    pub fn import_enrollment(&self, record: &JournalRecord) -> Result<(), StateError> {
+    pub fn import_enrollment(
+        &self,
+        record: &JournalRecord,
+        prepared_label: Option<&super::directory::LabelRow>,
+    ) -> Result<(), StateError> {
         if self.failed() || self.retired() {
             return Err(StateError::Unavailable);
         }
@@ -311,7 +315,7 @@ impl State {
             expires_at: record.expires_at,
             epoch: record.epoch,
             used_by: None,
-            prepared_label: None,
+            prepared_label: prepared_label.cloned(),
         };
         // Each written only if absent (a compare-and-swap from nothing; one that finds a
         // value leaves it): the sequencer owns existing identity records, and an existing
