@@ -115,6 +115,10 @@ fn prepare_labels(
     directory: &Directory,
     records: &[(String, String, u64)],
 ) -> Result<HashMap<String, LabelRow>, StateError> {
+    // A store that takes no enrollment refuses before any of this work.
+    if state.failed() || state.retired() {
+        return Err(StateError::Unavailable);
+    }
     let mut seen = HashSet::new();
     let mut unlogged: Vec<&str> = Vec::new();
     for (_, identity, _) in records {
