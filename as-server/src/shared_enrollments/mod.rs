@@ -30,8 +30,10 @@
 //! expires_at bigint, epoch bigint, label bytea)`, the fields of a [`JournalRecord`] and the
 //! identity's VRF label and proof prepared at enrollment (112 bytes, or null: see
 //! [`crate::state::EnrollmentRecord::prepared_label`]), so that the frontend that redeems
-//! the token need not compute them. Version 1 lacked `label`. Rows expired for more than a
-//! day are deleted at open.
+//! the token need not compute them (the label is trusted as the row is: whoever can write
+//! the table can enroll anyone, which is more; a wrong label would only make the answers for
+//! that identity fail their clients' VRF check). Version 1 lacked `label`. Rows expired for
+//! more than a day are deleted at open.
 
 use std::collections::HashMap;
 use std::future::Future;
