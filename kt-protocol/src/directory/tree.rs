@@ -139,8 +139,8 @@ impl Map {
         }
         let mut map = Map::new();
         for (b, mut leaves) in buckets.into_iter().enumerate() {
-            // Filled by pushes: without their spare room, a million leaves take about a
-            // fifth less memory.
+            // Filled by pushes, a bucket may hold room for as many leaves again: kept for
+            // good, that room would be a large part of the map's memory.
             leaves.shrink_to_fit();
             map.counts[BUCKETS + b] = leaves.len() as u64;
             map.nodes[BUCKETS + b] = subtree(&leaves, BUCKET_BITS);
