@@ -16,22 +16,29 @@ const JOURNAL_CHECKED_EVERY: u64 = 12 * 3600;
 /// ... and at least this many: small journals are not worth rewriting.
 const JOURNAL_COMPACTS_FROM: usize = 1_024;
 
+/// The generation and end a [`JOURNAL_END_KEY`] value holds, in either layout (the earlier
+/// one ends there).
+fn stored_end(value: &[u8]) -> Option<([u8; 16], u64)> {
+    if value.len() != 24 && value.len() != 32 {
+        return None;
+    }
+    let generation = value[..16].try_into().ok()?;
+    Some((
+        generation,
+        u64::from_be_bytes(value[16..24].try_into().ok()?),
+    ))
+}
+
 /// The journal position a [`JOURNAL_END_KEY`] value holds: generation, end and last
 /// record's start. A value of the earlier layout, without the last record's start, gives
 /// none, and so a start that reads the whole journal (and then writes the value anew).
 pub(super) fn stored_position(value: &[u8]) -> Option<Position> {
-    let value: &[u8; 32] = value.try_into().ok()?;
-    let number = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&value[at..at + 8]);
-        u64::from_be_bytes(bytes)
-    };
-    let mut generation = [0u8; 16];
-    generation.copy_from_slice(&value[..16]);
+    let (generation, end) = stored_end(value)?;
+    let last_start = u64::from_be_bytes(value.get(24..32)?.try_into().ok()?);
     Some(Position {
         generation,
-        end: number(16),
-        last_start: number(24),
+        end,
+        last_start,
     })
 }
 
@@ -67,16 +74,13 @@ pub(super) fn pending_enrollments(tree: &sled::Tree) -> Result<Vec<JournalRecord
 impl State {
     /// Where the store says the journal's records are all in it, if it is this journal.
     fn journal_end(&self) -> Result<Option<u64>, StateError> {
-        let Some(value) = self.tree.get(JOURNAL_END_KEY)? else {
-            return Ok(None);
-        };
-        // Generation and end; a value of the earlier layout ends there.
-        if (value.len() != 24 && value.len() != 32) || value[..16] != self.journal.generation() {
-            return Ok(None);
-        }
-        let mut end = [0u8; 8];
-        end.copy_from_slice(&value[16..24]);
-        Ok(Some(u64::from_be_bytes(end)))
+        let generation = self.journal.generation();
+        Ok(self
+            .tree
+            .get(JOURNAL_END_KEY)?
+            .and_then(|value| stored_end(&value))
+            .filter(|(stored, _)| *stored == generation)
+            .map(|(_, end)| end))
     }
 
     fn journal_end_value(position: &Position) -> Vec<u8> {
