@@ -144,6 +144,26 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// The index of the latest revocation entry a store reflects, shared by every clone of it.
+/// Guarantee: it equals the store's [`LAST_REVOCATION_KEY`] once a batch that changed it is
+/// committed ([`Overlay::commit`] sets it after sled took the batch), so that what is derived
+/// from it (the CRL) changes with the store, never before it.
+#[derive(Default)]
+struct LastRevocation(std::sync::atomic::AtomicU64);
+
+impl LastRevocation {
+    fn get(&self) -> Option<u64> {
+        self.0
+            .load(std::sync::atomic::Ordering::Acquire)
+            .checked_sub(1)
+    }
+
+    fn set(&self, index: Option<u64>) {
+        let stored = index.map_or(0, |index| index.saturating_add(1));
+        self.0.store(stored, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// The state store.
 #[derive(Clone)]
 pub struct State {
@@ -164,6 +184,10 @@ pub struct State {
     retired: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Counts [`State::check_writable`]'s writes.
     probes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// [`LAST_REVOCATION_KEY`]'s value kept in memory (index + 1; 0: none), read at open and
+    /// set by every committed batch, so that [`State::last_revocation`] needs no read of the
+    /// store, which a full disk can refuse (see [`LastRevocation`]).
+    last_revocation: std::sync::Arc<LastRevocation>,
     /// Where the directory's rows the store refuses to read are made from the log, if the
     /// store was given its log ([`State::keep_log`]).
     log_rows: Option<std::sync::Arc<log_rows::LogRows>>,
@@ -223,8 +247,11 @@ impl State {
             failed: Default::default(),
             retired: Default::default(),
             probes: Default::default(),
+            last_revocation: Default::default(),
             log_rows: None,
         };
+        let last_revocation = state.get(LAST_REVOCATION_KEY)?;
+        state.last_revocation.set(last_revocation);
         let probed = state
             .tree
             .get(PROBE_KEY)?
@@ -353,8 +380,8 @@ impl State {
 
     /// Index of the latest revocation entry the state reflects, if any: the revocations (and
     /// so the CRL) changed exactly when it did.
-    pub fn last_revocation(&self) -> Result<Option<u64>, StateError> {
-        self.get(LAST_REVOCATION_KEY)
+    pub fn last_revocation(&self) -> Option<u64> {
+        self.last_revocation.get()
     }
 
     /// The log's root hash at [`State::applied`] entries, as recorded with it (`None` in a store

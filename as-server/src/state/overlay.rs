@@ -278,6 +278,10 @@ impl Overlay<'_> {
     /// Writes the collected changes, `applied` and the log's root hash at that size as one
     /// atomic batch (not flushed: see the module doc).
     pub fn commit(self, applied: u64, root: [u8; 32]) -> Result<(), StateError> {
+        let revoked = match self.changes.get(LAST_REVOCATION_KEY) {
+            Some(value) => Some(decode::<u64>(LAST_REVOCATION_KEY, value)?),
+            None => None,
+        };
         let mut batch = sled::Batch::default();
         for (key, value) in self.changes {
             batch.insert(key, value);
@@ -285,6 +289,9 @@ impl Overlay<'_> {
         batch.insert(APPLIED_KEY, &applied.to_be_bytes());
         batch.insert(APPLIED_ROOT_KEY, &root);
         self.state.written(self.state.tree.apply_batch(batch))?;
+        if revoked.is_some() {
+            self.state.last_revocation.set(revoked);
+        }
         Ok(())
     }
 }
@@ -330,10 +337,15 @@ mod tests {
                 }),
             )
             .unwrap();
-        // Nothing is visible in the store before the commit.
+        // Nothing is visible in the store before the commit, the latest revocation included.
         assert_eq!(state.credential(&serial_hex("s1")).unwrap(), None);
+        assert_eq!(state.last_revocation(), None);
         overlay.commit(2, [2; 32]).unwrap();
         assert_eq!(state.applied().unwrap(), 2);
+        assert_eq!(state.last_revocation(), Some(1));
+        // A batch without a revocation leaves it, and every clone sees the same.
+        state.overlay().commit(2, [2; 32]).unwrap();
+        assert_eq!(state.clone().last_revocation(), Some(1));
         let identity = state.identity("a@b.co").unwrap().unwrap();
         assert_eq!(identity.status, IdentityStatus::Revoked);
         assert_eq!(identity.epoch, 1);
@@ -377,6 +389,13 @@ mod tests {
                 .epoch,
             0
         );
+        // A reopened store reads it from its record.
+        drop(state);
+        let state = crate::state::reopen_for_test(
+            &dir.path().join("state"),
+            &dir.path().join("enrollments"),
+        );
+        assert_eq!(state.last_revocation(), Some(1));
     }
 
     #[test]
