@@ -202,21 +202,22 @@ impl Directory {
     }
 
     /// The label of `identity` for a change: `known` (from the state) if it was logged before,
-    /// else one computed ahead by [`Directory::compute_label`], else computed now.
+    /// else one computed ahead by [`Directory::compute_label`], else computed now. Either way
+    /// the one kept ahead goes, so that a label kept for an identity logged meanwhile does not
+    /// hold a place in the bounded cache.
     pub fn label_for(
         &self,
         identity: &str,
         known: Option<(Label, [u8; PROOF_LEN])>,
     ) -> (Label, [u8; PROOF_LEN]) {
-        if let Some(known) = known {
-            return known;
-        }
         let cached = self
             .labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(identity);
-        cached.unwrap_or_else(|| self.keys.vrf().prove(identity))
+        known
+            .or(cached)
+            .unwrap_or_else(|| self.keys.vrf().prove(identity))
     }
 
     /// Computes the label of an identity about to be logged for the first time, outside the
@@ -749,6 +750,17 @@ mod tests {
         // A label kept for an identity is what its change takes.
         directory.keep_label("u0@b.co", computed[0]);
         assert_eq!(directory.label_for("u0@b.co", None), computed[0]);
+        let kept = || directory.labels.lock().unwrap().len();
+        assert_eq!(kept(), 0);
+        // One kept for an identity already logged: the state's label is taken, and the kept
+        // one goes with the change all the same.
+        directory.keep_label("u1@b.co", computed[1]);
+        assert_eq!(kept(), 1);
+        assert_eq!(
+            directory.label_for("u1@b.co", Some(computed[1])),
+            computed[1]
+        );
+        assert_eq!(kept(), 0);
     }
 
     #[test]

@@ -90,16 +90,20 @@ pub async fn issue(app: &AppState, request: IssueRequest) -> Result<Issued, Refu
         }
     };
     // An identity's first change needs its VRF label (a few scalar multiplications): the one
-    // its enrollment prepared, or else made here, on this request's worker, once the token
-    // and the proof hold, rather than in the sequencer that every change waits for.
-    if state
-        .label_row(&request.identity)
-        .map_err(state_refusal)?
-        .is_none()
-    {
-        match prepared_label.as_ref().and_then(LabelRow::decode) {
-            Some(label) => app.directory.keep_label(&request.identity, label),
-            None => app.directory.compute_label(&request.identity),
+    // its enrollment prepared (kept without asking the store whether the identity was logged
+    // since: the label is the same either way), or else made here, on this request's worker,
+    // once the token and the proof hold, rather than in the sequencer that every change
+    // waits for.
+    match prepared_label.as_ref().and_then(LabelRow::decode) {
+        Some(label) => app.directory.keep_label(&request.identity, label),
+        None => {
+            if state
+                .label_row(&request.identity)
+                .map_err(state_refusal)?
+                .is_none()
+            {
+                app.directory.compute_label(&request.identity);
+            }
         }
     }
     drop(state);
