@@ -156,25 +156,39 @@ impl State {
 
     /// Rewrites the journal (whose every record is `records`) without the enrollments that
     /// expired more than a day ago, when they are most of it, so that it does not grow
-    /// without bound; records that it looked at `now`.
+    /// without bound, and then removes those enrollments' rows from the store, so that it
+    /// does not either; records that it looked at `now`. No token can use such an enrollment
+    /// any more: one presented again is refused as unknown instead of expired or used.
     pub(super) fn compact_journal(
         &self,
         records: Vec<JournalRecord>,
         now: u64,
     ) -> Result<(), StateError> {
         let total = records.len();
-        let keep: Vec<JournalRecord> = records
+        let (keep, dropped): (Vec<JournalRecord>, Vec<JournalRecord>) = records
             .into_iter()
-            .filter(|r| r.expires_at.saturating_add(JOURNAL_KEEPS_EXPIRED_FOR) > now)
-            .collect();
-        let dropped = total - keep.len();
+            .partition(|r| r.expires_at.saturating_add(JOURNAL_KEEPS_EXPIRED_FOR) > now);
         self.tree.insert(JOURNAL_CHECKED_KEY, &now.to_be_bytes())?;
-        if dropped >= JOURNAL_COMPACTS_FROM && dropped * 2 >= total {
+        if dropped.len() >= JOURNAL_COMPACTS_FROM && dropped.len() * 2 >= total {
             let position = self.journal.rewrite(&keep).map_err(StateError::Journal)?;
             // Every kept record is in the store: restored above.
             self.tree
                 .insert(JOURNAL_END_KEY, State::journal_end_value(&position))?;
-            tracing::info!(dropped, kept = keep.len(), "enrollment journal compacted");
+            // Only once the journal no longer holds them: a start checks that the store holds
+            // the journal's last record it says it holds. A crash before these batches leaves
+            // rows that no token can use, as before this step existed.
+            for chunk in dropped.chunks(ENROLLMENT_CHUNK) {
+                let mut batch = sled::Batch::default();
+                for record in chunk {
+                    batch.remove(enrollment_key(&record.id));
+                }
+                self.tree.apply_batch(batch)?;
+            }
+            tracing::info!(
+                dropped = dropped.len(),
+                kept = keep.len(),
+                "long-expired enrollments removed from the enrollment journal and the store"
+            );
         }
         Ok(())
     }
@@ -398,6 +412,7 @@ mod tests {
         assert_eq!(journaled().len(), JOURNAL_COMPACTS_FROM + 1);
         // One later than that reads it whole, and drops the long-expired records.
         let state = super::reopen_for_test(&store, &journal);
+        assert!(state.enrollment(&id(0)).unwrap().is_some());
         let long_ago = crate::unix_now() - JOURNAL_CHECKED_EVERY;
         state
             .tree
@@ -409,6 +424,13 @@ mod tests {
         let kept = journaled();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].identity, "new@b.co");
+        // Their rows left the store too.
+        let state = super::reopen_for_test(&store, &journal);
+        for n in [0, 1, JOURNAL_COMPACTS_FROM - 1] {
+            assert_eq!(state.enrollment(&id(n)).unwrap(), None, "{n}");
+        }
+        assert!(state.enrollment(&id(99_999)).unwrap().is_some());
+        drop(state);
         // The new journal's records are all in the store, which says so: a start reads
         // from its last record, and the store still holds the kept enrollment.
         let state = super::reopen_for_test(&store, &journal);
