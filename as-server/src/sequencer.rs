@@ -561,19 +561,30 @@ impl Worker {
         index: u64,
         now: u64,
     ) -> Result<(EntryBody, Vec<u8>), Refusal> {
-        let body = admit(overlay, action, now, &self.config.limits)?;
-        let entry = LogEntry::new(body);
-        let entry_bytes = entry.to_bytes();
-        if update_len_bound(entry_bytes.len()) > MAX_ENTRY_LEN {
-            // Refuse this action alone; the rest of the batch goes on.
-            return Err(Refusal::new(
-                RefusalKind::Conflict,
-                format!(
-                    "the change would need a log entry of over {MAX_ENTRY_LEN} bytes (the \
-                     identity holds too many credentials)"
-                ),
-            ));
-        }
+        let admitted = admit(overlay, action, now, &self.config.limits).and_then(|body| {
+            let entry = LogEntry::new(body);
+            let entry_bytes = entry.to_bytes();
+            if update_len_bound(entry_bytes.len()) > MAX_ENTRY_LEN {
+                // Refuse this action alone; the rest of the batch goes on.
+                return Err(Refusal::new(
+                    RefusalKind::Conflict,
+                    format!(
+                        "the change would need a log entry of over {MAX_ENTRY_LEN} bytes (the \
+                         identity holds too many credentials)"
+                    ),
+                ));
+            }
+            Ok((entry, entry_bytes))
+        });
+        let (entry, entry_bytes) = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                if let Action::Issue { identity, .. } = action {
+                    self.directory.forget_label(identity);
+                }
+                return Err(refusal);
+            }
+        };
         let identity = entry.body.identity();
         let known = overlay
             .label_row(identity)

@@ -237,6 +237,15 @@ impl Directory {
         }
     }
 
+    /// Drops the label kept for `identity`, if any: its issuance was refused, so no change
+    /// takes it, and it would hold a place in the bounded cache.
+    pub fn forget_label(&self, identity: &str) {
+        self.labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(identity);
+    }
+
     /// The labels and VRF proofs of `identities`, in order, computed on every core: what an
     /// enrollment prepares for identities not logged yet, so that their issuances need not.
     pub fn compute_labels(&self, identities: &[&str]) -> Vec<(Label, [u8; PROOF_LEN])> {
@@ -754,12 +763,16 @@ mod tests {
         assert_eq!(kept(), 0);
         // One kept for an identity already logged: the state's label is taken, and the kept
         // one goes with the change all the same.
-        directory.keep_label("u1@b.co", computed[1]);
+        directory.keep_label("u1@b.co", computed[2]);
         assert_eq!(kept(), 1);
         assert_eq!(
             directory.label_for("u1@b.co", Some(computed[1])),
             computed[1]
         );
+        assert_eq!(kept(), 0);
+        // One kept for an issuance that was refused goes too.
+        directory.keep_label("u3@b.co", computed[3]);
+        directory.forget_label("u3@b.co");
         assert_eq!(kept(), 0);
     }
 

@@ -64,6 +64,11 @@ pub async fn issue(app: &AppState, request: IssueRequest) -> Result<Issued, Refu
                     "the token was already used",
                 ));
             }
+            // The sequencer decides (its clock is the one that counts), but an enrollment
+            // expired already is refused here too, before any signature work.
+            if record.expires_at <= unix_now() {
+                return Err(Refusal::new(RefusalKind::BadToken, "the token has expired"));
+            }
             record.prepared_label
         }
         _ => {
@@ -159,7 +164,10 @@ pub(super) fn sign_credential(
 }
 
 /// The enrollment `id` from the database several frontends share, taken into this frontend's
-/// state ([`State::import_enrollment`]) if another frontend made it; `None` if none did.
+/// state ([`State::import_enrollment`]) if another frontend made it; `None` if none did, or
+/// if it has expired: no token can use it any more, and this frontend's own copy of a used
+/// one may be gone (the store drops enrollments a day after they expire), so taking it in
+/// would only bring back an unused record of it.
 async fn take_in_shared(
     shared: &SharedEnrollments,
     state: &State,
@@ -168,6 +176,9 @@ async fn take_in_shared(
     let Some(found) = shared.find(&id).await.map_err(database_refusal)? else {
         return Ok(None);
     };
+    if found.record.expires_at <= unix_now() {
+        return Ok(None);
+    }
     // A few writes to the state's store (no disk sync: see `import_enrollment`).
     state
         .import_enrollment(&found.record, found.label.as_ref())

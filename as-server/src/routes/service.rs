@@ -32,7 +32,9 @@ pub async fn crl(app: web::Data<AppState>) -> Result<HttpResponse, Problem> {
         Err(refusal) => {
             let cached = app.crl.lock().unwrap_or_else(|e| e.into_inner());
             return match cached.as_ref() {
-                Some(c) if now < c.built_at + CRL_VALIDITY => Ok(crl_answer(c.der.clone())),
+                Some(c) if now < c.built_at.saturating_add(CRL_VALIDITY) => {
+                    Ok(crl_answer(c.der.clone()))
+                }
                 _ => Err(refusal.into()),
             };
         }

@@ -185,8 +185,9 @@ pub struct State {
     /// Counts [`State::check_writable`]'s writes.
     probes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// [`LAST_REVOCATION_KEY`]'s value kept in memory (index + 1; 0: none), read at open and
-    /// set by every committed batch, so that [`State::last_revocation`] needs no read of the
-    /// store, which a full disk can refuse (see [`LastRevocation`]).
+    /// set by every committed batch that holds a revocation, so that
+    /// [`State::last_revocation`] needs no read of the store, which a full disk can refuse
+    /// (see [`LastRevocation`]).
     last_revocation: std::sync::Arc<LastRevocation>,
     /// Where the directory's rows the store refuses to read are made from the log, if the
     /// store was given its log ([`State::keep_log`]).
