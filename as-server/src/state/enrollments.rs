@@ -1,6 +1,6 @@
 //! The state's side of the enrollment journal: new enrollments go to the journal (synced)
 //! before the store; journaled ones the store lacks are put back at open; long-expired ones
-//! leave the journal.
+//! leave the journal, then the store.
 
 use super::*;
 use crate::enrollment_journal::{JournalRecord, Position};
@@ -45,10 +45,7 @@ pub(super) fn stored_position(value: &[u8]) -> Option<Position> {
 /// Whether a start at `now` should read the whole journal for its expired records
 /// ([`JOURNAL_CHECKED_EVERY`]).
 pub(super) fn compaction_due(tree: &sled::Tree, now: u64) -> Result<bool, StateError> {
-    let checked = tree
-        .get(JOURNAL_CHECKED_KEY)?
-        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-        .map(u64::from_be_bytes);
+    let checked = stored_u64(tree, JOURNAL_CHECKED_KEY)?;
     Ok(checked.is_none_or(|checked| now.saturating_sub(checked) >= JOURNAL_CHECKED_EVERY))
 }
 

@@ -139,6 +139,15 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError
     })
 }
 
+/// A number the store keeps as 8 big-endian bytes (`m/applied`, `m/probe`, …), if present
+/// and of that length.
+fn stored_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, StateError> {
+    Ok(tree
+        .get(key)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes))
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // The records are plain strings, integers and enums: serializing cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
@@ -253,11 +262,7 @@ impl State {
         };
         let last_revocation = state.get(LAST_REVOCATION_KEY)?;
         state.last_revocation.set(last_revocation);
-        let probed = state
-            .tree
-            .get(PROBE_KEY)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes);
+        let probed = stored_u64(&state.tree, PROBE_KEY)?.unwrap_or(0);
         state
             .probes
             .store(probed.wrapping_add(1), std::sync::atomic::Ordering::Relaxed);
@@ -406,12 +411,7 @@ impl State {
 
     /// How many log entries the state reflects.
     pub fn applied(&self) -> Result<u64, StateError> {
-        Ok(self
-            .tree
-            .get(APPLIED_KEY)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
+        Ok(stored_u64(&self.tree, APPLIED_KEY)?.unwrap_or(0))
     }
 }
 

@@ -8,11 +8,7 @@ impl State {
     /// entry in the log exactly if it holds or held a credential (issuance), or was ever
     /// revoked (which moves its epoch), since every entry kind does one of these.
     pub(super) fn upgrade(&self) -> Result<(), StateError> {
-        let format = self
-            .tree
-            .get(FORMAT_KEY)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes);
+        let format = stored_u64(&self.tree, FORMAT_KEY)?.unwrap_or(0);
         if format >= FORMAT {
             return Ok(());
         }
